@@ -1,0 +1,27 @@
+//! The Semantically Rich Graph (SRG): Genie's intermediate representation.
+//!
+//! - [`Graph`]: op nodes over typed values ([`TensorType`] facts with static or symbolic
+//!   [`Dim`]s), with the annotation schema of [`annot`].
+//! - [`registry`]: every op, keyed by ATen overload name, with schema, inference and cost.
+//! - [`verify`]: the checks every pass must leave true.
+//! - [`Program`]: entry graphs + a content-addressed [`WeightStore`] + state bindings.
+//! - [`render`]: text dump, DOT and the JSON summary; RON through [`Program::to_ron`].
+
+pub mod annot;
+pub mod dim;
+pub mod graph;
+pub mod program;
+pub mod registry;
+pub mod render;
+pub mod types;
+pub mod verify;
+pub mod weights;
+
+pub use annot::{CostHints, EdgeRef, Modality, NodeAnn, Phase, Region, RegionId, Residency, Tag, ValueAnn};
+pub use dim::{Dim, DimError, SymRange};
+pub use graph::{Arg, Edge, Graph, GraphOutput, Node, NodeId, OutputKind, Value, ValueDef, ValueId};
+pub use program::{Port, Program, ProgramIoError, StateBinding, PROGRAM_FORMAT_VERSION};
+pub use registry::{InferError, OpClass};
+pub use types::{DType, TensorType};
+pub use verify::{verify_graph, verify_program, VerifyError};
+pub use weights::{HexBytes, WeightData, WeightEntry, WeightHash, WeightStore};

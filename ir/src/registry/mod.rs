@@ -1,0 +1,410 @@
+//! The op registry: every SRG op, keyed by its ATen overload name.
+//!
+//! An entry is one line in a table (`elementwise.rs`, `tensor.rs`, `nn.rs`, `misc.rs`): PyTorch's
+//! schema string, a shape/dtype inference function, a cost function and the op's class. Adding
+//! an op touches one entry. The executor's tch binding lives in `runtime` (only it links
+//! libtorch) and is keyed by the same name.
+
+mod elementwise;
+mod misc;
+mod nn;
+pub mod schema;
+mod shape;
+mod tensor;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::dim::Dim;
+use crate::graph::{Arg, ValueId};
+use crate::types::{DType, TensorType};
+pub use schema::{ArgError, ArgKind, ArgSpec, Returns, Schema};
+
+/// How an op treats data, which passes and the cost model rely on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Computes new data.
+    Compute,
+    /// Reinterprets its input's memory (`view`, `permute`, `expand`); moves no bytes.
+    View,
+    /// The identity at inference (`dropout` in eval, `alias`, `detach`, `clone`).
+    Identity,
+    /// A check with no outputs (`_assert_tensor_metadata`).
+    Assert,
+    /// Creates a tensor from attributes only (`arange`, `full`).
+    Creation,
+}
+
+/// Symbolic cost of one node.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OpCost {
+    pub flops: Dim,
+    pub bytes_read: Dim,
+    pub bytes_written: Dim,
+}
+
+/// Shape/dtype inference failed: the arguments do not make sense for the op.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InferError {
+    /// No registry entry under this name.
+    #[error("unknown op `{0}`")]
+    UnknownOp(String),
+    /// The arguments do not fit the op's schema.
+    #[error(transparent)]
+    Args(#[from] ArgError),
+    /// An argument references a value that does not exist.
+    #[error("{op}: argument #{index} references undefined value {value}")]
+    UndefinedValue { op: String, index: usize, value: ValueId },
+    /// The arguments fit the schema but not each other (incompatible shapes, bad dims).
+    #[error("{op}: {reason}")]
+    Invalid { op: String, reason: String },
+}
+
+impl InferError {
+    pub fn new(op: &str, reason: impl Into<String>) -> InferError {
+        InferError::Invalid { op: op.to_string(), reason: reason.into() }
+    }
+}
+
+/// Shape and dtype inference for one op.
+pub type InferFn = fn(&Call) -> Result<Vec<TensorType>, InferError>;
+/// Cost of one op given its call and inferred outputs.
+pub type CostFn = fn(&Call, &[TensorType]) -> OpCost;
+
+/// A registry entry.
+pub struct OpDef {
+    pub schema: Schema,
+    pub class: OpClass,
+    pub infer: InferFn,
+    pub cost: CostFn,
+}
+
+/// A declaration in a table, before its schema is parsed.
+pub(crate) struct OpDecl {
+    pub schema: &'static str,
+    pub class: OpClass,
+    pub infer: InferFn,
+    pub cost: CostFn,
+}
+
+/// Shorthand for table rows.
+pub(crate) const fn op(schema: &'static str, class: OpClass, infer: InferFn, cost: CostFn) -> OpDecl {
+    OpDecl { schema, class, infer, cost }
+}
+
+/// All registered ops.
+pub struct Registry {
+    ops: BTreeMap<String, OpDef>,
+}
+
+impl Registry {
+    fn build() -> Registry {
+        let mut ops = BTreeMap::new();
+        for table in [elementwise::OPS, tensor::OPS, nn::OPS, misc::OPS] {
+            for decl in table {
+                // Schemas are constants checked by `every_schema_parses`; a bad one is skipped
+                // here rather than taking the process down.
+                let Ok(schema) = Schema::parse(decl.schema) else { continue };
+                let name = schema.name.clone();
+                ops.insert(name, OpDef { schema, class: decl.class, infer: decl.infer, cost: decl.cost });
+            }
+        }
+        Registry { ops }
+    }
+
+    /// Look up an op by ATen overload name.
+    pub fn get(&self, name: &str) -> Option<&OpDef> {
+        self.ops.get(name)
+    }
+
+    /// Every op name, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.ops.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The process-wide registry.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::build)
+}
+
+/// Look up an op.
+pub fn lookup(name: &str) -> Result<&'static OpDef, InferError> {
+    registry().get(name).ok_or_else(|| InferError::UnknownOp(name.to_string()))
+}
+
+/// Infer the output types of `op` applied to `args`; `types` resolves tensor arguments.
+pub fn infer<'a>(
+    op: &str,
+    args: &'a [Arg],
+    types: &'a dyn Fn(ValueId) -> Option<&'a TensorType>,
+) -> Result<Vec<TensorType>, InferError> {
+    let def = lookup(op)?;
+    def.schema.check(args)?;
+    let call = Call::new(def, args, types)?;
+    let out = (def.infer)(&call)?;
+    if let Returns::Fixed(n) = def.schema.returns {
+        if out.len() != n {
+            return Err(InferError::new(op, format!("inference gave {} outputs, schema says {n}", out.len())));
+        }
+    }
+    Ok(out)
+}
+
+/// The symbolic cost of `op` applied to `args` with the given output types.
+pub fn cost<'a>(
+    op: &str,
+    args: &'a [Arg],
+    types: &'a dyn Fn(ValueId) -> Option<&'a TensorType>,
+    outputs: &[TensorType],
+) -> Result<OpCost, InferError> {
+    let def = lookup(op)?;
+    let call = Call::new(def, args, types)?;
+    Ok((def.cost)(&call, outputs))
+}
+
+/// An op applied to arguments, with typed accessors used by inference and cost functions.
+pub struct Call<'a> {
+    pub op: &'a str,
+    pub args: &'a [Arg],
+    tensor_types: Vec<Option<Vec<&'a TensorType>>>,
+}
+
+/// A Scalar argument's kind, for type promotion.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ScalarArg {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Sym,
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        def: &'a OpDef,
+        args: &'a [Arg],
+        types: &'a dyn Fn(ValueId) -> Option<&'a TensorType>,
+    ) -> Result<Call<'a>, InferError> {
+        let op = def.schema.name.as_str();
+        let mut tensor_types = Vec::with_capacity(args.len());
+        for (index, a) in args.iter().enumerate() {
+            let resolve =
+                |v: ValueId| types(v).ok_or_else(|| InferError::UndefinedValue { op: op.to_string(), index, value: v });
+            tensor_types.push(match a {
+                Arg::Tensor(v) => Some(vec![resolve(*v)?]),
+                Arg::Tensors(vs) => Some(vs.iter().map(|v| resolve(*v)).collect::<Result<_, _>>()?),
+                Arg::OptTensors(vs) => Some(vs.iter().flatten().map(|v| resolve(*v)).collect::<Result<_, _>>()?),
+                _ => None,
+            });
+        }
+        Ok(Call { op, args, tensor_types })
+    }
+
+    /// An error naming this op.
+    pub fn err(&self, reason: impl Into<String>) -> InferError {
+        InferError::new(self.op, reason)
+    }
+
+    fn arg(&self, i: usize) -> Result<&'a Arg, InferError> {
+        self.args.get(i).ok_or_else(|| self.err(format!("missing argument #{i}")))
+    }
+
+    /// The tensor argument at `i`.
+    pub fn tensor(&self, i: usize) -> Result<&'a TensorType, InferError> {
+        match self.tensor_types.get(i) {
+            Some(Some(ts)) if matches!(self.args[i], Arg::Tensor(_)) => Ok(ts[0]),
+            _ => Err(self.err(format!("argument #{i} is not a tensor"))),
+        }
+    }
+
+    /// An optional tensor argument.
+    pub fn opt_tensor(&self, i: usize) -> Result<Option<&'a TensorType>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            _ => self.tensor(i).map(Some),
+        }
+    }
+
+    /// A tensor list (`Tensor[]`, or the present elements of `Tensor?[]`).
+    pub fn tensors(&self, i: usize) -> Result<Vec<&'a TensorType>, InferError> {
+        match self.tensor_types.get(i) {
+            Some(Some(ts)) => Ok(ts.clone()),
+            _ => Err(self.err(format!("argument #{i} is not a tensor list"))),
+        }
+    }
+
+    /// `Tensor?[]` with its holes.
+    pub fn opt_tensors(&self, i: usize) -> Result<Vec<Option<&'a TensorType>>, InferError> {
+        let present = self.tensors(i)?;
+        match self.arg(i)? {
+            Arg::OptTensors(vs) => {
+                let mut it = present.into_iter();
+                Ok(vs.iter().map(|v| v.and_then(|_| it.next())).collect())
+            }
+            Arg::Tensors(_) => Ok(present.into_iter().map(Some).collect()),
+            _ => Err(self.err(format!("argument #{i} is not a tensor list"))),
+        }
+    }
+
+    /// A static int.
+    pub fn int(&self, i: usize) -> Result<i64, InferError> {
+        match self.arg(i)? {
+            Arg::Int(v) => Ok(*v),
+            Arg::Bool(b) => Ok(*b as i64),
+            other => Err(self.err(format!("argument #{i} should be a static int, got {other:?}"))),
+        }
+    }
+
+    /// An int that may be symbolic.
+    pub fn sym_int(&self, i: usize) -> Result<Dim, InferError> {
+        match self.arg(i)? {
+            Arg::Int(v) => Ok(Dim::constant(*v)),
+            Arg::SymInt(d) => Ok(d.clone()),
+            other => Err(self.err(format!("argument #{i} should be an int, got {other:?}"))),
+        }
+    }
+
+    /// An optional int that may be symbolic.
+    pub fn opt_sym_int(&self, i: usize) -> Result<Option<Dim>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            _ => self.sym_int(i).map(Some),
+        }
+    }
+
+    /// An optional static int.
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+
+    /// A static int list.
+    pub fn ints(&self, i: usize) -> Result<Vec<i64>, InferError> {
+        match self.arg(i)? {
+            Arg::Ints(v) => Ok(v.clone()),
+            Arg::Int(v) => Ok(vec![*v]),
+            other => Err(self.err(format!("argument #{i} should be a static int list, got {other:?}"))),
+        }
+    }
+
+    /// An optional static int list.
+    pub fn opt_ints(&self, i: usize) -> Result<Option<Vec<i64>>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            _ => self.ints(i).map(Some),
+        }
+    }
+
+    /// An int list whose elements may be symbolic.
+    pub fn sym_ints(&self, i: usize) -> Result<Vec<Dim>, InferError> {
+        match self.arg(i)? {
+            Arg::Ints(v) => Ok(v.iter().map(|&x| Dim::constant(x)).collect()),
+            Arg::SymInts(v) => Ok(v.clone()),
+            Arg::Int(v) => Ok(vec![Dim::constant(*v)]),
+            Arg::SymInt(d) => Ok(vec![d.clone()]),
+            other => Err(self.err(format!("argument #{i} should be an int list, got {other:?}"))),
+        }
+    }
+
+    /// A float (ints accepted).
+    pub fn float(&self, i: usize) -> Result<f64, InferError> {
+        match self.arg(i)? {
+            Arg::Float(v) => Ok(*v),
+            Arg::Int(v) => Ok(*v as f64),
+            other => Err(self.err(format!("argument #{i} should be a float, got {other:?}"))),
+        }
+    }
+
+    /// A bool.
+    pub fn bool(&self, i: usize) -> Result<bool, InferError> {
+        match self.arg(i)? {
+            Arg::Bool(v) => Ok(*v),
+            other => Err(self.err(format!("argument #{i} should be a bool, got {other:?}"))),
+        }
+    }
+
+    /// An optional bool.
+    pub fn opt_bool(&self, i: usize) -> Result<Option<bool>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            _ => self.bool(i).map(Some),
+        }
+    }
+
+    /// A string.
+    pub fn str(&self, i: usize) -> Result<&'a str, InferError> {
+        match self.arg(i)? {
+            Arg::Str(s) => Ok(s),
+            other => Err(self.err(format!("argument #{i} should be a string, got {other:?}"))),
+        }
+    }
+
+    /// An optional dtype.
+    pub fn opt_dtype(&self, i: usize) -> Result<Option<DType>, InferError> {
+        match self.arg(i)? {
+            Arg::None => Ok(None),
+            Arg::DType(d) => Ok(Some(*d)),
+            other => Err(self.err(format!("argument #{i} should be a dtype, got {other:?}"))),
+        }
+    }
+
+    /// A Scalar argument.
+    pub fn scalar(&self, i: usize) -> Result<ScalarArg, InferError> {
+        match self.arg(i)? {
+            Arg::Int(v) => Ok(ScalarArg::Int(*v)),
+            Arg::Float(v) => Ok(ScalarArg::Float(*v)),
+            Arg::Bool(v) => Ok(ScalarArg::Bool(*v)),
+            Arg::SymInt(_) => Ok(ScalarArg::Sym),
+            other => Err(self.err(format!("argument #{i} should be a scalar, got {other:?}"))),
+        }
+    }
+
+    /// Every tensor type among the arguments, in order.
+    pub fn all_tensor_inputs(&self) -> Vec<&'a TensorType> {
+        self.tensor_types.iter().flatten().flatten().copied().collect()
+    }
+
+    /// Normalise a possibly negative dim index against `rank`.
+    pub fn dim_index(&self, dim: i64, rank: usize) -> Result<usize, InferError> {
+        let r = rank.max(1) as i64;
+        let d = if dim < 0 { dim + r } else { dim };
+        if d < 0 || d >= r {
+            return Err(self.err(format!("dim {dim} out of range for rank {rank}")));
+        }
+        Ok(d as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_parses_and_names_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for table in [elementwise::OPS, tensor::OPS, nn::OPS, misc::OPS] {
+            for decl in table {
+                let schema = Schema::parse(decl.schema).unwrap_or_else(|e| panic!("{e}"));
+                assert!(seen.insert(schema.name.clone()), "{} registered twice", schema.name);
+            }
+        }
+        assert_eq!(registry().len(), seen.len());
+    }
+
+    #[test]
+    fn unknown_op_is_a_typed_error() {
+        let types = |_: ValueId| None;
+        assert_eq!(infer("aten.nope.default", &[], &types), Err(InferError::UnknownOp("aten.nope.default".into())));
+    }
+}

@@ -1,0 +1,631 @@
+//! Linear algebra, convolution, normalisation, softmax, attention, embedding, pooling.
+
+use super::shape::*;
+use super::{op, Call, InferError, OpClass::Compute, OpCost, OpDecl};
+use crate::dim::Dim;
+use crate::types::{promote, DType, TensorType};
+
+fn matmul_dtype(c: &Call, a: &TensorType, b: &TensorType) -> Result<DType, InferError> {
+    if a.dtype != b.dtype {
+        return Err(c.err(format!("matmul of {} and {}", a.dtype, b.dtype)));
+    }
+    Ok(a.dtype)
+}
+
+fn check_inner(c: &Call, k1: &Dim, k2: &Dim) -> Result<(), InferError> {
+    if let (Some(x), Some(y)) = (k1.as_const(), k2.as_const()) {
+        if x != y {
+            return Err(c.err(format!("inner dimensions differ: {x} vs {y}")));
+        }
+    }
+    Ok(())
+}
+
+fn mm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (a, b) = (c.tensor(0)?, c.tensor(1)?);
+    if a.rank() != 2 || b.rank() != 2 {
+        return Err(c.err("mm expects 2-D tensors"));
+    }
+    check_inner(c, &a.shape[1], &b.shape[0])?;
+    Ok(vec![TensorType::with_dims(matmul_dtype(c, a, b)?, vec![a.shape[0].clone(), b.shape[1].clone()])])
+}
+
+fn bmm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (a, b) = (c.tensor(0)?, c.tensor(1)?);
+    if a.rank() != 3 || b.rank() != 3 {
+        return Err(c.err("bmm expects 3-D tensors"));
+    }
+    check_inner(c, &a.shape[2], &b.shape[1])?;
+    let batch = broadcast(c, &a.shape[..1], &b.shape[..1])?;
+    Ok(vec![TensorType::with_dims(
+        matmul_dtype(c, a, b)?,
+        vec![batch[0].clone(), a.shape[1].clone(), b.shape[2].clone()],
+    )])
+}
+
+/// `addmm(self, mat1, mat2)` / `baddbmm(self, batch1, batch2)`: the product, with `self` broadcast to it.
+fn add_product(
+    c: &Call,
+    product: fn(&Call, usize) -> Result<Vec<TensorType>, InferError>,
+) -> Result<Vec<TensorType>, InferError> {
+    let bias = c.tensor(0)?;
+    let out = product(c, 1)?;
+    let shape = broadcast(c, &bias.shape, &out[0].shape)?;
+    if shape.len() != out[0].rank() {
+        return Err(c.err("bias has more dims than the product"));
+    }
+    Ok(vec![TensorType::with_dims(out[0].dtype, out[0].shape.clone())])
+}
+
+fn mm_at(c: &Call, i: usize) -> Result<Vec<TensorType>, InferError> {
+    let (a, b) = (c.tensor(i)?, c.tensor(i + 1)?);
+    if a.rank() != 2 || b.rank() != 2 {
+        return Err(c.err("expects 2-D matrices"));
+    }
+    check_inner(c, &a.shape[1], &b.shape[0])?;
+    Ok(vec![TensorType::with_dims(matmul_dtype(c, a, b)?, vec![a.shape[0].clone(), b.shape[1].clone()])])
+}
+
+fn bmm_at(c: &Call, i: usize) -> Result<Vec<TensorType>, InferError> {
+    let (a, b) = (c.tensor(i)?, c.tensor(i + 1)?);
+    if a.rank() != 3 || b.rank() != 3 {
+        return Err(c.err("expects 3-D batches"));
+    }
+    check_inner(c, &a.shape[2], &b.shape[1])?;
+    Ok(vec![TensorType::with_dims(
+        matmul_dtype(c, a, b)?,
+        vec![a.shape[0].clone(), a.shape[1].clone(), b.shape[2].clone()],
+    )])
+}
+
+fn addmm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    add_product(c, mm_at)
+}
+
+fn baddbmm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    add_product(c, bmm_at)
+}
+
+/// `torch.matmul` shape rules, shared with `linear`.
+pub(super) fn matmul_shape(c: &Call, a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, InferError> {
+    if a.is_empty() || b.is_empty() {
+        return Err(c.err("matmul operands must be at least 1-D"));
+    }
+    let (mut a2, mut b2) = (a.to_vec(), b.to_vec());
+    let a_vec = a.len() == 1;
+    let b_vec = b.len() == 1;
+    if a_vec {
+        a2.insert(0, Dim::constant(1));
+    }
+    if b_vec {
+        b2.push(Dim::constant(1));
+    }
+    let (ra, rb) = (a2.len(), b2.len());
+    check_inner(c, &a2[ra - 1], &b2[rb - 2])?;
+    let mut shape = broadcast(c, &a2[..ra - 2], &b2[..rb - 2])?;
+    if !a_vec {
+        shape.push(a2[ra - 2].clone());
+    }
+    if !b_vec {
+        shape.push(b2[rb - 1].clone());
+    }
+    Ok(shape)
+}
+
+fn matmul(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (a, b) = (c.tensor(0)?, c.tensor(1)?);
+    Ok(vec![TensorType::with_dims(matmul_dtype(c, a, b)?, matmul_shape(c, &a.shape, &b.shape)?)])
+}
+
+fn linear(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (x, w) = (c.tensor(0)?, c.tensor(1)?);
+    if w.rank() > 2 || w.rank() == 0 {
+        return Err(c.err("linear weight must be 1-D or 2-D"));
+    }
+    let wt: Vec<Dim> = w.shape.iter().rev().cloned().collect();
+    let shape = matmul_shape(c, &x.shape, &wt)?;
+    if let Some(b) = c.opt_tensor(2)? {
+        let out = broadcast(c, &shape, &b.shape)?;
+        if out.len() != shape.len() {
+            return Err(c.err("linear bias has too many dims"));
+        }
+    }
+    Ok(vec![TensorType::with_dims(matmul_dtype(c, x, w)?, shape)])
+}
+
+/// 2·M·N·K FLOPs for every matrix product: `numel(out) * 2 * K`.
+fn cost_matmul(c: &Call, outs: &[TensorType]) -> OpCost {
+    let inputs = c.all_tensor_inputs();
+    // The contraction length is the last dim of the first matrix operand (skipping a bias).
+    let first_matrix = match c.op {
+        "aten.addmm.default" | "aten.baddbmm.default" | "aten.addbmm.default" => inputs.get(1),
+        _ => inputs.first(),
+    };
+    let k = first_matrix.and_then(|t| t.shape.last().cloned()).unwrap_or(Dim::constant(1));
+    OpCost {
+        flops: outs.first().map(|o| o.numel().mul(&k).scale(2)).unwrap_or_default(),
+        bytes_read: bytes_of(&inputs),
+        bytes_written: out_bytes(outs),
+    }
+}
+
+fn conv_common(
+    c: &Call,
+    stride_i: usize,
+    pad: Option<Vec<Dim>>,
+    dilation_i: usize,
+    transposed: bool,
+    output_padding: Vec<Dim>,
+    groups: i64,
+) -> Result<Vec<TensorType>, InferError> {
+    let (x, w) = (c.tensor(0)?, c.tensor(1)?);
+    let spatial =
+        w.rank().checked_sub(2).filter(|s| *s >= 1).ok_or_else(|| c.err("conv weight must be at least 3-D"))?;
+    let batched = x.rank() == spatial + 2;
+    if !batched && x.rank() != spatial + 1 {
+        return Err(c.err(format!("conv input of rank {} for a {}-D kernel", x.rank(), spatial)));
+    }
+    if groups <= 0 {
+        return Err(c.err("groups must be positive"));
+    }
+    let list = |i: usize, what: &str| -> Result<Vec<i64>, InferError> {
+        let v = c
+            .sym_ints(i)?
+            .iter()
+            .map(Dim::as_const)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| c.err(format!("symbolic {what}")))?;
+        Ok(if v.len() == 1 { vec![v[0]; spatial] } else { v })
+    };
+    let stride = list(stride_i, "stride")?;
+    let dilation = list(dilation_i, "dilation")?;
+    if stride.len() != spatial || dilation.len() != spatial {
+        return Err(c.err("stride/dilation length does not match the kernel"));
+    }
+    let off = if batched { 2 } else { 1 };
+    let cin = &x.shape[off - 1];
+    let expect_cin = if transposed { w.shape[0].clone() } else { w.shape[1].scale(groups) };
+    if let (Some(a), Some(b)) = (cin.as_const(), expect_cin.as_const()) {
+        if a != b {
+            return Err(c.err(format!("input has {a} channels, weight expects {b}")));
+        }
+    }
+    let cout = if transposed { w.shape[1].scale(groups) } else { w.shape[0].clone() };
+    let mut shape = Vec::new();
+    if batched {
+        shape.push(x.shape[0].clone());
+    }
+    shape.push(cout);
+    for i in 0..spatial {
+        let n = &x.shape[off + i];
+        let k = w.shape[2 + i].as_const().ok_or_else(|| c.err("symbolic kernel size"))?;
+        let out = match &pad {
+            None => n.add(&Dim::constant(stride[i] - 1)).floor_div(&Dim::constant(stride[i])), // "same"
+            Some(p) => {
+                let p = p.get(i).or(p.first()).and_then(Dim::as_const).ok_or_else(|| c.err("symbolic padding"))?;
+                if transposed {
+                    let op = output_padding.get(i).or(output_padding.first()).and_then(Dim::as_const).unwrap_or(0);
+                    n.sub(&Dim::constant(1))
+                        .scale(stride[i])
+                        .add(&Dim::constant(-2 * p + dilation[i] * (k - 1) + op + 1))
+                } else {
+                    window_out(n, k, stride[i], p, dilation[i], false)
+                }
+            }
+        };
+        if out.as_const().is_some_and(|v| v <= 0) {
+            return Err(c.err(format!("output spatial size {out} is not positive")));
+        }
+        shape.push(out);
+    }
+    if let Some(b) = c.opt_tensor(2)? {
+        if b.rank() != 1 {
+            return Err(c.err("conv bias must be 1-D"));
+        }
+    }
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+/// `conv1d/2d/3d(input, weight, bias, stride, padding, dilation, groups)`.
+fn conv_nd(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let groups = c.int(6)?;
+    conv_common(c, 3, Some(c.sym_ints(4)?), 5, false, vec![], groups)
+}
+
+/// `conv2d.padding(..., str padding, ...)`: "same" or "valid".
+fn conv_nd_padding_str(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let groups = c.int(6)?;
+    let pad = match c.str(4)? {
+        "valid" => Some(vec![Dim::constant(0)]),
+        "same" => None,
+        other => return Err(c.err(format!("unknown padding mode `{other}`"))),
+    };
+    conv_common(c, 3, pad, 5, false, vec![], groups)
+}
+
+/// `convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)`.
+fn convolution(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let groups = c.int(8)?;
+    conv_common(c, 3, Some(c.sym_ints(4)?), 5, c.bool(6)?, c.sym_ints(7)?, groups)
+}
+
+/// `conv_transpose2d.input(input, weight, bias, stride, padding, output_padding, groups, dilation)`.
+fn conv_transpose(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let groups = c.int(6)?;
+    conv_common(c, 3, Some(c.sym_ints(4)?), 7, true, c.sym_ints(5)?, groups)
+}
+
+fn cost_conv(c: &Call, outs: &[TensorType]) -> OpCost {
+    let inputs = c.all_tensor_inputs();
+    // Each output element: 2 · (Cin/groups) · prod(kernel) FLOPs = 2 · prod(weight.shape[1..]).
+    let per_out = inputs.get(1).map(|w| product(&w.shape[1..])).unwrap_or(Dim::constant(1));
+    OpCost {
+        flops: outs.first().map(|o| o.numel().mul(&per_out).scale(2)).unwrap_or_default(),
+        bytes_read: bytes_of(&inputs),
+        bytes_written: out_bytes(outs),
+    }
+}
+
+fn check_affine(c: &Call, x: &TensorType, norm: &[Dim], i: usize) -> Result<(), InferError> {
+    if let Some(w) = c.opt_tensor(i)? {
+        if w.shape.len() != norm.len() {
+            return Err(c.err(format!("norm weight has rank {}, normalized_shape has {}", w.rank(), norm.len())));
+        }
+    }
+    if norm.len() > x.rank() {
+        return Err(c.err("normalized_shape longer than the input's rank"));
+    }
+    for (a, b) in x.shape[x.rank() - norm.len()..].iter().zip(norm) {
+        if let (Some(p), Some(q)) = (a.as_const(), b.as_const()) {
+            if p != q {
+                return Err(c.err(format!("input trailing dims do not match normalized_shape {}", fmt_shape(norm))));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn layer_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let norm = c.sym_ints(1)?;
+    check_affine(c, x, &norm, 2)?;
+    Ok(vec![x.clone()])
+}
+
+fn native_layer_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let norm = c.sym_ints(1)?;
+    check_affine(c, x, &norm, 2)?;
+    let keep = x.rank() - norm.len();
+    let mut stat: Vec<Dim> = x.shape[..keep].to_vec();
+    stat.extend(std::iter::repeat_n(Dim::constant(1), norm.len()));
+    let stat_dtype = if x.dtype == DType::Float16 || x.dtype == DType::Bfloat16 { DType::Float32 } else { x.dtype };
+    Ok(vec![x.clone(), TensorType::with_dims(stat_dtype, stat.clone()), TensorType::with_dims(stat_dtype, stat)])
+}
+
+fn rms_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let norm = c.sym_ints(1)?;
+    check_affine(c, x, &norm, 2)?;
+    Ok(vec![x.clone()])
+}
+
+fn group_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    if x.rank() < 2 {
+        return Err(c.err("group_norm input must be at least 2-D"));
+    }
+    let groups = c.int(1)?;
+    if let Some(ch) = x.shape[1].as_const() {
+        if groups <= 0 || ch % groups != 0 {
+            return Err(c.err(format!("{ch} channels are not divisible into {groups} groups")));
+        }
+    }
+    Ok(vec![x.clone()])
+}
+
+/// `native_group_norm(input, weight, bias, N, C, HxW, group, eps)` → (out, mean [N, G], rstd [N, G]).
+fn native_group_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let stat = TensorType::with_dims(x.dtype, vec![c.sym_int(3)?, Dim::constant(c.int(6)?)]);
+    Ok(vec![x.clone(), stat.clone(), stat])
+}
+
+fn batch_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    if x.rank() < 2 {
+        return Err(c.err("batch_norm input must be at least 2-D"));
+    }
+    for i in 1..5 {
+        if let Some(t) = c.opt_tensor(i)? {
+            if t.rank() != 1 {
+                return Err(c.err("batch_norm parameters must be 1-D"));
+            }
+            if let (Some(a), Some(b)) = (t.shape[0].as_const(), x.shape[1].as_const()) {
+                if a != b {
+                    return Err(c.err(format!("batch_norm parameter of size {a} for {b} channels")));
+                }
+            }
+        }
+    }
+    Ok(vec![x.clone()])
+}
+
+/// `_native_batch_norm_legit_no_training` → (out, save_mean [0], save_invstd [0]).
+fn native_batch_norm_no_training(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = batch_norm(c)?;
+    let empty = TensorType::new(out[0].dtype, &[0]);
+    Ok(vec![out[0].clone(), empty.clone(), empty])
+}
+
+fn softmax(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    c.dim_index(c.int(1)?, x.rank())?;
+    let dtype = match c.args.get(2) {
+        Some(crate::graph::Arg::DType(d)) => *d,
+        Some(crate::graph::Arg::Bool(true)) if x.dtype == DType::Float16 => DType::Float32,
+        _ => float_of(x.dtype),
+    };
+    Ok(vec![x.with_dtype(dtype)])
+}
+
+fn embedding(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (w, ix) = (c.tensor(0)?, c.tensor(1)?);
+    if w.rank() != 2 {
+        return Err(c.err("embedding weight must be 2-D"));
+    }
+    if !ix.dtype.is_integral() {
+        return Err(c.err(format!("embedding indices must be integers, got {}", ix.dtype)));
+    }
+    let mut shape = ix.shape.clone();
+    shape.push(w.shape[1].clone());
+    Ok(vec![TensorType::with_dims(w.dtype, shape)])
+}
+
+fn cost_embedding(c: &Call, outs: &[TensorType]) -> OpCost {
+    // A gather reads as many weight bytes as it writes, not the whole table.
+    let inputs = c.all_tensor_inputs();
+    let ix = inputs.get(1).map(|t| t.bytes()).unwrap_or_default();
+    OpCost { flops: Dim::constant(0), bytes_read: out_bytes(outs).add(&ix), bytes_written: out_bytes(outs) }
+}
+
+/// `scaled_dot_product_attention(q [.., L, E], k [.., S, E], v [.., S, Ev])` → [.., L, Ev].
+fn sdpa(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (q, k, v) = (c.tensor(0)?, c.tensor(1)?, c.tensor(2)?);
+    if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
+        return Err(c.err("attention inputs must be at least 2-D"));
+    }
+    let (rq, rk) = (q.rank(), k.rank());
+    check_inner(c, &q.shape[rq - 1], &k.shape[rk - 1])?;
+    check_inner(c, &k.shape[rk - 2], &v.shape[v.rank() - 2])?;
+    if let Some(m) = c.opt_tensor(3)? {
+        let scores = {
+            let mut s = q.shape[..rq - 1].to_vec();
+            s.push(k.shape[rk - 2].clone());
+            s
+        };
+        // The mask broadcasts to the score matrix; with grouped-query attention heads differ.
+        if m.rank() > scores.len() {
+            return Err(c.err("attention mask has too many dims"));
+        }
+    }
+    let mut shape = q.shape[..rq - 1].to_vec();
+    shape.push(v.shape[v.rank() - 1].clone());
+    Ok(vec![TensorType::with_dims(promote(q.dtype, v.dtype), shape)])
+}
+
+fn cost_sdpa(c: &Call, outs: &[TensorType]) -> OpCost {
+    let inputs = c.all_tensor_inputs();
+    let (Some(q), Some(k)) = (inputs.first(), inputs.get(1)) else {
+        return OpCost::default();
+    };
+    let e = q.shape.last().cloned().unwrap_or(Dim::constant(1));
+    let s = k.shape.get(k.rank().saturating_sub(2)).cloned().unwrap_or(Dim::constant(1));
+    let ev = outs.first().and_then(|o| o.shape.last().cloned()).unwrap_or(Dim::constant(1));
+    // Scores: numel(q)/E · S entries; QKᵀ costs 2·E each, softmax ~5, PV 2·Ev.
+    let rows = q.numel().div_exact(&e).unwrap_or_else(|| q.numel());
+    let scores = rows.mul(&s);
+    let flops = scores.mul(&e.scale(2).add(&ev.scale(2)).add(&Dim::constant(5)));
+    OpCost { flops, bytes_read: bytes_of(&inputs), bytes_written: out_bytes(outs) }
+}
+
+/// Shared by max/avg pooling: `(input, kernel, stride, padding, dilation, ceil_mode)`.
+fn pool(
+    c: &Call,
+    dims: usize,
+    k_i: usize,
+    s_i: usize,
+    p_i: usize,
+    d_i: Option<usize>,
+    ceil_i: usize,
+) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    if x.rank() != dims + 1 && x.rank() != dims + 2 {
+        return Err(c.err(format!("{dims}-D pooling of a rank-{} input", x.rank())));
+    }
+    let expand = |v: Vec<i64>, default: Vec<i64>| -> Vec<i64> {
+        match v.len() {
+            0 => default,
+            1 => vec![v[0]; dims],
+            _ => v,
+        }
+    };
+    let k = expand(c.ints(k_i)?, vec![1; dims]);
+    let s = expand(c.ints(s_i)?, k.clone());
+    let p = expand(c.ints(p_i)?, vec![0; dims]);
+    let d = match d_i {
+        Some(i) => expand(c.ints(i)?, vec![1; dims]),
+        None => vec![1; dims],
+    };
+    if [&k, &s, &p, &d].iter().any(|v| v.len() != dims) {
+        return Err(c.err("pooling parameter length does not match the input"));
+    }
+    if k.iter().chain(&s).chain(&d).any(|&v| v <= 0) || p.iter().zip(&k).any(|(&pp, &kk)| pp < 0 || pp * 2 > kk) {
+        return Err(c.err("invalid pooling kernel, stride or padding"));
+    }
+    let ceil = c.bool(ceil_i)?;
+    let off = x.rank() - dims;
+    let mut shape = x.shape[..off].to_vec();
+    for i in 0..dims {
+        let out = window_out(&x.shape[off + i], k[i], s[i], p[i], d[i], ceil);
+        if out.as_const().is_some_and(|v| v <= 0) {
+            return Err(c.err(format!("pooling output size {out} is not positive")));
+        }
+        shape.push(out);
+    }
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn max_pool1d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 1, 1, 2, 3, Some(4), 5)
+}
+fn max_pool2d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 2, 1, 2, 3, Some(4), 5)
+}
+fn max_pool3d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 3, 1, 2, 3, Some(4), 5)
+}
+fn max_pool2d_with_indices(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = max_pool2d(c)?;
+    Ok(vec![out[0].clone(), out[0].with_dtype(DType::Int64)])
+}
+fn avg_pool1d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 1, 1, 2, 3, None, 4)
+}
+fn avg_pool2d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 2, 1, 2, 3, None, 4)
+}
+fn avg_pool3d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    pool(c, 3, 1, 2, 3, None, 4)
+}
+
+fn cost_pool(c: &Call, outs: &[TensorType]) -> OpCost {
+    let kernel: i64 = c.ints(1).map(|k| k.iter().product()).unwrap_or(1).max(1);
+    streaming_cost(c, outs, kernel)
+}
+
+fn adaptive_pool(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let size = c.sym_ints(1)?;
+    if x.rank() != size.len() + 1 && x.rank() != size.len() + 2 {
+        return Err(c.err(format!("adaptive pooling to {} dims of a rank-{} input", size.len(), x.rank())));
+    }
+    let mut shape = x.shape[..x.rank() - size.len()].to_vec();
+    shape.extend(size);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn adaptive_max_pool(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = adaptive_pool(c)?;
+    Ok(vec![out[0].clone(), out[0].with_dtype(DType::Int64)])
+}
+
+/// `upsample_*.vec(input, output_size?, [align_corners,] scale_factors?)`.
+fn upsample(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let scales_i = c.args.len() - 1;
+    let spatial =
+        x.rank().checked_sub(2).filter(|s| *s > 0).ok_or_else(|| c.err("upsample input must be at least 3-D"))?;
+    let mut shape = x.shape[..2].to_vec();
+    match (&c.args[1], &c.args[scales_i]) {
+        (crate::graph::Arg::None, crate::graph::Arg::Floats(f)) => {
+            if f.len() != spatial {
+                return Err(c.err("scale_factors length does not match the input"));
+            }
+            for (i, s) in f.iter().enumerate() {
+                let n = x.shape[2 + i].as_const().ok_or_else(|| c.err("scaling a symbolic dim"))?;
+                shape.push(Dim::constant((n as f64 * s).floor() as i64));
+            }
+        }
+        (crate::graph::Arg::None, _) => return Err(c.err("upsample needs output_size or scale_factors")),
+        _ => {
+            let size = c.sym_ints(1)?;
+            if size.len() != spatial {
+                return Err(c.err("output_size length does not match the input"));
+            }
+            shape.extend(size);
+        }
+    }
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn glu(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let d = c.dim_index(c.int(1)?, x.rank())?;
+    let mut shape = x.shape.clone();
+    if shape[d].as_const().is_some_and(|v| v % 2 != 0) {
+        return Err(c.err("glu halves an odd dimension"));
+    }
+    shape[d] = shape[d].floor_div(&Dim::constant(2));
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn pixel_shuffle(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let r = c.int(1)?;
+    if x.rank() < 3 || r <= 0 {
+        return Err(c.err("pixel_shuffle needs a rank >= 3 input and a positive factor"));
+    }
+    let n = x.rank();
+    let mut shape = x.shape.clone();
+    let ch = shape[n - 3].as_const();
+    if ch.is_some_and(|v| v % (r * r) != 0) {
+        return Err(c.err("channels not divisible by upscale_factor²"));
+    }
+    shape[n - 3] = shape[n - 3].floor_div(&Dim::constant(r * r));
+    shape[n - 2] = shape[n - 2].scale(r);
+    shape[n - 1] = shape[n - 1].scale(r);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+/// Every neural-network op.
+pub(super) const OPS: &[OpDecl] = &[
+    // Matrix products.
+    op("aten::mm(Tensor self, Tensor mat2) -> Tensor", Compute, mm, cost_matmul),
+    op("aten::bmm(Tensor self, Tensor mat2) -> Tensor", Compute, bmm, cost_matmul),
+    op("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, addmm, cost_matmul),
+    op("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, baddbmm, cost_matmul),
+    op("aten::matmul(Tensor self, Tensor other) -> Tensor", Compute, matmul, cost_matmul),
+    op("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", Compute, linear, cost_matmul),
+    // Convolution.
+    op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=1, SymInt[3] padding=0, SymInt[3] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, str padding=\"valid\", SymInt[2] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd_padding_str, cost_conv),
+    op("aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor", Compute, convolution, cost_conv),
+    op("aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] output_padding=0, SymInt groups=1, SymInt[1] dilation=1) -> Tensor", Compute, conv_transpose, cost_conv),
+    op("aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] output_padding=0, SymInt groups=1, SymInt[2] dilation=1) -> Tensor", Compute, conv_transpose, cost_conv),
+    // Normalisation.
+    op("aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enable=True) -> Tensor", Compute, layer_norm, cost_normalize),
+    op("aten::native_layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_layer_norm, cost_normalize),
+    op("aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor", Compute, rms_norm, cost_normalize),
+    op("aten::group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enabled=True) -> Tensor", Compute, group_norm, cost_normalize),
+    op("aten::native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_group_norm, cost_normalize),
+    op("aten::batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps, bool cudnn_enabled) -> Tensor", Compute, batch_norm, cost_normalize),
+    op("aten::_native_batch_norm_legit_no_training(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_batch_norm_no_training, cost_normalize),
+    op("aten::instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool use_input_stats, float momentum, float eps, bool cudnn_enabled) -> Tensor", Compute, batch_norm, cost_normalize),
+    // Softmax.
+    op("aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", Compute, softmax, cost_normalize),
+    op("aten::_softmax(Tensor self, int dim, bool half_to_float) -> Tensor", Compute, softmax, cost_normalize),
+    op("aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", Compute, softmax, cost_normalize),
+    op("aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor", Compute, softmax, cost_normalize),
+    // Embedding and attention.
+    op("aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor", Compute, embedding, cost_embedding),
+    op("aten::scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor", Compute, sdpa, cost_sdpa),
+    // Pooling and resampling.
+    op("aten::max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=0, int[1] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool1d, cost_pool),
+    op("aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool2d, cost_pool),
+    op("aten::max_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool3d, cost_pool),
+    op("aten::max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)", Compute, max_pool2d_with_indices, cost_pool),
+    op("aten::avg_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=0, bool ceil_mode=False, bool count_include_pad=True) -> Tensor", Compute, avg_pool1d, cost_pool),
+    op("aten::avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor", Compute, avg_pool2d, cost_pool),
+    op("aten::avg_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor", Compute, avg_pool3d, cost_pool),
+    op("aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce),
+    op("aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce),
+    op("aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce),
+    op("aten::adaptive_max_pool2d(Tensor self, int[2] output_size) -> (Tensor, Tensor)", Compute, adaptive_max_pool, cost_reduce),
+    op("aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor", Compute, upsample, cost_copy),
+    op("aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor", Compute, upsample, cost_elementwise),
+    op("aten::glu(Tensor self, int dim=-1) -> Tensor", Compute, glu, cost_transcendental),
+    op("aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor", Compute, pixel_shuffle, cost_copy),
+];

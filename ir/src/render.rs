@@ -1,0 +1,413 @@
+//! Renderings for people: the text dump (also used by snapshot tests), Graphviz DOT and the
+//! JSON summary. RON lives with [`crate::Program`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::annot::Phase;
+use crate::graph::{Arg, Graph, OutputKind, ValueDef, ValueId};
+use crate::program::Program;
+use crate::registry;
+use crate::types::TensorType;
+
+fn fmt_arg(a: &Arg) -> String {
+    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
+    match a {
+        Arg::None => "None".into(),
+        Arg::Tensor(v) => v.to_string(),
+        Arg::Tensors(vs) => list(vs.iter().map(ToString::to_string).collect()),
+        Arg::OptTensors(vs) => list(vs.iter().map(|v| v.map_or("None".into(), |v| v.to_string())).collect()),
+        Arg::Int(v) => v.to_string(),
+        Arg::SymInt(d) => format!("({d})"),
+        Arg::Ints(v) => list(v.iter().map(ToString::to_string).collect()),
+        Arg::SymInts(v) => list(v.iter().map(ToString::to_string).collect()),
+        Arg::Float(v) => format!("{v:?}"),
+        Arg::Floats(v) => list(v.iter().map(|x| format!("{x:?}")).collect()),
+        Arg::Bool(v) => v.to_string(),
+        Arg::Bools(v) => list(v.iter().map(ToString::to_string).collect()),
+        Arg::Str(s) => format!("{s:?}"),
+        Arg::DType(d) => d.torch_name().into(),
+        Arg::Device(s) | Arg::Layout(s) | Arg::MemoryFormat(s) => s.clone(),
+    }
+}
+
+/// `aten.add.Tensor(%1, %2, alpha=1)`: tensor arguments by position, attributes by name.
+fn fmt_call(op: &str, args: &[Arg]) -> String {
+    let schema = registry::registry().get(op).map(|d| &d.schema);
+    let parts: Vec<String> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let is_tensor = matches!(a, Arg::Tensor(_) | Arg::Tensors(_) | Arg::OptTensors(_));
+            match schema.and_then(|s| s.args.get(i)) {
+                Some(spec) if !is_tensor => format!("{}={}", spec.name, fmt_arg(a)),
+                _ => fmt_arg(a),
+            }
+        })
+        .collect();
+    format!("{op}({})", parts.join(", "))
+}
+
+fn value_line(g: &Graph, v: ValueId) -> String {
+    let val = g.value(v);
+    let mut s = format!("{v} {}: {}", val.name, val.ty);
+    if let ValueDef::Weight(h) = &val.def {
+        write!(s, " #{}", h.short()).ok();
+    }
+    if let Some(r) = val.ann.residency {
+        write!(s, " {r}").ok();
+    }
+    if let Some(m) = val.ann.modality {
+        write!(s, " modality={m}").ok();
+    }
+    s
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The text dump of one graph: one line per node, in storage order.
+pub fn dump_graph(g: &Graph) -> String {
+    let mut s = String::new();
+    writeln!(s, "entry {} phase={}", g.name, g.phase).ok();
+    for (name, range) in &g.symbols {
+        writeln!(s, "  symbol {name} in {range}").ok();
+    }
+    for &v in &g.inputs {
+        writeln!(s, "  input {}", value_line(g, v)).ok();
+    }
+    for (vi, val) in g.values.iter().enumerate() {
+        match &val.def {
+            ValueDef::Weight(_) => writeln!(s, "  weight {}", value_line(g, ValueId(vi as u32))).ok(),
+            ValueDef::Const(b) => {
+                writeln!(s, "  const {} = 0x{}", value_line(g, ValueId(vi as u32)), hex_preview(&b.0)).ok()
+            }
+            _ => None,
+        };
+    }
+    for (ni, node) in g.nodes.iter().enumerate() {
+        let outs: Vec<String> = node.outputs.iter().map(|v| format!("{v}: {}", g.value(*v).ty)).collect();
+        let lhs = match outs.len() {
+            0 => "()".to_string(),
+            1 => outs[0].clone(),
+            _ => format!("({})", outs.join(", ")),
+        };
+        write!(s, "  n{ni}: {lhs} = {}", fmt_call(&node.op, &node.args)).ok();
+        let ann = &node.ann;
+        if let Some(p) = ann.phase {
+            write!(s, " phase={p}").ok();
+        }
+        if !ann.regions.is_empty() {
+            let tags: Vec<String> = ann
+                .regions
+                .iter()
+                .map(|r| g.regions.get(r.0 as usize).map_or(format!("?{r}"), |x| format!("{}#{}", x.tag, r.0)))
+                .collect();
+            write!(s, " tags=[{}]", tags.join(", ")).ok();
+        }
+        if let Some(d) = &ann.device {
+            write!(s, " device={d}").ok();
+        }
+        if let Some(c) = &ann.cost {
+            write!(
+                s,
+                " cost={{flops={}, read={}, written={}, intensity={:.3}}}",
+                c.flops, c.bytes_read, c.bytes_written, c.intensity
+            )
+            .ok();
+        }
+        if let Some(m) = &ann.module_path {
+            write!(s, " @{m}").ok();
+        }
+        if let Some(src) = &ann.source {
+            write!(s, " src={src}").ok();
+        }
+        s.push('\n');
+    }
+    for out in &g.outputs {
+        let kind = match &out.kind {
+            OutputKind::User => String::new(),
+            OutputKind::BufferMutation { buffer } => format!(" (mutates buffer {buffer})"),
+        };
+        writeln!(s, "  output {} = {}{kind}", out.name, out.value).ok();
+    }
+    for (ri, r) in g.regions.iter().enumerate() {
+        let list = |xs: Vec<String>| xs.join(", ");
+        writeln!(
+            s,
+            "  region r{ri} {} nodes=[{}] entries=[{}] exits=[{}]",
+            r.tag,
+            list(r.nodes.iter().map(ToString::to_string).collect()),
+            list(r.entries.iter().map(ToString::to_string).collect()),
+            list(r.exits.iter().map(ToString::to_string).collect()),
+        )
+        .ok();
+    }
+    for e in &g.critical_edges {
+        writeln!(s, "  critical {} -> {}", e.value, e.consumer).ok();
+    }
+    s
+}
+
+fn hex_preview(b: &[u8]) -> String {
+    let mut s: String = b.iter().take(16).map(|x| format!("{x:02x}")).collect();
+    if b.len() > 16 {
+        s.push_str("..");
+    }
+    s
+}
+
+/// The text dump of a program: header, weight store, state bindings, then each entry.
+pub fn dump_program(p: &Program) -> String {
+    let mut s = String::new();
+    writeln!(s, "program {} (format {})", p.name, p.version).ok();
+    writeln!(s, "weights {} ({})", p.weights.len(), human_bytes(p.weights.total_bytes())).ok();
+    for (h, w) in p.weights.iter() {
+        let loc = match &w.data {
+            crate::weights::WeightData::Inline(_) => "inline".to_string(),
+            crate::weights::WeightData::External { path, offset, .. } => format!("{}@{offset}", path.display()),
+        };
+        writeln!(s, "  #{} {} {} {loc}", h.short(), w.ty, human_bytes(w.byte_len())).ok();
+    }
+    for b in &p.state_bindings {
+        writeln!(s, "state {}.{} -> {}.{}", b.from.entry, b.from.name, b.to.entry, b.to.name).ok();
+    }
+    for g in &p.entries {
+        s.push('\n');
+        s.push_str(&dump_graph(g));
+    }
+    s
+}
+
+/// How DOT output colours nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DotColoring {
+    Phase,
+    Tag,
+    Device,
+    /// Device when placed, else tag when tagged, else phase.
+    Auto,
+}
+
+const PALETTE: [&str; 10] =
+    ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#d9d9d9", "#bc80bd"];
+
+fn phase_color(p: Phase) -> &'static str {
+    match p {
+        Phase::LlmPrefill => "#80b1d3",
+        Phase::LlmDecode => "#fb8072",
+        Phase::Encoder => "#b3de69",
+        Phase::Vision => "#fdb462",
+        Phase::Unknown => "#ffffff",
+    }
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz DOT for a program: one cluster per entry, nodes coloured, edges labelled with bytes.
+pub fn dot_program(p: &Program, coloring: DotColoring) -> String {
+    let placed = p.entries.iter().any(|g| g.nodes.iter().any(|n| n.ann.device.is_some()));
+    let tagged = p.entries.iter().any(|g| !g.regions.is_empty());
+    let coloring = match coloring {
+        DotColoring::Auto if placed => DotColoring::Device,
+        DotColoring::Auto if tagged => DotColoring::Tag,
+        DotColoring::Auto => DotColoring::Phase,
+        c => c,
+    };
+    let mut devices: BTreeMap<String, usize> = BTreeMap::new();
+    for g in &p.entries {
+        for n in &g.nodes {
+            if let Some(d) = &n.ann.device {
+                let k = devices.len();
+                devices.entry(d.clone()).or_insert(k);
+            }
+        }
+    }
+    let mut s = String::new();
+    writeln!(s, "digraph \"{}\" {{", dot_escape(&p.name)).ok();
+    writeln!(s, "  rankdir=TB;\n  node [shape=box, style=filled, fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9];").ok();
+    for (gi, g) in p.entries.iter().enumerate() {
+        writeln!(s, "  subgraph \"cluster_{gi}\" {{\n    label=\"{} ({})\";", dot_escape(&g.name), g.phase).ok();
+        let id_of_value = |v: ValueId| -> String {
+            match g.producer(v) {
+                Some(n) => format!("g{gi}n{}", n.0),
+                None => format!("g{gi}v{}", v.0),
+            }
+        };
+        for (vi, val) in g.values.iter().enumerate() {
+            let shape = match val.def {
+                ValueDef::Input(_) => "ellipse",
+                ValueDef::Weight(_) | ValueDef::Const(_) => "cylinder",
+                ValueDef::Node { .. } => continue,
+            };
+            writeln!(
+                s,
+                "    g{gi}v{vi} [label=\"{}\\n{}\", shape={shape}, fillcolor=\"#eeeeee\"];",
+                dot_escape(&val.name),
+                val.ty
+            )
+            .ok();
+        }
+        for (ni, node) in g.nodes.iter().enumerate() {
+            let color = match coloring {
+                DotColoring::Device => node
+                    .ann
+                    .device
+                    .as_ref()
+                    .and_then(|d| devices.get(d))
+                    .map_or("#ffffff", |i| PALETTE[i % PALETTE.len()]),
+                DotColoring::Tag => node
+                    .ann
+                    .regions
+                    .first()
+                    .and_then(|r| g.regions.get(r.0 as usize))
+                    .map_or("#ffffff", |r| PALETTE[r.tag as usize % PALETTE.len()]),
+                _ => phase_color(node.ann.phase.unwrap_or(g.phase)),
+            };
+            let outs: Vec<String> = node.outputs.iter().map(|v| g.value(*v).ty.to_string()).collect();
+            let mut label = format!("n{ni} {}\\n{}", node.op, outs.join(", "));
+            if let Some(d) = &node.ann.device {
+                write!(label, "\\n@{d}").ok();
+            }
+            writeln!(
+                s,
+                "    g{gi}n{ni} [label=\"{}\", fillcolor=\"{color}\"];",
+                dot_escape(&label).replace("\\\\n", "\\n")
+            )
+            .ok();
+        }
+        for e in g.edges() {
+            writeln!(
+                s,
+                "    {} -> g{gi}n{} [label=\"{} B\"{}];",
+                id_of_value(e.value),
+                e.consumer.0,
+                e.bytes,
+                if e.critical { ", penwidth=2" } else { "" }
+            )
+            .ok();
+        }
+        for (oi, out) in g.outputs.iter().enumerate() {
+            writeln!(s, "    g{gi}o{oi} [label=\"{}\", shape=ellipse, fillcolor=\"#eeeeee\"];", dot_escape(&out.name))
+                .ok();
+            writeln!(
+                s,
+                "    {} -> g{gi}o{oi} [label=\"{} B\"];",
+                id_of_value(out.value),
+                g.value(out.value).ty.bytes()
+            )
+            .ok();
+        }
+        writeln!(s, "  }}").ok();
+    }
+    writeln!(s, "}}").ok();
+    s
+}
+
+/// One input or output in a summary.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct PortSummary {
+    pub name: String,
+    pub dtype: String,
+    /// Ints for static dims, strings for symbolic ones.
+    pub shape: Vec<serde_json::Value>,
+}
+
+/// Weight totals.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct WeightSummary {
+    pub count: usize,
+    pub bytes: u64,
+}
+
+/// The `--summary --format json` object of one entry graph.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct EntrySummary {
+    pub name: String,
+    pub phase: String,
+    pub nodes: usize,
+    pub ops: BTreeMap<String, usize>,
+    pub inputs: Vec<PortSummary>,
+    pub outputs: Vec<PortSummary>,
+    pub weights: WeightSummary,
+}
+
+/// The `--summary --format json` object of a program. `nodes`, `ops` and `weights` are totals
+/// over all entries (weights counted once); `inputs` and `outputs` are the first entry's, in the
+/// order the model declares them; `entries` has the same fields per entry.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct Summary {
+    pub name: String,
+    pub nodes: usize,
+    pub ops: BTreeMap<String, usize>,
+    pub inputs: Vec<PortSummary>,
+    pub outputs: Vec<PortSummary>,
+    pub weights: WeightSummary,
+    pub entries: Vec<EntrySummary>,
+}
+
+fn port(name: &str, ty: &TensorType) -> PortSummary {
+    PortSummary {
+        name: name.to_string(),
+        dtype: ty.dtype.torch_name().to_string(),
+        shape: ty
+            .shape
+            .iter()
+            .map(|d| match d.as_const() {
+                Some(v) => serde_json::Value::from(v),
+                None => serde_json::Value::from(d.to_string()),
+            })
+            .collect(),
+    }
+}
+
+/// Summarise one entry.
+pub fn entry_summary(p: &Program, g: &Graph) -> EntrySummary {
+    let (count, bytes) = p.weight_bytes_of(g);
+    EntrySummary {
+        name: g.name.clone(),
+        phase: g.phase.to_string(),
+        nodes: g.nodes.len(),
+        ops: g.op_counts(),
+        inputs: g.inputs.iter().map(|v| port(&g.value(*v).name, &g.value(*v).ty)).collect(),
+        outputs: g.outputs.iter().map(|o| port(&o.name, &g.value(o.value).ty)).collect(),
+        weights: WeightSummary { count, bytes },
+    }
+}
+
+/// Summarise a program.
+pub fn summary(p: &Program) -> Summary {
+    let entries: Vec<EntrySummary> = p.entries.iter().map(|g| entry_summary(p, g)).collect();
+    let mut ops = BTreeMap::new();
+    for e in &entries {
+        for (k, v) in &e.ops {
+            *ops.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let first = p.entries.first();
+    Summary {
+        name: p.name.clone(),
+        nodes: entries.iter().map(|e| e.nodes).sum(),
+        ops,
+        inputs: first.map(|g| entry_summary(p, g).inputs).unwrap_or_default(),
+        outputs: first.map(|g| entry_summary(p, g).outputs).unwrap_or_default(),
+        weights: WeightSummary { count: p.weights.len(), bytes: p.weights.total_bytes() },
+        entries,
+    }
+}
