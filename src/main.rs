@@ -1,1 +1,143 @@
-fn main() {}
+//! `genie`: the command-line interface.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use genie_ir::render::{self, DotColoring};
+use genie_ir::Program;
+
+#[derive(Parser)]
+#[command(name = "genie", version, about = "Semantic-aware accelerator disaggregation: inspect, compile and run models")]
+struct Cli {
+    /// More logging (-v: info with per-pass timing, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what Genie understood of a model or program.
+    Inspect(InspectArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// One line per node with facts and annotations.
+    Text,
+    /// The program as RON (reads back exactly).
+    Ron,
+    /// The program as JSON.
+    Json,
+    /// Graphviz DOT.
+    Dot,
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// Model or program files (.ron, .pt2, .onnx); several files form one program.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Print a summary (name, nodes, ops, inputs, outputs, weights) instead of the whole graph.
+    #[arg(long)]
+    summary: bool,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GENIE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(args) => inspect(args),
+    }
+}
+
+fn load(files: &[PathBuf]) -> Result<Program> {
+    let names = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    genie_frontends::load(files).with_context(|| format!("loading {names}"))
+}
+
+fn inspect(args: InspectArgs) -> Result<()> {
+    let program = load(&args.files)?;
+    let text = if args.summary {
+        let summary = render::summary(&program);
+        match args.format {
+            Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
+            Format::Text => summary_text(&summary),
+            Format::Ron => ron::ser::to_string_pretty(&summary, ron::ser::PrettyConfig::new())? + "\n",
+            Format::Dot => bail!("--summary has no DOT form; use --format text, json or ron"),
+        }
+    } else {
+        match args.format {
+            Format::Text => render::dump_program(&program),
+            Format::Ron => program.to_ron()?,
+            Format::Json => serde_json::to_string_pretty(&program)? + "\n",
+            Format::Dot => render::dot_program(&program, DotColoring::Auto),
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`genie inspect … | head`) is not an error worth reporting.
+            if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e).context("writing to standard output");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn summary_text(s: &render::Summary) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let port = |p: &render::PortSummary| {
+        let dims: Vec<String> = p.shape.iter().map(|d| d.to_string().trim_matches('"').to_string()).collect();
+        format!("{}: {}[{}]", p.name, p.dtype, dims.join(", "))
+    };
+    writeln!(t, "program {}: {} nodes, {} weights ({} bytes)", s.name, s.nodes, s.weights.count, s.weights.bytes).ok();
+    for e in &s.entries {
+        writeln!(t, "entry {} (phase {}): {} nodes", e.name, e.phase, e.nodes).ok();
+        for p in &e.inputs {
+            writeln!(t, "  input  {}", port(p)).ok();
+        }
+        for p in &e.outputs {
+            writeln!(t, "  output {}", port(p)).ok();
+        }
+        for (op, n) in &e.ops {
+            writeln!(t, "  {n:>6} {op}").ok();
+        }
+    }
+    t
+}

@@ -9,6 +9,7 @@
 
 pub mod annot;
 pub mod dim;
+pub mod example;
 pub mod graph;
 pub mod program;
 pub mod registry;

@@ -1,1 +1,155 @@
-fn main() {}
+//! `cargo xtask`: set-up and the project's standard commands.
+//!
+//! - `setup`: a project-local venv (`.venv`) with the pinned PyTorch wheel for tch, idempotent.
+//! - `run`:   set up, build everything (release), then run the main job on the embedded default.
+//! - `test`:  set up, build, run the whole test suite.
+//! - `lint`:  `cargo fmt --check` and clippy with warnings denied.
+//! - `ci`:    `test` then `lint` (what `.ci/run` runs).
+//!
+//! Every cargo invocation gets the environment tch needs (`VIRTUAL_ENV`, `PATH`,
+//! `LIBTORCH_USE_PYTORCH`), so nobody sets variables by hand. Binaries carry an rpath to the
+//! venv's libtorch, so `target/release/genie` runs from any shell afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// The PyTorch wheel tch 0.24 is built against (DESIGN.md: the libtorch version pin).
+const TORCH_REQUIREMENT: &str = "torch==2.11.0";
+/// Python packages the test suite uses besides torch (the ONNX reference models, safetensors).
+const TEST_REQUIREMENTS: &[&str] = &["onnx==1.23.2", "numpy", "safetensors"];
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let task = args.first().map(String::as_str).unwrap_or("help");
+    let rest = &args[args.len().min(1)..];
+    let result = match task {
+        "setup" => setup().map(|_| ()),
+        "run" => run_main_job(rest),
+        "test" => test(rest),
+        "lint" => lint(),
+        "ci" => test(&[]).and_then(|_| lint()),
+        _ => {
+            eprintln!("usage: cargo xtask <setup|run|test|lint|ci> [args]");
+            return if task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn venv() -> PathBuf {
+    root().join(".venv")
+}
+
+fn venv_python() -> PathBuf {
+    venv().join("bin").join("python")
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let st = cmd.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({st})"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Find a Python 3 that can make venvs.
+fn system_python() -> Result<String> {
+    for cand in ["python3.11", "python3", "python"] {
+        if output(Command::new(cand).args(["-c", "import venv, sys; print(sys.version_info[0])"])).as_deref() == Some("3") {
+            return Ok(cand.to_string());
+        }
+    }
+    Err("no python3 with the venv module on PATH".into())
+}
+
+/// Make `.venv` with the pinned torch and the test requirements. Costs a second when done before.
+fn setup() -> Result<()> {
+    let started = Instant::now();
+    let stamp = venv().join(".genie-setup");
+    let want = format!("{TORCH_REQUIREMENT} {}", TEST_REQUIREMENTS.join(" "));
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) && venv_python().exists() {
+        let version = output(Command::new(venv_python()).args(["-c", "import torch; print(torch.__version__)"]));
+        if version.as_deref().is_some_and(|v| v.starts_with("2.11.0")) {
+            return Ok(());
+        }
+    }
+    if !venv_python().exists() {
+        eprintln!("xtask: creating {}", venv().display());
+        status(Command::new(system_python()?).args(["-m", "venv"]).arg(venv()))?;
+    }
+    eprintln!("xtask: installing {want} into {} (first run only)", venv().display());
+    let mut pip = Command::new(venv_python());
+    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", TORCH_REQUIREMENT]);
+    pip.args(TEST_REQUIREMENTS);
+    status(&mut pip)?;
+    std::fs::write(&stamp, &want).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
+    eprintln!("xtask: set-up done in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo` with the environment torch-sys needs to find the venv's libtorch.
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let bin = venv().join("bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths).unwrap_or(path));
+    cmd.env("VIRTUAL_ENV", venv());
+    cmd.env("LIBTORCH_USE_PYTORCH", "1");
+    cmd.env("GENIE_PYTHON", venv_python());
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Build every target of the workspace in release: the binary and every test binary, so the
+/// test command after the main command only runs them.
+fn build_all() -> Result<()> {
+    status(cargo().args(["build", "--release", "--workspace", "--all-targets"]))
+}
+
+fn run_main_job(extra: &[String]) -> Result<()> {
+    setup()?;
+    build_all()?;
+    let genie = root().join("target/release/genie");
+    let example = root().join("examples/tiny_decoder.ron");
+    println!("== genie inspect examples/tiny_decoder.ron --summary");
+    status(Command::new(&genie).args(["inspect", "--summary"]).arg(&example).args(extra))?;
+    println!("\n== genie inspect examples/tiny_decoder.ron --summary --format json");
+    status(Command::new(&genie).args(["inspect", "--summary", "--format", "json"]).arg(&example))?;
+    println!("\n== genie inspect examples/tiny_decoder.ron");
+    status(Command::new(&genie).arg("inspect").arg(&example))?;
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    setup()?;
+    build_all()?;
+    status(cargo().args(["test", "--release", "--workspace"]).args(extra))
+}
+
+fn lint() -> Result<()> {
+    setup()?;
+    status(cargo().args(["fmt", "--all", "--check"]))?;
+    status(cargo().args(["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
