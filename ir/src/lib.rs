@@ -9,6 +9,7 @@
 
 pub mod annot;
 pub mod dim;
+mod edit;
 pub mod example;
 pub mod graph;
 pub mod program;

@@ -1,2 +1,9 @@
-//! Passes over the SRG: cleanup, egg pattern tagging, semantic annotation, cost hints and
-//! placement. Built by the passes and placement issues; the IR's verifier runs after each pass.
+//! Passes over the SRG. The [`PassManager`] runs them in a stated order and verifies the
+//! program after each one.
+//!
+//! - [`cleanup`]: inference no-ops, dead code, common subexpressions.
+
+pub mod cleanup;
+mod manager;
+
+pub use manager::{Pass, PassError, PassManager, PassReport};

@@ -1,0 +1,216 @@
+//! Cleanup: inference no-ops, dead code, common subexpressions.
+
+use std::collections::{BTreeSet, HashMap};
+
+use genie_ir::registry::{self, OpClass};
+use genie_ir::{Arg, Graph, NodeId, Program};
+
+use crate::manager::{Pass, PassError};
+
+/// Remove ops that are the identity at inference: `dropout` (eval), `alias`, `detach`, `clone`,
+/// `lift_fresh_copy`, `contiguous`, assertions, and views or conversions that change nothing.
+pub struct RemoveNoOps;
+
+/// Remove nodes whose results nothing uses.
+pub struct DeadCode;
+
+/// Merge nodes that apply the same op to the same arguments.
+pub struct CommonSubexpressions;
+
+/// The value a no-op node passes through, if the node is one.
+fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
+    let node = g.node(n);
+    let def = registry::registry().get(&node.op)?;
+    match def.class {
+        // Asserts have no outputs: removing them needs no redirection.
+        OpClass::Assert => return Some(None),
+        OpClass::Creation => return None,
+        _ => {}
+    }
+    let [out] = node.outputs[..] else { return None };
+    let Some(Arg::Tensor(input)) = node.args.first() else { return None };
+    let (tin, tout) = (&g.value(*input).ty, &g.value(out).ty);
+    if tin != tout {
+        return None;
+    }
+    let identity = match def.class {
+        OpClass::Identity => match node.op.as_str() {
+            // Dropout is the identity only in eval mode (train=false) or with p=0.
+            "aten.dropout.default" | "aten.feature_dropout.default" => {
+                matches!(node.args.get(2), Some(Arg::Bool(false))) || matches!(node.args.get(1), Some(Arg::Float(p)) if *p == 0.0)
+            }
+            _ => true,
+        },
+        OpClass::View => match node.op.as_str() {
+            // Same type is not enough for reorderings: a square transpose keeps the type.
+            "aten.permute.default" => match node.args.get(1) {
+                Some(Arg::Ints(dims)) => {
+                    let r = tin.rank() as i64;
+                    dims.iter().enumerate().all(|(i, d)| (if *d < 0 { d + r } else { *d }) == i as i64)
+                }
+                _ => false,
+            },
+            "aten.transpose.int" => match (node.args.get(1), node.args.get(2)) {
+                (Some(Arg::Int(a)), Some(Arg::Int(b))) => {
+                    let r = tin.rank().max(1) as i64;
+                    (if *a < 0 { a + r } else { *a }) == (if *b < 0 { b + r } else { *b })
+                }
+                _ => false,
+            },
+            "aten.t.default" => tin.rank() < 2,
+            // Multi-output views (split) are excluded above; the rest reinterpret row-major data
+            // or select a full range, so an unchanged type means unchanged contents.
+            _ => true,
+        },
+        OpClass::Compute => matches!(
+            node.op.as_str(),
+            "aten._to_copy.default" | "aten.to.dtype" | "aten.to.device" | "aten.to.dtype_layout" | "aten.type_as.default"
+        ),
+        _ => false,
+    };
+    identity.then_some(Some(*input))
+}
+
+impl Pass for RemoveNoOps {
+    fn name(&self) -> &'static str {
+        "remove-noops"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<String, PassError> {
+        let mut removed = 0;
+        for g in &mut program.entries {
+            let order = g.topo_order().map_err(|e| PassError::Failed { pass: self.name(), reason: e.to_string() })?;
+            let mut dead = BTreeSet::new();
+            for n in order {
+                if let Some(through) = passthrough(g, n) {
+                    if let Some(input) = through {
+                        let out = g.node(n).outputs[0];
+                        g.replace_all_uses(out, input);
+                    }
+                    dead.insert(n);
+                }
+            }
+            removed += dead.len();
+            g.remove_nodes(&dead);
+        }
+        Ok(format!("removed {removed} no-op nodes"))
+    }
+}
+
+impl Pass for DeadCode {
+    fn name(&self) -> &'static str {
+        "dead-code"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<String, PassError> {
+        let mut removed = 0;
+        for g in &mut program.entries {
+            let mut live = vec![false; g.nodes.len()];
+            let mut work: Vec<NodeId> = g.outputs.iter().filter_map(|o| g.producer(o.value)).collect();
+            while let Some(n) = work.pop() {
+                if std::mem::replace(&mut live[n.index()], true) {
+                    continue;
+                }
+                work.extend(g.node(n).inputs().into_iter().filter_map(|v| g.producer(v)));
+            }
+            let dead: BTreeSet<NodeId> = g.node_ids().filter(|n| !live[n.index()]).collect();
+            removed += dead.len();
+            g.remove_nodes(&dead);
+        }
+        Ok(format!("removed {removed} dead nodes"))
+    }
+}
+
+impl Pass for CommonSubexpressions {
+    fn name(&self) -> &'static str {
+        "cse"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<String, PassError> {
+        let mut merged = 0;
+        for g in &mut program.entries {
+            let order = g.topo_order().map_err(|e| PassError::Failed { pass: self.name(), reason: e.to_string() })?;
+            // Key: op and arguments (after earlier merges rewrote them). Debug of f64 is exact.
+            let mut seen: HashMap<String, NodeId> = HashMap::new();
+            let mut dead = BTreeSet::new();
+            for n in order {
+                let node = g.node(n);
+                if node.outputs.is_empty() {
+                    continue;
+                }
+                let key = format!("{}{:?}", node.op, node.args);
+                match seen.get(&key) {
+                    Some(&first) if g.node(first).outputs.len() == node.outputs.len() => {
+                        let pairs: Vec<_> = node.outputs.iter().copied().zip(g.node(first).outputs.iter().copied()).collect();
+                        for (dup, keep) in pairs {
+                            g.replace_all_uses(dup, keep);
+                        }
+                        dead.insert(n);
+                    }
+                    _ => {
+                        seen.insert(key, n);
+                    }
+                }
+            }
+            merged += dead.len();
+            g.remove_nodes(&dead);
+        }
+        Ok(format!("merged {merged} duplicate nodes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PassManager;
+    use genie_ir::{DType, TensorType};
+
+    fn program(g: Graph) -> Program {
+        let mut p = Program::new("t");
+        p.entries.push(g);
+        p
+    }
+
+    #[test]
+    fn noops_dead_code_and_duplicates_go() {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::new(DType::Float32, &[2, 2]));
+        let d = g.add_op("aten.dropout.default", vec![Arg::Tensor(x), Arg::Float(0.1), Arg::Bool(false)]).unwrap();
+        let c = g.add_op("aten.clone.default", vec![Arg::Tensor(d), Arg::None]).unwrap();
+        let v = g.add_op("aten.view.default", vec![Arg::Tensor(c), Arg::Ints(vec![2, 2])]).unwrap();
+        let t = g.add_op("aten.transpose.int", vec![Arg::Tensor(v), Arg::Int(0), Arg::Int(1)]).unwrap();
+        let r1 = g.add_op("aten.relu.default", vec![Arg::Tensor(t)]).unwrap();
+        let r2 = g.add_op("aten.relu.default", vec![Arg::Tensor(t)]).unwrap();
+        let s = g.add_op("aten.add.Tensor", vec![Arg::Tensor(r1), Arg::Tensor(r2), Arg::Int(1)]).unwrap();
+        let _unused = g.add_op("aten.exp.default", vec![Arg::Tensor(s)]).unwrap();
+        g.add_node("aten._assert_tensor_metadata.default", vec![Arg::Tensor(x), Arg::None, Arg::None, Arg::None, Arg::None, Arg::None]).unwrap();
+        g.add_output("y", s);
+        let mut p = program(g);
+        let reports = PassManager::standard().run(&mut p, None).unwrap();
+        assert_eq!(reports.len(), 3);
+        let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
+        // The square transpose stays: same type, different contents.
+        assert_eq!(ops, ["aten.transpose.int", "aten.relu.default", "aten.add.Tensor"]);
+    }
+
+    #[test]
+    fn training_dropout_stays() {
+        let mut g = Graph::new("g");
+        let x = g.add_input("x", TensorType::new(DType::Float32, &[4]));
+        let d = g.add_op("aten.dropout.default", vec![Arg::Tensor(x), Arg::Float(0.5), Arg::Bool(true)]).unwrap();
+        g.add_output("y", d);
+        let mut p = program(g);
+        PassManager::standard().run(&mut p, None).unwrap();
+        assert_eq!(p.entries[0].nodes.len(), 1);
+    }
+
+    #[test]
+    fn stop_after_a_named_pass() {
+        let p0 = genie_ir::example::tiny_decoder().unwrap();
+        let mut p = p0.clone();
+        let reports = PassManager::standard().run(&mut p, Some("remove-noops")).unwrap();
+        assert_eq!(reports.len(), 1);
+        let err = PassManager::standard().run(&mut p, Some("nope")).unwrap_err();
+        assert!(err.to_string().contains("remove-noops"), "{err}");
+    }
+}
