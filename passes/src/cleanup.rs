@@ -37,7 +37,8 @@ fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
         OpClass::Identity => match node.op.as_str() {
             // Dropout is the identity only in eval mode (train=false) or with p=0.
             "aten.dropout.default" | "aten.feature_dropout.default" => {
-                matches!(node.args.get(2), Some(Arg::Bool(false))) || matches!(node.args.get(1), Some(Arg::Float(p)) if *p == 0.0)
+                matches!(node.args.get(2), Some(Arg::Bool(false)))
+                    || matches!(node.args.get(1), Some(Arg::Float(p)) if *p == 0.0)
             }
             _ => true,
         },
@@ -64,7 +65,11 @@ fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
         },
         OpClass::Compute => matches!(
             node.op.as_str(),
-            "aten._to_copy.default" | "aten.to.dtype" | "aten.to.device" | "aten.to.dtype_layout" | "aten.type_as.default"
+            "aten._to_copy.default"
+                | "aten.to.dtype"
+                | "aten.to.device"
+                | "aten.to.dtype_layout"
+                | "aten.type_as.default"
         ),
         _ => false,
     };
@@ -141,7 +146,8 @@ impl Pass for CommonSubexpressions {
                 let key = format!("{}{:?}", node.op, node.args);
                 match seen.get(&key) {
                     Some(&first) if g.node(first).outputs.len() == node.outputs.len() => {
-                        let pairs: Vec<_> = node.outputs.iter().copied().zip(g.node(first).outputs.iter().copied()).collect();
+                        let pairs: Vec<_> =
+                            node.outputs.iter().copied().zip(g.node(first).outputs.iter().copied()).collect();
                         for (dup, keep) in pairs {
                             g.replace_all_uses(dup, keep);
                         }
@@ -183,7 +189,11 @@ mod tests {
         let r2 = g.add_op("aten.relu.default", vec![Arg::Tensor(t)]).unwrap();
         let s = g.add_op("aten.add.Tensor", vec![Arg::Tensor(r1), Arg::Tensor(r2), Arg::Int(1)]).unwrap();
         let _unused = g.add_op("aten.exp.default", vec![Arg::Tensor(s)]).unwrap();
-        g.add_node("aten._assert_tensor_metadata.default", vec![Arg::Tensor(x), Arg::None, Arg::None, Arg::None, Arg::None, Arg::None]).unwrap();
+        g.add_node(
+            "aten._assert_tensor_metadata.default",
+            vec![Arg::Tensor(x), Arg::None, Arg::None, Arg::None, Arg::None, Arg::None],
+        )
+        .unwrap();
         g.add_output("y", s);
         let mut p = program(g);
         let reports = PassManager::standard().run(&mut p, None).unwrap();

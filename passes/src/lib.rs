@@ -5,5 +5,6 @@
 
 pub mod cleanup;
 mod manager;
+pub mod tagging;
 
 pub use manager::{Pass, PassError, PassManager, PassReport};

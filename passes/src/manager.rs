@@ -55,6 +55,7 @@ impl PassManager {
             Box::new(crate::cleanup::RemoveNoOps),
             Box::new(crate::cleanup::DeadCode),
             Box::new(crate::cleanup::CommonSubexpressions),
+            Box::new(crate::tagging::TagPatterns),
         ])
     }
 
