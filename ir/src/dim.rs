@@ -110,7 +110,8 @@ impl Dim {
     pub fn add(&self, other: &Dim) -> Dim {
         let mut terms = self.terms.clone();
         for (m, c) in &other.terms {
-            *terms.entry(m.clone()).or_insert(0) += c;
+            let t = terms.entry(m.clone()).or_insert(0);
+            *t = t.saturating_add(*c);
         }
         Dim::from_terms(terms)
     }
@@ -122,7 +123,7 @@ impl Dim {
 
     /// Multiply by an integer.
     pub fn scale(&self, k: i64) -> Dim {
-        Dim::from_terms(self.terms.iter().map(|(m, c)| (m.clone(), c * k)).collect())
+        Dim::from_terms(self.terms.iter().map(|(m, c)| (m.clone(), c.saturating_mul(k))).collect())
     }
 
     /// Product of two dims.
@@ -133,7 +134,8 @@ impl Dim {
                 let mut m = m1.clone();
                 m.extend(m2.iter().cloned());
                 m.sort();
-                *terms.entry(m).or_insert(0) += c1 * c2;
+                let t = terms.entry(m).or_insert(0);
+                *t = t.saturating_add(c1.saturating_mul(*c2));
             }
         }
         Dim::from_terms(terms)
@@ -151,29 +153,30 @@ impl Dim {
             let (dm, dc) = other.terms.iter().next()?;
             let mut terms = BTreeMap::new();
             for (m, c) in &self.terms {
-                if c % dc != 0 {
+                if c.checked_rem(*dc)? != 0 {
                     return None;
                 }
                 let rest = remove_factors(m, dm)?;
-                *terms.entry(rest).or_insert(0) += c / dc;
+                let t: &mut i64 = terms.entry(rest).or_insert(0);
+                *t = t.saturating_add(c.checked_div(*dc)?);
             }
             return Some(Dim::from_terms(terms));
         }
         // A polynomial divisor: accept only an integer multiple of it.
         let (m0, c0) = other.terms.iter().next()?;
         let k_num = *self.terms.get(m0)?;
-        if k_num % c0 != 0 {
+        if k_num.checked_rem(*c0)? != 0 {
             return None;
         }
-        let k = k_num / c0;
+        let k = k_num.checked_div(*c0)?;
         (other.scale(k) == *self).then(|| Dim::constant(k))
     }
 
     /// Floor division (Python `//`), simplified where possible.
     pub fn floor_div(&self, other: &Dim) -> Dim {
         if let (Some(a), Some(b)) = (self.as_const(), other.as_const()) {
-            if b != 0 {
-                return Dim::constant(a.div_euclid(b) - if b < 0 && a.rem_euclid(b) != 0 { 1 } else { 0 });
+            if let Some(q) = py_floor_div(a, b) {
+                return Dim::constant(q);
             }
         }
         if other.as_const() == Some(1) {
@@ -188,8 +191,8 @@ impl Dim {
     /// Modulo with Python semantics, simplified where possible.
     pub fn modulo(&self, other: &Dim) -> Dim {
         if let (Some(a), Some(b)) = (self.as_const(), other.as_const()) {
-            if b != 0 {
-                return Dim::constant(py_mod(a, b));
+            if let Some(r) = py_mod(a, b) {
+                return Dim::constant(r);
             }
         }
         if self.div_exact(other).is_some() {
@@ -212,10 +215,11 @@ impl Dim {
                         if b == 0 {
                             return Err(DimError::DivisionByZero(self.to_string()));
                         }
-                        match atom {
-                            Atom::FloorDiv(..) => a.div_euclid(b) - if b < 0 && a.rem_euclid(b) != 0 { 1 } else { 0 },
+                        let r = match atom {
+                            Atom::FloorDiv(..) => py_floor_div(a, b),
                             _ => py_mod(a, b),
-                        }
+                        };
+                        r.ok_or_else(overflow)?
                     }
                 };
                 term = term.checked_mul(v).ok_or_else(overflow)?;
@@ -255,13 +259,16 @@ impl Dim {
     }
 }
 
-fn py_mod(a: i64, b: i64) -> i64 {
-    let r = a % b;
-    if r != 0 && ((r < 0) != (b < 0)) {
-        r + b
-    } else {
-        r
-    }
+/// Python's `a // b`; `None` on division by zero or overflow.
+fn py_floor_div(a: i64, b: i64) -> Option<i64> {
+    let q = a.checked_div(b)?;
+    Some(if a.checked_rem(b)? != 0 && ((a < 0) != (b < 0)) { q - 1 } else { q })
+}
+
+/// Python's `a % b` (the sign of `b`); `None` on division by zero or overflow.
+fn py_mod(a: i64, b: i64) -> Option<i64> {
+    let r = a.checked_rem(b)?;
+    Some(if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r })
 }
 
 fn atom_dim(atom: Atom) -> Dim {
@@ -543,6 +550,17 @@ mod tests {
         assert_eq!(d("s7 + 1").eval(&b), Err(DimError::Unbound("s7".into())));
         let big: BTreeMap<String, i64> = [("s0".to_string(), i64::MAX)].into();
         assert!(matches!(d("2*s0").eval(&big), Err(DimError::Overflow(_))));
+    }
+
+    #[test]
+    fn extreme_values_do_not_panic() {
+        let min = Dim::constant(i64::MIN);
+        let _ = min.floor_div(&Dim::constant(-1));
+        let _ = min.modulo(&Dim::constant(-1));
+        let _ = min.div_exact(&Dim::constant(-1));
+        let _ = min.mul(&min).add(&min).scale(-1);
+        let _ = d("9223372036854775807 * s0").mul(&d("s0 * 4"));
+        assert_eq!(Dim::constant(7).floor_div(&Dim::constant(0)).as_const(), None);
     }
 
     #[test]

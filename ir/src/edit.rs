@@ -136,7 +136,8 @@ impl Graph {
             self.regions.push(r);
         }
         for n in &mut self.nodes {
-            n.ann.regions = n.ann.regions.iter().filter_map(|r| region_map.get(r.0 as usize).copied().flatten()).collect();
+            n.ann.regions =
+                n.ann.regions.iter().filter_map(|r| region_map.get(r.0 as usize).copied().flatten()).collect();
         }
         self.critical_edges = std::mem::take(&mut self.critical_edges)
             .into_iter()

@@ -61,7 +61,14 @@ impl Builder<'_> {
         let b = self.weight(&format!("{name}.bias"), &[WIDTH]);
         self.op(
             "aten.layer_norm.default",
-            vec![Arg::Tensor(x), Arg::Ints(vec![WIDTH]), Arg::Tensor(w), Arg::Tensor(b), Arg::Float(1e-5), Arg::Bool(true)],
+            vec![
+                Arg::Tensor(x),
+                Arg::Ints(vec![WIDTH]),
+                Arg::Tensor(w),
+                Arg::Tensor(b),
+                Arg::Float(1e-5),
+                Arg::Bool(true),
+            ],
         )
     }
 
@@ -84,9 +91,18 @@ pub fn tiny_decoder() -> Result<Program, InferError> {
 
     let wte = b.weight("wte.weight", &[VOCAB, WIDTH]);
     let wpe = b.weight("wpe.weight", &[MAX_POSITIONS, WIDTH]);
-    let positions = b.op("aten.arange.default", vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None])?;
-    let tok = b.op("aten.embedding.default", vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
-    let pos = b.op("aten.embedding.default", vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
+    let positions = b.op(
+        "aten.arange.default",
+        vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
+    )?;
+    let tok = b.op(
+        "aten.embedding.default",
+        vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
+    )?;
+    let pos = b.op(
+        "aten.embedding.default",
+        vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
+    )?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(tok), Arg::Tensor(pos), Arg::Int(1)])?;
 
     // Attention.
@@ -97,10 +113,22 @@ pub fn tiny_decoder() -> Result<Program, InferError> {
     let (q, k, v) = (b.heads(q, &s)?, b.heads(k, &s)?, b.heads(v, &s)?);
     let att = b.op(
         "aten.scaled_dot_product_attention.default",
-        vec![Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::None, Arg::Float(0.0), Arg::Bool(true), Arg::None, Arg::Bool(false)],
+        vec![
+            Arg::Tensor(q),
+            Arg::Tensor(k),
+            Arg::Tensor(v),
+            Arg::None,
+            Arg::Float(0.0),
+            Arg::Bool(true),
+            Arg::None,
+            Arg::Bool(false),
+        ],
     )?;
     let att = b.op("aten.transpose.int", vec![Arg::Tensor(att), Arg::Int(1), Arg::Int(2)])?;
-    let att = b.op("aten.reshape.default", vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])])?;
+    let att = b.op(
+        "aten.reshape.default",
+        vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])],
+    )?;
     let proj = b.linear(att, "h.0.attn.c_proj", WIDTH, WIDTH)?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(h), Arg::Tensor(proj), Arg::Int(1)])?;
 
@@ -114,10 +142,14 @@ pub fn tiny_decoder() -> Result<Program, InferError> {
     // Head, tied to the token embedding: same bytes, so one weight in the store.
     let x = b.layer_norm(h, "ln_f")?;
     let wte_entry = b.g.value(wte).clone();
-    let lm_head = b.g.add_weight("lm_head.weight", wte_entry.ty, match wte_entry.def {
-        crate::graph::ValueDef::Weight(h) => h,
-        _ => return Err(InferError::new("example", "wte is not a weight")),
-    });
+    let lm_head = b.g.add_weight(
+        "lm_head.weight",
+        wte_entry.ty,
+        match wte_entry.def {
+            crate::graph::ValueDef::Weight(h) => h,
+            _ => return Err(InferError::new("example", "wte is not a weight")),
+        },
+    );
     let logits = b.op("aten.linear.default", vec![Arg::Tensor(x), Arg::Tensor(lm_head), Arg::None])?;
 
     let mut g = b.g;

@@ -24,7 +24,12 @@ fn ron_round_trips_annotations() {
     g.nodes[3].ann.device = Some("w0".into());
     g.nodes[3].ann.regions = vec![genie_ir::RegionId(0)];
     let out = g.nodes[3].outputs[0];
-    g.regions.push(genie_ir::Region { tag: Tag::Residual, nodes: vec![genie_ir::NodeId(3)], entries: vec![], exits: vec![out] });
+    g.regions.push(genie_ir::Region {
+        tag: Tag::Residual,
+        nodes: vec![genie_ir::NodeId(3)],
+        entries: vec![],
+        exits: vec![out],
+    });
     g.value_mut(out).ann.residency = Some(Residency::EphemeralActivation);
     let text = p.to_ron().unwrap();
     let back = Program::from_ron(&text).unwrap();

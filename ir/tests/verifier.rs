@@ -2,7 +2,7 @@
 
 use genie_ir::example::tiny_decoder;
 use genie_ir::{
-    verify_program, Arg, Dim, DType, NodeId, Program, Region, RegionId, Residency, Tag, TensorType, ValueDef, ValueId,
+    verify_program, Arg, DType, Dim, NodeId, Program, Region, RegionId, Residency, Tag, TensorType, ValueDef, ValueId,
     VerifyError,
 };
 

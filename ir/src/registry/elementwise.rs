@@ -1,8 +1,35 @@
 //! Element-wise math, comparisons and activations.
 
 use super::shape::*;
-use super::{op, Call, InferError, OpClass::Compute, OpDecl};
+use super::{op, Call, InferError, OpClass::Compute, OpDecl, ScalarArg};
+use crate::graph::Arg;
 use crate::types::{DType, TensorType};
+
+/// Error unless `dtype` is floating or complex: the op has no integer or bool kernel.
+fn need_float(c: &Call, dtype: DType) -> Result<(), InferError> {
+    if dtype.is_floating() || dtype.is_complex() {
+        Ok(())
+    } else {
+        Err(c.err(format!("not implemented for {dtype} inputs")))
+    }
+}
+
+/// Error for a bool result: the op has no bool kernel.
+fn need_not_bool(c: &Call, dtype: DType) -> Result<(), InferError> {
+    if dtype == DType::Bool {
+        return Err(c.err("not implemented for bool inputs"));
+    }
+    Ok(())
+}
+
+/// Error unless `dtype` is an integer or bool (bitwise ops).
+fn need_bits(c: &Call, dtype: DType) -> Result<(), InferError> {
+    if dtype.is_integral() || dtype == DType::Bool {
+        Ok(())
+    } else {
+        Err(c.err(format!("bitwise op on {dtype}")))
+    }
+}
 
 fn unary_same(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![c.tensor(0)?.clone()])
@@ -17,9 +44,37 @@ fn unary_bool(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![c.tensor(0)?.with_dtype(DType::Bool)])
 }
 
-/// `abs`, `neg` and friends keep integers; bool input becomes... bool stays bool for these.
-fn unary_int_or_float(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    unary_same(c)
+/// `neg`, `abs`, `floor`, `relu`, `hardtanh`: keep the dtype; no bool kernel.
+fn unary_no_bool(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    need_not_bool(c, t.dtype)?;
+    Ok(vec![t.clone()])
+}
+
+/// `gelu`, `silu`, `elu` and most activations: floating inputs only, dtype kept.
+fn unary_float_only(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    need_float(c, t.dtype)?;
+    Ok(vec![t.clone()])
+}
+
+fn gelu(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    match c.str(1)? {
+        "none" | "tanh" => unary_float_only(c),
+        other => Err(c.err(format!("approximate must be \"none\" or \"tanh\", got \"{other}\""))),
+    }
+}
+
+/// `square(x)` is `pow(x, 2)`: bool becomes int64.
+fn square(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    Ok(vec![t.with_dtype(if t.dtype == DType::Bool { DType::Int64 } else { t.dtype })])
+}
+
+fn bitwise_not(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    need_bits(c, t.dtype)?;
+    Ok(vec![t.clone()])
 }
 
 fn binary(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -39,6 +94,123 @@ fn scalar_binary(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let b = c.tensor(1)?;
     let dtype = result_type(&[Operand::Scalar(c.scalar(0)?), Operand::Tensor(b)]);
     Ok(vec![b.with_dtype(dtype)])
+}
+
+/// `alpha` (argument #2) must be an integer for integer results and may be bool only for bool ones.
+fn check_alpha(c: &Call, out: Vec<TensorType>) -> Result<Vec<TensorType>, InferError> {
+    let dtype = out.first().map_or(DType::Float32, |t| t.dtype);
+    match c.scalar(2)? {
+        ScalarArg::Bool(_) if dtype != DType::Bool => Err(c.err("a bool alpha needs a bool result")),
+        ScalarArg::Float(_) if !dtype.is_floating() && !dtype.is_complex() => {
+            Err(c.err(format!("alpha must not be a float for a {dtype} result")))
+        }
+        _ => Ok(out),
+    }
+}
+
+fn add(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    check_alpha(c, binary(c)?)
+}
+
+fn add_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    check_alpha(c, binary_scalar(c)?)
+}
+
+/// `sub`/`rsub`: PyTorch refuses a bool operand (tensor or scalar).
+fn no_bool_operand(c: &Call) -> Result<(), InferError> {
+    let bool_tensor = c.all_tensor_inputs().iter().any(|t| t.dtype == DType::Bool);
+    if bool_tensor || matches!(c.scalar(1), Ok(ScalarArg::Bool(_))) {
+        return Err(c.err("subtraction with a bool operand is not supported"));
+    }
+    Ok(())
+}
+
+fn sub(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    no_bool_operand(c)?;
+    add(c)
+}
+
+fn sub_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    no_bool_operand(c)?;
+    add_scalar(c)
+}
+
+/// PyTorch's `canCast`: no complex to real, no float to integer, nothing but bool to bool.
+fn can_cast(from: DType, to: DType) -> bool {
+    !(from.is_complex() && !to.is_complex()
+        || from.is_floating() && (to.is_integral() || to == DType::Bool)
+        || from != DType::Bool && to == DType::Bool)
+}
+
+/// An in-place op: the out-of-place result must have `self`'s shape and cast to its dtype.
+fn in_place(c: &Call, out: Vec<TensorType>) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let Some(r) = out.first() else { return Err(c.err("no result")) };
+    if r.shape != t.shape {
+        return Err(c.err(format!(
+            "output with shape {} does not match the broadcast shape {}",
+            fmt_shape(&t.shape),
+            fmt_shape(&r.shape)
+        )));
+    }
+    if !can_cast(r.dtype, t.dtype) {
+        return Err(c.err(format!("result type {} cannot be cast to {}", r.dtype, t.dtype)));
+    }
+    Ok(vec![t.clone()])
+}
+
+fn add_(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    in_place(c, add(c)?)
+}
+
+fn mul_(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    in_place(c, binary(c)?)
+}
+
+/// `floor_divide`, `remainder`, `fmod`: any dtype but bool.
+fn binary_no_bool(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = binary(c)?;
+    need_not_bool(c, out[0].dtype)?;
+    Ok(out)
+}
+
+fn binary_scalar_no_bool(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = binary_scalar(c)?;
+    need_not_bool(c, out[0].dtype)?;
+    Ok(out)
+}
+
+fn bitwise(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = binary(c)?;
+    need_bits(c, out[0].dtype)?;
+    Ok(out)
+}
+
+fn bitwise_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = binary_scalar(c)?;
+    need_bits(c, out[0].dtype)?;
+    Ok(out)
+}
+
+/// `pow.Tensor_Scalar`: no bool result; integers to a negative integer power are refused.
+fn pow_tensor_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    if let ScalarArg::Int(e) = c.scalar(1)? {
+        if e < 0 && (t.dtype.is_integral() || t.dtype == DType::Bool) {
+            return Err(c.err("integers to negative integer powers are not allowed"));
+        }
+    }
+    binary_scalar_no_bool(c)
+}
+
+fn pow_tensor_tensor(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    binary_no_bool(c)
+}
+
+fn pow_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let out = scalar_binary(c)?;
+    need_not_bool(c, out[0].dtype)?;
+    Ok(out)
 }
 
 fn compare(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -63,24 +235,35 @@ fn true_div_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(out)
 }
 
-/// `div.Tensor_mode`: true division unless a rounding mode is given.
+/// `div.Tensor_mode`: true division unless a rounding mode ("trunc" or "floor") is given.
 fn div_mode(c: &Call) -> Result<Vec<TensorType>, InferError> {
     match c.args.get(2) {
-        Some(crate::graph::Arg::Str(_)) => binary(c),
+        Some(Arg::Str(m)) if m == "trunc" || m == "floor" => binary_no_bool(c),
+        Some(Arg::Str(m)) => Err(c.err(format!("rounding_mode must be None, \"trunc\" or \"floor\", got \"{m}\""))),
         _ => true_div(c),
     }
 }
 
 fn div_mode_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
     match c.args.get(2) {
-        Some(crate::graph::Arg::Str(_)) => binary_scalar(c),
+        Some(Arg::Str(m)) if m == "trunc" || m == "floor" => binary_scalar_no_bool(c),
+        Some(Arg::Str(m)) => Err(c.err(format!("rounding_mode must be None, \"trunc\" or \"floor\", got \"{m}\""))),
         _ => true_div_scalar(c),
     }
+}
+
+/// `where` accepts a bool condition (uint8 is deprecated but still accepted).
+fn check_condition(c: &Call, cond: &TensorType) -> Result<(), InferError> {
+    if cond.dtype != DType::Bool && cond.dtype != DType::Uint8 {
+        return Err(c.err(format!("condition must be bool, got {}", cond.dtype)));
+    }
+    Ok(())
 }
 
 /// `where.self(condition, self, other)`.
 fn where_self(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (cond, a, b) = (c.tensor(0)?, c.tensor(1)?, c.tensor(2)?);
+    check_condition(c, cond)?;
     let shape = broadcast(c, &broadcast(c, &cond.shape, &a.shape)?, &b.shape)?;
     Ok(vec![TensorType::with_dims(result_type(&[Operand::Tensor(a), Operand::Tensor(b)]), shape)])
 }
@@ -88,6 +271,7 @@ fn where_self(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// `where.ScalarOther(condition, self, Scalar other)`.
 fn where_scalar_other(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (cond, a) = (c.tensor(0)?, c.tensor(1)?);
+    check_condition(c, cond)?;
     let shape = broadcast(c, &cond.shape, &a.shape)?;
     Ok(vec![TensorType::with_dims(result_type(&[Operand::Tensor(a), Operand::Scalar(c.scalar(2)?)]), shape)])
 }
@@ -95,18 +279,24 @@ fn where_scalar_other(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// `where.ScalarSelf(condition, Scalar self, other)`.
 fn where_scalar_self(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (cond, b) = (c.tensor(0)?, c.tensor(2)?);
+    check_condition(c, cond)?;
     let shape = broadcast(c, &cond.shape, &b.shape)?;
     Ok(vec![TensorType::with_dims(result_type(&[Operand::Scalar(c.scalar(1)?), Operand::Tensor(b)]), shape)])
 }
 
-/// `masked_fill(self, mask, value)`: the shape and dtype of `self`; the mask must broadcast to it.
+/// `masked_fill(self, mask, value)`: `self`'s dtype, `self` and the bool mask broadcast together;
+/// a tensor value must be 0-dim.
 fn masked_fill(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (a, mask) = (c.tensor(0)?, c.tensor(1)?);
-    let shape = broadcast(c, &a.shape, &mask.shape)?;
-    if shape.len() != a.rank() {
-        return Err(c.err("mask has more dims than the input"));
+    if mask.dtype != DType::Bool {
+        return Err(c.err(format!("the mask must be bool, got {}", mask.dtype)));
     }
-    Ok(vec![a.clone()])
+    if let Some(Arg::Tensor(_)) = c.args.get(2) {
+        if c.tensor(2)?.rank() != 0 {
+            return Err(c.err("the fill value must be a 0-dim tensor"));
+        }
+    }
+    Ok(vec![TensorType::with_dims(a.dtype, broadcast(c, &a.shape, &mask.shape)?)])
 }
 
 /// `clamp(self, Scalar? min, Scalar? max)`.
@@ -114,11 +304,11 @@ fn clamp_scalar(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let a = c.tensor(0)?;
     let mut ops = vec![Operand::Tensor(a)];
     for i in 1..c.args.len() {
-        if !matches!(c.args[i], crate::graph::Arg::None) {
+        if !matches!(c.args[i], Arg::None) {
             ops.push(Operand::Scalar(c.scalar(i)?));
         }
     }
-    if ops.len() == 1 && c.args.len() > 2 {
+    if ops.len() == 1 {
         return Err(c.err("clamp needs at least one of min and max"));
     }
     Ok(vec![a.with_dtype(result_type(&ops))])
@@ -135,14 +325,24 @@ fn clamp_tensor(c: &Call) -> Result<Vec<TensorType>, InferError> {
             ops.push(Operand::Tensor(t));
         }
     }
+    if ops.len() == 1 {
+        return Err(c.err("clamp needs at least one of min and max"));
+    }
     Ok(vec![TensorType::with_dims(result_type(&ops), shape)])
 }
 
+/// `prelu(self, weight)`: one weight, or one per channel (dim 1; a 1-D input has one channel).
 fn prelu(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (a, w) = (c.tensor(0)?, c.tensor(1)?);
-    if w.rank() > 1 || a.rank() == 0 {
-        // ATen accepts a 1-D weight of size 1 or of the channel count.
-        return Err(c.err("prelu weight must be 1-D and input at least 1-D"));
+    need_float(c, a.dtype)?;
+    if w.rank() > 1 {
+        return Err(c.err("prelu weight must be 0-D or 1-D"));
+    }
+    let channels = if a.rank() >= 2 { a.shape[1].as_const() } else { Some(1) };
+    if let (Some(n), Some(ch)) = (w.numel().as_const(), channels) {
+        if n != 1 && n != ch {
+            return Err(c.err(format!("{n} prelu weights for {ch} channels")));
+        }
     }
     Ok(vec![a.clone()])
 }
@@ -150,36 +350,21 @@ fn prelu(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// Every element-wise op.
 pub(super) const OPS: &[OpDecl] = &[
     // Arithmetic.
-    op("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, binary, cost_elementwise),
-    op(
-        "aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor",
-        Compute,
-        binary_scalar,
-        cost_elementwise,
-    ),
+    op("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, add, cost_elementwise),
+    op("aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, add_scalar, cost_elementwise),
     op(
         "aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
         Compute,
-        binary,
+        add_,
         cost_elementwise,
     ),
-    op("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, binary, cost_elementwise),
-    op(
-        "aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor",
-        Compute,
-        binary_scalar,
-        cost_elementwise,
-    ),
-    op("aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, binary, cost_elementwise),
-    op(
-        "aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor",
-        Compute,
-        binary_scalar,
-        cost_elementwise,
-    ),
+    op("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise),
+    op("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise),
+    op("aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise),
+    op("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise),
     op("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
-    op("aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)", Compute, binary, cost_elementwise),
+    op("aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)", Compute, mul_, cost_elementwise),
     op("aten::div.Tensor(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_elementwise),
     op("aten::div.Scalar(Tensor self, Scalar other) -> Tensor", Compute, true_div_scalar, cost_elementwise),
     op(
@@ -194,25 +379,35 @@ pub(super) const OPS: &[OpDecl] = &[
         div_mode_scalar,
         cost_elementwise,
     ),
-    op("aten::floor_divide(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
-    op("aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
-    op("aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor", Compute, binary_scalar, cost_transcendental),
-    op("aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor", Compute, binary, cost_transcendental),
-    op("aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor", Compute, scalar_binary, cost_transcendental),
+    op("aten::floor_divide(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
+    op("aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
+    op("aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar_no_bool, cost_elementwise),
+    op("aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
+    op("aten::fmod.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar_no_bool, cost_elementwise),
+    op(
+        "aten::pow.Tensor_Scalar(Tensor self, Scalar exponent) -> Tensor",
+        Compute,
+        pow_tensor_scalar,
+        cost_transcendental,
+    ),
+    op(
+        "aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor",
+        Compute,
+        pow_tensor_tensor,
+        cost_transcendental,
+    ),
+    op("aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor", Compute, pow_scalar, cost_transcendental),
     op("aten::maximum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::minimum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::atan2(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_transcendental),
-    op("aten::neg(Tensor self) -> Tensor", Compute, unary_int_or_float, cost_elementwise),
-    op("aten::abs(Tensor self) -> Tensor", Compute, unary_int_or_float, cost_elementwise),
+    op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::abs(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
     op("aten::sign(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::square(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::floor(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::ceil(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::round(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::trunc(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
+    op("aten::square(Tensor self) -> Tensor", Compute, square, cost_elementwise),
+    op("aten::floor(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::ceil(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::round(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::trunc(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
     op("aten::reciprocal(Tensor self) -> Tensor", Compute, unary_float, cost_elementwise),
     op("aten::sqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::rsqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
@@ -250,45 +445,49 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::clamp_min(Tensor self, Scalar min) -> Tensor", Compute, clamp_scalar, cost_elementwise),
     op("aten::clamp_max(Tensor self, Scalar max) -> Tensor", Compute, clamp_scalar, cost_elementwise),
     // Activations.
-    op("aten::relu(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::relu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_same, cost_elementwise),
-    op("aten::relu6(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::gelu(Tensor self, *, str approximate=\"none\") -> Tensor", Compute, unary_same, cost_transcendental),
-    op("aten::silu(Tensor self) -> Tensor", Compute, unary_same, cost_transcendental),
-    op("aten::silu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_same, cost_transcendental),
+    op("aten::relu(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::relu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_no_bool, cost_elementwise),
+    op("aten::relu6(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::gelu(Tensor self, *, str approximate=\"none\") -> Tensor", Compute, gelu, cost_transcendental),
+    op("aten::silu(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental),
+    op("aten::silu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_float_only, cost_transcendental),
     op("aten::sigmoid(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::tanh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::mish(Tensor self) -> Tensor", Compute, unary_same, cost_transcendental),
-    op("aten::hardswish(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::hardsigmoid(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
+    op("aten::mish(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental),
+    op("aten::hardswish(Tensor self) -> Tensor", Compute, unary_float_only, cost_elementwise),
+    op("aten::hardsigmoid(Tensor self) -> Tensor", Compute, unary_float_only, cost_elementwise),
     op(
         "aten::hardtanh(Tensor self, Scalar min_val=-1, Scalar max_val=1) -> Tensor",
         Compute,
-        unary_same,
+        unary_no_bool,
         cost_elementwise,
     ),
     op(
         "aten::hardtanh_(Tensor(a!) self, Scalar min_val=-1, Scalar max_val=1) -> Tensor(a!)",
         Compute,
-        unary_same,
+        unary_no_bool,
         cost_elementwise,
     ),
-    op("aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor", Compute, unary_same, cost_elementwise),
+    op(
+        "aten::leaky_relu(Tensor self, Scalar negative_slope=0.01) -> Tensor",
+        Compute,
+        unary_float_only,
+        cost_elementwise,
+    ),
     op(
         "aten::elu(Tensor self, Scalar alpha=1, Scalar scale=1, Scalar input_scale=1) -> Tensor",
         Compute,
-        unary_same,
+        unary_float_only,
         cost_transcendental,
     ),
-    op("aten::celu(Tensor self, Scalar alpha=1.0) -> Tensor", Compute, unary_same, cost_transcendental),
-    op("aten::selu(Tensor self) -> Tensor", Compute, unary_same, cost_transcendental),
+    op("aten::celu(Tensor self, Scalar alpha=1.) -> Tensor", Compute, unary_float_only, cost_transcendental),
+    op("aten::selu(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental),
     op(
         "aten::softplus(Tensor self, Scalar beta=1, Scalar threshold=20) -> Tensor",
         Compute,
-        unary_same,
+        unary_float_only,
         cost_transcendental,
     ),
-    op("aten::softsign(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
     op("aten::prelu(Tensor self, Tensor weight) -> Tensor", Compute, prelu, cost_elementwise),
     // Comparisons and logic.
     op("aten::eq.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
@@ -307,14 +506,14 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::logical_and(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
     op("aten::logical_or(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
     op("aten::logical_xor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::bitwise_not(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
-    op("aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
-    op("aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
+    op("aten::bitwise_not(Tensor self) -> Tensor", Compute, bitwise_not, cost_elementwise),
+    op("aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
+    op("aten::bitwise_and.Scalar(Tensor self, Scalar other) -> Tensor", Compute, bitwise_scalar, cost_elementwise),
+    op("aten::bitwise_or.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
+    op("aten::bitwise_or.Scalar(Tensor self, Scalar other) -> Tensor", Compute, bitwise_scalar, cost_elementwise),
+    op("aten::bitwise_xor.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
+    op("aten::__and__.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
+    op("aten::__or__.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
     op("aten::isnan(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise),
     op("aten::isinf(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise),
     op(

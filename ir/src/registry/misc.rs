@@ -48,9 +48,15 @@ fn arange_impl(
             if st_c == 0 {
                 return Err(c.err("arange step must be nonzero"));
             }
-            let span = e.sub(s);
+            let span = match (e.as_const(), s.as_const()) {
+                (Some(a), Some(b)) => Dim::constant(a.checked_sub(b).ok_or_else(|| c.err("arange length overflows"))?),
+                _ => e.sub(s),
+            };
             match span.as_const() {
-                Some(v) => Dim::constant(((v + st_c - st_c.signum()) / st_c).max(0)),
+                Some(v) if v.signum() * st_c.signum() < 0 => return Err(inconsistent_bounds(c)),
+                Some(0) => Dim::constant(0),
+                // ceil(v / step) for v and step of one sign, without overflow near i64::MAX.
+                Some(v) => Dim::constant((v - st_c.signum()) / st_c + 1),
                 None if st_c > 0 => span.add(&Dim::constant(st_c - 1)).floor_div(&Dim::constant(st_c)),
                 None => return Err(c.err("symbolic arange with a negative step")),
             }
@@ -68,11 +74,18 @@ fn arange_impl(
             if st == 0.0 || !st.is_finite() || !s.is_finite() || !e.is_finite() {
                 return Err(c.err("invalid arange bounds"));
             }
+            if (e - s) * st < 0.0 {
+                return Err(inconsistent_bounds(c));
+            }
             Dim::constant(((e - s) / st).ceil().max(0.0) as i64)
         }
     };
     let dtype = c.opt_dtype(dtype_i)?.unwrap_or(if any_float { DEFAULT_FLOAT } else { DType::Int64 });
     Ok(vec![TensorType::with_dims(dtype, vec![len])])
+}
+
+fn inconsistent_bounds(c: &Call) -> InferError {
+    c.err("arange bounds are inconsistent with the step's sign")
 }
 
 fn arange(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -136,6 +149,9 @@ fn scalar_tensor(c: &Call) -> Result<Vec<TensorType>, InferError> {
 
 fn eye(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let n = c.sym_int(0)?;
+    if n.as_const().is_some_and(|v| v < 0) {
+        return Err(c.err(format!("eye size {n} is negative")));
+    }
     Ok(vec![TensorType::with_dims(c.opt_dtype(1)?.unwrap_or(DEFAULT_FLOAT), vec![n.clone(), n])])
 }
 
@@ -162,9 +178,29 @@ fn no_outputs(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![])
 }
 
+/// `_assert_async.msg(self, msg)`: nothing out; the tensor must hold one element.
+fn assert_async(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    if t.numel().as_const().is_some_and(|n| n != 1) {
+        return Err(c.err(format!("asserting on a tensor of {} elements", t.numel())));
+    }
+    Ok(vec![])
+}
+
 /// `_assert_tensor_metadata(a, size?, stride?, dtype?)`: nothing out; the check itself is verified.
 fn assert_metadata(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    if let Some(Arg::Ints(_) | Arg::SymInts(_)) = c.args.get(1) {
+        let size = c.sym_ints(1)?;
+        let differ = size.len() != t.rank()
+            || size
+                .iter()
+                .zip(&t.shape)
+                .any(|(a, b)| matches!((a.as_const(), b.as_const()), (Some(x), Some(y)) if x != y));
+        if differ {
+            return Err(c.err(format!("asserted size {}, the value has {}", fmt_shape(&size), fmt_shape(&t.shape))));
+        }
+    }
     if let Some(d) = c.opt_dtype(3)? {
         if d != t.dtype {
             return Err(c.err(format!("asserted dtype {d}, the value has {}", t.dtype)));
@@ -216,9 +252,14 @@ fn mean_all(c: &Call) -> Result<Vec<TensorType>, InferError> {
     }
     reduce_with(c, None, false, dtype)
 }
-/// `amax/amin(self, dim[], keepdim)`.
+/// `amax/amin(self, dim[], keepdim)`: a reduced dim must not be empty (there is no identity).
 fn amax(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    for d in reduce_dims(c, Some(c.ints(1)?), t.rank())? {
+        if t.shape.get(d).and_then(|s| s.as_const()) == Some(0) {
+            return Err(c.err(format!("reducing dim {d} of size 0")));
+        }
+    }
     reduce_with(c, Some(c.ints(1)?), c.bool(2)?, t.dtype)
 }
 /// `max.dim/min.dim(self, dim, keepdim)` → (values, indices).
@@ -227,21 +268,33 @@ fn max_dim(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let v = reduce_with(c, Some(vec![c.int(1)?]), c.bool(2)?, t.dtype)?;
     Ok(vec![v[0].clone(), v[0].with_dtype(DType::Int64)])
 }
-/// `max/min(self)` → a 0-d tensor.
+/// `max/min(self)` → a 0-d tensor; an empty input has no maximum.
 fn max_all(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    if t.numel().as_const() == Some(0) {
+        return Err(c.err("reduction of an empty tensor needs a dim"));
+    }
     reduce_with(c, None, false, t.dtype)
 }
-/// `argmax/argmin(self, dim?, keepdim)`.
+/// `argmax/argmin(self, dim?, keepdim)`: without a dim, `keepdim` keeps every dim as 1.
 fn argmax(c: &Call) -> Result<Vec<TensorType>, InferError> {
     match c.opt_int(1)? {
-        None => reduce_with(c, None, false, DType::Int64),
+        None => reduce_with(c, None, c.bool(2)?, DType::Int64),
         Some(d) => reduce_with(c, Some(vec![d]), c.bool(2)?, DType::Int64),
     }
 }
-/// `var/std.correction(self, dim?, *, correction?, keepdim)`.
+/// Error unless `t` is floating or complex.
+fn need_float(c: &Call, t: &TensorType) -> Result<(), InferError> {
+    if t.dtype.is_floating() || t.dtype.is_complex() {
+        return Ok(());
+    }
+    Err(c.err(format!("needs a floating input, got {}", t.dtype)))
+}
+
+/// `var/std.correction(self, dim?, *, correction?, keepdim)`: floating inputs only.
 fn var(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    need_float(c, t)?;
     reduce_with(c, c.opt_ints(1)?, c.bool(3)?, float_of(t.dtype))
 }
 /// `any/all.dim(self, dim, keepdim)` → bool.
@@ -260,18 +313,23 @@ fn logsumexp(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
     reduce_with(c, Some(c.ints(1)?), c.bool(2)?, float_of(t.dtype))
 }
-/// `linalg_vector_norm(self, ord, dim?, keepdim, *, dtype)`.
+/// `linalg_vector_norm(self, ord, dim?, keepdim, *, dtype)`: floating inputs only.
 fn vector_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    need_float(c, t)?;
     let dtype = c.opt_dtype(4)?.unwrap_or(float_of(t.dtype));
     reduce_with(c, c.opt_ints(2)?, c.bool(3)?, dtype)
 }
 
-/// `cumsum/cumprod(self, dim, *, dtype)`.
+/// `cumsum/cumprod(self, dim, *, dtype)`: there is no bool kernel.
 fn cumulative(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
     c.dim_index(c.int(1)?, t.rank())?;
-    Ok(vec![t.with_dtype(accumulate_dtype(t, c.opt_dtype(2)?))])
+    let dtype = accumulate_dtype(t, c.opt_dtype(2)?);
+    if dtype == DType::Bool {
+        return Err(c.err("cumulative ops have no bool kernel"));
+    }
+    Ok(vec![t.with_dtype(dtype)])
 }
 
 /// `topk(self, k, dim, largest, sorted)` → (values, indices).
@@ -307,6 +365,9 @@ fn argsort(c: &Call) -> Result<Vec<TensorType>, InferError> {
 
 fn one_hot(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
+    if t.dtype != DType::Int64 {
+        return Err(c.err(format!("one_hot needs int64 indices, got {}", t.dtype)));
+    }
     let n = c.int(1)?;
     if n < 0 {
         return Err(c.err("one_hot without num_classes has a data-dependent shape"));
@@ -344,7 +405,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::type_as(Tensor self, Tensor other) -> Tensor", Compute, type_as, cost_copy),
     // Assertions (no outputs; removed by cleanup).
     op("aten::_assert_tensor_metadata(Tensor a, SymInt[]? size=None, SymInt[]? stride=None, ScalarType? dtype=None, *, Device? device=None, Layout? layout=None) -> ()", Assert, assert_metadata, cost_free),
-    op("aten::_assert_async.msg(Tensor self, str assert_msg) -> ()", Assert, no_outputs, cost_free),
+    op("aten::_assert_async.msg(Tensor self, str assert_msg) -> ()", Assert, assert_async, cost_free),
     op("aten::_assert_scalar(Scalar self, str assert_msg) -> ()", Assert, no_outputs, cost_free),
     // Reductions.
     op("aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor", Compute, sum_all, cost_reduce),

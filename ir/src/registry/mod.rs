@@ -73,6 +73,8 @@ pub type CostFn = fn(&Call, &[TensorType]) -> OpCost;
 
 /// A registry entry.
 pub struct OpDef {
+    /// The schema exactly as declared: PyTorch's `str(torch.ops.aten.<op>.<overload>._schema)`.
+    pub schema_text: &'static str,
     pub schema: Schema,
     pub class: OpClass,
     pub infer: InferFn,
@@ -106,7 +108,9 @@ impl Registry {
                 // here rather than taking the process down.
                 let Ok(schema) = Schema::parse(decl.schema) else { continue };
                 let name = schema.name.clone();
-                ops.insert(name, OpDef { schema, class: decl.class, infer: decl.infer, cost: decl.cost });
+                let def =
+                    OpDef { schema_text: decl.schema, schema, class: decl.class, infer: decl.infer, cost: decl.cost };
+                ops.insert(name, def);
             }
         }
         Registry { ops }
@@ -375,7 +379,15 @@ impl<'a> Call<'a> {
         self.tensor_types.iter().flatten().flatten().copied().collect()
     }
 
-    /// Normalise a possibly negative dim index against `rank`.
+    /// Normalise a dim that indexes one of a tensor's `rank` dims: a 0-dim tensor has none.
+    pub fn size_dim(&self, dim: i64, rank: usize) -> Result<usize, InferError> {
+        if rank == 0 {
+            return Err(self.err(format!("dim {dim} given for a 0-dim tensor")));
+        }
+        self.dim_index(dim, rank)
+    }
+
+    /// Normalise a possibly negative dim index against `rank` (a 0-dim tensor accepts 0 and -1).
     pub fn dim_index(&self, dim: i64, rank: usize) -> Result<usize, InferError> {
         let r = rank.max(1) as i64;
         let d = if dim < 0 { dim + r } else { dim };

@@ -3,7 +3,7 @@
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::Compute, OpCost, OpDecl};
 use crate::dim::Dim;
-use crate::types::{promote, DType, TensorType};
+use crate::types::{DType, TensorType};
 
 fn matmul_dtype(c: &Call, a: &TensorType, b: &TensorType) -> Result<DType, InferError> {
     if a.dtype != b.dtype {
@@ -36,10 +36,11 @@ fn bmm(c: &Call) -> Result<Vec<TensorType>, InferError> {
         return Err(c.err("bmm expects 3-D tensors"));
     }
     check_inner(c, &a.shape[2], &b.shape[1])?;
-    let batch = broadcast(c, &a.shape[..1], &b.shape[..1])?;
+    // Unlike `matmul`, `bmm` does not broadcast the batch.
+    check_inner(c, &a.shape[0], &b.shape[0])?;
     Ok(vec![TensorType::with_dims(
         matmul_dtype(c, a, b)?,
-        vec![batch[0].clone(), a.shape[1].clone(), b.shape[2].clone()],
+        vec![a.shape[0].clone(), a.shape[1].clone(), b.shape[2].clone()],
     )])
 }
 
@@ -50,6 +51,9 @@ fn add_product(
 ) -> Result<Vec<TensorType>, InferError> {
     let bias = c.tensor(0)?;
     let out = product(c, 1)?;
+    if bias.dtype != out[0].dtype {
+        return Err(c.err(format!("bias of {} for a {} product", bias.dtype, out[0].dtype)));
+    }
     let shape = broadcast(c, &bias.shape, &out[0].shape)?;
     if shape.len() != out[0].rank() {
         return Err(c.err("bias has more dims than the product"));
@@ -72,6 +76,7 @@ fn bmm_at(c: &Call, i: usize) -> Result<Vec<TensorType>, InferError> {
         return Err(c.err("expects 3-D batches"));
     }
     check_inner(c, &a.shape[2], &b.shape[1])?;
+    check_inner(c, &a.shape[0], &b.shape[0])?;
     Ok(vec![TensorType::with_dims(
         matmul_dtype(c, a, b)?,
         vec![a.shape[0].clone(), a.shape[1].clone(), b.shape[2].clone()],
@@ -149,6 +154,15 @@ fn cost_matmul(c: &Call, outs: &[TensorType]) -> OpCost {
     }
 }
 
+/// Window attributes (kernel, stride, padding, dilation) must be small enough for exact i64 window
+/// arithmetic; anything near `2^31` is a corrupt graph.
+fn small_attrs(c: &Call, values: impl IntoIterator<Item = i64>) -> Result<(), InferError> {
+    match values.into_iter().find(|v| v.unsigned_abs() > 1 << 31) {
+        Some(v) => Err(c.err(format!("window attribute {v} is out of range"))),
+        None => Ok(()),
+    }
+}
+
 fn conv_common(
     c: &Call,
     stride_i: usize,
@@ -182,6 +196,11 @@ fn conv_common(
     if stride.len() != spatial || dilation.len() != spatial {
         return Err(c.err("stride/dilation length does not match the kernel"));
     }
+    if stride.iter().chain(&dilation).any(|&v| v <= 0) {
+        return Err(c.err("stride and dilation must be positive"));
+    }
+    let attrs = stride.iter().chain(&dilation).copied().chain(pad.iter().flatten().filter_map(Dim::as_const));
+    small_attrs(c, attrs.chain(output_padding.iter().filter_map(Dim::as_const)))?;
     let off = if batched { 2 } else { 1 };
     let cin = &x.shape[off - 1];
     let expect_cin = if transposed { w.shape[0].clone() } else { w.shape[1].scale(groups) };
@@ -199,12 +218,16 @@ fn conv_common(
     for i in 0..spatial {
         let n = &x.shape[off + i];
         let k = w.shape[2 + i].as_const().ok_or_else(|| c.err("symbolic kernel size"))?;
+        small_attrs(c, [k])?;
         let out = match &pad {
             None => n.add(&Dim::constant(stride[i] - 1)).floor_div(&Dim::constant(stride[i])), // "same"
             Some(p) => {
                 let p = p.get(i).or(p.first()).and_then(Dim::as_const).ok_or_else(|| c.err("symbolic padding"))?;
                 if transposed {
                     let op = output_padding.get(i).or(output_padding.first()).and_then(Dim::as_const).unwrap_or(0);
+                    if op >= stride[i] && op >= dilation[i] {
+                        return Err(c.err(format!("output_padding {op} must be smaller than stride or dilation")));
+                    }
                     n.sub(&Dim::constant(1))
                         .scale(stride[i])
                         .add(&Dim::constant(-2 * p + dilation[i] * (k - 1) + op + 1))
@@ -237,6 +260,9 @@ fn conv_nd_padding_str(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let groups = c.int(6)?;
     let pad = match c.str(4)? {
         "valid" => Some(vec![Dim::constant(0)]),
+        "same" if c.ints(3)?.iter().any(|&s| s != 1) => {
+            return Err(c.err("padding=\"same\" is not supported for strided convolutions"))
+        }
         "same" => None,
         other => return Err(c.err(format!("unknown padding mode `{other}`"))),
     };
@@ -266,10 +292,22 @@ fn cost_conv(c: &Call, outs: &[TensorType]) -> OpCost {
     }
 }
 
-fn check_affine(c: &Call, x: &TensorType, norm: &[Dim], i: usize) -> Result<(), InferError> {
-    if let Some(w) = c.opt_tensor(i)? {
-        if w.shape.len() != norm.len() {
-            return Err(c.err(format!("norm weight has rank {}, normalized_shape has {}", w.rank(), norm.len())));
+/// The affine parameters at `params` (weight, and bias when given) must have `normalized_shape`.
+fn check_affine(c: &Call, x: &TensorType, norm: &[Dim], params: &[usize]) -> Result<(), InferError> {
+    for &i in params {
+        if let Some(w) = c.opt_tensor(i)? {
+            let differ = w.shape.len() != norm.len()
+                || w.shape
+                    .iter()
+                    .zip(norm)
+                    .any(|(a, b)| matches!((a.as_const(), b.as_const()), (Some(p), Some(q)) if p != q));
+            if differ {
+                return Err(c.err(format!(
+                    "parameter of shape {} for normalized_shape {}",
+                    fmt_shape(&w.shape),
+                    fmt_shape(norm)
+                )));
+            }
         }
     }
     if norm.len() > x.rank() {
@@ -288,14 +326,14 @@ fn check_affine(c: &Call, x: &TensorType, norm: &[Dim], i: usize) -> Result<(), 
 fn layer_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
     let norm = c.sym_ints(1)?;
-    check_affine(c, x, &norm, 2)?;
+    check_affine(c, x, &norm, &[2, 3])?;
     Ok(vec![x.clone()])
 }
 
 fn native_layer_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
     let norm = c.sym_ints(1)?;
-    check_affine(c, x, &norm, 2)?;
+    check_affine(c, x, &norm, &[2, 3])?;
     let keep = x.rank() - norm.len();
     let mut stat: Vec<Dim> = x.shape[..keep].to_vec();
     stat.extend(std::iter::repeat_n(Dim::constant(1), norm.len()));
@@ -306,7 +344,7 @@ fn native_layer_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
 fn rms_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
     let norm = c.sym_ints(1)?;
-    check_affine(c, x, &norm, 2)?;
+    check_affine(c, x, &norm, &[2])?;
     Ok(vec![x.clone()])
 }
 
@@ -321,14 +359,38 @@ fn group_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
             return Err(c.err(format!("{ch} channels are not divisible into {groups} groups")));
         }
     }
+    check_channel_params(c, x, &[2, 3])?;
     Ok(vec![x.clone()])
 }
 
 /// `native_group_norm(input, weight, bias, N, C, HxW, group, eps)` → (out, mean [N, G], rstd [N, G]).
 fn native_group_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
+    let (channels, groups) = (c.sym_int(4)?, c.int(6)?);
+    if groups <= 0 || channels.as_const().is_some_and(|ch| ch % groups != 0) {
+        return Err(c.err(format!("{channels} channels are not divisible into {groups} groups")));
+    }
+    check_channel_params(c, x, &[1, 2])?;
     let stat = TensorType::with_dims(x.dtype, vec![c.sym_int(3)?, Dim::constant(c.int(6)?)]);
     Ok(vec![x.clone(), stat.clone(), stat])
+}
+
+/// Per-channel parameters (at `params`, when given) must be 1-D with one entry per channel (dim 1).
+fn check_channel_params(c: &Call, x: &TensorType, params: &[usize]) -> Result<(), InferError> {
+    let channels = x.shape.get(1).ok_or_else(|| c.err("input must be at least 2-D"))?;
+    for &i in params {
+        if let Some(t) = c.opt_tensor(i)? {
+            if t.rank() != 1 {
+                return Err(c.err("per-channel parameters must be 1-D"));
+            }
+            if let (Some(a), Some(b)) = (t.shape[0].as_const(), channels.as_const()) {
+                if a != b {
+                    return Err(c.err(format!("parameter of size {a} for {b} channels")));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn batch_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -336,18 +398,7 @@ fn batch_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     if x.rank() < 2 {
         return Err(c.err("batch_norm input must be at least 2-D"));
     }
-    for i in 1..5 {
-        if let Some(t) = c.opt_tensor(i)? {
-            if t.rank() != 1 {
-                return Err(c.err("batch_norm parameters must be 1-D"));
-            }
-            if let (Some(a), Some(b)) = (t.shape[0].as_const(), x.shape[1].as_const()) {
-                if a != b {
-                    return Err(c.err(format!("batch_norm parameter of size {a} for {b} channels")));
-                }
-            }
-        }
-    }
+    check_channel_params(c, x, &[1, 2, 3, 4])?;
     Ok(vec![x.clone()])
 }
 
@@ -358,14 +409,19 @@ fn native_batch_norm_no_training(c: &Call) -> Result<Vec<TensorType>, InferError
     Ok(vec![out[0].clone(), empty.clone(), empty])
 }
 
+/// `softmax(self, dim, dtype?)` / `_softmax(self, dim, half_to_float)`: floating only, unless a
+/// dtype converts the input first.
 fn softmax(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
     c.dim_index(c.int(1)?, x.rank())?;
     let dtype = match c.args.get(2) {
         Some(crate::graph::Arg::DType(d)) => *d,
         Some(crate::graph::Arg::Bool(true)) if x.dtype == DType::Float16 => DType::Float32,
-        _ => float_of(x.dtype),
+        _ => x.dtype,
     };
+    if !dtype.is_floating() && !dtype.is_complex() {
+        return Err(c.err(format!("softmax of {dtype} is not implemented")));
+    }
     Ok(vec![x.with_dtype(dtype)])
 }
 
@@ -389,29 +445,49 @@ fn cost_embedding(c: &Call, outs: &[TensorType]) -> OpCost {
     OpCost { flops: Dim::constant(0), bytes_read: out_bytes(outs).add(&ix), bytes_written: out_bytes(outs) }
 }
 
-/// `scaled_dot_product_attention(q [.., L, E], k [.., S, E], v [.., S, Ev])` → [.., L, Ev].
+/// `scaled_dot_product_attention(q [.., Hq, L, E], k [.., Hk, S, E], v [.., Hk, S, Ev])` → [.., Hq, L, Ev].
+/// Batch dims broadcast; with `enable_gqa` the key/value heads Hk must divide Hq and repeat to it.
+/// The mask broadcasts to the scores [.., Hq, L, S].
 fn sdpa(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (q, k, v) = (c.tensor(0)?, c.tensor(1)?, c.tensor(2)?);
     if q.rank() < 2 || k.rank() < 2 || v.rank() < 2 {
         return Err(c.err("attention inputs must be at least 2-D"));
     }
-    let (rq, rk) = (q.rank(), k.rank());
+    if q.dtype != k.dtype || q.dtype != v.dtype {
+        return Err(c.err(format!("query, key and value dtypes differ: {}, {}, {}", q.dtype, k.dtype, v.dtype)));
+    }
+    let (rq, rk, rv) = (q.rank(), k.rank(), v.rank());
     check_inner(c, &q.shape[rq - 1], &k.shape[rk - 1])?;
-    check_inner(c, &k.shape[rk - 2], &v.shape[v.rank() - 2])?;
-    if let Some(m) = c.opt_tensor(3)? {
-        let scores = {
-            let mut s = q.shape[..rq - 1].to_vec();
-            s.push(k.shape[rk - 2].clone());
-            s
-        };
-        // The mask broadcasts to the score matrix; with grouped-query attention heads differ.
-        if m.rank() > scores.len() {
-            return Err(c.err("attention mask has too many dims"));
+    check_inner(c, &k.shape[rk - 2], &v.shape[rv - 2])?;
+    let (mut kb, mut vb) = (k.shape[..rk - 2].to_vec(), v.shape[..rv - 2].to_vec());
+    if c.bool(7)? && rq >= 3 {
+        let hq = &q.shape[rq - 3];
+        for b in [&mut kb, &mut vb] {
+            let Some(hk) = b.last_mut() else { continue };
+            if let (Some(x), Some(y)) = (hq.as_const(), hk.as_const()) {
+                if y <= 0 || x % y != 0 {
+                    return Err(c.err(format!("{y} key/value heads do not divide {x} query heads")));
+                }
+            }
+            *hk = hq.clone();
         }
     }
-    let mut shape = q.shape[..rq - 1].to_vec();
-    shape.push(v.shape[v.rank() - 1].clone());
-    Ok(vec![TensorType::with_dims(promote(q.dtype, v.dtype), shape)])
+    let batch = broadcast(c, &broadcast(c, &q.shape[..rq - 2], &kb)?, &vb)?;
+    let (l, s) = (&q.shape[rq - 2], &k.shape[rk - 2]);
+    if let Some(m) = c.opt_tensor(3)? {
+        let scores: Vec<Dim> = batch.iter().chain([l, s]).cloned().collect();
+        if broadcast(c, &m.shape, &scores)? != scores {
+            return Err(c.err(format!(
+                "mask {} does not broadcast to scores {}",
+                fmt_shape(&m.shape),
+                fmt_shape(&scores)
+            )));
+        }
+    }
+    let mut shape = batch;
+    shape.push(l.clone());
+    shape.push(v.shape[rv - 1].clone());
+    Ok(vec![TensorType::with_dims(q.dtype, shape)])
 }
 
 fn cost_sdpa(c: &Call, outs: &[TensorType]) -> OpCost {
@@ -460,6 +536,7 @@ fn pool(
     if [&k, &s, &p, &d].iter().any(|v| v.len() != dims) {
         return Err(c.err("pooling parameter length does not match the input"));
     }
+    small_attrs(c, k.iter().chain(&s).chain(&p).chain(&d).copied())?;
     if k.iter().chain(&s).chain(&d).any(|&v| v <= 0) || p.iter().zip(&k).any(|(&pp, &kk)| pp < 0 || pp * 2 > kk) {
         return Err(c.err("invalid pooling kernel, stride or padding"));
     }
@@ -500,7 +577,7 @@ fn avg_pool3d(c: &Call) -> Result<Vec<TensorType>, InferError> {
 }
 
 fn cost_pool(c: &Call, outs: &[TensorType]) -> OpCost {
-    let kernel: i64 = c.ints(1).map(|k| k.iter().product()).unwrap_or(1).max(1);
+    let kernel: i64 = c.ints(1).map(|k| k.iter().fold(1i64, |a, &b| a.saturating_mul(b))).unwrap_or(1).max(1);
     streaming_cost(c, outs, kernel)
 }
 
@@ -538,6 +615,7 @@ fn upsample(c: &Call) -> Result<Vec<TensorType>, InferError> {
             }
         }
         (crate::graph::Arg::None, _) => return Err(c.err("upsample needs output_size or scale_factors")),
+        (_, crate::graph::Arg::Floats(_)) => return Err(c.err("give output_size or scale_factors, not both")),
         _ => {
             let size = c.sym_ints(1)?;
             if size.len() != spatial {
@@ -551,7 +629,7 @@ fn upsample(c: &Call) -> Result<Vec<TensorType>, InferError> {
 
 fn glu(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, x.rank())?;
+    let d = c.size_dim(c.int(1)?, x.rank())?;
     let mut shape = x.shape.clone();
     if shape[d].as_const().is_some_and(|v| v % 2 != 0) {
         return Err(c.err("glu halves an odd dimension"));
@@ -563,7 +641,7 @@ fn glu(c: &Call) -> Result<Vec<TensorType>, InferError> {
 fn pixel_shuffle(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
     let r = c.int(1)?;
-    if x.rank() < 3 || r <= 0 {
+    if x.rank() < 3 || r <= 0 || r > 1 << 31 {
         return Err(c.err("pixel_shuffle needs a rank >= 3 input and a positive factor"));
     }
     let n = x.rank();
@@ -588,18 +666,18 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::matmul(Tensor self, Tensor other) -> Tensor", Compute, matmul, cost_matmul),
     op("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", Compute, linear, cost_matmul),
     // Convolution.
-    op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=1, SymInt[3] padding=0, SymInt[3] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, str padding=\"valid\", SymInt[2] dilation=1, SymInt groups=1) -> Tensor", Compute, conv_nd_padding_str, cost_conv),
+    op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
+    op("aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], str padding=\"valid\", SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd_padding_str, cost_conv),
     op("aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor", Compute, convolution, cost_conv),
-    op("aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=1, SymInt[1] padding=0, SymInt[1] output_padding=0, SymInt groups=1, SymInt[1] dilation=1) -> Tensor", Compute, conv_transpose, cost_conv),
-    op("aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=1, SymInt[2] padding=0, SymInt[2] output_padding=0, SymInt groups=1, SymInt[2] dilation=1) -> Tensor", Compute, conv_transpose, cost_conv),
+    op("aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] output_padding=[0], SymInt groups=1, SymInt[1] dilation=[1]) -> Tensor", Compute, conv_transpose, cost_conv),
+    op("aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] output_padding=[0, 0], SymInt groups=1, SymInt[2] dilation=[1, 1]) -> Tensor", Compute, conv_transpose, cost_conv),
     // Normalisation.
-    op("aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enable=True) -> Tensor", Compute, layer_norm, cost_normalize),
+    op("aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enable=True) -> Tensor", Compute, layer_norm, cost_normalize),
     op("aten::native_layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_layer_norm, cost_normalize),
     op("aten::rms_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, float? eps=None) -> Tensor", Compute, rms_norm, cost_normalize),
-    op("aten::group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1e-05, bool cudnn_enabled=True) -> Tensor", Compute, group_norm, cost_normalize),
+    op("aten::group_norm(Tensor input, int num_groups, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enabled=True) -> Tensor", Compute, group_norm, cost_normalize),
     op("aten::native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_group_norm, cost_normalize),
     op("aten::batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps, bool cudnn_enabled) -> Tensor", Compute, batch_norm, cost_normalize),
     op("aten::_native_batch_norm_legit_no_training(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_batch_norm_no_training, cost_normalize),
@@ -613,11 +691,11 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor", Compute, embedding, cost_embedding),
     op("aten::scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor", Compute, sdpa, cost_sdpa),
     // Pooling and resampling.
-    op("aten::max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=0, int[1] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool1d, cost_pool),
+    op("aten::max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> Tensor", Compute, max_pool1d, cost_pool),
     op("aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool2d, cost_pool),
     op("aten::max_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, int[3] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool3d, cost_pool),
     op("aten::max_pool2d_with_indices(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> (Tensor, Tensor)", Compute, max_pool2d_with_indices, cost_pool),
-    op("aten::avg_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=0, bool ceil_mode=False, bool count_include_pad=True) -> Tensor", Compute, avg_pool1d, cost_pool),
+    op("aten::avg_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], bool ceil_mode=False, bool count_include_pad=True) -> Tensor", Compute, avg_pool1d, cost_pool),
     op("aten::avg_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor", Compute, avg_pool2d, cost_pool),
     op("aten::avg_pool3d(Tensor self, int[3] kernel_size, int[3] stride=[], int[3] padding=0, bool ceil_mode=False, bool count_include_pad=True, int? divisor_override=None) -> Tensor", Compute, avg_pool3d, cost_pool),
     op("aten::adaptive_avg_pool1d(Tensor self, int[1] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce),

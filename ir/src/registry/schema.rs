@@ -200,9 +200,10 @@ impl ArgSpec {
             (ArgKind::OptTensorList, Arg::OptTensors(_) | Arg::Tensors(_)) => true,
             (ArgKind::Int, Arg::Int(_)) => true,
             (ArgKind::SymInt, Arg::Int(_) | Arg::SymInt(_)) => true,
-            (ArgKind::IntList(n), Arg::Ints(v)) => n.is_none_or(|n| v.len() == n || v.len() == 1 || v.is_empty()),
-            (ArgKind::SymIntList(n), Arg::Ints(v)) => n.is_none_or(|n| v.len() == n || v.len() == 1),
-            (ArgKind::SymIntList(n), Arg::SymInts(v)) => n.is_none_or(|n| v.len() == n || v.len() == 1),
+            // `int[N]` fixes only how a bare int expands; PyTorch passes lists of any length to
+            // the kernel, which checks them (conv takes `[s]` for every dim, pooling rejects `[a, b, c]`).
+            (ArgKind::IntList(_) | ArgKind::SymIntList(_), Arg::Ints(_)) => true,
+            (ArgKind::SymIntList(_), Arg::SymInts(_)) => true,
             (ArgKind::Float, Arg::Float(_) | Arg::Int(_)) => true,
             (ArgKind::FloatList, Arg::Floats(_)) => true,
             (ArgKind::Bool, Arg::Bool(_)) => true,
@@ -218,13 +219,13 @@ impl ArgSpec {
     }
 
     /// Coerce an argument given by an importer to the canonical form for this spec:
-    /// a single int for `int[N]` is repeated N times, an int for a float becomes a float.
+    /// a single int for `int[N]` is repeated N times (as PyTorch's argument parser does), an int
+    /// for a float becomes a float. A one-element list stays as it is: each kernel decides whether
+    /// it stands for every dim, as PyTorch's do.
     pub fn normalise(&self, arg: Arg) -> Arg {
         match (&self.kind, arg) {
             (ArgKind::IntList(Some(n)), Arg::Int(v)) => Arg::Ints(vec![v; *n]),
-            (ArgKind::IntList(Some(n)), Arg::Ints(v)) if v.len() == 1 && *n > 1 => Arg::Ints(vec![v[0]; *n]),
             (ArgKind::SymIntList(Some(n)), Arg::Int(v)) => Arg::Ints(vec![v; *n]),
-            (ArgKind::SymIntList(Some(n)), Arg::Ints(v)) if v.len() == 1 && *n > 1 => Arg::Ints(vec![v[0]; *n]),
             (ArgKind::SymIntList(_), Arg::SymInts(v)) => Arg::sym_ints(v),
             (ArgKind::SymInt, Arg::SymInt(d)) => Arg::sym_int(d),
             (ArgKind::IntList(None) | ArgKind::SymIntList(None), Arg::Int(v)) => Arg::Ints(vec![v]),
@@ -395,8 +396,21 @@ fn parse_default(kind: &ArgKind, text: &str) -> Option<Arg> {
         ArgKind::BoolList(_) => {
             Arg::Bools(text.strip_prefix('[')?.strip_suffix(']')?.split(',').map(|s| s.trim() == "True").collect())
         }
-        ArgKind::ScalarType => Arg::DType(DType::from_name(text)?),
-        ArgKind::MemoryFormat => Arg::MemoryFormat(text.to_string()),
+        // `str(schema)` writes enum defaults as their index (`MemoryFormat memory_format=0`).
+        ArgKind::ScalarType => Arg::DType(match text.parse::<i64>() {
+            Ok(i) => DType::ALL.into_iter().find(|d| d.scalar_type_index() == i)?,
+            Err(_) => DType::from_name(text)?,
+        }),
+        ArgKind::MemoryFormat => Arg::MemoryFormat(
+            match text {
+                "0" => "contiguous_format",
+                "1" => "preserve_format",
+                "2" => "channels_last",
+                "3" => "channels_last_3d",
+                other => other,
+            }
+            .to_string(),
+        ),
         ArgKind::Layout => Arg::Layout(text.to_string()),
         _ => return None,
     })

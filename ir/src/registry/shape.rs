@@ -126,6 +126,30 @@ pub fn product(ds: &[Dim]) -> Dim {
     ds.iter().fold(Dim::constant(1), |a, d| a.mul(d))
 }
 
+/// Product of dims from attributes: static values that overflow i64 are an error, not a panic.
+pub fn checked_product(call: &Call, ds: &[Dim]) -> Result<Dim, InferError> {
+    match ds.iter().map(Dim::as_const).collect::<Option<Vec<_>>>() {
+        Some(vs) => vs
+            .into_iter()
+            .try_fold(1i64, i64::checked_mul)
+            .map(Dim::constant)
+            .ok_or_else(|| call.err(format!("the product of {} overflows", fmt_shape(ds)))),
+        None => Ok(product(ds)),
+    }
+}
+
+/// Sum of dims from attributes: static values that overflow i64 are an error, not a panic.
+pub fn checked_sum(call: &Call, ds: &[Dim]) -> Result<Dim, InferError> {
+    match ds.iter().map(Dim::as_const).collect::<Option<Vec<_>>>() {
+        Some(vs) => vs
+            .into_iter()
+            .try_fold(0i64, i64::checked_add)
+            .map(Dim::constant)
+            .ok_or_else(|| call.err(format!("the sum of {} overflows", fmt_shape(ds)))),
+        None => Ok(ds.iter().fold(Dim::constant(0), |a, d| a.add(d))),
+    }
+}
+
 /// Sum of the byte sizes of tensors.
 pub fn bytes_of(ts: &[&TensorType]) -> Dim {
     ts.iter().fold(Dim::constant(0), |a, t| a.add(&t.bytes()))
@@ -185,12 +209,22 @@ pub fn cost_normalize(call: &Call, outs: &[TensorType]) -> OpCost {
     }
 }
 
-/// Normalise dims of a reduction (`None` or empty means all dims).
+/// Normalise dims of a reduction (`None` or empty means all dims); a dim may appear once.
 pub fn reduce_dims(call: &Call, dims: Option<Vec<i64>>, rank: usize) -> Result<Vec<usize>, InferError> {
     match dims {
         None => Ok((0..rank).collect()),
         Some(v) if v.is_empty() => Ok((0..rank).collect()),
-        Some(v) => v.into_iter().map(|d| call.dim_index(d, rank)).collect(),
+        Some(v) => {
+            let mut out = Vec::with_capacity(v.len());
+            for d in v {
+                let d = call.dim_index(d, rank)?;
+                if out.contains(&d) {
+                    return Err(call.err(format!("dim {d} appears more than once in the reduction")));
+                }
+                out.push(d);
+            }
+            Ok(out)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::*, OpDecl};
 use crate::dim::Dim;
+use crate::graph::Arg;
 use crate::types::{promote, DType, TensorType};
 
 /// PyTorch writes "to the end" as `INT64_MAX` in slices.
@@ -22,7 +23,7 @@ fn resolve_view_shape(c: &Call, input: &TensorType, size: Vec<Dim>) -> Result<Ve
         return Err(c.err(format!("invalid size {bad}")));
     }
     let numel = input.numel();
-    let known = product(&size.iter().filter(|d| d.as_const() != Some(-1)).cloned().collect::<Vec<_>>());
+    let known = checked_product(c, &size.iter().filter(|d| d.as_const() != Some(-1)).cloned().collect::<Vec<_>>())?;
     let mut out = size;
     if let Some(&h) = holes.first() {
         if known.as_const() == Some(0) {
@@ -184,7 +185,7 @@ fn flatten(c: &Call) -> Result<Vec<TensorType>, InferError> {
 
 fn unflatten(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, t.rank())?;
+    let d = c.size_dim(c.int(1)?, t.rank())?;
     let part = TensorType::with_dims(t.dtype, vec![t.shape[d].clone()]);
     let sizes = resolve_view_shape(c, &part, c.sym_ints(2)?)?;
     let mut shape = t.shape[..d].to_vec();
@@ -203,7 +204,7 @@ fn slice_len(c: &Call, size: &Dim, start: Option<Dim>, end: Option<Dim>, step: i
             None => default,
             Some(d) => match (d.as_const(), size.as_const()) {
                 (Some(x), _) if x >= SLICE_TO_END / 2 => size.clone(),
-                (Some(x), Some(n)) => Dim::constant(if x < 0 { (x + n).max(0) } else { x.min(n) }),
+                (Some(x), Some(n)) => Dim::constant(if x < 0 { x.saturating_add(n).max(0) } else { x.min(n) }),
                 (Some(x), None) if x < 0 => size.add(&Dim::constant(x)),
                 _ => d,
             },
@@ -219,42 +220,79 @@ fn slice_len(c: &Call, size: &Dim, start: Option<Dim>, end: Option<Dim>, step: i
     Ok((start, len))
 }
 
+/// The shape of `t[dim, start:end:step]` with the slice arguments starting at argument `i`.
+fn slice_shape(c: &Call, t: &TensorType, i: usize) -> Result<Vec<Dim>, InferError> {
+    let d = c.size_dim(c.int(i)?, t.rank())?;
+    let step = c.sym_int(i + 3)?.as_const().ok_or_else(|| c.err("symbolic slice step"))?;
+    let (_, len) = slice_len(c, &t.shape[d], c.opt_sym_int(i + 1)?, c.opt_sym_int(i + 2)?, step)?;
+    let mut shape = t.shape.clone();
+    shape[d] = len;
+    Ok(shape)
+}
+
 fn slice(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, t.rank())?;
-    let step = c.sym_int(4)?.as_const().ok_or_else(|| c.err("symbolic slice step"))?;
-    let (_, len) = slice_len(c, &t.shape[d], c.opt_sym_int(2)?, c.opt_sym_int(3)?, step)?;
+    Ok(vec![TensorType::with_dims(t.dtype, slice_shape(c, t, 1)?)])
+}
+
+/// `narrow(self, dim, start, length)`: `start` may be negative; the range must lie inside the dim.
+fn narrow(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let d = c.size_dim(c.int(1)?, t.rank())?;
+    let (start, len) = (c.sym_int(2)?, c.sym_int(3)?);
+    if len.as_const().is_some_and(|l| l < 0) {
+        return Err(c.err(format!("narrow length {len} is negative")));
+    }
+    if let (Some(s), Some(l), Some(n)) = (start.as_const(), len.as_const(), t.shape[d].as_const()) {
+        let s0 = if s < 0 { s + n } else { s };
+        if s0 < 0 || s0 > n || s0 + l > n {
+            return Err(c.err(format!("narrow start {s} + length {l} exceeds dim {d} of size {n}")));
+        }
+    }
     let mut shape = t.shape.clone();
     shape[d] = len;
     Ok(vec![TensorType::with_dims(t.dtype, shape)])
 }
 
-fn narrow(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, t.rank())?;
-    let mut shape = t.shape.clone();
-    shape[d] = c.sym_int(3)?;
-    Ok(vec![TensorType::with_dims(t.dtype, shape)])
-}
-
-fn select(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, t.rank())?;
-    if let (Some(i), Some(n)) = (c.sym_int(2)?.as_const(), t.shape[d].as_const()) {
-        if i < -n || i >= n {
-            return Err(c.err(format!("index {i} out of range for dim {d} of size {n}")));
+/// The shape of `t.select(dim, index)` with `dim` and `index` at arguments `i` and `i + 1`.
+fn select_shape(c: &Call, t: &TensorType, i: usize) -> Result<Vec<Dim>, InferError> {
+    let d = c.size_dim(c.int(i)?, t.rank())?;
+    if let (Some(ix), Some(n)) = (c.sym_int(i + 1)?.as_const(), t.shape[d].as_const()) {
+        if ix < -n || ix >= n {
+            return Err(c.err(format!("index {ix} out of range for dim {d} of size {n}")));
         }
     }
     let mut shape = t.shape.clone();
     shape.remove(d);
-    Ok(vec![TensorType::with_dims(t.dtype, shape)])
+    Ok(shape)
+}
+
+fn select(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    Ok(vec![TensorType::with_dims(t.dtype, select_shape(c, t, 1)?)])
+}
+
+/// Error unless every static dim of `a` and `b` agrees (ranks must match), skipping dim `skip`.
+fn same_sizes(c: &Call, what: &str, a: &[Dim], b: &[Dim], skip: Option<usize>) -> Result<(), InferError> {
+    let differ = a.len() != b.len()
+        || a.iter()
+            .zip(b)
+            .enumerate()
+            .any(|(i, (x, y))| Some(i) != skip && matches!((x.as_const(), y.as_const()), (Some(p), Some(q)) if p != q));
+    if differ {
+        return Err(c.err(format!("{what}: shapes {} and {} differ", fmt_shape(a), fmt_shape(b))));
+    }
+    Ok(())
 }
 
 fn cat(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    // Legacy behaviour: 1-D empty tensors are skipped.
-    let ts: Vec<&TensorType> =
-        c.tensors(0)?.into_iter().filter(|t| !(t.rank() == 1 && t.shape[0].as_const() == Some(0))).collect();
     let all = c.tensors(0)?;
+    if all.iter().any(|t| t.rank() == 0) {
+        return Err(c.err("a 0-dim tensor cannot be concatenated"));
+    }
+    // Legacy behaviour: 1-D empty tensors are skipped (but still take part in type promotion).
+    let ts: Vec<&TensorType> =
+        all.iter().copied().filter(|t| !(t.rank() == 1 && t.shape[0].as_const() == Some(0))).collect();
     let Some(first) = ts.first().or(all.first()) else {
         return Err(c.err("cat of an empty list"));
     };
@@ -262,22 +300,11 @@ fn cat(c: &Call) -> Result<Vec<TensorType>, InferError> {
     if ts.is_empty() {
         return Ok(vec![first.with_dtype(dtype)]);
     }
-    let d = c.dim_index(c.int(1)?, first.rank())?;
+    let d = c.size_dim(c.int(1)?, first.rank())?;
     let mut shape = first.shape.clone();
     let mut total = Dim::constant(0);
     for t in &ts {
-        if t.rank() != first.rank() {
-            return Err(c.err(format!("cat of tensors with ranks {} and {}", first.rank(), t.rank())));
-        }
-        for (i, (a, b)) in first.shape.iter().zip(&t.shape).enumerate() {
-            if i != d {
-                if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
-                    if x != y {
-                        return Err(c.err(format!("cat sizes differ in dim {i}: {x} vs {y}")));
-                    }
-                }
-            }
-        }
+        same_sizes(c, "cat", &first.shape, &t.shape, Some(d))?;
         total = total.add(&t.shape[d]);
     }
     shape[d] = total;
@@ -290,8 +317,8 @@ fn stack(c: &Call) -> Result<Vec<TensorType>, InferError> {
         return Err(c.err("stack of an empty list"));
     };
     let d = c.dim_index(c.int(1)?, first.rank() + 1)?;
-    if ts.iter().any(|t| t.rank() != first.rank()) {
-        return Err(c.err("stack of tensors with different ranks"));
+    for t in &ts {
+        same_sizes(c, "stack", &first.shape, &t.shape, None)?;
     }
     let dtype = ts.iter().map(|t| t.dtype).reduce(promote).unwrap_or(first.dtype);
     let mut shape = first.shape.clone();
@@ -299,12 +326,21 @@ fn stack(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![TensorType::with_dims(dtype, shape)])
 }
 
+/// Most outputs one node may have (`split`, `chunk`, `unbind`); more is a corrupt graph.
+const MAX_OUTPUTS: i64 = 1 << 16;
+
 fn static_dim(c: &Call, t: &TensorType, d: usize) -> Result<i64, InferError> {
     t.shape[d].as_const().ok_or_else(|| c.err(format!("the number of outputs depends on symbolic dim {}", t.shape[d])))
 }
 
-fn pieces(c: &Call, t: &TensorType, d: usize, sizes: Vec<Dim>) -> Vec<TensorType> {
-    let _ = c;
+fn check_output_count(c: &Call, n: i64) -> Result<(), InferError> {
+    if n > MAX_OUTPUTS {
+        return Err(c.err(format!("{n} outputs is more than the {MAX_OUTPUTS} supported")));
+    }
+    Ok(())
+}
+
+fn pieces(t: &TensorType, d: usize, sizes: Vec<Dim>) -> Vec<TensorType> {
     sizes
         .into_iter()
         .map(|s| {
@@ -315,14 +351,8 @@ fn pieces(c: &Call, t: &TensorType, d: usize, sizes: Vec<Dim>) -> Vec<TensorType
         .collect()
 }
 
-fn split(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(2)?, t.rank())?;
-    let n = static_dim(c, t, d)?;
-    let k = c.sym_int(1)?.as_const().ok_or_else(|| c.err("symbolic split size"))?;
-    if k <= 0 {
-        return Err(c.err("split size must be positive"));
-    }
+/// `n` split into pieces of `k` (the last one shorter); an empty dim gives one empty piece.
+fn split_sizes(n: i64, k: i64) -> Vec<Dim> {
     let mut sizes = Vec::new();
     let mut left = n;
     while left > 0 {
@@ -332,79 +362,91 @@ fn split(c: &Call) -> Result<Vec<TensorType>, InferError> {
     if sizes.is_empty() {
         sizes.push(Dim::constant(0));
     }
-    Ok(pieces(c, t, d, sizes))
+    sizes
+}
+
+fn split(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let d = c.size_dim(c.int(2)?, t.rank())?;
+    let n = static_dim(c, t, d)?;
+    let k = c.sym_int(1)?.as_const().ok_or_else(|| c.err("symbolic split size"))?;
+    if k < 0 || (k == 0 && n > 0) {
+        return Err(c.err(format!("split size {k} for a dim of size {n}")));
+    }
+    check_output_count(c, if k == 0 { 1 } else { n / k })?;
+    Ok(pieces(t, d, split_sizes(n, k)))
 }
 
 fn split_with_sizes(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(2)?, t.rank())?;
+    let d = c.size_dim(c.int(2)?, t.rank())?;
     let sizes = c.sym_ints(1)?;
-    let total = sizes.iter().fold(Dim::constant(0), |a, s| a.add(s));
+    if let Some(bad) = sizes.iter().find(|s| s.as_const().is_some_and(|v| v < 0)) {
+        return Err(c.err(format!("negative split size {bad}")));
+    }
+    let total = checked_sum(c, &sizes)?;
     if let (Some(a), Some(b)) = (total.as_const(), t.shape[d].as_const()) {
         if a != b {
             return Err(c.err(format!("split sizes sum to {a}, dim {d} has size {b}")));
         }
     }
-    Ok(pieces(c, t, d, sizes))
+    Ok(pieces(t, d, sizes))
 }
 
+/// `chunk(self, chunks, dim)`: pieces of `ceil(n / chunks)`, so there may be fewer than `chunks`;
+/// an empty dim gives `chunks` empty pieces.
 fn chunk(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(2)?, t.rank())?;
+    let d = c.size_dim(c.int(2)?, t.rank())?;
     let chunks = c.int(1)?;
     if chunks <= 0 {
         return Err(c.err("chunk count must be positive"));
     }
     let n = static_dim(c, t, d)?;
-    let size = ((n + chunks - 1) / chunks).max(1);
-    let mut sizes = Vec::new();
-    let mut left = n;
-    while left > 0 {
-        sizes.push(Dim::constant(left.min(size)));
-        left -= size;
+    check_output_count(c, if n == 0 { chunks } else { chunks.min(n) })?;
+    if n == 0 {
+        return Ok(pieces(t, d, vec![Dim::constant(0); chunks as usize]));
     }
-    Ok(pieces(c, t, d, sizes))
+    Ok(pieces(t, d, split_sizes(n, (n - 1) / chunks + 1)))
 }
 
 fn unbind(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let d = c.dim_index(c.int(1)?, t.rank())?;
+    let d = c.size_dim(c.int(1)?, t.rank())?;
     let n = static_dim(c, t, d)?;
+    check_output_count(c, n)?;
     let mut shape = t.shape.clone();
     shape.remove(d);
     Ok((0..n).map(|_| TensorType::with_dims(t.dtype, shape.clone())).collect())
 }
 
-/// Advanced indexing: `self[i0, i1, ...]` with some indices `None`.
-fn index(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    let t = c.tensor(0)?;
-    let idx = c.opt_tensors(1)?;
+/// The shape of `t[i0, i1, ...]` (advanced indexing, some indices `None`). Boolean masks give a
+/// data-dependent shape, which is not modelled: `Ok(None)`.
+fn index_shape(c: &Call, t: &TensorType, idx: &[Option<&TensorType>]) -> Result<Option<Vec<Dim>>, InferError> {
     if idx.len() > t.rank() {
         return Err(c.err(format!("too many indices ({}) for rank {}", idx.len(), t.rank())));
     }
     let mut bshape: Vec<Dim> = Vec::new();
     let mut positions = Vec::new();
     for (i, ix) in idx.iter().enumerate() {
-        if let Some(ix) = ix {
-            if ix.dtype == DType::Bool || ix.dtype == DType::Uint8 {
-                return Err(c.err("boolean mask indexing has a data-dependent shape"));
-            }
-            if !ix.dtype.is_integral() {
-                return Err(c.err(format!("index tensor of dtype {}", ix.dtype)));
-            }
-            bshape = broadcast(c, &bshape, &ix.shape)?;
-            positions.push(i);
+        let Some(ix) = ix else { continue };
+        if ix.dtype == DType::Bool || ix.dtype == DType::Uint8 {
+            return Ok(None);
         }
+        if !ix.dtype.is_integral() {
+            return Err(c.err(format!("index tensor of dtype {}", ix.dtype)));
+        }
+        bshape = broadcast(c, &bshape, &ix.shape)?;
+        positions.push(i);
     }
-    if positions.is_empty() {
-        return Ok(vec![t.clone()]);
-    }
-    let contiguous = positions.windows(2).all(|w| w[1] == w[0] + 1);
+    let (Some(&first), Some(&last)) = (positions.first(), positions.last()) else {
+        return Err(c.err("indexing needs at least one index tensor"));
+    };
     let rest = |range: std::ops::Range<usize>| -> Vec<Dim> {
         range.filter(|i| !positions.contains(i)).map(|i| t.shape[i].clone()).collect()
     };
-    let shape = if contiguous {
-        let (first, last) = (positions[0], *positions.last().unwrap_or(&positions[0]));
+    // Adjacent indices replace their dims in place; separated ones move the result to the front.
+    let shape = if positions.windows(2).all(|w| w[1] == w[0] + 1) {
         let mut s = rest(0..first);
         s.extend(bshape);
         s.extend(rest(last + 1..t.rank()));
@@ -414,11 +456,27 @@ fn index(c: &Call) -> Result<Vec<TensorType>, InferError> {
         s.extend(rest(0..t.rank()));
         s
     };
-    Ok(vec![TensorType::with_dims(t.dtype, shape)])
+    Ok(Some(shape))
+}
+
+fn index(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    match index_shape(c, t, &c.opt_tensors(1)?)? {
+        Some(shape) => Ok(vec![TensorType::with_dims(t.dtype, shape)]),
+        None => Err(c.err("boolean mask indexing has a data-dependent shape")),
+    }
+}
+
+fn need_index_dtype(c: &Call, ix: &TensorType, long_only: bool) -> Result<(), InferError> {
+    if ix.dtype == DType::Int64 || (!long_only && ix.dtype == DType::Int32) {
+        return Ok(());
+    }
+    Err(c.err(format!("index tensor of dtype {}", ix.dtype)))
 }
 
 fn index_select(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (t, ix) = (c.tensor(0)?, c.tensor(2)?);
+    need_index_dtype(c, ix, false)?;
     if ix.rank() > 1 {
         return Err(c.err("index_select index must be 0-D or 1-D"));
     }
@@ -430,46 +488,148 @@ fn index_select(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![TensorType::with_dims(t.dtype, shape)])
 }
 
+/// `gather`/`scatter` index: `self`'s rank, no larger than `self` (and `src`) off `dim`.
+fn check_scatter_index(
+    c: &Call,
+    t: &TensorType,
+    d: usize,
+    ix: &TensorType,
+    src: Option<&TensorType>,
+) -> Result<(), InferError> {
+    if ix.rank() != t.rank() || src.is_some_and(|s| s.rank() != t.rank()) {
+        return Err(c.err("the index must have the same rank as self (and src)"));
+    }
+    for (i, n) in ix.shape.iter().enumerate() {
+        let bound = |s: &TensorType| s.shape[i].as_const();
+        let too_big = |limit: Option<i64>| matches!((n.as_const(), limit), (Some(a), Some(b)) if a > b);
+        if (i != d && too_big(bound(t))) || src.is_some_and(|s| too_big(bound(s))) {
+            return Err(c.err(format!(
+                "index {} is larger than self {} off dim {d}",
+                fmt_shape(&ix.shape),
+                fmt_shape(&t.shape)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn gather(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let (t, ix) = (c.tensor(0)?, c.tensor(2)?);
-    c.dim_index(c.int(1)?, t.rank())?;
-    if ix.rank() != t.rank() {
-        return Err(c.err("gather index must have the input's rank"));
-    }
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    need_index_dtype(c, ix, false)?;
+    check_scatter_index(c, t, d, ix, None)?;
     Ok(vec![TensorType::with_dims(t.dtype, ix.shape.clone())])
 }
 
-/// Ops that write into a copy of `self` and return it (`index_copy`, `slice_scatter`, ...).
-fn same_as_self(c: &Call) -> Result<Vec<TensorType>, InferError> {
-    let t = c.tensor(0)?;
-    for other in c.all_tensor_inputs().iter().skip(1) {
-        if !other.dtype.is_integral() && other.dtype != t.dtype && other.dtype != DType::Bool {
-            // Sources must match `self`'s dtype; indices are integral.
-            return Err(c.err(format!("source dtype {} differs from self dtype {}", other.dtype, t.dtype)));
+/// `scatter.src(self, dim, index, src)` / `scatter.value(self, dim, index, value)`: `self`'s type.
+fn scatter(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, ix) = (c.tensor(0)?, c.tensor(2)?);
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    let src = match c.args.get(3) {
+        Some(Arg::Tensor(_)) => Some(c.tensor(3)?),
+        _ => None,
+    };
+    if let Some(s) = src.filter(|s| s.dtype != t.dtype) {
+        return Err(c.err(format!("src dtype {} differs from self dtype {}", s.dtype, t.dtype)));
+    }
+    need_index_dtype(c, ix, true)?;
+    check_scatter_index(c, t, d, ix, src)?;
+    Ok(vec![t.clone()])
+}
+
+/// `index_copy(self, dim, index, source)`: an int64 index with one entry per `source` slice.
+fn index_copy(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, ix, src) = (c.tensor(0)?, c.tensor(2)?, c.tensor(3)?);
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    need_index_dtype(c, ix, true)?;
+    if ix.rank() > 1 {
+        return Err(c.err("index_copy index must be 0-D or 1-D"));
+    }
+    if src.dtype != t.dtype {
+        return Err(c.err(format!("source dtype {} differs from self dtype {}", src.dtype, t.dtype)));
+    }
+    if src.rank() > 0 {
+        same_sizes(c, "index_copy", &t.shape, &src.shape, Some(d))?;
+        if let (Some(a), Some(b)) = (ix.numel().as_const(), src.shape[d].as_const()) {
+            if a != b {
+                return Err(c.err(format!("{a} indices for {b} source slices")));
+            }
         }
     }
     Ok(vec![t.clone()])
 }
 
+/// `index_put(self, indices, values, accumulate)`: `values` (of `self`'s dtype) must broadcast to
+/// the indexed shape; with a boolean mask that shape depends on the data and is not checked.
+fn index_put(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, v) = (c.tensor(0)?, c.tensor(2)?);
+    if v.dtype != t.dtype {
+        return Err(c.err(format!("values dtype {} differs from self dtype {}", v.dtype, t.dtype)));
+    }
+    if let Some(target) = index_shape(c, t, &c.opt_tensors(1)?)? {
+        if broadcast(c, &v.shape, &target)? != target {
+            return Err(c.err(format!("values {} do not broadcast to {}", fmt_shape(&v.shape), fmt_shape(&target))));
+        }
+    }
+    Ok(vec![t.clone()])
+}
+
+/// `slice_scatter(self, src, dim, start, end, step)`: `src` has the slice's shape (any dtype).
+fn slice_scatter(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, src) = (c.tensor(0)?, c.tensor(1)?);
+    same_sizes(c, "slice_scatter", &slice_shape(c, t, 2)?, &src.shape, None)?;
+    Ok(vec![t.clone()])
+}
+
+/// `select_scatter(self, src, dim, index)`: `src` has the selected slice's shape (any dtype).
+fn select_scatter(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, src) = (c.tensor(0)?, c.tensor(1)?);
+    same_sizes(c, "select_scatter", &select_shape(c, t, 2)?, &src.shape, None)?;
+    Ok(vec![t.clone()])
+}
+
+/// `copy_(self, src)`: `src` broadcasts to `self`, whose type the result keeps.
+fn copy_(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, src) = (c.tensor(0)?, c.tensor(1)?);
+    if broadcast(c, &t.shape, &src.shape)? != t.shape {
+        return Err(c.err(format!("src {} does not broadcast to self {}", fmt_shape(&src.shape), fmt_shape(&t.shape))));
+    }
+    Ok(vec![t.clone()])
+}
+
+fn negative_count(c: &Call, what: &str, ds: &[Dim]) -> Result<(), InferError> {
+    match ds.iter().find(|d| d.as_const().is_some_and(|v| v < 0)) {
+        Some(bad) => Err(c.err(format!("negative {what} {bad}"))),
+        None => Ok(()),
+    }
+}
+
 fn repeat(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
     let reps = c.sym_ints(1)?;
+    negative_count(c, "repeat count", &reps)?;
     if reps.len() < t.rank() {
         return Err(c.err("repeat needs at least as many repeats as dims"));
     }
     let lead = reps.len() - t.rank();
-    let shape =
-        reps.iter().enumerate().map(|(i, r)| if i < lead { r.clone() } else { r.mul(&t.shape[i - lead]) }).collect();
+    let shape = reps
+        .iter()
+        .enumerate()
+        .map(
+            |(i, r)| if i < lead { Ok(r.clone()) } else { checked_product(c, &[r.clone(), t.shape[i - lead].clone()]) },
+        )
+        .collect::<Result<_, _>>()?;
     Ok(vec![TensorType::with_dims(t.dtype, shape)])
 }
 
 fn repeat_interleave(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
     let r = c.sym_int(1)?;
+    negative_count(c, "repeat count", std::slice::from_ref(&r))?;
     match c.opt_int(2)? {
         None => Ok(vec![TensorType::with_dims(t.dtype, vec![t.numel().mul(&r)])]),
         Some(d) => {
-            let d = c.dim_index(d, t.rank())?;
+            let d = c.size_dim(d, t.rank())?;
             let mut shape = t.shape.clone();
             shape[d] = shape[d].mul(&r);
             Ok(vec![TensorType::with_dims(t.dtype, shape)])
@@ -477,28 +637,103 @@ fn repeat_interleave(c: &Call) -> Result<Vec<TensorType>, InferError> {
     }
 }
 
-fn constant_pad(c: &Call) -> Result<Vec<TensorType>, InferError> {
+/// Distinct, in-range dims (`flip`).
+fn distinct_dims(c: &Call, dims: &[i64], rank: usize) -> Result<(), InferError> {
+    let mut seen = Vec::new();
+    for &d in dims {
+        let d = c.dim_index(d, rank)?;
+        if seen.contains(&d) {
+            return Err(c.err(format!("dim {d} appears more than once")));
+        }
+        seen.push(d);
+    }
+    Ok(())
+}
+
+fn flip(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
-    let pad = c.sym_ints(1)?;
+    distinct_dims(c, &c.ints(1)?, t.rank())?;
+    Ok(vec![t.clone()])
+}
+
+/// `roll(self, shifts, dims)`: one shift per dim, or a single shift of the flattened tensor.
+fn roll(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let (shifts, dims) = (c.sym_ints(1)?, c.ints(2)?);
+    if shifts.len() != dims.len().max(1) {
+        return Err(c.err(format!("{} shifts for {} dims", shifts.len(), dims.len())));
+    }
+    for d in dims {
+        c.dim_index(d, t.rank())?;
+    }
+    Ok(vec![t.clone()])
+}
+
+/// Pad the trailing dims by `(before, after)` pairs, last dim first; sizes must stay non-negative.
+fn padded_shape(c: &Call, t: &TensorType, pad: &[Dim]) -> Result<Vec<Dim>, InferError> {
     if pad.len() % 2 != 0 || pad.len() / 2 > t.rank() {
         return Err(c.err(format!("pad of length {} for rank {}", pad.len(), t.rank())));
     }
     let mut shape = t.shape.clone();
     for (k, pair) in pad.chunks(2).enumerate() {
         let d = t.rank() - 1 - k;
-        shape[d] = shape[d].add(&pair[0]).add(&pair[1]);
+        shape[d] = checked_sum(c, &[shape[d].clone(), pair[0].clone(), pair[1].clone()])?;
     }
-    Ok(vec![TensorType::with_dims(t.dtype, shape)])
+    negative_count(c, "padded size", &shape)?;
+    Ok(shape)
 }
 
+fn constant_pad(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    Ok(vec![TensorType::with_dims(t.dtype, padded_shape(c, t, &c.sym_ints(1)?)?)])
+}
+
+/// `pad(self, pad, mode, value)`: "constant" takes a value; "reflect" pads less than the dim,
+/// "circular" at most the dim.
+fn pad(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let pad = c.sym_ints(1)?;
+    let mode = c.str(2)?;
+    let limit = match mode {
+        "constant" => return constant_pad(c),
+        "reflect" => 1,
+        "replicate" => i64::MAX,
+        "circular" => 0,
+        other => return Err(c.err(format!("unknown padding mode \"{other}\""))),
+    };
+    if !matches!(c.args.get(3), Some(Arg::None) | None) {
+        return Err(c.err(format!("padding mode \"{mode}\" takes no value")));
+    }
+    for (k, pair) in pad.chunks(2).enumerate() {
+        let Some(size) = t.rank().checked_sub(k + 1).and_then(|d| t.shape[d].as_const()) else { continue };
+        if pair.iter().any(|p| p.as_const().is_some_and(|p| limit != i64::MAX && p > size - limit)) {
+            return Err(c.err(format!("{mode} padding {} is too large for a dim of size {size}", fmt_shape(pair))));
+        }
+    }
+    Ok(vec![TensorType::with_dims(t.dtype, padded_shape(c, t, &pad)?)])
+}
+
+fn tril(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    if t.rank() < 2 {
+        return Err(c.err("the input must have at least 2 dims"));
+    }
+    Ok(vec![t.clone()])
+}
+
+/// `diff(self, n, dim, prepend, append)`: prepend/append match `self` off `dim`.
 fn diff(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
     let n = c.int(1)?;
-    let d = c.dim_index(c.int(2)?, t.rank())?;
+    let d = c.size_dim(c.int(2)?, t.rank())?;
+    if n < 0 {
+        return Err(c.err(format!("diff order {n} is negative")));
+    }
     let mut len = t.shape[d].clone();
     for i in [3, 4] {
         if let Some(p) = c.opt_tensor(i)? {
-            len = len.add(p.shape.get(d).ok_or_else(|| c.err("prepend/append rank mismatch"))?);
+            same_sizes(c, "diff prepend/append", &t.shape, &p.shape, Some(d))?;
+            len = len.add(&p.shape[d]);
         }
     }
     let mut shape = t.shape.clone();
@@ -506,8 +741,7 @@ fn diff(c: &Call) -> Result<Vec<TensorType>, InferError> {
     if shape[d].as_const().is_some_and(|v| v < 0) {
         shape[d] = Dim::constant(0);
     }
-    let dtype = if t.dtype == DType::Bool { DType::Bool } else { t.dtype };
-    Ok(vec![TensorType::with_dims(dtype, shape)])
+    Ok(vec![TensorType::with_dims(t.dtype, shape)])
 }
 
 /// Every view, reshape, indexing and identity op.
@@ -518,7 +752,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::detach_(Tensor(a!) self) -> Tensor(a!)", Identity, identity, cost_free),
     op("aten::lift_fresh_copy(Tensor self) -> Tensor", Identity, identity, cost_free),
     op("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", Identity, identity, cost_copy),
-    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=contiguous_format) -> Tensor(a)", Identity, identity, cost_copy),
+    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)", Identity, identity, cost_copy),
     op("aten::dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free),
     op("aten::feature_dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free),
     // Views and reshapes.
@@ -550,24 +784,24 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", Compute, stack, cost_copy),
     op("aten::repeat(Tensor self, SymInt[] repeats) -> Tensor", Compute, repeat, cost_copy),
     op("aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor", Compute, repeat_interleave, cost_copy),
-    op("aten::flip(Tensor self, int[] dims) -> Tensor", Compute, identity, cost_copy),
-    op("aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor", Compute, identity, cost_copy),
+    op("aten::flip(Tensor self, int[] dims) -> Tensor", Compute, flip, cost_copy),
+    op("aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor", Compute, roll, cost_copy),
     op("aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor", Compute, constant_pad, cost_copy),
-    op("aten::pad(Tensor self, SymInt[] pad, str mode=\"constant\", float? value=None) -> Tensor", Compute, constant_pad, cost_copy),
-    op("aten::tril(Tensor self, int diagonal=0) -> Tensor", Compute, identity, cost_copy),
-    op("aten::triu(Tensor self, int diagonal=0) -> Tensor", Compute, identity, cost_copy),
+    op("aten::pad(Tensor self, SymInt[] pad, str mode=\"constant\", float? value=None) -> Tensor", Compute, pad, cost_copy),
+    op("aten::tril(Tensor self, SymInt diagonal=0) -> Tensor", Compute, tril, cost_copy),
+    op("aten::triu(Tensor self, SymInt diagonal=0) -> Tensor", Compute, tril, cost_copy),
     op("aten::diff(Tensor self, int n=1, int dim=-1, Tensor? prepend=None, Tensor? append=None) -> Tensor", Compute, diff, cost_elementwise),
     // Indexing and scattering.
     op("aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor", Compute, index, cost_copy),
     op("aten::index_select(Tensor self, int dim, Tensor index) -> Tensor", Compute, index_select, cost_copy),
     op("aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor", Compute, gather, cost_copy),
-    op("aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)", Compute, same_as_self, cost_copy),
-    op("aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)", Compute, same_as_self, cost_copy),
-    op("aten::slice_scatter(Tensor self, Tensor src, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor", Compute, same_as_self, cost_copy),
-    op("aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)", Compute, identity, cost_copy),
+    op("aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", Compute, scatter, cost_copy),
+    op("aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor", Compute, scatter, cost_copy),
+    op("aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor", Compute, index_copy, cost_copy),
+    op("aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)", Compute, index_copy, cost_copy),
+    op("aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor", Compute, index_put, cost_copy),
+    op("aten::index_put_(Tensor(a!) self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor(a!)", Compute, index_put, cost_copy),
+    op("aten::slice_scatter(Tensor self, Tensor src, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor", Compute, slice_scatter, cost_copy),
+    op("aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor", Compute, select_scatter, cost_copy),
+    op("aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)", Compute, copy_, cost_copy),
 ];
