@@ -80,29 +80,55 @@ impl Builder<'_> {
     }
 }
 
-/// Build the example program.
+/// Build the example program: the prefill entry alone.
 pub fn tiny_decoder() -> Result<Program, InferError> {
     let mut program = Program::new("tiny_decoder");
-    let mut g = Graph::new("prefill");
-    g.add_symbol("s0", SymRange { min: 1, max: Some(MAX_POSITIONS) });
-    let s = Dim::symbol("s0");
+    let g = build_entry("prefill", false, &mut program.weights)?;
+    program.entries.push(g);
+    Ok(program)
+}
+
+/// The example as a prefill + decode program. Both entries use the same weights (stored once);
+/// decode takes the past K/V (length `s0`), appends one position and returns the present K/V.
+pub fn tiny_decoder_pair() -> Result<Program, InferError> {
+    let mut program = Program::new("tiny_decoder");
+    let prefill = build_entry("prefill", false, &mut program.weights)?;
+    let decode = build_entry("decode", true, &mut program.weights)?;
+    program.entries.push(prefill);
+    program.entries.push(decode);
+    Ok(program)
+}
+
+fn build_entry(name: &str, decode: bool, store: &mut WeightStore) -> Result<Graph, InferError> {
+    let mut g = Graph::new(name);
+    g.add_symbol("s0", SymRange { min: 1, max: Some(MAX_POSITIONS - 1) });
+    let past_len = Dim::symbol("s0");
+    // Prefill reads s0 new tokens; decode reads one token after s0 cached ones.
+    let s = if decode { Dim::constant(1) } else { past_len.clone() };
     let ids = g.add_input("input_ids", TensorType::with_dims(DType::Int64, vec![Dim::constant(1), s.clone()]));
-    let mut b = Builder { g, store: &mut program.weights, seed: 0 };
+    let head_shape = |len: Dim| vec![Dim::constant(1), Dim::constant(HEADS), len, Dim::constant(WIDTH / HEADS)];
+    let past = if decode {
+        let k = g.add_input("past_key_0", TensorType::with_dims(DType::Float32, head_shape(past_len.clone())));
+        let v = g.add_input("past_value_0", TensorType::with_dims(DType::Float32, head_shape(past_len.clone())));
+        Some((k, v))
+    } else {
+        None
+    };
+    let mut b = Builder { g, store, seed: 0 };
 
     let wte = b.weight("wte.weight", &[VOCAB, WIDTH]);
     let wpe = b.weight("wpe.weight", &[MAX_POSITIONS, WIDTH]);
-    let positions = b.op(
-        "aten.arange.default",
-        vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
-    )?;
-    let tok = b.op(
-        "aten.embedding.default",
-        vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
-    )?;
-    let pos = b.op(
-        "aten.embedding.default",
-        vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
-    )?;
+    let positions = if decode {
+        let end = past_len.add(&Dim::constant(1));
+        b.op(
+            "aten.arange.start",
+            vec![Arg::sym_int(past_len.clone()), Arg::sym_int(end), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
+        )?
+    } else {
+        b.op("aten.arange.default", vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None])?
+    };
+    let tok = b.op("aten.embedding.default", vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
+    let pos = b.op("aten.embedding.default", vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(tok), Arg::Tensor(pos), Arg::Int(1)])?;
 
     // Attention.
@@ -110,25 +136,17 @@ pub fn tiny_decoder() -> Result<Program, InferError> {
     let qkv = b.linear(x, "h.0.attn.c_attn", 3 * WIDTH, WIDTH)?;
     let (_, parts) = b.g.add_node("aten.split.Tensor", vec![Arg::Tensor(qkv), Arg::Int(WIDTH), Arg::Int(2)])?;
     let [q, k, v] = parts[..] else { return Err(InferError::new("aten.split.Tensor", "expected three parts")) };
-    let (q, k, v) = (b.heads(q, &s)?, b.heads(k, &s)?, b.heads(v, &s)?);
+    let (q, mut k, mut v) = (b.heads(q, &s)?, b.heads(k, &s)?, b.heads(v, &s)?);
+    if let Some((past_k, past_v)) = past {
+        k = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_k, k]), Arg::Int(2)])?;
+        v = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_v, v]), Arg::Int(2)])?;
+    }
     let att = b.op(
         "aten.scaled_dot_product_attention.default",
-        vec![
-            Arg::Tensor(q),
-            Arg::Tensor(k),
-            Arg::Tensor(v),
-            Arg::None,
-            Arg::Float(0.0),
-            Arg::Bool(true),
-            Arg::None,
-            Arg::Bool(false),
-        ],
+        vec![Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::None, Arg::Float(0.0), Arg::Bool(!decode), Arg::None, Arg::Bool(false)],
     )?;
     let att = b.op("aten.transpose.int", vec![Arg::Tensor(att), Arg::Int(1), Arg::Int(2)])?;
-    let att = b.op(
-        "aten.reshape.default",
-        vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])],
-    )?;
+    let att = b.op("aten.reshape.default", vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])])?;
     let proj = b.linear(att, "h.0.attn.c_proj", WIDTH, WIDTH)?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(h), Arg::Tensor(proj), Arg::Int(1)])?;
 
@@ -142,27 +160,33 @@ pub fn tiny_decoder() -> Result<Program, InferError> {
     // Head, tied to the token embedding: same bytes, so one weight in the store.
     let x = b.layer_norm(h, "ln_f")?;
     let wte_entry = b.g.value(wte).clone();
-    let lm_head = b.g.add_weight(
-        "lm_head.weight",
-        wte_entry.ty,
-        match wte_entry.def {
-            crate::graph::ValueDef::Weight(h) => h,
-            _ => return Err(InferError::new("example", "wte is not a weight")),
-        },
-    );
+    let crate::graph::ValueDef::Weight(wte_hash) = wte_entry.def else {
+        return Err(InferError::new("example", "wte is not a weight"));
+    };
+    let lm_head = b.g.add_weight("lm_head.weight", wte_entry.ty, wte_hash);
     let logits = b.op("aten.linear.default", vec![Arg::Tensor(x), Arg::Tensor(lm_head), Arg::None])?;
 
     let mut g = b.g;
     g.add_output("logits", logits);
     g.add_output("present_key_0", k);
     g.add_output("present_value_0", v);
-    program.entries.push(g);
-    Ok(program)
+    Ok(g)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pair_shares_weights_and_verifies() {
+        let single = tiny_decoder().unwrap();
+        let pair = tiny_decoder_pair().expect("pair builds");
+        crate::verify_program(&pair).expect("pair verifies");
+        assert_eq!(pair.weights.len(), single.weights.len(), "decode reuses prefill's weights");
+        let decode = pair.entry("decode").unwrap();
+        let present = decode.outputs.iter().find(|o| o.name == "present_key_0").unwrap().value;
+        assert_eq!(decode.value(present).ty.shape[2].to_string(), "s0 + 1");
+    }
 
     #[test]
     fn example_builds_and_verifies() {

@@ -1,6 +1,6 @@
 //! RON round-trips exactly; the text dump and DOT are stable (insta snapshots).
 
-use genie_ir::example::tiny_decoder;
+use genie_ir::example::{tiny_decoder, tiny_decoder_pair};
 use genie_ir::render::{dot_program, dump_program, summary, DotColoring};
 use genie_ir::{Program, Residency, Tag};
 
@@ -49,9 +49,9 @@ fn ron_rejects_garbage_and_other_versions() {
 
 #[test]
 fn bundled_example_file_is_current() {
-    // examples/tiny_decoder.ron is what `cargo xtask run` inspects; regenerate with GENIE_BLESS=1.
+    // examples/tiny_decoder.ron (prefill + decode) is what `cargo xtask run` inspects; regenerate with GENIE_BLESS=1.
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tiny_decoder.ron");
-    let want = tiny_decoder().unwrap().to_ron().unwrap();
+    let want = tiny_decoder_pair().unwrap().to_ron().unwrap();
     if std::env::var_os("GENIE_BLESS").is_some() {
         std::fs::write(&path, &want).unwrap();
     }

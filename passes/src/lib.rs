@@ -2,9 +2,16 @@
 //! program after each one.
 //!
 //! - [`cleanup`]: inference no-ops, dead code, common subexpressions.
+//! - [`tagging`]: egg pattern tagging (attention, MLP, KV-cache update, ...), one rule table per domain.
+//! - [`annotate`]: residency, phase, modality.
+//! - [`state`]: program-level state bindings (decode→decode, prefill→decode).
+//! - [`cost`]: per-node FLOPs, bytes and arithmetic intensity.
 
+pub mod annotate;
 pub mod cleanup;
+pub mod cost;
 mod manager;
+pub mod state;
 pub mod tagging;
 
-pub use manager::{Pass, PassError, PassManager, PassReport};
+pub use manager::{Pass, PassError, PassManager, PassOptions, PassReport};

@@ -30,6 +30,15 @@ pub enum PassError {
     UnknownPass { name: String, known: String },
 }
 
+/// User choices the standard pipeline takes.
+#[derive(Debug, Clone, Default)]
+pub struct PassOptions {
+    /// Symbol bindings for cost hints (`--bind s0=512`).
+    pub bindings: std::collections::BTreeMap<String, i64>,
+    /// Explicit state bindings (`--state out=in`); when given they replace detection.
+    pub state_overrides: Vec<genie_ir::StateBinding>,
+}
+
 /// What one pass did and how long it took.
 #[derive(Debug, Clone)]
 pub struct PassReport {
@@ -49,13 +58,21 @@ impl PassManager {
         PassManager { passes }
     }
 
-    /// The standard pipeline, in order.
+    /// The standard pipeline with default options.
     pub fn standard() -> PassManager {
+        PassManager::with_options(PassOptions::default())
+    }
+
+    /// The standard pipeline, in order: cleanup, tagging, annotation, state, cost.
+    pub fn with_options(options: PassOptions) -> PassManager {
         PassManager::new(vec![
             Box::new(crate::cleanup::RemoveNoOps),
             Box::new(crate::cleanup::DeadCode),
             Box::new(crate::cleanup::CommonSubexpressions),
             Box::new(crate::tagging::TagPatterns),
+            Box::new(crate::annotate::Annotate),
+            Box::new(crate::state::StateBindings { overrides: options.state_overrides }),
+            Box::new(crate::cost::CostHintsPass { bindings: options.bindings }),
         ])
     }
 

@@ -1,0 +1,171 @@
+//! Semantic annotation: residency, phase and modality, from the tags and the graph signature.
+//!
+//! - Residency: weights and constants are `persistent_weight`; the KV state (a decode step's
+//!   past inputs and present outputs, a prefill's K/V outputs) is `stateful_kv_cache`; the rest
+//!   `ephemeral_activation`.
+//! - Phase: `llm_decode` when the graph takes KV state it extends and returns; `llm_prefill` when
+//!   it produces KV state without taking any; otherwise `vision` (image stages) or `encoder`.
+//! - Modality: `text` from token inputs into an embedding, `vision` from images into a
+//!   convolution, propagated forward.
+
+use std::collections::{BTreeSet, HashSet};
+
+use genie_ir::{Arg, Graph, Modality, NodeId, Phase, Program, Residency, Tag, ValueDef, ValueId};
+
+use crate::manager::{Pass, PassError};
+use crate::tagging::rules::canon::is_look_through;
+
+/// The annotation pass.
+pub struct Annotate;
+
+/// Values reachable from `v` through layout ops (views, transposes, dtype casts): the same data.
+fn same_data_forward(g: &Graph, users: &[Vec<NodeId>], v: ValueId) -> Vec<ValueId> {
+    let mut out = vec![v];
+    let mut i = 0;
+    while i < out.len() && out.len() < 64 {
+        let cur = out[i];
+        i += 1;
+        for &n in &users[cur.index()] {
+            let node = g.node(n);
+            let layout = is_look_through(&node.op)
+                || matches!(node.op.as_str(), "aten.transpose.int" | "aten.permute.default" | "aten.slice.Tensor");
+            if layout && node.args.first() == Some(&Arg::Tensor(cur)) {
+                for &o in &node.outputs {
+                    if !out.contains(&o) {
+                        out.push(o);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Nodes covered by regions with this tag.
+fn nodes_tagged(g: &Graph, tag: Tag) -> HashSet<NodeId> {
+    g.regions.iter().filter(|r| r.tag == tag).flat_map(|r| r.nodes.iter().copied()).collect()
+}
+
+/// KV state of a graph: (inputs it takes as past state, outputs it returns as state).
+pub fn kv_state(g: &Graph) -> (Vec<ValueId>, Vec<usize>) {
+    let users = g.users();
+    let attention = nodes_tagged(g, Tag::Attention);
+    let inputs: HashSet<ValueId> = g.inputs.iter().copied().collect();
+    // Past state: graph inputs entering a kv_cache_update region as its cache operand.
+    let mut past: BTreeSet<ValueId> = BTreeSet::new();
+    for r in g.regions.iter().filter(|r| r.tag == Tag::KvCacheUpdate) {
+        for &e in &r.entries {
+            if inputs.contains(&e) && g.value(e).ty.rank() >= 3 {
+                past.insert(e);
+            }
+        }
+    }
+    // Present state: outputs whose data feeds attention (K and V), or that a cache update made.
+    let kv_exits: HashSet<ValueId> =
+        g.regions.iter().filter(|r| r.tag == Tag::KvCacheUpdate).flat_map(|r| r.exits.iter().copied()).collect();
+    let mut present = Vec::new();
+    for (oi, out) in g.outputs.iter().enumerate() {
+        let ty = &g.value(out.value).ty;
+        if ty.rank() < 3 || !ty.dtype.is_floating() {
+            continue;
+        }
+        let reach = same_data_forward(g, &users, out.value);
+        let feeds_attention = reach.iter().any(|v| users[v.index()].iter().any(|n| attention.contains(n)));
+        let from_update = kv_exits.contains(&out.value);
+        if feeds_attention || from_update {
+            present.push(oi);
+        }
+    }
+    // Inputs are ordered as the model declares them.
+    let past_ordered: Vec<ValueId> = g.inputs.iter().copied().filter(|v| past.contains(v)).collect();
+    (past_ordered, present)
+}
+
+fn has_tag(g: &Graph, tags: &[Tag]) -> bool {
+    g.regions.iter().any(|r| tags.contains(&r.tag))
+}
+
+fn annotate_graph(g: &mut Graph) {
+    let (past, present) = kv_state(g);
+    let state_outputs: HashSet<ValueId> = present.iter().map(|&i| g.outputs[i].value).collect();
+
+    // Phase.
+    let phase = if !past.is_empty() && !present.is_empty() {
+        Phase::LlmDecode
+    } else if past.is_empty() && !present.is_empty() && has_tag(g, &[Tag::Attention]) {
+        Phase::LlmPrefill
+    } else if has_tag(g, &[Tag::ConvStage, Tag::PatchEmbed, Tag::Pooling]) {
+        Phase::Vision
+    } else if has_tag(g, &[Tag::Attention, Tag::Mlp, Tag::Embedding]) {
+        Phase::Encoder
+    } else {
+        Phase::Unknown
+    };
+    g.phase = phase;
+    for n in &mut g.nodes {
+        n.ann.phase = Some(phase);
+    }
+
+    // Residency.
+    let past_set: HashSet<ValueId> = past.iter().copied().collect();
+    for (vi, v) in g.values.iter_mut().enumerate() {
+        let id = ValueId(vi as u32);
+        v.ann.residency = Some(match v.def {
+            ValueDef::Weight(_) | ValueDef::Const(_) => Residency::PersistentWeight,
+            _ if past_set.contains(&id) || state_outputs.contains(&id) => Residency::StatefulKvCache,
+            _ => Residency::EphemeralActivation,
+        });
+    }
+
+    // Modality: seed inputs by how they are consumed, then propagate forward.
+    let users = g.users();
+    let mut modality: Vec<Option<Modality>> = vec![None; g.values.len()];
+    for &i in &g.inputs {
+        let ty = &g.value(i).ty;
+        let consumers: Vec<&str> = same_data_forward(g, &users, i)
+            .iter()
+            .flat_map(|v| users[v.index()].iter().map(|n| g.node(*n).op.as_str()))
+            .collect();
+        let text = ty.dtype.is_integral() && consumers.iter().any(|op| op.contains("embedding") || op.contains("index_select"));
+        let vision = ty.dtype.is_floating() && ty.rank() == 4 && consumers.iter().any(|op| op.contains("conv"));
+        modality[i.index()] = if text {
+            Some(Modality::Text)
+        } else if vision {
+            Some(Modality::Vision)
+        } else {
+            None
+        };
+    }
+    if let Ok(order) = g.topo_order() {
+        for n in order {
+            let node = g.node(n);
+            let found: BTreeSet<Modality> = node.inputs().iter().filter_map(|v| modality[v.index()]).collect();
+            let m = match found.len() {
+                0 => None,
+                1 => found.into_iter().next(),
+                _ => Some(Modality::Unknown),
+            };
+            for &o in &node.outputs {
+                modality[o.index()] = m;
+            }
+        }
+    }
+    for (vi, v) in g.values.iter_mut().enumerate() {
+        v.ann.modality = modality[vi];
+    }
+}
+
+impl Pass for Annotate {
+    fn name(&self) -> &'static str {
+        "annotate"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<String, PassError> {
+        let mut phases = Vec::new();
+        for g in &mut program.entries {
+            annotate_graph(g);
+            phases.push(format!("{}={}", g.name, g.phase));
+        }
+        Ok(format!("phases: {}", phases.join(" ")))
+    }
+}

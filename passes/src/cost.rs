@@ -1,0 +1,82 @@
+//! Cost hints per node: FLOPs, bytes read and written, arithmetic intensity, from the op
+//! registry's symbolic cost with symbols bound to sizes.
+//!
+//! A symbol is bound by `--bind s0=512`; otherwise to its range's maximum when that is finite and
+//! at most [`DEFAULT_BIND_CAP`], else to its minimum (at least 1). The choice is logged.
+
+use std::collections::BTreeMap;
+
+use genie_ir::registry;
+use genie_ir::{CostHints, Dim, Graph, Program};
+
+use crate::manager::{Pass, PassError};
+
+/// The largest range maximum used as a default binding.
+pub const DEFAULT_BIND_CAP: i64 = 4096;
+
+/// The cost-hint pass.
+pub struct CostHintsPass {
+    pub bindings: BTreeMap<String, i64>,
+}
+
+/// The binding of every symbol of a graph: given, else a default from its range.
+pub fn bind_symbols(g: &Graph, given: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    g.symbols
+        .iter()
+        .map(|(name, range)| {
+            let v = given.get(name).copied().unwrap_or_else(|| match range.max {
+                Some(m) if m <= DEFAULT_BIND_CAP => m,
+                _ => range.min.max(1),
+            });
+            (name.clone(), v)
+        })
+        .collect()
+}
+
+fn eval(d: &Dim, b: &BTreeMap<String, i64>) -> u64 {
+    d.eval(b).map(|v| v.max(0) as u64).unwrap_or(u64::MAX)
+}
+
+/// Total FLOPs of a graph's cost hints.
+pub fn total_flops(g: &Graph) -> u64 {
+    g.nodes.iter().filter_map(|n| n.ann.cost.as_ref()).map(|c| c.flops).fold(0u64, u64::saturating_add)
+}
+
+impl Pass for CostHintsPass {
+    fn name(&self) -> &'static str {
+        "cost"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<String, PassError> {
+        let mut notes = Vec::new();
+        for g in &mut program.entries {
+            let bound = bind_symbols(g, &self.bindings);
+            for (s, v) in &bound {
+                if !self.bindings.contains_key(s) {
+                    tracing::info!(graph = %g.name, "symbol {s} not bound by --bind; using {v}");
+                }
+            }
+            for (s, v) in &self.bindings {
+                if let Some(r) = g.symbols.get(s) {
+                    if !r.contains(*v) {
+                        return Err(PassError::Failed { pass: "cost", reason: format!("--bind {s}={v} is outside its range {r} in `{}`", g.name) });
+                    }
+                }
+            }
+            let mut costs = Vec::with_capacity(g.nodes.len());
+            for node in &g.nodes {
+                let outs: Vec<_> = node.outputs.iter().map(|v| g.value(*v).ty.clone()).collect();
+                let types = |v: genie_ir::ValueId| g.values.get(v.index()).map(|x| &x.ty);
+                let c = registry::cost(&node.op, &node.args, &types, &outs)
+                    .map_err(|e| PassError::Failed { pass: "cost", reason: e.to_string() })?;
+                costs.push(CostHints::new(eval(&c.flops, &bound), eval(&c.bytes_read, &bound), eval(&c.bytes_written, &bound)));
+            }
+            for (n, c) in g.nodes.iter_mut().zip(costs) {
+                n.ann.cost = Some(c);
+            }
+            let b: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            notes.push(format!("{}: {:.3} GFLOP at {}", g.name, total_flops(g) as f64 / 1e9, if b.is_empty() { "static shapes".into() } else { b.join(",") }));
+        }
+        Ok(notes.join("; "))
+    }
+}
