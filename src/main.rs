@@ -1,5 +1,6 @@
 //! `genie`: the command-line interface.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +11,11 @@ use genie_ir::render::{self, DotColoring};
 use genie_ir::Program;
 
 #[derive(Parser)]
-#[command(name = "genie", version, about = "Semantic-aware accelerator disaggregation: inspect, compile and run models")]
+#[command(
+    name = "genie",
+    version,
+    about = "Semantic-aware accelerator disaggregation: inspect, compile and run models"
+)]
 struct Cli {
     /// More logging (-v: info with per-pass timing, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -51,6 +56,16 @@ struct InspectArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Stop after this pass and show the graph then: `import` (no passes), a pass name, or `all`.
+    /// Models (.pt2, .onnx) default to `all`; RON programs to `import` (they are shown as written).
+    #[arg(long, value_name = "NAME")]
+    pass: Option<String>,
+    /// Bind a symbolic dim for cost hints and byte totals, e.g. `--bind s0=512` (repeatable).
+    #[arg(long, value_name = "SYM=N")]
+    bind: Vec<String>,
+    /// A state binding the detection cannot decide: `OUT=IN`, each `entry.name` or a unique name.
+    #[arg(long, value_name = "OUT=IN")]
+    state: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -71,8 +86,16 @@ fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GENIE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // egg logs every e-graph rebuild at info; keep it to warnings unless asked for with GENIE_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GENIE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},egg=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -86,10 +109,41 @@ fn load(files: &[PathBuf]) -> Result<Program> {
     genie_frontends::load(files).with_context(|| format!("loading {names}"))
 }
 
+fn parse_bindings(specs: &[String]) -> Result<BTreeMap<String, i64>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').with_context(|| format!("--bind `{s}` is not SYM=N"))?;
+            let v: i64 = v.trim().parse().with_context(|| format!("--bind `{s}`: `{v}` is not an integer"))?;
+            Ok((k.trim().to_string(), v))
+        })
+        .collect()
+}
+
+/// Run the pass pipeline as far as `--pass` asks.
+fn run_passes(program: &mut Program, args: &InspectArgs, bindings: &BTreeMap<String, i64>) -> Result<()> {
+    let all_ron = args.files.iter().all(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("ron")));
+    let stop = match args.pass.as_deref() {
+        Some("import") => return Ok(()),
+        None if all_ron => return Ok(()),
+        Some("all") | None => None,
+        Some(name) => Some(name),
+    };
+    let state_overrides =
+        genie_passes::state::parse_state_overrides(program, &args.state).map_err(anyhow::Error::msg)?;
+    let options = genie_passes::PassOptions { bindings: bindings.clone(), state_overrides };
+    genie_passes::PassManager::with_options(options)
+        .run(program, stop)
+        .with_context(|| format!("running passes on {}", program.name))?;
+    Ok(())
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
-    let program = load(&args.files)?;
+    let mut program = load(&args.files)?;
+    let bindings = parse_bindings(&args.bind)?;
+    run_passes(&mut program, &args, &bindings)?;
     let text = if args.summary {
-        let summary = render::summary(&program);
+        let summary = render::summary(&program, &render::SummaryOptions { bindings });
         match args.format {
             Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
             Format::Text => summary_text(&summary),
@@ -127,8 +181,19 @@ fn summary_text(s: &render::Summary) -> String {
         format!("{}: {}[{}]", p.name, p.dtype, dims.join(", "))
     };
     writeln!(t, "program {}: {} nodes, {} weights ({} bytes)", s.name, s.nodes, s.weights.count, s.weights.bytes).ok();
+    for b in &s.state_bindings {
+        writeln!(t, "state {} -> {}", b.from, b.to).ok();
+    }
     for e in &s.entries {
-        writeln!(t, "entry {} (phase {}): {} nodes", e.name, e.phase, e.nodes).ok();
+        writeln!(t, "entry {} (phase {}): {} nodes, {:.3} GFLOP", e.name, e.phase, e.nodes, e.flops as f64 / 1e9).ok();
+        if !e.tags.is_empty() {
+            let tags: Vec<String> = e.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(t, "  tags      {}", tags.join(" ")).ok();
+        }
+        if !e.residency_bytes.is_empty() {
+            let r: Vec<String> = e.residency_bytes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(t, "  residency {} (bytes)", r.join(" ")).ok();
+        }
         for p in &e.inputs {
             writeln!(t, "  input  {}", port(p)).ok();
         }

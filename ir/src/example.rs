@@ -122,13 +122,29 @@ fn build_entry(name: &str, decode: bool, store: &mut WeightStore) -> Result<Grap
         let end = past_len.add(&Dim::constant(1));
         b.op(
             "aten.arange.start",
-            vec![Arg::sym_int(past_len.clone()), Arg::sym_int(end), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
+            vec![
+                Arg::sym_int(past_len.clone()),
+                Arg::sym_int(end),
+                Arg::DType(DType::Int64),
+                Arg::None,
+                Arg::None,
+                Arg::None,
+            ],
         )?
     } else {
-        b.op("aten.arange.default", vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None])?
+        b.op(
+            "aten.arange.default",
+            vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
+        )?
     };
-    let tok = b.op("aten.embedding.default", vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
-    let pos = b.op("aten.embedding.default", vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)])?;
+    let tok = b.op(
+        "aten.embedding.default",
+        vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
+    )?;
+    let pos = b.op(
+        "aten.embedding.default",
+        vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
+    )?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(tok), Arg::Tensor(pos), Arg::Int(1)])?;
 
     // Attention.
@@ -143,10 +159,22 @@ fn build_entry(name: &str, decode: bool, store: &mut WeightStore) -> Result<Grap
     }
     let att = b.op(
         "aten.scaled_dot_product_attention.default",
-        vec![Arg::Tensor(q), Arg::Tensor(k), Arg::Tensor(v), Arg::None, Arg::Float(0.0), Arg::Bool(!decode), Arg::None, Arg::Bool(false)],
+        vec![
+            Arg::Tensor(q),
+            Arg::Tensor(k),
+            Arg::Tensor(v),
+            Arg::None,
+            Arg::Float(0.0),
+            Arg::Bool(!decode),
+            Arg::None,
+            Arg::Bool(false),
+        ],
     )?;
     let att = b.op("aten.transpose.int", vec![Arg::Tensor(att), Arg::Int(1), Arg::Int(2)])?;
-    let att = b.op("aten.reshape.default", vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])])?;
+    let att = b.op(
+        "aten.reshape.default",
+        vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])],
+    )?;
     let proj = b.linear(att, "h.0.attn.c_proj", WIDTH, WIDTH)?;
     let h = b.op("aten.add.Tensor", vec![Arg::Tensor(h), Arg::Tensor(proj), Arg::Int(1)])?;
 

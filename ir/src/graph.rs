@@ -435,6 +435,22 @@ impl Graph {
         out
     }
 
+    /// A value for every symbol: the given one, else the range's maximum when finite and at
+    /// most `cap`, else the range's minimum (at least 1). Used wherever a number is needed for a
+    /// symbolic size (cost hints, byte totals).
+    pub fn bind_symbols(&self, given: &BTreeMap<String, i64>, cap: i64) -> BTreeMap<String, i64> {
+        self.symbols
+            .iter()
+            .map(|(name, range)| {
+                let v = given.get(name).copied().unwrap_or(match range.max {
+                    Some(m) if m <= cap => m,
+                    _ => range.min.max(1),
+                });
+                (name.clone(), v)
+            })
+            .collect()
+    }
+
     /// Count of nodes per op name.
     pub fn op_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();

@@ -321,7 +321,7 @@ pub fn dot_program(p: &Program, coloring: DotColoring) -> String {
 }
 
 /// One input or output in a summary.
-#[derive(Serialize, Debug, PartialEq)]
+#[derive(Serialize, Debug, PartialEq, Clone)]
 pub struct PortSummary {
     pub name: String,
     pub dtype: String,
@@ -336,6 +336,13 @@ pub struct WeightSummary {
     pub bytes: u64,
 }
 
+/// One state binding in a summary: `entry.output` feeds `entry.input` at the next call.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct BindingSummary {
+    pub from: String,
+    pub to: String,
+}
+
 /// The `--summary --format json` object of one entry graph.
 #[derive(Serialize, Debug, PartialEq)]
 pub struct EntrySummary {
@@ -346,6 +353,14 @@ pub struct EntrySummary {
     pub inputs: Vec<PortSummary>,
     pub outputs: Vec<PortSummary>,
     pub weights: WeightSummary,
+    /// Tag → number of tagged regions.
+    pub tags: BTreeMap<String, usize>,
+    /// Residency → bytes (symbols bound as in [`SummaryOptions`]; weights counted once).
+    pub residency_bytes: BTreeMap<String, u64>,
+    /// Total FLOPs of the cost hints (0 before the cost pass).
+    pub flops: u64,
+    /// The symbol values the byte totals used.
+    pub bindings: BTreeMap<String, i64>,
 }
 
 /// The `--summary --format json` object of a program. `nodes`, `ops` and `weights` are totals
@@ -354,13 +369,29 @@ pub struct EntrySummary {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct Summary {
     pub name: String,
+    /// The first entry's phase (each entry's is in `entries`).
+    pub phase: String,
     pub nodes: usize,
     pub ops: BTreeMap<String, usize>,
     pub inputs: Vec<PortSummary>,
     pub outputs: Vec<PortSummary>,
     pub weights: WeightSummary,
+    pub tags: BTreeMap<String, usize>,
+    pub residency_bytes: BTreeMap<String, u64>,
+    pub flops: u64,
+    pub state_bindings: Vec<BindingSummary>,
     pub entries: Vec<EntrySummary>,
 }
+
+/// How symbolic sizes become numbers in a summary.
+#[derive(Debug, Clone, Default)]
+pub struct SummaryOptions {
+    /// Symbol values given by the user (`--bind s0=512`); others default from their ranges.
+    pub bindings: BTreeMap<String, i64>,
+}
+
+/// The largest range maximum a summary uses as a symbol's default value.
+pub const DEFAULT_BIND_CAP: i64 = 4096;
 
 fn port(name: &str, ty: &TensorType) -> PortSummary {
     PortSummary {
@@ -377,9 +408,32 @@ fn port(name: &str, ty: &TensorType) -> PortSummary {
     }
 }
 
+/// Bytes per residency; a weight is counted once however many values reference it.
+fn residency_bytes(g: &Graph, bindings: &BTreeMap<String, i64>) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen_weights = std::collections::BTreeSet::new();
+    for v in &g.values {
+        let Some(r) = v.ann.residency else { continue };
+        if let ValueDef::Weight(h) = &v.def {
+            if !seen_weights.insert(h.clone()) {
+                continue;
+            }
+        }
+        let bytes = v.ty.bytes().eval(bindings).map(|b| b.max(0) as u64).unwrap_or(0);
+        let slot = out.entry(r.name().to_string()).or_insert(0);
+        *slot = slot.saturating_add(bytes);
+    }
+    out
+}
+
 /// Summarise one entry.
-pub fn entry_summary(p: &Program, g: &Graph) -> EntrySummary {
+pub fn entry_summary(p: &Program, g: &Graph, options: &SummaryOptions) -> EntrySummary {
     let (count, bytes) = p.weight_bytes_of(g);
+    let bindings = g.bind_symbols(&options.bindings, DEFAULT_BIND_CAP);
+    let mut tags = BTreeMap::new();
+    for r in &g.regions {
+        *tags.entry(r.tag.name().to_string()).or_insert(0) += 1;
+    }
     EntrySummary {
         name: g.name.clone(),
         phase: g.phase.to_string(),
@@ -388,26 +442,60 @@ pub fn entry_summary(p: &Program, g: &Graph) -> EntrySummary {
         inputs: g.inputs.iter().map(|v| port(&g.value(*v).name, &g.value(*v).ty)).collect(),
         outputs: g.outputs.iter().map(|o| port(&o.name, &g.value(o.value).ty)).collect(),
         weights: WeightSummary { count, bytes },
+        tags,
+        residency_bytes: residency_bytes(g, &bindings),
+        flops: g.nodes.iter().filter_map(|n| n.ann.cost.as_ref()).map(|c| c.flops).fold(0, u64::saturating_add),
+        bindings,
     }
 }
 
 /// Summarise a program.
-pub fn summary(p: &Program) -> Summary {
-    let entries: Vec<EntrySummary> = p.entries.iter().map(|g| entry_summary(p, g)).collect();
+pub fn summary(p: &Program, options: &SummaryOptions) -> Summary {
+    let entries: Vec<EntrySummary> = p.entries.iter().map(|g| entry_summary(p, g, options)).collect();
     let mut ops = BTreeMap::new();
+    let mut tags = BTreeMap::new();
+    let mut residency: BTreeMap<String, u64> = BTreeMap::new();
     for e in &entries {
         for (k, v) in &e.ops {
             *ops.entry(k.clone()).or_insert(0) += v;
         }
+        for (k, v) in &e.tags {
+            *tags.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &e.residency_bytes {
+            // Weights are shared between entries: the store is counted once below.
+            if k != "persistent_weight" {
+                let slot = residency.entry(k.clone()).or_insert(0);
+                *slot = slot.saturating_add(*v);
+            }
+        }
     }
-    let first = p.entries.first();
+    if entries.iter().any(|e| e.residency_bytes.contains_key("persistent_weight")) {
+        residency.insert("persistent_weight".into(), p.weights.total_bytes());
+    }
+    let (inputs, outputs) = match entries.first() {
+        Some(e) => (e.inputs.clone(), e.outputs.clone()),
+        None => (Vec::new(), Vec::new()),
+    };
     Summary {
         name: p.name.clone(),
+        phase: entries.first().map(|e| e.phase.clone()).unwrap_or_else(|| "unknown".into()),
         nodes: entries.iter().map(|e| e.nodes).sum(),
         ops,
-        inputs: first.map(|g| entry_summary(p, g).inputs).unwrap_or_default(),
-        outputs: first.map(|g| entry_summary(p, g).outputs).unwrap_or_default(),
+        inputs,
+        outputs,
         weights: WeightSummary { count: p.weights.len(), bytes: p.weights.total_bytes() },
+        tags,
+        residency_bytes: residency,
+        flops: entries.iter().map(|e| e.flops).fold(0, u64::saturating_add),
+        state_bindings: p
+            .state_bindings
+            .iter()
+            .map(|b| BindingSummary {
+                from: format!("{}.{}", b.from.entry, b.from.name),
+                to: format!("{}.{}", b.to.entry, b.to.name),
+            })
+            .collect(),
         entries,
     }
 }

@@ -1,7 +1,7 @@
 //! RON round-trips exactly; the text dump and DOT are stable (insta snapshots).
 
 use genie_ir::example::{tiny_decoder, tiny_decoder_pair};
-use genie_ir::render::{dot_program, dump_program, summary, DotColoring};
+use genie_ir::render::{dot_program, dump_program, summary, DotColoring, SummaryOptions};
 use genie_ir::{Program, Residency, Tag};
 
 #[test]
@@ -79,7 +79,7 @@ fn dot_snapshot() {
 #[test]
 fn summary_lists_ports_in_order() {
     let p = tiny_decoder().unwrap();
-    let s = summary(&p);
+    let s = summary(&p, &SummaryOptions::default());
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["name"], "tiny_decoder");
     assert_eq!(json["inputs"][0]["name"], "input_ids");

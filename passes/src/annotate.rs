@@ -126,7 +126,8 @@ fn annotate_graph(g: &mut Graph) {
             .iter()
             .flat_map(|v| users[v.index()].iter().map(|n| g.node(*n).op.as_str()))
             .collect();
-        let text = ty.dtype.is_integral() && consumers.iter().any(|op| op.contains("embedding") || op.contains("index_select"));
+        let text = ty.dtype.is_integral()
+            && consumers.iter().any(|op| op.contains("embedding") || op.contains("index_select"));
         let vision = ty.dtype.is_floating() && ty.rank() == 4 && consumers.iter().any(|op| op.contains("conv"));
         modality[i.index()] = if text {
             Some(Modality::Text)

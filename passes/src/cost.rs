@@ -21,16 +21,7 @@ pub struct CostHintsPass {
 
 /// The binding of every symbol of a graph: given, else a default from its range.
 pub fn bind_symbols(g: &Graph, given: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
-    g.symbols
-        .iter()
-        .map(|(name, range)| {
-            let v = given.get(name).copied().unwrap_or_else(|| match range.max {
-                Some(m) if m <= DEFAULT_BIND_CAP => m,
-                _ => range.min.max(1),
-            });
-            (name.clone(), v)
-        })
-        .collect()
+    g.bind_symbols(given, DEFAULT_BIND_CAP)
 }
 
 fn eval(d: &Dim, b: &BTreeMap<String, i64>) -> u64 {
@@ -59,7 +50,10 @@ impl Pass for CostHintsPass {
             for (s, v) in &self.bindings {
                 if let Some(r) = g.symbols.get(s) {
                     if !r.contains(*v) {
-                        return Err(PassError::Failed { pass: "cost", reason: format!("--bind {s}={v} is outside its range {r} in `{}`", g.name) });
+                        return Err(PassError::Failed {
+                            pass: "cost",
+                            reason: format!("--bind {s}={v} is outside its range {r} in `{}`", g.name),
+                        });
                     }
                 }
             }
@@ -69,13 +63,22 @@ impl Pass for CostHintsPass {
                 let types = |v: genie_ir::ValueId| g.values.get(v.index()).map(|x| &x.ty);
                 let c = registry::cost(&node.op, &node.args, &types, &outs)
                     .map_err(|e| PassError::Failed { pass: "cost", reason: e.to_string() })?;
-                costs.push(CostHints::new(eval(&c.flops, &bound), eval(&c.bytes_read, &bound), eval(&c.bytes_written, &bound)));
+                costs.push(CostHints::new(
+                    eval(&c.flops, &bound),
+                    eval(&c.bytes_read, &bound),
+                    eval(&c.bytes_written, &bound),
+                ));
             }
             for (n, c) in g.nodes.iter_mut().zip(costs) {
                 n.ann.cost = Some(c);
             }
             let b: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            notes.push(format!("{}: {:.3} GFLOP at {}", g.name, total_flops(g) as f64 / 1e9, if b.is_empty() { "static shapes".into() } else { b.join(",") }));
+            notes.push(format!(
+                "{}: {:.3} GFLOP at {}",
+                g.name,
+                total_flops(g) as f64 / 1e9,
+                if b.is_empty() { "static shapes".into() } else { b.join(",") }
+            ));
         }
         Ok(notes.join("; "))
     }

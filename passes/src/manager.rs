@@ -96,7 +96,7 @@ impl PassManager {
             let summary = pass.run(program)?;
             verify_program(program).map_err(|e| PassError::Verify { pass: pass.name(), source: Box::new(e) })?;
             let elapsed = started.elapsed();
-            tracing::info!(elapsed_ms = elapsed.as_secs_f64() * 1e3, "{}: {summary}", pass.name());
+            tracing::info!("{:<16} {:>9.3} ms  {summary}", pass.name(), elapsed.as_secs_f64() * 1e3);
             reports.push(PassReport { pass: pass.name(), elapsed, summary });
             if stop_after == Some(pass.name()) {
                 break;

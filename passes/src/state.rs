@@ -43,7 +43,8 @@ fn decode_self_bindings(g: &Graph) -> Vec<StateBinding> {
     for r in g.regions.iter().filter(|r| r.tag == genie_ir::Tag::KvCacheUpdate) {
         let Some(p) = r.entries.iter().find(|e| past.contains(e)) else { continue };
         let Some(exit) = r.exits.first() else { continue };
-        let produced = present.iter().map(|&i| &g.outputs[i]).find(|o| o.value == *exit || feeds_unchanged(g, *exit, o.value));
+        let produced =
+            present.iter().map(|&i| &g.outputs[i]).find(|o| o.value == *exit || feeds_unchanged(g, *exit, o.value));
         if let Some(o) = produced {
             out.push(StateBinding { from: port(g, &o.name), to: port(g, &g.value(*p).name) });
         }

@@ -33,8 +33,11 @@ test_tags!(example_decode, tiny_decoder_pair().unwrap(), "decode" => Phase::LlmD
 fn state_bindings_are_detected_without_hints() {
     let mut p = tiny_decoder_pair().unwrap();
     PassManager::standard().run(&mut p, None).unwrap();
-    let got: Vec<String> =
-        p.state_bindings.iter().map(|b| format!("{}.{}->{}.{}", b.from.entry, b.from.name, b.to.entry, b.to.name)).collect();
+    let got: Vec<String> = p
+        .state_bindings
+        .iter()
+        .map(|b| format!("{}.{}->{}.{}", b.from.entry, b.from.name, b.to.entry, b.to.name))
+        .collect();
     assert_eq!(
         got,
         [
@@ -54,12 +57,16 @@ fn state_bindings_are_detected_without_hints() {
 #[test]
 fn explicit_state_bindings_replace_detection() {
     let mut p = tiny_decoder_pair().unwrap();
-    let overrides = genie_passes::state::parse_state_overrides(&p, &["prefill.present_key_0=past_key_0".to_string()]).unwrap();
+    let overrides =
+        genie_passes::state::parse_state_overrides(&p, &["prefill.present_key_0=past_key_0".to_string()]).unwrap();
     let opts = genie_passes::PassOptions { state_overrides: overrides, ..Default::default() };
     PassManager::with_options(opts).run(&mut p, None).unwrap();
     assert_eq!(p.state_bindings.len(), 1);
     assert!(genie_passes::state::parse_state_overrides(&p, &["nope=past_key_0".to_string()]).is_err());
-    assert!(genie_passes::state::parse_state_overrides(&p, &["present_key_0=past_key_0".to_string()]).is_err(), "ambiguous");
+    assert!(
+        genie_passes::state::parse_state_overrides(&p, &["present_key_0=past_key_0".to_string()]).is_err(),
+        "ambiguous"
+    );
 }
 
 #[test]

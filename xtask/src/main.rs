@@ -75,7 +75,9 @@ fn output(cmd: &mut Command) -> Option<String> {
 /// Find a Python 3 that can make venvs.
 fn system_python() -> Result<String> {
     for cand in ["python3.11", "python3", "python"] {
-        if output(Command::new(cand).args(["-c", "import venv, sys; print(sys.version_info[0])"])).as_deref() == Some("3") {
+        if output(Command::new(cand).args(["-c", "import venv, sys; print(sys.version_info[0])"])).as_deref()
+            == Some("3")
+        {
             return Ok(cand.to_string());
         }
     }
@@ -133,12 +135,11 @@ fn run_main_job(extra: &[String]) -> Result<()> {
     build_all()?;
     let genie = root().join("target/release/genie");
     let example = root().join("examples/tiny_decoder.ron");
-    println!("== genie inspect examples/tiny_decoder.ron --summary");
-    status(Command::new(&genie).args(["inspect", "--summary"]).arg(&example).args(extra))?;
-    println!("\n== genie inspect examples/tiny_decoder.ron --summary --format json");
-    status(Command::new(&genie).args(["inspect", "--summary", "--format", "json"]).arg(&example))?;
-    println!("\n== genie inspect examples/tiny_decoder.ron");
-    status(Command::new(&genie).arg("inspect").arg(&example))?;
+    // The bundled prefill + decode program, through every pass: tags, phases, state, cost.
+    println!("== genie inspect examples/tiny_decoder.ron --pass all --summary -v");
+    status(Command::new(&genie).args(["inspect", "--pass", "all", "--summary", "-v"]).arg(&example).args(extra))?;
+    println!("\n== genie inspect examples/tiny_decoder.ron --pass all --bind s0=32 (decode entry excerpt)");
+    status(Command::new(&genie).args(["inspect", "--pass", "all", "--bind", "s0=32"]).arg(&example))?;
     Ok(())
 }
 

@@ -276,7 +276,7 @@ impl Pass for TagPatterns {
         let mut counts: std::collections::BTreeMap<Tag, usize> = Default::default();
         for g in &mut program.entries {
             let (regions, stop) = tag_graph(g).map_err(|reason| PassError::Failed { pass: "tag-patterns", reason })?;
-            tracing::info!(graph = %g.name, stop_reason = %stop, regions = regions.len(), "tagged");
+            tracing::debug!(graph = %g.name, stop_reason = %stop, regions = regions.len(), "tagged");
             for n in &mut g.nodes {
                 n.ann.regions.clear();
             }
