@@ -15,6 +15,7 @@ pub mod graph;
 pub mod program;
 pub mod registry;
 pub mod render;
+pub mod synthetic;
 pub mod types;
 pub mod verify;
 pub mod weights;

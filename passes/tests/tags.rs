@@ -84,3 +84,13 @@ fn cost_hints_follow_bindings() {
     let err = PassManager::with_options(opts).run(&mut p, None).unwrap_err();
     assert!(err.to_string().contains("outside its range"), "{err}");
 }
+
+use genie_ir::synthetic::{synthetic_llama, ExportForm, LlamaShape};
+
+test_tags!(synthetic_llama_default_form, synthetic_llama(LlamaShape::small(4), ExportForm::Default).unwrap(), "prefill" => Phase::LlmPrefill, {
+    "attention" => 4, "mlp" => 4, "norm" => 9, "embedding" => 1, "lm_head" => 1, "residual" => 8,
+});
+
+test_tags!(synthetic_llama_core_aten_form, synthetic_llama(LlamaShape::small(4), ExportForm::CoreAten).unwrap(), "prefill" => Phase::LlmPrefill, {
+    "attention" => 4, "mlp" => 4, "norm" => 9, "embedding" => 1, "lm_head" => 1, "residual" => 8,
+});

@@ -80,32 +80,60 @@ impl MatchCtx<'_> {
         self.embedding_tables
     }
 
-    /// True when `skip` feeds, through a branch containing a dense layer, convolution or
-    /// attention, the value `branch` (so `skip + branch` is a residual connection).
+    /// True when `skip + branch` is a residual connection: both have the sum's shape (a mask
+    /// added with broadcasting is not one), and `skip`, or a value a few steps before it (a
+    /// downsampling shortcut), feeds `branch` through a dense layer, convolution or attention.
     pub fn is_skip_connection(&self, skip: ValueId, branch: ValueId) -> bool {
-        let skip_class = self.srg.class(skip);
+        let (ts, tb) = (&self.graph.value(skip).ty, &self.graph.value(branch).ty);
+        if ts.shape != tb.shape {
+            return false;
+        }
+        // The shortcut's recent history: skip itself and the computed values just before it.
+        let mut shortcut: HashSet<ValueId> = HashSet::from([skip]);
+        let mut frontier = vec![skip];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for v in frontier {
+                if let Some(p) = self.graph.producer(v) {
+                    for i in self.graph.node(p).inputs() {
+                        if self.graph.producer(i).is_some() && shortcut.insert(i) {
+                            next.push(i);
+                        }
+                    }
+                }
+            }
+            frontier = next;
+        }
         let Some(start) = self.graph.producer(branch) else { return false };
         let mut seen = HashSet::new();
         let mut queue = VecDeque::from([start]);
-        let (mut found, mut compute) = (false, false);
+        let mut compute = false;
         while let Some(n) = queue.pop_front() {
-            if !seen.insert(n) || seen.len() > MAX_SKIP_SEARCH {
-                if seen.len() > MAX_SKIP_SEARCH {
-                    break;
-                }
+            if seen.len() >= MAX_SKIP_SEARCH {
+                return false;
+            }
+            if !seen.insert(n) {
                 continue;
             }
             let node = self.graph.node(n);
             compute |= is_compute_heavy(&node.op);
             for v in node.inputs() {
-                if v == skip || self.srg.class(v) == skip_class {
-                    found = true;
-                } else if let Some(p) = self.graph.producer(v) {
+                if shortcut.contains(&v) {
+                    if compute || self.branch_has_compute(&seen) {
+                        return true;
+                    }
+                    continue;
+                }
+                if let Some(p) = self.graph.producer(v) {
                     queue.push_back(p);
                 }
             }
         }
-        found && compute
+        false
+    }
+
+    fn branch_has_compute(&self, nodes: &HashSet<NodeId>) -> bool {
+        nodes.iter().any(|n| is_compute_heavy(&self.graph.node(*n).op))
     }
 }
 
