@@ -85,7 +85,7 @@ impl B<'_> {
     }
 
     /// `x.to(float32)` as the default export writes it: a cast plus a metadata assertion.
-    fn to_f32(&mut self, x: ValueId) -> Result<ValueId, InferError> {
+    fn cast_f32(&mut self, x: ValueId) -> Result<ValueId, InferError> {
         let y = match self.form {
             ExportForm::Default => self.op(
                 "aten.to.dtype",
@@ -113,13 +113,13 @@ impl B<'_> {
 
     fn rms_norm(&mut self, x: ValueId, name: String, hidden: i64) -> Result<ValueId, InferError> {
         let w = self.weight(format!("{name}.weight"), &[hidden]);
-        let x = self.to_f32(x)?;
+        let x = self.cast_f32(x)?;
         let sq = self.op("aten.pow.Tensor_Scalar", vec![Arg::Tensor(x), Arg::Int(2)])?;
         let mean = self.op("aten.mean.dim", vec![Arg::Tensor(sq), Arg::Ints(vec![-1]), Arg::Bool(true), Arg::None])?;
         let var = self.op("aten.add.Scalar", vec![Arg::Tensor(mean), Arg::Float(1e-6), Arg::Int(1)])?;
         let r = self.op("aten.rsqrt.default", vec![Arg::Tensor(var)])?;
         let n = self.mul(x, r)?;
-        let n = self.to_f32(n)?;
+        let n = self.cast_f32(n)?;
         self.mul(w, n)
     }
 
