@@ -18,7 +18,21 @@ use crate::tagging::rules::canon::is_look_through;
 /// The annotation pass.
 pub struct Annotate;
 
-/// Values reachable from `v` through layout ops (views, transposes, dtype casts): the same data.
+/// True when the node scales its first operand by a scalar (a constant or one-element tensor):
+/// decompositions scale Q and K before their product.
+fn scales_by_scalar(g: &Graph, node: &genie_ir::Node) -> bool {
+    match node.op.as_str() {
+        "aten.mul.Scalar" | "aten.div.Scalar" => true,
+        "aten.mul.Tensor" | "aten.div.Tensor" => match node.args.get(1) {
+            Some(Arg::Tensor(o)) => g.value(*o).ty.numel().as_const() == Some(1),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Values reachable from `v` through layout ops (views, transposes, dtype casts) and scalar
+/// scaling: the same data, as attention will read it.
 fn same_data_forward(g: &Graph, users: &[Vec<NodeId>], v: ValueId) -> Vec<ValueId> {
     let mut out = vec![v];
     let mut i = 0;
@@ -28,7 +42,8 @@ fn same_data_forward(g: &Graph, users: &[Vec<NodeId>], v: ValueId) -> Vec<ValueI
         for &n in &users[cur.index()] {
             let node = g.node(n);
             let layout = is_look_through(&node.op)
-                || matches!(node.op.as_str(), "aten.transpose.int" | "aten.permute.default" | "aten.slice.Tensor");
+                || matches!(node.op.as_str(), "aten.transpose.int" | "aten.permute.default" | "aten.slice.Tensor")
+                || scales_by_scalar(g, node);
             if layout && node.args.first() == Some(&Arg::Tensor(cur)) {
                 for &o in &node.outputs {
                     if !out.contains(&o) {

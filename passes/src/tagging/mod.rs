@@ -65,6 +65,11 @@ impl MatchCtx<'_> {
         self.by_class.get(&self.class(var)).and_then(|vs| vs.first().copied())
     }
 
+    /// The matched value.
+    pub fn root_value(&self) -> Option<ValueId> {
+        self.root_value
+    }
+
     /// The node producing the matched value.
     pub fn root_node(&self) -> Option<&Node> {
         self.root_value.and_then(|v| self.graph.producer(v)).map(|n| self.graph.node(n))
@@ -279,12 +284,20 @@ fn tag_graph(g: &mut Graph) -> Result<(Vec<Region>, String), String> {
     Ok((dedupe(candidates), stop))
 }
 
+/// A tag that a more specific one subsumes: a patch embedding's convolution is not also a
+/// convolution stage.
+fn subsumed_by(tag: Tag, other: Tag) -> bool {
+    tag == other || (tag == Tag::ConvStage && other == Tag::PatchEmbed)
+}
+
 /// Keep, per tag, the largest region for each exit and drop regions contained in a kept one.
 fn dedupe(mut candidates: Vec<Candidate>) -> Vec<Region> {
     candidates.sort_by(|a, b| b.nodes.len().cmp(&a.nodes.len()).then(a.exit.cmp(&b.exit)).then(a.tag.cmp(&b.tag)));
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
-        let redundant = kept.iter().any(|k| k.tag == c.tag && (k.exit == c.exit || c.nodes.is_subset(&k.nodes)));
+        let redundant = kept.iter().any(|k| {
+            (k.tag == c.tag && k.exit == c.exit) || (subsumed_by(c.tag, k.tag) && c.nodes.is_subset(&k.nodes))
+        });
         if !redundant {
             kept.push(c);
         }

@@ -36,11 +36,21 @@ pub fn table() -> RuleTable {
     // Grouped-query attention's repeat_kv (expand + reshape) is looked through by canon rules.
     for (sname, s) in scaled("(aten.matmul.default ?q ?k)") {
         for (mname, m) in masked(&s) {
-            rules.push(Rule::new(
-                format!("softmax({mname}({sname}(q·k)))·v"),
-                format!("(aten.matmul.default (aten._softmax.default {m}) ?v)"),
-                always,
-            ));
+            // Decompositions guard fully masked rows: where(any-row-valid, softmax, 0) (core
+            // ATen) or where(isnan(p), 0, p) (ONNX exports).
+            let softmax = format!("(aten._softmax.default {m})");
+            let probs = [
+                ("", softmax.clone()),
+                ("guarded ", format!("(aten.where.self ?guard ?zero {softmax})")),
+                ("guarded' ", format!("(aten.where.self ?guard {softmax} ?zero)")),
+            ];
+            for (pname, p) in probs {
+                rules.push(Rule::new(
+                    format!("{pname}softmax({mname}({sname}(q·k)))·v"),
+                    format!("(aten.matmul.default {p} ?v)"),
+                    always,
+                ));
+            }
         }
     }
     RuleTable { domain: "attention", tag: Tag::Attention, rules }

@@ -41,9 +41,21 @@ pub fn pooling_table() -> RuleTable {
         "aten._adaptive_avg_pool2d.default",
         "aten.adaptive_max_pool2d.default#0",
     ];
-    RuleTable {
-        domain: "pooling",
-        tag: Tag::Pooling,
-        rules: ops.iter().map(|op| Rule::new(*op, format!("({op} ?x)"), always)).collect(),
+    let mut rules: Vec<Rule> = ops.iter().map(|op| Rule::new(*op, format!("({op} ?x)"), always)).collect();
+    rules.push(Rule::new("global average (mean over H, W)", "(aten.mean.dim ?x)", reduces_spatial_dims));
+    rules.push(Rule::new("global max (amax over H, W)", "(aten.amax.default ?x)", reduces_spatial_dims));
+    RuleTable { domain: "pooling", tag: Tag::Pooling, rules }
+}
+
+/// A reduction of an NCHW tensor over exactly its two spatial dims.
+fn reduces_spatial_dims(m: &crate::tagging::MatchCtx) -> bool {
+    let Some(node) = m.root_node() else { return false };
+    let Some(genie_ir::Arg::Tensor(x)) = node.args.first() else { return false };
+    if m.graph.value(*x).ty.rank() != 4 {
+        return false;
     }
+    let Some(genie_ir::Arg::Ints(dims)) = node.args.get(1) else { return false };
+    let mut d: Vec<i64> = dims.iter().map(|&v| if v < 0 { v + 4 } else { v }).collect();
+    d.sort();
+    d == [2, 3]
 }

@@ -8,16 +8,17 @@ fn table_is_weight(m: &MatchCtx) -> bool {
     m.facts("?table").weight
 }
 
-/// A dense layer whose result is a graph output and whose rows match an embedding table's
-/// (tied weights or the same vocabulary).
+/// A dense layer whose result is a graph output with one feature per vocabulary entry of an
+/// embedding table (tied weights, or the same vocabulary size; exporters may store the head
+/// weight transposed, so the output width is compared, not the weight's rows).
 fn projects_to_vocabulary(m: &MatchCtx) -> bool {
     if !m.facts("?w").weight || !m.root_class_has_output() {
         return false;
     }
-    let Some(w) = m.var_value("?w") else { return false };
-    let rows = |v: genie_ir::ValueId| m.graph.value(v).ty.shape.first().cloned();
+    let Some(out) = m.root_value() else { return false };
+    let width = m.graph.value(out).ty.shape.last().cloned();
     let vocab = m.embedding_tables();
-    !vocab.is_empty() && vocab.iter().any(|t| rows(*t) == rows(w) || *t == w)
+    vocab.iter().any(|t| m.graph.value(*t).ty.shape.first().cloned() == width)
 }
 
 pub fn embedding_table() -> RuleTable {

@@ -20,6 +20,8 @@ pub fn table() -> RuleTable {
                 format!("(aten.mul.Tensor ?x (aten.rsqrt.default {var}))"),
                 format!("(aten.mul.Tensor (aten.rsqrt.default {var}) ?x)"),
                 format!("(aten.div.Tensor ?x (aten.sqrt.default {var}))"),
+                format!("(aten.mul.Tensor ?x (aten.reciprocal.default (aten.sqrt.default {var})))"),
+                format!("(aten.mul.Tensor (aten.reciprocal.default (aten.sqrt.default {var})) ?x)"),
             ];
             for (ni, n) in normalised.iter().enumerate() {
                 let id = format!("{si}{vi}{ni}");
