@@ -197,7 +197,7 @@ mod tests {
         g.add_output("y", s);
         let mut p = program(g);
         let reports = PassManager::standard().run(&mut p, None).unwrap();
-        assert_eq!(reports.len(), 7);
+        assert_eq!(reports.len(), 8);
         let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
         // The square transpose stays: same type, different contents.
         assert_eq!(ops, ["aten.transpose.int", "aten.relu.default", "aten.add.Tensor"]);

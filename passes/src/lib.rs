@@ -2,6 +2,7 @@
 //! program after each one.
 //!
 //! - [`cleanup`]: inference no-ops, dead code, common subexpressions.
+//! - [`fold`]: constant folding of small static computations (shape arithmetic).
 //! - [`tagging`]: egg pattern tagging (attention, MLP, KV-cache update, ...), one rule table per domain.
 //! - [`annotate`]: residency, phase, modality.
 //! - [`state`]: program-level state bindings (decode→decode, prefill→decode).
@@ -10,6 +11,7 @@
 pub mod annotate;
 pub mod cleanup;
 pub mod cost;
+pub mod fold;
 mod manager;
 pub mod state;
 pub mod tagging;

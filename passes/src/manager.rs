@@ -63,12 +63,13 @@ impl PassManager {
         PassManager::with_options(PassOptions::default())
     }
 
-    /// The standard pipeline, in order: cleanup, tagging, annotation, state, cost.
+    /// The standard pipeline, in order: cleanup, folding, tagging, annotation, state, cost.
     pub fn with_options(options: PassOptions) -> PassManager {
         PassManager::new(vec![
             Box::new(crate::cleanup::RemoveNoOps),
             Box::new(crate::cleanup::DeadCode),
             Box::new(crate::cleanup::CommonSubexpressions),
+            Box::new(crate::fold::FoldConstants),
             Box::new(crate::tagging::TagPatterns),
             Box::new(crate::annotate::Annotate),
             Box::new(crate::state::StateBindings { overrides: options.state_overrides }),
