@@ -31,7 +31,7 @@ pub enum FrontendError {
     Ron {
         path: PathBuf,
         #[source]
-        source: ProgramIoError,
+        source: Box<ProgramIoError>,
     },
     /// A `.pt2` archive that could not be imported.
     #[error("{path}: {source}")]
@@ -98,7 +98,8 @@ pub fn load_file(path: &Path) -> Result<Program, FrontendError> {
         "ron" => {
             let text =
                 std::fs::read_to_string(path).map_err(|source| FrontendError::Io { path: path.into(), source })?;
-            Program::from_ron(&text).map_err(|source| FrontendError::Ron { path: path.into(), source })?
+            Program::from_ron(&text)
+                .map_err(|source| FrontendError::Ron { path: path.into(), source: Box::new(source) })?
         }
         "pt2" => pt2::read(path).map_err(|source| FrontendError::Pt2 { path: path.into(), source })?,
         "onnx" => onnx::read(path).map_err(|source| FrontendError::Onnx { path: path.into(), source })?,

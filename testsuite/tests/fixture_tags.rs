@@ -1,0 +1,115 @@
+//! Tags, phase and state bindings on every fixture family, in the default `.pt2`, the core-ATen
+//! `.pt2` (`run_decompositions()`) and the `.onnx` forms. The fixtures have two layers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use genie_ir::{Phase, Program};
+use genie_passes::tagging::tag_counts;
+use genie_passes::PassManager;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+fn compile(files: &[&str]) -> Program {
+    let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+    let mut p = genie_frontends::load(&paths).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    PassManager::standard().run(&mut p, None).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    p
+}
+
+/// "This graph ⇒ these tag counts and this phase", for each form of a fixture.
+macro_rules! test_tags {
+    ($name:ident, [$($file:literal),+ $(,)?] => $phase:expr, { $($tag:literal => $count:expr),* $(,)? }) => {
+        #[test]
+        fn $name() {
+            let want: BTreeMap<String, usize> = [$(($tag.to_string(), $count)),*].into_iter().collect();
+            for file in [$($file),+] {
+                let p = compile(&[file]);
+                let g = &p.entries[0];
+                assert_eq!(tag_counts(g), want, "tags of {file}");
+                assert_eq!(g.phase, $phase, "phase of {file}");
+            }
+        }
+    };
+}
+
+test_tags!(gpt2_prefill, ["gpt2/prefill.pt2", "gpt2/prefill_core.pt2", "gpt2/prefill.onnx"] => Phase::LlmPrefill, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 2, "lm_head" => 1, "residual" => 4,
+});
+test_tags!(gpt2_decode, ["gpt2/decode.pt2", "gpt2/decode_core.pt2", "gpt2/decode.onnx"] => Phase::LlmDecode, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 2, "lm_head" => 1, "residual" => 4,
+    "kv_cache_update" => 4,
+});
+test_tags!(llama_prefill, ["llama/prefill.pt2", "llama/prefill_core.pt2", "llama/prefill.onnx"] => Phase::LlmPrefill, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 1, "lm_head" => 1, "residual" => 4,
+});
+test_tags!(llama_decode, ["llama/decode.pt2", "llama/decode_core.pt2", "llama/decode.onnx"] => Phase::LlmDecode, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 1, "lm_head" => 1, "residual" => 4,
+    "kv_cache_update" => 4,
+});
+test_tags!(bert_encoder, ["bert/model.pt2", "bert/model_core.pt2", "bert/model.onnx"] => Phase::Encoder, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 3, "residual" => 4,
+});
+test_tags!(vit_vision, ["vit/model.pt2", "vit/model_core.pt2", "vit/model.onnx"] => Phase::Vision, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "patch_embed" => 1, "residual" => 4,
+});
+test_tags!(resnet_vision, ["resnet/model.pt2", "resnet/model_core.pt2", "resnet/model.onnx"] => Phase::Vision, {
+    "conv_stage" => 8, "pooling" => 2, "residual" => 2,
+});
+
+/// Prefill and decode together: every decode past input is bound twice (from decode's own
+/// present output and from prefill's), with no hints.
+fn assert_bindings(family: &str, suffix: &str, ext: &str) {
+    let prefill = format!("{family}/prefill{suffix}.{ext}");
+    let decode = format!("{family}/decode{suffix}.{ext}");
+    let p = compile(&[&prefill, &decode]);
+    let d = p.entry(&format!("decode{suffix}")).expect("decode entry");
+    let past: Vec<&str> = d
+        .inputs
+        .iter()
+        .filter(|v| d.value(**v).ann.residency == Some(genie_ir::Residency::StatefulKvCache))
+        .map(|v| d.value(*v).name.as_str())
+        .collect();
+    assert_eq!(past.len(), 4, "{decode}: two layers of K and V");
+    for name in &past {
+        let sources: Vec<&str> =
+            p.state_bindings.iter().filter(|b| b.to.name == *name).map(|b| b.from.entry.as_str()).collect();
+        assert_eq!(sources.len(), 2, "{decode}.{name} is bound from decode and from prefill: {:?}", p.state_bindings);
+        assert!(sources.iter().any(|e| e.starts_with("prefill")), "{name}: {sources:?}");
+    }
+    genie_ir::verify_program(&p).expect("bindings verify");
+}
+
+#[test]
+fn gpt2_state_bindings_in_every_form() {
+    assert_bindings("gpt2", "", "pt2");
+    assert_bindings("gpt2", "_core", "pt2");
+    assert_bindings("gpt2", "", "onnx");
+}
+
+#[test]
+fn llama_state_bindings_in_every_form() {
+    assert_bindings("llama", "", "pt2");
+    assert_bindings("llama", "_core", "pt2");
+    assert_bindings("llama", "", "onnx");
+}
+
+/// The text dump after each pass of the pipeline, for the GPT-2 prefill fixture.
+#[test]
+fn snapshots_after_each_pass() {
+    let path = fixture("gpt2/prefill.pt2");
+    let names = PassManager::standard().names();
+    for name in names {
+        let mut p = genie_frontends::load(std::slice::from_ref(&path)).expect("fixture loads");
+        PassManager::standard().run(&mut p, Some(name)).expect("passes run");
+        // Weight locations depend on where the checkout is; the graph does not.
+        let dump: String = genie_ir::render::dump_program(&p)
+            .lines()
+            .filter(|l| !(l.starts_with("  #") && l.contains('@')))
+            .collect::<Vec<_>>()
+            .join("\n");
+        insta::assert_snapshot!(format!("gpt2_prefill_after_{name}"), dump);
+    }
+}
