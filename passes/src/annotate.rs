@@ -56,6 +56,32 @@ fn same_data_forward(g: &Graph, users: &[Vec<NodeId>], v: ValueId) -> Vec<ValueI
     out
 }
 
+/// The graph input a value is, after layout-only ops, if any.
+fn source_input(g: &Graph, v: ValueId) -> Option<ValueId> {
+    let mut cur = v;
+    for _ in 0..16 {
+        match g.producer(cur) {
+            None => return matches!(g.value(cur).def, ValueDef::Input(_)).then_some(cur),
+            Some(n) => {
+                let node = g.node(n);
+                if !is_look_through(&node.op) {
+                    return None;
+                }
+                match node.args.first() {
+                    Some(Arg::Tensor(x)) => cur = *x,
+                    _ => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+/// True when `v` is the graph input `input` after layout-only ops.
+pub fn same_source(g: &Graph, v: ValueId, input: ValueId) -> bool {
+    source_input(g, v) == Some(input)
+}
+
 /// Nodes covered by regions with this tag.
 fn nodes_tagged(g: &Graph, tag: Tag) -> HashSet<NodeId> {
     g.regions.iter().filter(|r| r.tag == tag).flat_map(|r| r.nodes.iter().copied()).collect()
@@ -66,12 +92,20 @@ pub fn kv_state(g: &Graph) -> (Vec<ValueId>, Vec<usize>) {
     let users = g.users();
     let attention = nodes_tagged(g, Tag::Attention);
     let inputs: HashSet<ValueId> = g.inputs.iter().copied().collect();
-    // Past state: graph inputs entering a kv_cache_update region as its cache operand.
+    // Past state: graph inputs that are the cache operand of a kv_cache_update (the first
+    // tensor of `cat`, `self` of `index_copy`/`slice_scatter`/`index_put`), seen through layout ops.
     let mut past: BTreeSet<ValueId> = BTreeSet::new();
     for r in g.regions.iter().filter(|r| r.tag == Tag::KvCacheUpdate) {
-        for &e in &r.entries {
-            if inputs.contains(&e) && g.value(e).ty.rank() >= 3 {
-                past.insert(e);
+        let Some(exit) = r.exits.first() else { continue };
+        let Some(node) = g.producer(*exit).map(|n| g.node(n)) else { continue };
+        let cache = match node.args.first() {
+            Some(Arg::Tensors(vs)) => vs.first().copied(),
+            Some(Arg::Tensor(v)) => Some(*v),
+            _ => None,
+        };
+        if let Some(src) = cache.and_then(|c| source_input(g, c)) {
+            if inputs.contains(&src) && g.value(src).ty.rank() >= 3 {
+                past.insert(src);
             }
         }
     }

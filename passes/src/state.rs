@@ -41,7 +41,12 @@ fn decode_self_bindings(g: &Graph) -> Vec<StateBinding> {
     let (past, present) = kv_state(g);
     let mut out = Vec::new();
     for r in g.regions.iter().filter(|r| r.tag == genie_ir::Tag::KvCacheUpdate) {
-        let Some(p) = r.entries.iter().find(|e| past.contains(e)) else { continue };
+        let Some(p) = r.entries.iter().find(|e| past.contains(e)).or_else(|| {
+            // The cache may enter the region through a layout op: match by the update's operand.
+            past.iter().find(|p| r.entries.iter().any(|e| crate::annotate::same_source(g, *e, **p)))
+        }) else {
+            continue;
+        };
         let Some(exit) = r.exits.first() else { continue };
         let produced =
             present.iter().map(|&i| &g.outputs[i]).find(|o| o.value == *exit || feeds_unchanged(g, *exit, o.value));

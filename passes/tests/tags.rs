@@ -94,3 +94,70 @@ test_tags!(synthetic_llama_default_form, synthetic_llama(LlamaShape::small(4), E
 test_tags!(synthetic_llama_core_aten_form, synthetic_llama(LlamaShape::small(4), ExportForm::CoreAten).unwrap(), "prefill" => Phase::LlmPrefill, {
     "attention" => 4, "mlp" => 4, "norm" => 9, "embedding" => 1, "lm_head" => 1, "residual" => 8,
 });
+
+/// A decode step over a static (preallocated) cache written in place: `index_copy` or
+/// `slice_scatter` at the current position, attention over the whole cache, the cache returned.
+fn static_cache_decode(write: &str) -> Program {
+    use genie_ir::{Arg, DType, Graph, TensorType};
+    let mut g = Graph::new("decode");
+    let cache_ty = TensorType::new(DType::Float32, &[1, 2, 16, 8]);
+    let q = g.add_input("query", TensorType::new(DType::Float32, &[1, 2, 1, 8]));
+    let new_k = g.add_input("key_states", TensorType::new(DType::Float32, &[1, 2, 1, 8]));
+    let new_v = g.add_input("value_states", TensorType::new(DType::Float32, &[1, 2, 1, 8]));
+    let pos = g.add_input("cache_position", TensorType::new(DType::Int64, &[1]));
+    let cache_k = g.add_input("cache_key_0", cache_ty.clone());
+    let cache_v = g.add_input("cache_value_0", cache_ty);
+    let update = |g: &mut Graph, cache, new| match write {
+        "index_copy" => g
+            .add_op(
+                "aten.index_copy.default",
+                vec![Arg::Tensor(cache), Arg::Int(2), Arg::Tensor(pos), Arg::Tensor(new)],
+            )
+            .unwrap(),
+        _ => g
+            .add_op(
+                "aten.slice_scatter.default",
+                vec![Arg::Tensor(cache), Arg::Tensor(new), Arg::Int(2), Arg::Int(3), Arg::Int(4), Arg::Int(1)],
+            )
+            .unwrap(),
+    };
+    let k = update(&mut g, cache_k, new_k);
+    let v = update(&mut g, cache_v, new_v);
+    let att = g
+        .add_op(
+            "aten.scaled_dot_product_attention.default",
+            vec![
+                Arg::Tensor(q),
+                Arg::Tensor(k),
+                Arg::Tensor(v),
+                Arg::None,
+                Arg::Float(0.0),
+                Arg::Bool(false),
+                Arg::None,
+                Arg::Bool(false),
+            ],
+        )
+        .unwrap();
+    g.add_output("attn_output", att);
+    g.add_output("updated_key_0", k);
+    g.add_output("updated_value_0", v);
+    let mut p = Program::new("static_cache");
+    p.entries.push(g);
+    p
+}
+
+test_tags!(static_cache_index_copy, static_cache_decode("index_copy"), "decode" => Phase::LlmDecode, {
+    "attention" => 1, "kv_cache_update" => 2,
+});
+
+test_tags!(static_cache_slice_scatter, static_cache_decode("slice_scatter"), "decode" => Phase::LlmDecode, {
+    "attention" => 1, "kv_cache_update" => 2,
+});
+
+#[test]
+fn static_cache_binds_to_itself() {
+    let mut p = static_cache_decode("index_copy");
+    PassManager::standard().run(&mut p, None).unwrap();
+    let got: Vec<String> = p.state_bindings.iter().map(|b| format!("{}->{}", b.from.name, b.to.name)).collect();
+    assert_eq!(got, ["updated_key_0->cache_key_0", "updated_value_0->cache_value_0"]);
+}
