@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use genie_ir::{Program, ProgramIoError};
 
+mod mmap;
 pub mod onnx;
 pub mod pt2;
 

@@ -135,12 +135,19 @@ impl ExternalFiles {
         map.get(start..end)
     }
 
-    /// Hash an external range as a weight of type `ty`, streaming over the map.
+    /// Hash an external range as a weight of type `ty`, streaming over the map and letting go of
+    /// each window's pages once hashed (importing a large model keeps little of it resident).
     pub fn hash(&mut self, ty: &TensorType, path: &Path, offset: u64, len: u64) -> Option<WeightHash> {
-        let bytes = self.bytes(path, offset, len)?;
+        let map = self.maps.get(path)?.clone();
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        let bytes = map.get(start..end)?;
         let mut h = WeightHash::hasher(ty);
-        for chunk in bytes.chunks(1 << 20) {
-            h.update(chunk);
+        for window in bytes.chunks(1 << 24) {
+            for chunk in window.chunks(1 << 20) {
+                h.update(chunk);
+            }
+            crate::mmap::release_pages(&map, window);
         }
         Some(WeightHash(h.finalize().to_hex().to_string()))
     }

@@ -45,25 +45,8 @@ pub fn read(path: &Path) -> Result<Program, Pt2Error> {
     // the file while we read it could fault; that is the usual caveat of mapped model files.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(Pt2Error::Io)?;
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let release = |bytes: &[u8]| release_pages(&map, bytes);
+    let release = |bytes: &[u8]| crate::mmap::release_pages(&map, bytes);
     import(&map, &name, Some(&payload::External { path: &path, release: &release }))
-}
-
-/// Let go of the pages of a hashed weight, so importing a large model does not keep all of it
-/// resident (the kernel still caches the file; a later read faults the pages back in).
-fn release_pages(map: &memmap2::Mmap, bytes: &[u8]) {
-    let base = map.as_ptr() as usize;
-    let start = bytes.as_ptr() as usize;
-    if bytes.len() < 1 << 16 || start < base || start + bytes.len() > base + map.len() {
-        return;
-    }
-    #[cfg(unix)]
-    // SAFETY: `map` is a read-only shared file mapping: MADV_DONTNEED only drops this process's
-    // page-table entries, and the next access reads the same bytes from the file again, so no
-    // reference ever sees different data.
-    unsafe {
-        let _ = map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start - base, bytes.len());
-    }
 }
 
 /// Import an archive held in memory. The program is named `name`; weights are stored inline.
