@@ -1,5 +1,7 @@
 //! `genie`: the command-line interface.
 
+mod compile;
+
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -26,8 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show what Genie understood of a model or program.
+    /// Show what Genie understood of a model or program, or what a plan does.
     Inspect(InspectArgs),
+    /// Place a model on a cluster and write its per-device execution plans.
+    Compile(compile::CompileArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -101,6 +105,11 @@ fn init_tracing(verbose: u8) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect(args),
+        Command::Compile(args) => {
+            let bindings = parse_bindings(&args.bind)?;
+            let report = compile::compile(args, bindings)?;
+            emit(&None, report)
+        }
     }
 }
 
@@ -138,7 +147,38 @@ fn run_passes(program: &mut Program, args: &InspectArgs, bindings: &BTreeMap<Str
     Ok(())
 }
 
+/// `genie inspect PLAN`: the plan as text, RON, JSON, DOT (nodes coloured by device) or summary.
+fn inspect_plan(args: &InspectArgs) -> Result<()> {
+    if args.files.len() != 1 {
+        bail!("inspect one plan at a time");
+    }
+    if args.pass.is_some() || !args.bind.is_empty() || !args.state.is_empty() {
+        bail!("--pass, --bind and --state apply to models, not to a compiled plan");
+    }
+    let plan = compile::read_plan(&args.files[0])?;
+    let text = if args.summary {
+        let summary = genie_codegen::summary(&plan);
+        match args.format {
+            Format::Json => serde_json::to_string_pretty(&summary)? + "\n",
+            Format::Text => compile::summary_text(&summary),
+            Format::Ron => ron::ser::to_string_pretty(&summary, ron::ser::PrettyConfig::new())? + "\n",
+            Format::Dot => bail!("--summary has no DOT form; use --format text, json or ron"),
+        }
+    } else {
+        match args.format {
+            Format::Text => genie_codegen::summary::dump(&plan),
+            Format::Ron => genie_codegen::to_ron(&plan)?,
+            Format::Json => serde_json::to_string_pretty(&plan)? + "\n",
+            Format::Dot => render::dot_program(&genie_codegen::summary::to_program(&plan), DotColoring::Device),
+        }
+    };
+    emit(&args.output, text)
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
+    if args.files.iter().any(|f| compile::is_plan_file(f)) {
+        return inspect_plan(&args);
+    }
     let mut program = load(&args.files)?;
     let bindings = parse_bindings(&args.bind)?;
     run_passes(&mut program, &args, &bindings)?;
@@ -158,7 +198,12 @@ fn inspect(args: InspectArgs) -> Result<()> {
             Format::Dot => render::dot_program(&program, DotColoring::Auto),
         }
     };
-    match &args.output {
+    emit(&args.output, text)
+}
+
+/// Write to a file, or to standard output.
+fn emit(output: &Option<PathBuf>, text: String) -> Result<()> {
+    match output {
         Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
         None => {
             let mut out = std::io::stdout().lock();

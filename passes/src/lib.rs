@@ -7,12 +7,14 @@
 //! - [`annotate`]: residency, phase, modality.
 //! - [`state`]: program-level state bindings (decode→decode, prefill→decode).
 //! - [`cost`]: per-node FLOPs, bytes and arithmetic intensity.
+//! - [`placement`]: cluster spec, cost model and `schedule`: which device runs each node.
 
 pub mod annotate;
 pub mod cleanup;
 pub mod cost;
 pub mod fold;
 mod manager;
+pub mod placement;
 pub mod state;
 pub mod tagging;
 

@@ -1,0 +1,385 @@
+//! Placement: which device runs each node.
+//!
+//! [`schedule`] is a pure function of the program (after the standard passes: tags, residency,
+//! state bindings, cost hints), the [`ClusterSpec`] and the [`PlacementOptions`]. It decides at
+//! the granularity of layers ([`units`]), keeps state co-located, places each weight once per
+//! device that needs it, and chooses contiguous pipeline cuts with a dynamic program refined by
+//! local moves ([`search`]), judged by the cost model ([`model`]). [`Placement::apply`] writes
+//! `ann.device` on every node.
+//!
+//! Hard constraints:
+//! - memory: resident weights + KV-cache slots at `--max-seq` + peak activations fit each device;
+//! - state: a KV-cache value, its producer and consumers, and both ends of every state binding
+//!   are on one device;
+//! - layers: a unit (prefill's and decode's layer *i* alike) is on one device, so its weights are
+//!   resident once.
+
+pub mod cluster;
+pub mod model;
+mod search;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use genie_ir::{NodeId, Program};
+use serde::{Deserialize, Serialize};
+
+pub use cluster::{parse_size, ClusterError, ClusterSpec, DeviceKind, DeviceSpec, LinkParams, LinkSpec, CLIENT};
+
+/// What placement optimises once everything fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The sum over entries of one call's estimated latency.
+    #[default]
+    MinLatency,
+    /// The largest fraction of any device's memory in use; latency breaks ties.
+    BalanceMemory,
+}
+
+impl Policy {
+    /// `min-latency` or `balance-memory`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::MinLatency => "min-latency",
+            Policy::BalanceMemory => "balance-memory",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Policy, String> {
+        match s {
+            "min-latency" => Ok(Policy::MinLatency),
+            "balance-memory" => Ok(Policy::BalanceMemory),
+            _ => Err(format!("unknown policy `{s}`; the policies are min-latency and balance-memory")),
+        }
+    }
+}
+
+/// What the user chose.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlacementOptions {
+    pub policy: Policy,
+    /// The sequence length the memory check plans for (`--max-seq`): every symbol is bound to it,
+    /// clamped to the symbol's range. Without it, a symbol takes its range maximum when at most
+    /// 4096, else 2048.
+    pub max_seq: Option<i64>,
+    /// Symbol values for time estimates (`--bind s0=512`), as the cost pass uses them.
+    pub bindings: BTreeMap<String, i64>,
+}
+
+/// Estimated cost of one call of an entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntryEstimate {
+    pub entry: String,
+    /// Seconds from the client's send to the last result (`compute + transfer + latency`).
+    pub latency_s: f64,
+    /// Along the critical chain: seconds computing (including waiting for a busy device).
+    pub compute_s: f64,
+    /// Along the critical chain: seconds moving bytes (including waiting for a busy link).
+    pub transfer_s: f64,
+    /// Along the critical chain: seconds of link latency.
+    pub network_latency_s: f64,
+    /// Network messages in sequence on the critical chain (client → w0 → w1 → client is 3).
+    pub network_hops: u32,
+    /// Bytes that cross the network in one call (client ↔ worker and worker ↔ worker).
+    pub bytes_per_call: u64,
+    /// Number of transfers in one call.
+    pub transfers: usize,
+}
+
+/// Memory use of one device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    pub device: String,
+    /// Resident weights and constants.
+    pub weight_bytes: u64,
+    /// KV-cache slots at the memory bindings.
+    pub kv_bytes: u64,
+    /// The largest activation peak of any entry.
+    pub activation_bytes: u64,
+    /// The sum of the three.
+    pub peak_bytes: u64,
+    pub memory_bytes: u64,
+    /// Nodes placed here, over all entries.
+    pub nodes: usize,
+}
+
+/// Where one entry's nodes run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryPlacement {
+    pub entry: String,
+    /// Device index (into [`Placement::devices`]) of each node, by node id.
+    pub node_device: Vec<usize>,
+}
+
+/// A state slot and its device.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotPlacement {
+    /// `entry.input` of the slot's first binding target.
+    pub name: String,
+    pub device: usize,
+    pub bytes: u64,
+}
+
+/// The result of [`schedule`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    pub policy: Policy,
+    /// Device names, in the cluster's order.
+    pub devices: Vec<String>,
+    pub entries: Vec<EntryPlacement>,
+    /// Each unit (layer) key and its device.
+    pub units: Vec<(String, usize)>,
+    pub slots: Vec<SlotPlacement>,
+    pub memory: Vec<DeviceUse>,
+    pub estimates: Vec<EntryEstimate>,
+    /// Per entry: the symbol values used for time and transfer estimates.
+    pub cost_bindings: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Per entry: the symbol values used for the memory check.
+    pub memory_bindings: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+impl Placement {
+    /// The device name of a node.
+    pub fn device_of(&self, entry: &str, node: NodeId) -> Option<&str> {
+        let e = self.entries.iter().find(|e| e.entry == entry)?;
+        e.node_device.get(node.index()).map(|d| self.devices[*d].as_str())
+    }
+
+    /// Write `ann.device` on every node of the program.
+    pub fn apply(&self, program: &mut Program) {
+        for g in &mut program.entries {
+            let Some(e) = self.entries.iter().find(|e| e.entry == g.name) else { continue };
+            for (node, d) in g.nodes.iter_mut().zip(&e.node_device) {
+                node.ann.device = Some(self.devices[*d].clone());
+            }
+        }
+    }
+
+    /// The estimate of one entry.
+    pub fn estimate(&self, entry: &str) -> Option<&EntryEstimate> {
+        self.estimates.iter().find(|e| e.entry == entry)
+    }
+}
+
+/// Why no placement was produced.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlacementError {
+    /// The cluster spec is unusable.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The program cannot be placed as it is (a cycle, an unknown op).
+    #[error("{0}")]
+    Program(String),
+    /// A node's cost could not be computed.
+    #[error("cost model: {0}")]
+    Cost(String),
+    /// No assignment fits the devices' memory.
+    #[error(
+        "the program does not fit on the cluster: {reason}; largest consumers: {}",
+        largest.iter().map(|(n, b)| format!("{n} ({})", human(*b))).collect::<Vec<_>>().join(", ")
+    )]
+    DoesNotFit {
+        reason: String,
+        /// The largest single consumers of memory: weights, KV-cache slots, activation peaks.
+        largest: Vec<(String, u64)>,
+    },
+}
+
+/// Bytes for people: `1.5 GiB`.
+pub fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Place a program on a cluster. Pure: the same inputs give the same placement.
+pub fn schedule(
+    program: &Program,
+    cluster: &ClusterSpec,
+    options: &PlacementOptions,
+) -> Result<Placement, PlacementError> {
+    cluster.validate()?;
+    let ctx = model::Ctx::new(program, cluster, options)?;
+    let (assign, ev) = search::search(&ctx);
+    if ev.overflow > 0 {
+        return Err(does_not_fit(&ctx, &ev, options));
+    }
+    let devices: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
+    let entries: Vec<EntryPlacement> = program
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(e, g)| EntryPlacement {
+            entry: g.name.clone(),
+            node_device: (0..g.nodes.len()).map(|n| assign[ctx.units.node_atom[e][n]]).collect(),
+        })
+        .collect();
+    let mut nodes = vec![0usize; devices.len()];
+    for e in &entries {
+        for d in &e.node_device {
+            nodes[*d] += 1;
+        }
+    }
+    let memory = ev
+        .mem
+        .iter()
+        .enumerate()
+        .map(|(d, m)| DeviceUse {
+            device: devices[d].clone(),
+            weight_bytes: m.weights,
+            kv_bytes: m.kv,
+            activation_bytes: m.activations,
+            peak_bytes: m.total(),
+            memory_bytes: cluster.devices[d].memory,
+            nodes: nodes[d],
+        })
+        .collect();
+    let units = ctx.units.keys.iter().enumerate().map(|(u, k)| (k.clone(), assign[ctx.units.unit_atom[u]])).collect();
+    let slots = ctx
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(s, slot)| SlotPlacement {
+            name: slot.name.clone(),
+            device: ctx.slot_device(s, &assign),
+            bytes: slot.mem,
+        })
+        .collect();
+    let cost_bindings = ctx.entries.iter().map(|e| (e.name.clone(), e.cost_bindings.clone())).collect();
+    let memory_bindings = ctx.entries.iter().map(|e| (e.name.clone(), e.mem_bindings.clone())).collect();
+    Ok(Placement {
+        policy: options.policy,
+        devices,
+        entries,
+        units,
+        slots,
+        memory,
+        estimates: ev.estimates,
+        cost_bindings,
+        memory_bindings,
+    })
+}
+
+/// The "does not fit" error: what is needed, what there is, and the largest consumers.
+fn does_not_fit(ctx: &model::Ctx, ev: &model::Eval, options: &PlacementOptions) -> PlacementError {
+    let weights: u64 = ctx.weights.iter().map(|w| w.1).fold(0, u64::saturating_add);
+    let kv: u64 = ctx.slots.iter().map(|s| s.mem).fold(0, u64::saturating_add);
+    let total = ctx.cluster.total_memory();
+    let (big_i, big) = ctx
+        .cluster
+        .devices
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, d)| (d.memory, std::cmp::Reverse(*i)))
+        .map(|(i, d)| (i, d.memory))
+        .unwrap_or((0, 0));
+    let seq = match options.max_seq {
+        Some(n) => format!(" at --max-seq {n}"),
+        None => String::new(),
+    };
+    let over: Vec<String> = ev
+        .mem
+        .iter()
+        .enumerate()
+        .filter(|(d, m)| m.total() > ctx.cluster.devices[*d].memory)
+        .map(|(d, m)| {
+            format!(
+                "{} needs {} of {} ({} weights, {} KV cache, {} activations)",
+                ctx.cluster.devices[d].name,
+                human(m.total()),
+                human(ctx.cluster.devices[d].memory),
+                human(m.weights),
+                human(m.kv),
+                human(m.activations)
+            )
+        })
+        .collect();
+    let reason = if weights.saturating_add(kv) > total {
+        format!(
+            "it needs at least {} ({} weights, {} KV cache{seq}) and the {} device(s) have {} in all",
+            human(weights.saturating_add(kv)),
+            human(weights),
+            human(kv),
+            ctx.cluster.devices.len(),
+            human(total)
+        )
+    } else {
+        format!(
+            "no split keeps every device within its memory (largest device {} has {}); the best found: {}",
+            ctx.cluster.devices[big_i].name,
+            human(big),
+            over.join("; ")
+        )
+    };
+    let mut largest: Vec<(String, u64)> = Vec::new();
+    for w in &ctx.weights {
+        largest.push((format!("weight {}", w.2), w.1));
+    }
+    for s in &ctx.slots {
+        largest.push((format!("KV cache {}{seq}", s.name), s.mem));
+    }
+    for (d, m) in ev.mem.iter().enumerate() {
+        if let Some(e) = m.peak_entry {
+            largest.push((
+                format!("activations of `{}` on {}", ctx.entries[e].name, ctx.cluster.devices[d].name),
+                m.activations,
+            ));
+        }
+    }
+    // Largest single tensors a call holds (inputs and activations).
+    for ent in &ctx.entries {
+        let mut big: Vec<(u64, usize)> = ent
+            .vals
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| matches!(v.kind, model::Kind::UserInput | model::Kind::Node(_)) && v.alias.is_none())
+            .map(|(i, v)| (v.mem, i))
+            .collect();
+        big.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (bytes, i) in big.into_iter().take(2) {
+            largest.push((format!("tensor `{}` of `{}`", ent.names[i], ent.name), bytes));
+        }
+    }
+    // Largest units, by resident weight bytes.
+    let mut unit_bytes: BTreeMap<usize, u64> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for (e, ent) in ctx.entries.iter().enumerate() {
+        for val in &ent.vals {
+            if let model::Kind::Weight(w) = val.kind {
+                for n in &val.users {
+                    let u = ctx.units.node_unit[e][n.index()];
+                    if seen.insert((u, w)) {
+                        *unit_bytes.entry(u).or_insert(0) += ctx.weights[w].1;
+                    }
+                }
+            }
+        }
+    }
+    for (u, b) in unit_bytes {
+        largest.push((format!("layer `{}` weights", ctx.units.keys[u]), b));
+    }
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    largest.truncate(5);
+    PlacementError::DoesNotFit { reason, largest }
+}

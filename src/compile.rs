@@ -1,0 +1,187 @@
+//! `genie compile` and the plan side of `genie inspect`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use genie_codegen::{ProgramPlan, Target, TargetDevice};
+use genie_passes::placement::{self, cluster, ClusterSpec, Placement, PlacementOptions, Policy};
+
+/// Arguments of `genie compile`.
+#[derive(clap::Args)]
+pub struct CompileArgs {
+    /// Model or program files (.pt2, .onnx, .ron); several files form one program.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The cluster spec (RON): devices and links.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["workers", "worker_memory"])]
+    pub cluster: Option<PathBuf>,
+    /// A local cluster of N identical CPU workers (the default is 2).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Memory of each local worker, e.g. `64MB`, `2GiB` (default 8GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub worker_memory: Option<String>,
+    /// What placement optimises: `min-latency` or `balance-memory`.
+    #[arg(long, default_value = "min-latency")]
+    pub policy: Policy,
+    /// The sequence length the memory check plans for (KV caches and activations).
+    #[arg(long, value_name = "N")]
+    pub max_seq: Option<i64>,
+    /// Bind a symbolic dim for time and transfer estimates, e.g. `--bind s0=512` (repeatable).
+    #[arg(long, value_name = "SYM=N")]
+    pub bind: Vec<String>,
+    /// A state binding the detection cannot decide: `OUT=IN`, each `entry.name` or a unique name.
+    #[arg(long, value_name = "OUT=IN")]
+    pub state: Vec<String>,
+    /// The plan file: `.plan` (binary) or `.plan.ron` (text).
+    #[arg(short, long, required = true)]
+    pub output: PathBuf,
+}
+
+/// True when a path names a plan: `.plan`, `.plan.ron`, or a file starting with the plan magic.
+pub fn is_plan_file(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if name.ends_with(".plan") || name.ends_with(".plan.ron") {
+        return true;
+    }
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|_| genie_codegen::is_binary_plan(&head))
+}
+
+/// Read a plan (binary, or RON when the name ends in `.ron`).
+pub fn read_plan(path: &Path) -> Result<ProgramPlan> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let plan = if genie_codegen::is_binary_plan(&bytes) {
+        genie_codegen::from_binary(&bytes)
+    } else {
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{} is neither a binary plan nor text", path.display()))?;
+        genie_codegen::from_ron(&text)
+    };
+    plan.with_context(|| format!("reading plan {}", path.display()))
+}
+
+fn write_plan(path: &Path, plan: &ProgramPlan) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let bytes = if name.ends_with(".ron") {
+        genie_codegen::to_ron(plan)?.into_bytes()
+    } else {
+        genie_codegen::to_binary(plan)?
+    };
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The cluster the arguments describe.
+fn cluster_of(args: &CompileArgs) -> Result<ClusterSpec> {
+    if let Some(path) = &args.cluster {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return ClusterSpec::from_ron(&text).with_context(|| format!("cluster spec {}", path.display()));
+    }
+    let n = args.workers.unwrap_or(cluster::DEFAULT_WORKERS);
+    if n == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let memory = match &args.worker_memory {
+        Some(s) => placement::parse_size(s).context("--worker-memory")?,
+        None => cluster::DEFAULT_WORKER_MEMORY,
+    };
+    Ok(ClusterSpec::local_workers(n, memory))
+}
+
+/// What codegen needs from the cluster and the placement.
+pub fn target_of(placement: &Placement, cluster: &ClusterSpec, options: &PlacementOptions) -> Target {
+    Target {
+        devices: cluster
+            .devices
+            .iter()
+            .map(|d| TargetDevice {
+                name: d.name.clone(),
+                kind: d.kind.name().to_string(),
+                memory_bytes: d.memory,
+                address: d.address.clone(),
+            })
+            .collect(),
+        cost_bindings: placement.cost_bindings.clone(),
+        memory_bindings: placement.memory_bindings.clone(),
+        estimates: placement
+            .estimates
+            .iter()
+            .map(|e| {
+                let est = genie_codegen::Estimate {
+                    latency_s: e.latency_s,
+                    compute_s: e.compute_s,
+                    transfer_s: e.transfer_s,
+                    network_latency_s: e.network_latency_s,
+                };
+                (e.entry.clone(), est)
+            })
+            .collect(),
+        policy: Some(placement.policy.name().to_string()),
+        max_seq: options.max_seq,
+    }
+}
+
+/// `genie compile`: load, run the passes, place, generate, write.
+pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<String> {
+    let cluster = cluster_of(&args)?;
+    let mut program = crate::load(&args.files)?;
+    let state_overrides =
+        genie_passes::state::parse_state_overrides(&program, &args.state).map_err(anyhow::Error::msg)?;
+    let pass_options = genie_passes::PassOptions { bindings: bindings.clone(), state_overrides };
+    genie_passes::PassManager::with_options(pass_options)
+        .run(&mut program, None)
+        .with_context(|| format!("running passes on {}", program.name))?;
+    let options = PlacementOptions { policy: args.policy, max_seq: args.max_seq, bindings };
+    let placement = placement::schedule(&program, &cluster, &options)
+        .with_context(|| format!("placing {} on {} device(s)", program.name, cluster.devices.len()))?;
+    placement.apply(&mut program);
+    let plan = genie_codegen::generate(&program, &target_of(&placement, &cluster, &options))
+        .with_context(|| format!("generating plans for {}", program.name))?;
+    write_plan(&args.output, &plan)?;
+    let mut report = format!("wrote {}\n", args.output.display());
+    report.push_str(&summary_text(&genie_codegen::summary(&plan)));
+    Ok(report)
+}
+
+/// A plan summary for people.
+pub fn summary_text(s: &genie_codegen::PlanSummary) -> String {
+    let human = genie_codegen::summary::human;
+    let mut t = String::new();
+    writeln!(t, "plan {} ({})", s.program, s.policy.as_deref().unwrap_or("no policy")).ok();
+    for d in &s.devices {
+        writeln!(
+            t,
+            "  {:<12} {:>6} nodes  peak {:>10} of {:>10}  (weights {}, kv {}, activations {})",
+            d.name,
+            d.nodes,
+            human(d.peak_bytes),
+            human(d.memory_bytes),
+            human(d.weight_bytes),
+            human(d.kv_bytes),
+            human(d.activation_bytes)
+        )
+        .ok();
+    }
+    for (name, e) in &s.entries {
+        write!(
+            t,
+            "  entry {name}: {} per call in {} transfers, {} round trips",
+            human(e.bytes_per_call),
+            e.transfers.len(),
+            e.round_trips
+        )
+        .ok();
+        if let Some(l) = e.est_latency_s {
+            write!(t, ", est {:.3} ms", l * 1e3).ok();
+        }
+        t.push('\n');
+        for x in &e.transfers {
+            writeln!(t, "    {} -> {}: {} {} ({})", x.from, x.to, x.value, human(x.bytes), x.residency).ok();
+        }
+    }
+    t
+}
