@@ -78,10 +78,26 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause shown only when the message before does not already
+/// include it (library errors often print their source inline).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn init_tracing(verbose: u8) {
@@ -113,9 +129,9 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Load model files; frontend errors already name the file.
 fn load(files: &[PathBuf]) -> Result<Program> {
-    let names = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    genie_frontends::load(files).with_context(|| format!("loading {names}"))
+    Ok(genie_frontends::load(files)?)
 }
 
 fn parse_bindings(specs: &[String]) -> Result<BTreeMap<String, i64>> {
