@@ -1,7 +1,8 @@
 //! `cargo xtask`: set-up and the project's standard commands.
 //!
 //! - `setup`: a project-local venv (`.venv`) with the pinned PyTorch wheel for tch, idempotent.
-//! - `run`:   set up, build everything (release), then run the main job on the embedded default.
+//! - `run`:   set up, build everything (release), then run the main job: inspect the bundled
+//!            program through every pass, and compile a GPT-2-style pair for two local workers.
 //! - `test`:  set up, build, run the whole test suite.
 //! - `lint`:  `cargo fmt --check` and clippy with warnings denied.
 //! - `ci`:    `test` then `lint` (what `.ci/run` runs).
@@ -138,8 +139,21 @@ fn run_main_job(extra: &[String]) -> Result<()> {
     // The bundled prefill + decode program, through every pass: tags, phases, state, cost.
     println!("== genie inspect examples/tiny_decoder.ron --pass all --summary -v");
     status(Command::new(&genie).args(["inspect", "--pass", "all", "--summary", "-v"]).arg(&example).args(extra))?;
-    println!("\n== genie inspect examples/tiny_decoder.ron --pass all --bind s0=32 (decode entry excerpt)");
+    println!("\n== genie inspect examples/tiny_decoder.ron --pass all --bind s0=32");
     status(Command::new(&genie).args(["inspect", "--pass", "all", "--bind", "s0=32"]).arg(&example))?;
+    // A GPT-2-style prefill + decode pair (torch.export archives) on two local workers that
+    // cannot each hold every weight: what runs where, and what crosses the network per call.
+    let fixtures = root().join("testsuite/fixtures/gpt2");
+    let plan = root().join("target/gpt2.plan");
+    println!("\n== genie compile gpt2/prefill.pt2 gpt2/decode.pt2 --workers 2 --worker-memory 80KB --max-seq 16");
+    status(
+        Command::new(&genie)
+            .arg("compile")
+            .arg(fixtures.join("prefill.pt2"))
+            .arg(fixtures.join("decode.pt2"))
+            .args(["--workers", "2", "--worker-memory", "80KB", "--max-seq", "16", "-o"])
+            .arg(&plan),
+    )?;
     Ok(())
 }
 
