@@ -2,7 +2,7 @@
 //!
 //! - `setup`: a project-local venv (`.venv`) with the pinned PyTorch wheel for tch, idempotent.
 //! - `run`:   set up, build everything (release), then run the main job: inspect the bundled
-//!            program through every pass, and compile a GPT-2-style pair for two local workers.
+//!   program through every pass, and compile a GPT-2-style pair for two local workers.
 //! - `test`:  set up, build, run the whole test suite.
 //! - `lint`:  `cargo fmt --check` and clippy with warnings denied.
 //! - `ci`:    `test` then `lint` (what `.ci/run` runs).
