@@ -139,21 +139,7 @@ fn fmt_arg(a: &Arg) -> String {
     }
 }
 
-/// Bytes for people.
-pub fn human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use genie_ir::render::human_bytes as human;
 
 /// The text dump of a plan: devices and their resident sets, slots, then per entry the transfers
 /// and each device's steps.

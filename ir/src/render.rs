@@ -65,7 +65,8 @@ fn value_line(g: &Graph, v: ValueId) -> String {
     s
 }
 
-fn human_bytes(b: u64) -> String {
+/// Bytes for people: `1.5 GiB`.
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut u = 0;

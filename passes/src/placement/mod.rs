@@ -197,21 +197,7 @@ pub enum PlacementError {
     },
 }
 
-/// Bytes for people: `1.5 GiB`.
-pub fn human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use genie_ir::render::human_bytes as human;
 
 /// Place a program on a cluster. Pure: the same inputs give the same placement.
 pub fn schedule(
