@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use genie_ir::{Arg, Graph, GraphOutput, Node, NodeAnn, OutputKind, Program, SymRange, Value, ValueAnn, ValueDef};
+use genie_ir::{Graph, GraphOutput, Node, NodeAnn, OutputKind, Program, SymRange, Value, ValueAnn, ValueDef};
 use serde::Serialize;
 
 use crate::plan::*;
@@ -118,27 +118,6 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
     }
 }
 
-fn fmt_arg(a: &Arg) -> String {
-    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
-    match a {
-        Arg::None => "None".into(),
-        Arg::Tensor(v) => v.to_string(),
-        Arg::Tensors(vs) => list(vs.iter().map(ToString::to_string).collect()),
-        Arg::OptTensors(vs) => list(vs.iter().map(|v| v.map_or("None".into(), |v| v.to_string())).collect()),
-        Arg::Int(v) => v.to_string(),
-        Arg::SymInt(d) => format!("({d})"),
-        Arg::Ints(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::SymInts(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::Float(v) => format!("{v:?}"),
-        Arg::Floats(v) => list(v.iter().map(|x| format!("{x:?}")).collect()),
-        Arg::Bool(v) => v.to_string(),
-        Arg::Bools(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::Str(s) => format!("{s:?}"),
-        Arg::DType(d) => d.torch_name().into(),
-        Arg::Device(s) | Arg::Layout(s) | Arg::MemoryFormat(s) => s.clone(),
-    }
-}
-
 pub use genie_ir::render::human_bytes as human;
 
 /// The text dump of a plan: devices and their resident sets, slots, then per entry the transfers
@@ -227,7 +206,7 @@ pub fn dump(plan: &ProgramPlan) -> String {
                     Step::SaveState { tensor, slot } => format!("save {tensor} -> slot {slot}"),
                     Step::Exec { node, op, args, outputs } => {
                         let outs: Vec<String> = outputs.iter().map(ToString::to_string).collect();
-                        let args: Vec<String> = args.iter().map(fmt_arg).collect();
+                        let args: Vec<String> = args.iter().map(ToString::to_string).collect();
                         format!("exec {node}: ({}) = {op}({})", outs.join(", "), args.join(", "))
                     }
                 };

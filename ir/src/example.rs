@@ -1,21 +1,37 @@
-//! A small bundled program: one decoder block of a GPT-style language model with a symbolic
-//! sequence length, tied embedding/LM-head weights and its K/V as extra outputs.
+//! GPT-style decoder programs built in code: N layers of pre-norm attention and a GELU MLP, a
+//! symbolic sequence length, tied embedding/LM-head weights, and the K/V of every layer as extra
+//! outputs. A decode entry takes the past K/V (length `s0`), appends one position and returns the
+//! present K/V. Prefill and decode of one shape share their weights (stored once).
 //!
-//! It is what `cargo xtask run` inspects until a frontend-imported model takes its place, and
-//! what the IR's own tests exercise (`examples/tiny_decoder.ron` is this program as RON).
+//! [`tiny_decoder_pair`] is what `cargo xtask run` inspects (`examples/tiny_decoder.ron`); tests
+//! of the IR, the passes and codegen build other sizes with [`gpt_pair`].
 
 use crate::dim::{Dim, SymRange};
-use crate::graph::{Arg, Graph, ValueId};
+use crate::graph::{Arg, Graph, ValueDef, ValueId};
 use crate::program::Program;
 use crate::registry::InferError;
 use crate::types::{DType, TensorType};
 use crate::weights::WeightStore;
 
-/// Model width, heads, vocabulary and maximum positions of the example.
-pub const WIDTH: i64 = 16;
-pub const HEADS: i64 = 2;
-pub const VOCAB: i64 = 32;
-pub const MAX_POSITIONS: i64 = 64;
+/// Shape of a GPT-style program.
+#[derive(Clone, Copy, Debug)]
+pub struct GptShape {
+    pub layers: usize,
+    pub width: i64,
+    pub heads: i64,
+    pub vocab: i64,
+    pub positions: i64,
+}
+
+impl GptShape {
+    /// The bundled example: one layer, 16 wide.
+    pub const TINY: GptShape = GptShape { layers: 1, width: 16, heads: 2, vocab: 32, positions: 64 };
+
+    /// `layers` layers, 32 wide, 4 heads.
+    pub fn small(layers: usize) -> GptShape {
+        GptShape { layers, width: 32, heads: 4, vocab: 64, positions: 64 }
+    }
+}
 
 /// Deterministic small weights (xorshift), as little-endian f32 bytes in [-0.1, 0.1).
 fn pseudo_random_f32(seed: u64, n: usize) -> Vec<u8> {
@@ -34,15 +50,16 @@ fn pseudo_random_f32(seed: u64, n: usize) -> Vec<u8> {
 struct Builder<'a> {
     g: Graph,
     store: &'a mut WeightStore,
-    seed: u64,
+    shape: GptShape,
 }
 
 impl Builder<'_> {
+    /// A weight seeded by its name, so prefill and decode get the same bytes (one stored weight).
     fn weight(&mut self, name: &str, shape: &[i64]) -> ValueId {
-        self.seed += 1;
+        let seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         let ty = TensorType::new(DType::Float32, shape);
-        let n = shape.iter().product::<i64>() as usize;
-        let hash = self.store.insert_inline(ty.clone(), pseudo_random_f32(self.seed, n));
+        let n = shape.iter().product::<i64>().max(0) as usize;
+        let hash = self.store.insert_inline(ty.clone(), pseudo_random_f32(seed, n));
         self.g.add_weight(name, ty, hash)
     }
 
@@ -57,13 +74,14 @@ impl Builder<'_> {
     }
 
     fn layer_norm(&mut self, x: ValueId, name: &str) -> Result<ValueId, InferError> {
-        let w = self.weight(&format!("{name}.weight"), &[WIDTH]);
-        let b = self.weight(&format!("{name}.bias"), &[WIDTH]);
+        let width = self.shape.width;
+        let w = self.weight(&format!("{name}.weight"), &[width]);
+        let b = self.weight(&format!("{name}.bias"), &[width]);
         self.op(
             "aten.layer_norm.default",
             vec![
                 Arg::Tensor(x),
-                Arg::Ints(vec![WIDTH]),
+                Arg::Ints(vec![width]),
                 Arg::Tensor(w),
                 Arg::Tensor(b),
                 Arg::Float(1e-5),
@@ -72,52 +90,73 @@ impl Builder<'_> {
         )
     }
 
+    fn embedding(&mut self, table: ValueId, ids: ValueId) -> Result<ValueId, InferError> {
+        self.op(
+            "aten.embedding.default",
+            vec![Arg::Tensor(table), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
+        )
+    }
+
     /// [1, s, W] → [1, H, s, W/H]
     fn heads(&mut self, x: ValueId, s: &Dim) -> Result<ValueId, InferError> {
-        let shape = vec![Dim::constant(1), s.clone(), Dim::constant(HEADS), Dim::constant(WIDTH / HEADS)];
+        let (w, h) = (self.shape.width, self.shape.heads);
+        let shape = vec![Dim::constant(1), s.clone(), Dim::constant(h), Dim::constant(w / h)];
         let v = self.op("aten.view.default", vec![Arg::Tensor(x), Arg::sym_ints(shape)])?;
         self.op("aten.transpose.int", vec![Arg::Tensor(v), Arg::Int(1), Arg::Int(2)])
     }
 }
 
-/// Build the example program: the prefill entry alone.
+/// The bundled example: the prefill entry alone.
 pub fn tiny_decoder() -> Result<Program, InferError> {
     let mut program = Program::new("tiny_decoder");
-    let g = build_entry("prefill", false, &mut program.weights)?;
+    let g = build_entry("prefill", false, &mut program.weights, GptShape::TINY)?;
     program.entries.push(g);
     Ok(program)
 }
 
-/// The example as a prefill + decode program. Both entries use the same weights (stored once);
-/// decode takes the past K/V (length `s0`), appends one position and returns the present K/V.
+/// The bundled example as a prefill + decode program.
 pub fn tiny_decoder_pair() -> Result<Program, InferError> {
-    let mut program = Program::new("tiny_decoder");
-    let prefill = build_entry("prefill", false, &mut program.weights)?;
-    let decode = build_entry("decode", true, &mut program.weights)?;
+    let mut program = gpt_pair(GptShape::TINY)?;
+    program.name = "tiny_decoder".into();
+    Ok(program)
+}
+
+/// A prefill + decode program of the given shape, before any pass.
+pub fn gpt_pair(shape: GptShape) -> Result<Program, InferError> {
+    let mut program = Program::new(format!("gpt{}", shape.layers));
+    let prefill = build_entry("prefill", false, &mut program.weights, shape)?;
+    let decode = build_entry("decode", true, &mut program.weights, shape)?;
     program.entries.push(prefill);
     program.entries.push(decode);
     Ok(program)
 }
 
-fn build_entry(name: &str, decode: bool, store: &mut WeightStore) -> Result<Graph, InferError> {
+fn build_entry(name: &str, decode: bool, store: &mut WeightStore, shape: GptShape) -> Result<Graph, InferError> {
     let mut g = Graph::new(name);
-    g.add_symbol("s0", SymRange { min: 1, max: Some(MAX_POSITIONS - 1) });
+    g.add_symbol("s0", SymRange { min: 1, max: Some(shape.positions - 1) });
     let past_len = Dim::symbol("s0");
     // Prefill reads s0 new tokens; decode reads one token after s0 cached ones.
     let s = if decode { Dim::constant(1) } else { past_len.clone() };
+    let (w, h) = (shape.width, shape.heads);
     let ids = g.add_input("input_ids", TensorType::with_dims(DType::Int64, vec![Dim::constant(1), s.clone()]));
-    let head_shape = |len: Dim| vec![Dim::constant(1), Dim::constant(HEADS), len, Dim::constant(WIDTH / HEADS)];
-    let past = if decode {
-        let k = g.add_input("past_key_0", TensorType::with_dims(DType::Float32, head_shape(past_len.clone())));
-        let v = g.add_input("past_value_0", TensorType::with_dims(DType::Float32, head_shape(past_len.clone())));
-        Some((k, v))
-    } else {
-        None
-    };
-    let mut b = Builder { g, store, seed: 0 };
-
-    let wte = b.weight("wte.weight", &[VOCAB, WIDTH]);
-    let wpe = b.weight("wpe.weight", &[MAX_POSITIONS, WIDTH]);
+    let head_shape = |len: Dim| vec![Dim::constant(1), Dim::constant(h), len, Dim::constant(w / h)];
+    let mut past = Vec::new();
+    if decode {
+        for l in 0..shape.layers {
+            let k = g.add_input(
+                format!("past_key_{l}"),
+                TensorType::with_dims(DType::Float32, head_shape(past_len.clone())),
+            );
+            let v = g.add_input(
+                format!("past_value_{l}"),
+                TensorType::with_dims(DType::Float32, head_shape(past_len.clone())),
+            );
+            past.push((k, v));
+        }
+    }
+    let mut b = Builder { g, store, shape };
+    let wte = b.weight("transformer.wte.weight", &[shape.vocab, w]);
+    let wpe = b.weight("transformer.wpe.weight", &[shape.positions, w]);
     let positions = if decode {
         let end = past_len.add(&Dim::constant(1));
         b.op(
@@ -137,67 +176,64 @@ fn build_entry(name: &str, decode: bool, store: &mut WeightStore) -> Result<Grap
             vec![Arg::sym_int(s.clone()), Arg::DType(DType::Int64), Arg::None, Arg::None, Arg::None],
         )?
     };
-    let tok = b.op(
-        "aten.embedding.default",
-        vec![Arg::Tensor(wte), Arg::Tensor(ids), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
-    )?;
-    let pos = b.op(
-        "aten.embedding.default",
-        vec![Arg::Tensor(wpe), Arg::Tensor(positions), Arg::Int(-1), Arg::Bool(false), Arg::Bool(false)],
-    )?;
-    let h = b.op("aten.add.Tensor", vec![Arg::Tensor(tok), Arg::Tensor(pos), Arg::Int(1)])?;
-
-    // Attention.
-    let x = b.layer_norm(h, "h.0.ln_1")?;
-    let qkv = b.linear(x, "h.0.attn.c_attn", 3 * WIDTH, WIDTH)?;
-    let (_, parts) = b.g.add_node("aten.split.Tensor", vec![Arg::Tensor(qkv), Arg::Int(WIDTH), Arg::Int(2)])?;
-    let [q, k, v] = parts[..] else { return Err(InferError::new("aten.split.Tensor", "expected three parts")) };
-    let (q, mut k, mut v) = (b.heads(q, &s)?, b.heads(k, &s)?, b.heads(v, &s)?);
-    if let Some((past_k, past_v)) = past {
-        k = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_k, k]), Arg::Int(2)])?;
-        v = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_v, v]), Arg::Int(2)])?;
+    let tok = b.embedding(wte, ids)?;
+    let pos = b.embedding(wpe, positions)?;
+    let mut x = b.op("aten.add.Tensor", vec![Arg::Tensor(tok), Arg::Tensor(pos), Arg::Int(1)])?;
+    let mut presents = Vec::new();
+    for l in 0..shape.layers {
+        let p = format!("transformer.h.{l}");
+        // Attention.
+        let y = b.layer_norm(x, &format!("{p}.ln_1"))?;
+        let qkv = b.linear(y, &format!("{p}.attn.c_attn"), 3 * w, w)?;
+        let (_, parts) = b.g.add_node("aten.split.Tensor", vec![Arg::Tensor(qkv), Arg::Int(w), Arg::Int(2)])?;
+        let [q, k, v] = parts[..] else { return Err(InferError::new("aten.split.Tensor", "expected three parts")) };
+        let (q, mut k, mut v) = (b.heads(q, &s)?, b.heads(k, &s)?, b.heads(v, &s)?);
+        if let Some(&(past_k, past_v)) = past.get(l) {
+            k = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_k, k]), Arg::Int(2)])?;
+            v = b.op("aten.cat.default", vec![Arg::Tensors(vec![past_v, v]), Arg::Int(2)])?;
+        }
+        presents.push((k, v));
+        let att = b.op(
+            "aten.scaled_dot_product_attention.default",
+            vec![
+                Arg::Tensor(q),
+                Arg::Tensor(k),
+                Arg::Tensor(v),
+                Arg::None,
+                Arg::Float(0.0),
+                Arg::Bool(!decode),
+                Arg::None,
+                Arg::Bool(false),
+            ],
+        )?;
+        let att = b.op("aten.transpose.int", vec![Arg::Tensor(att), Arg::Int(1), Arg::Int(2)])?;
+        let att = b.op(
+            "aten.reshape.default",
+            vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(w)])],
+        )?;
+        let proj = b.linear(att, &format!("{p}.attn.c_proj"), w, w)?;
+        x = b.op("aten.add.Tensor", vec![Arg::Tensor(x), Arg::Tensor(proj), Arg::Int(1)])?;
+        // MLP.
+        let y = b.layer_norm(x, &format!("{p}.ln_2"))?;
+        let up = b.linear(y, &format!("{p}.mlp.c_fc"), 4 * w, w)?;
+        let act = b.op("aten.gelu.default", vec![Arg::Tensor(up), Arg::Str("tanh".into())])?;
+        let down = b.linear(act, &format!("{p}.mlp.c_proj"), w, 4 * w)?;
+        x = b.op("aten.add.Tensor", vec![Arg::Tensor(x), Arg::Tensor(down), Arg::Int(1)])?;
     }
-    let att = b.op(
-        "aten.scaled_dot_product_attention.default",
-        vec![
-            Arg::Tensor(q),
-            Arg::Tensor(k),
-            Arg::Tensor(v),
-            Arg::None,
-            Arg::Float(0.0),
-            Arg::Bool(!decode),
-            Arg::None,
-            Arg::Bool(false),
-        ],
-    )?;
-    let att = b.op("aten.transpose.int", vec![Arg::Tensor(att), Arg::Int(1), Arg::Int(2)])?;
-    let att = b.op(
-        "aten.reshape.default",
-        vec![Arg::Tensor(att), Arg::sym_ints(vec![Dim::constant(1), s.clone(), Dim::constant(WIDTH)])],
-    )?;
-    let proj = b.linear(att, "h.0.attn.c_proj", WIDTH, WIDTH)?;
-    let h = b.op("aten.add.Tensor", vec![Arg::Tensor(h), Arg::Tensor(proj), Arg::Int(1)])?;
-
-    // MLP.
-    let x = b.layer_norm(h, "h.0.ln_2")?;
-    let up = b.linear(x, "h.0.mlp.c_fc", 4 * WIDTH, WIDTH)?;
-    let act = b.op("aten.gelu.default", vec![Arg::Tensor(up), Arg::Str("tanh".into())])?;
-    let down = b.linear(act, "h.0.mlp.c_proj", WIDTH, 4 * WIDTH)?;
-    let h = b.op("aten.add.Tensor", vec![Arg::Tensor(h), Arg::Tensor(down), Arg::Int(1)])?;
-
-    // Head, tied to the token embedding: same bytes, so one weight in the store.
-    let x = b.layer_norm(h, "ln_f")?;
-    let wte_entry = b.g.value(wte).clone();
-    let crate::graph::ValueDef::Weight(wte_hash) = wte_entry.def else {
+    // Head, tied to the token embedding: same bytes under another name, one stored weight.
+    let y = b.layer_norm(x, "transformer.ln_f")?;
+    let wte_value = b.g.value(wte).clone();
+    let ValueDef::Weight(wte_hash) = wte_value.def else {
         return Err(InferError::new("example", "wte is not a weight"));
     };
-    let lm_head = b.g.add_weight("lm_head.weight", wte_entry.ty, wte_hash);
-    let logits = b.op("aten.linear.default", vec![Arg::Tensor(x), Arg::Tensor(lm_head), Arg::None])?;
-
+    let lm_head = b.g.add_weight("lm_head.weight", wte_value.ty, wte_hash);
+    let logits = b.op("aten.linear.default", vec![Arg::Tensor(y), Arg::Tensor(lm_head), Arg::None])?;
     let mut g = b.g;
     g.add_output("logits", logits);
-    g.add_output("present_key_0", k);
-    g.add_output("present_value_0", v);
+    for (l, (k, v)) in presents.into_iter().enumerate() {
+        g.add_output(format!("present_key_{l}"), k);
+        g.add_output(format!("present_value_{l}"), v);
+    }
     Ok(g)
 }
 
@@ -225,7 +261,7 @@ mod tests {
         let hashes: Vec<_> = g
             .values
             .iter()
-            .filter(|v| v.name == "wte.weight" || v.name == "lm_head.weight")
+            .filter(|v| v.name == "transformer.wte.weight" || v.name == "lm_head.weight")
             .map(|v| v.def.clone())
             .collect();
         assert_eq!(hashes.len(), 2);

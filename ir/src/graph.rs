@@ -120,6 +120,33 @@ impl Arg {
     }
 }
 
+impl fmt::Display for Arg {
+    /// Tensors as `%3`, lists in brackets, symbolic ints in parentheses, strings quoted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list<T>(f: &mut fmt::Formatter<'_>, items: &[T], one: impl Fn(&T) -> String) -> fmt::Result {
+            let parts: Vec<String> = items.iter().map(one).collect();
+            write!(f, "[{}]", parts.join(", "))
+        }
+        match self {
+            Arg::None => f.write_str("None"),
+            Arg::Tensor(v) => write!(f, "{v}"),
+            Arg::Tensors(vs) => list(f, vs, ToString::to_string),
+            Arg::OptTensors(vs) => list(f, vs, |v| v.map_or("None".into(), |v| v.to_string())),
+            Arg::Int(v) => write!(f, "{v}"),
+            Arg::SymInt(d) => write!(f, "({d})"),
+            Arg::Ints(v) => list(f, v, ToString::to_string),
+            Arg::SymInts(v) => list(f, v, ToString::to_string),
+            Arg::Float(v) => write!(f, "{v:?}"),
+            Arg::Floats(v) => list(f, v, |x| format!("{x:?}")),
+            Arg::Bool(v) => write!(f, "{v}"),
+            Arg::Bools(v) => list(f, v, ToString::to_string),
+            Arg::Str(s) => write!(f, "{s:?}"),
+            Arg::DType(d) => f.write_str(d.torch_name()),
+            Arg::Device(s) | Arg::Layout(s) | Arg::MemoryFormat(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Where a value comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueDef {

@@ -12,27 +12,6 @@ use crate::program::Program;
 use crate::registry;
 use crate::types::TensorType;
 
-fn fmt_arg(a: &Arg) -> String {
-    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
-    match a {
-        Arg::None => "None".into(),
-        Arg::Tensor(v) => v.to_string(),
-        Arg::Tensors(vs) => list(vs.iter().map(ToString::to_string).collect()),
-        Arg::OptTensors(vs) => list(vs.iter().map(|v| v.map_or("None".into(), |v| v.to_string())).collect()),
-        Arg::Int(v) => v.to_string(),
-        Arg::SymInt(d) => format!("({d})"),
-        Arg::Ints(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::SymInts(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::Float(v) => format!("{v:?}"),
-        Arg::Floats(v) => list(v.iter().map(|x| format!("{x:?}")).collect()),
-        Arg::Bool(v) => v.to_string(),
-        Arg::Bools(v) => list(v.iter().map(ToString::to_string).collect()),
-        Arg::Str(s) => format!("{s:?}"),
-        Arg::DType(d) => d.torch_name().into(),
-        Arg::Device(s) | Arg::Layout(s) | Arg::MemoryFormat(s) => s.clone(),
-    }
-}
-
 /// `aten.add.Tensor(%1, %2, alpha=1)`: tensor arguments by position, attributes by name.
 fn fmt_call(op: &str, args: &[Arg]) -> String {
     let schema = registry::registry().get(op).map(|d| &d.schema);
@@ -42,8 +21,8 @@ fn fmt_call(op: &str, args: &[Arg]) -> String {
         .map(|(i, a)| {
             let is_tensor = matches!(a, Arg::Tensor(_) | Arg::Tensors(_) | Arg::OptTensors(_));
             match schema.and_then(|s| s.args.get(i)) {
-                Some(spec) if !is_tensor => format!("{}={}", spec.name, fmt_arg(a)),
-                _ => fmt_arg(a),
+                Some(spec) if !is_tensor => format!("{}={}", spec.name, a.to_string()),
+                _ => a.to_string(),
             }
         })
         .collect();
