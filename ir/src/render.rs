@@ -21,7 +21,7 @@ fn fmt_call(op: &str, args: &[Arg]) -> String {
         .map(|(i, a)| {
             let is_tensor = matches!(a, Arg::Tensor(_) | Arg::Tensors(_) | Arg::OptTensors(_));
             match schema.and_then(|s| s.args.get(i)) {
-                Some(spec) if !is_tensor => format!("{}={}", spec.name, a.to_string()),
+                Some(spec) if !is_tensor => format!("{}={a}", spec.name),
                 _ => a.to_string(),
             }
         })
