@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use genie_codegen::{ProgramPlan, Step, Target, TargetDevice, CLIENT};
-use genie_ir::{Arg, DType, Dim, Graph, Program, Residency, SymRange, TensorType, ValueId, WeightStore};
+use genie_ir::{Arg, Program, Residency, ValueId};
 use genie_passes::placement::{schedule, ClusterSpec, Placement, PlacementError, PlacementOptions};
 use genie_passes::PassManager;
 
