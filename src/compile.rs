@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use genie_codegen::{ProgramPlan, Target, TargetDevice};
-use genie_passes::placement::{self, cluster, ClusterSpec, Placement, PlacementOptions, Policy};
+use genie::pipeline::{compile_program, CompileOptions};
+use genie_codegen::ProgramPlan;
+use genie_passes::placement::{self, cluster, ClusterSpec, Policy};
 
 /// Arguments of `genie compile`.
 #[derive(clap::Args)]
@@ -92,55 +93,12 @@ fn cluster_of(args: &CompileArgs) -> Result<ClusterSpec> {
     Ok(ClusterSpec::local_workers(n, memory))
 }
 
-/// What codegen needs from the cluster and the placement.
-pub fn target_of(placement: &Placement, cluster: &ClusterSpec, options: &PlacementOptions) -> Target {
-    Target {
-        devices: cluster
-            .devices
-            .iter()
-            .map(|d| TargetDevice {
-                name: d.name.clone(),
-                kind: d.kind.name().to_string(),
-                memory_bytes: d.memory,
-                address: d.address.clone(),
-            })
-            .collect(),
-        cost_bindings: placement.cost_bindings.clone(),
-        memory_bindings: placement.memory_bindings.clone(),
-        estimates: placement
-            .estimates
-            .iter()
-            .map(|e| {
-                let est = genie_codegen::Estimate {
-                    latency_s: e.latency_s,
-                    compute_s: e.compute_s,
-                    transfer_s: e.transfer_s,
-                    network_latency_s: e.network_latency_s,
-                };
-                (e.entry.clone(), est)
-            })
-            .collect(),
-        policy: Some(placement.policy.name().to_string()),
-        max_seq: options.max_seq,
-    }
-}
-
 /// `genie compile`: load, run the passes, place, generate, write.
 pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<String> {
     let cluster = cluster_of(&args)?;
-    let mut program = crate::load(&args.files)?;
-    let state_overrides =
-        genie_passes::state::parse_state_overrides(&program, &args.state).map_err(anyhow::Error::msg)?;
-    let pass_options = genie_passes::PassOptions { bindings: bindings.clone(), state_overrides };
-    genie_passes::PassManager::with_options(pass_options)
-        .run(&mut program, None)
-        .with_context(|| format!("running passes on {}", program.name))?;
-    let options = PlacementOptions { policy: args.policy, max_seq: args.max_seq, bindings };
-    let placement = placement::schedule(&program, &cluster, &options)
-        .with_context(|| format!("placing {} on {} device(s)", program.name, cluster.devices.len()))?;
-    placement.apply(&mut program);
-    let plan = genie_codegen::generate(&program, &target_of(&placement, &cluster, &options))
-        .with_context(|| format!("generating plans for {}", program.name))?;
+    let mut program = genie_frontends::load(&args.files)?;
+    let options = CompileOptions { bindings, state: args.state.clone(), policy: args.policy, max_seq: args.max_seq };
+    let plan = compile_program(&mut program, &cluster, &options)?;
     write_plan(&args.output, &plan)?;
     let mut report = format!("wrote {}\n", args.output.display());
     report.push_str(&summary_text(&genie_codegen::summary(&plan)));

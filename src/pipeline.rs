@@ -1,0 +1,106 @@
+//! The compile pipeline as a library call: passes, placement, codegen.
+//!
+//! `genie compile`, `genie run`, `genie generate`, `genie bench` and the end-to-end tests all
+//! compile through here, so a model means the same plan wherever it is compiled.
+
+use std::collections::BTreeMap;
+
+use genie_codegen::{ProgramPlan, Target, TargetDevice};
+use genie_ir::Program;
+use genie_passes::placement::{self, ClusterSpec, Placement, PlacementOptions};
+
+/// Why a program could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A `--state OUT=IN` override names no such input or output.
+    #[error("state override: {0}")]
+    StateOverride(String),
+    /// A pass failed (the error names the pass).
+    #[error("running passes on {program}")]
+    Passes {
+        program: String,
+        #[source]
+        source: genie_passes::PassError,
+    },
+    /// Placement found no assignment (e.g. the program does not fit the cluster).
+    #[error("placing {program} on {devices} device(s)")]
+    Placement {
+        program: String,
+        devices: usize,
+        #[source]
+        source: placement::PlacementError,
+    },
+    /// Plan generation failed.
+    #[error("generating plans for {program}")]
+    Codegen {
+        program: String,
+        #[source]
+        source: genie_codegen::CodegenError,
+    },
+}
+
+/// How to compile: symbol bindings for estimates, state overrides, placement options.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// `--bind s0=512`: symbol values for cost estimates.
+    pub bindings: BTreeMap<String, i64>,
+    /// `--state OUT=IN` overrides, as written.
+    pub state: Vec<String>,
+    pub policy: placement::Policy,
+    pub max_seq: Option<i64>,
+}
+
+/// Run every pass on `program`, place it on `cluster` (writing `ann.device`) and generate plans.
+pub fn compile_program(
+    program: &mut Program,
+    cluster: &ClusterSpec,
+    options: &CompileOptions,
+) -> Result<ProgramPlan, PipelineError> {
+    let state_overrides =
+        genie_passes::state::parse_state_overrides(program, &options.state).map_err(PipelineError::StateOverride)?;
+    let pass_options = genie_passes::PassOptions { bindings: options.bindings.clone(), state_overrides };
+    genie_passes::PassManager::with_options(pass_options)
+        .run(program, None)
+        .map_err(|source| PipelineError::Passes { program: program.name.clone(), source })?;
+    let placement_options =
+        PlacementOptions { policy: options.policy, max_seq: options.max_seq, bindings: options.bindings.clone() };
+    let placement = placement::schedule(program, cluster, &placement_options).map_err(|source| {
+        PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }
+    })?;
+    placement.apply(program);
+    genie_codegen::generate(program, &target_of(&placement, cluster, &placement_options))
+        .map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })
+}
+
+/// What codegen needs from the cluster and the placement.
+pub fn target_of(placement: &Placement, cluster: &ClusterSpec, options: &PlacementOptions) -> Target {
+    Target {
+        devices: cluster
+            .devices
+            .iter()
+            .map(|d| TargetDevice {
+                name: d.name.clone(),
+                kind: d.kind.name().to_string(),
+                memory_bytes: d.memory,
+                address: d.address.clone(),
+            })
+            .collect(),
+        cost_bindings: placement.cost_bindings.clone(),
+        memory_bindings: placement.memory_bindings.clone(),
+        estimates: placement
+            .estimates
+            .iter()
+            .map(|e| {
+                let est = genie_codegen::Estimate {
+                    latency_s: e.latency_s,
+                    compute_s: e.compute_s,
+                    transfer_s: e.transfer_s,
+                    network_latency_s: e.network_latency_s,
+                };
+                (e.entry.clone(), est)
+            })
+            .collect(),
+        policy: Some(placement.policy.name().to_string()),
+        max_seq: options.max_seq,
+    }
+}
