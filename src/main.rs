@@ -1,6 +1,7 @@
 //! `genie`: the command-line interface.
 
 mod compile;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -32,6 +33,12 @@ enum Command {
     Inspect(InspectArgs),
     /// Place a model on a cluster and write its per-device execution plans.
     Compile(compile::CompileArgs),
+    /// Serve plans on this machine's CPU or GPU, over QUIC with TLS and a token.
+    Worker(remote::WorkerArgs),
+    /// Run one call of a model (or plan) on workers: inputs and outputs as safetensors.
+    Run(remote::RunArgs),
+    /// Greedy generation with a prefill and a decode model; the KV cache stays on the workers.
+    Generate(remote::GenerateArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -126,6 +133,9 @@ fn run(cli: Cli) -> Result<()> {
             let report = compile::compile(args, bindings)?;
             emit(&None, report)
         }
+        Command::Worker(args) => remote::worker(args),
+        Command::Run(args) => remote::run(args),
+        Command::Generate(args) => remote::generate(args),
     }
 }
 

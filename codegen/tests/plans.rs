@@ -220,6 +220,7 @@ fn a_faster_device_gets_the_work() {
         mem_bandwidth: Some(1e12),
         op_overhead: Some(0.0),
         address: Some("127.0.0.1:7070".into()),
+        fingerprint: None,
     };
     let (_, placement, _) =
         compile(&program, &cluster, &PlacementOptions { max_seq: Some(16), ..Default::default() }).unwrap();

@@ -1,6 +1,18 @@
 //! The runtime: workers, client, wire protocol (quinn) and the libtorch executor.
 //!
-//! Only this crate (and the CLI that links it) touches libtorch. It is built out by the runtime
-//! issue; today it holds the bridge between SRG element types and libtorch kinds.
+//! Only this crate (and the CLI that links it) touches libtorch.
+//! - `exec/`: the tch executor (one kernel table keyed by ATen name) and symbol binding;
+//! - `local.rs`: every device plan in-process (the `local` mode and the executor's harness);
+//! - `wire.rs`: the protocol, every message and header; `streams.rs`: its async I/O;
+//! - `transport/`: quinn endpoints, TLS (pinned or CA), tuning, transport benchmark;
+//! - `worker.rs`, `client.rs`: the two ends; `generate.rs`: the greedy loop.
 
+pub mod client;
+pub mod exec;
+pub mod generate;
+pub mod local;
+pub mod streams;
 pub mod tensor;
+pub mod transport;
+pub mod wire;
+pub mod worker;

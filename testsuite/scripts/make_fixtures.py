@@ -407,6 +407,100 @@ def llm(out_dir, family, model):
     return {"family": family, "graphs": entries}
 
 
+# ---------------------------------------------------------------- greedy generation references
+#
+# Nothing above the model classes' last line may move: the exported programs record the source
+# line of every traced op (stack traces), so new code goes below them to keep the committed
+# fixtures byte-identical.
+#
+# The decoder families also get `generate.safetensors`, the eager PyTorch greedy reference for
+# `genie generate`: `prompt` int64 [1, P], `tokens` int64 [STEPS], `logits` float32 [STEPS, VOCAB]
+# (the row each token is the argmax of: step 0 from prefill's last position, step i from decode
+# call i). The prompts are fixed, not drawn (nothing here touches the RNG), and were picked among
+# random candidates for a greedy sequence that is not one token repeated and a wide top-1/top-2
+# logit margin at every step, so a token-for-token comparison is not decided by rounding.
+
+GENERATE_STEPS = 16
+GENERATE_PROMPTS = {"gpt2": [11, 17, 116, 44, 50], "llama": [45, 122, 58, 59, 23]}
+MIN_MARGIN = 1e-3
+
+
+def greedy(prefill, decode, prompt, steps):
+    """Greedy generation the way `genie generate` runs it: prefill on the prompt, argmax of the
+    last position, then `steps - 1` decode calls fed the previous token and the present K/V.
+    Returns the new tokens and the logits row each was chosen from."""
+    with torch.no_grad():
+        logits, *present = prefill(prompt)
+        rows = [logits[0, -1]]
+        tokens = [int(rows[-1].argmax())]
+        for _ in range(1, steps):
+            ids = torch.tensor([[tokens[-1]]], dtype=torch.int64)
+            logits, *present = decode(ids, *(p.contiguous() for p in present))
+            rows.append(logits[0, -1])
+            tokens.append(int(rows[-1].argmax()))
+    return torch.tensor(tokens, dtype=torch.int64), torch.stack(rows).float().contiguous()
+
+
+def covers(constraint, lo, hi):
+    """Whether an exported symbol's range [lower, upper] (None: unbounded) holds lo..=hi."""
+    lower, upper = constraint
+    return (lower is None or lower <= lo) and (upper is None or upper >= hi)
+
+
+def save_sorted(tensors, path, metadata):
+    """A safetensors file with its header keys sorted. `safetensors.torch.save_file` writes the
+    metadata in hash-map order, which changes from run to run when there is more than one key."""
+    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    codes = {torch.int64: "I64", torch.float32: "F32"}
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        blob = t.numpy().tobytes()  # little-endian on every platform the fixtures are made on
+        header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        f.writelines(blobs)
+
+
+def generate_reference(out_dir, family, model, entry):
+    """Write `generate.safetensors`: the eager greedy reference, checked against the saved
+    exported graphs chained. Draws no random numbers."""
+    prompt = torch.tensor([GENERATE_PROMPTS[family]], dtype=torch.int64)
+    p, steps = prompt.shape[1], GENERATE_STEPS
+    assert int(prompt.max()) < VOCAB and p + steps <= MAX_POS
+    # The prompt must lie in prefill's sequence range, and every cache length decode sees
+    # (p .. p + steps - 2, and p + steps - 1 for the present it returns) in decode's.
+    (pre_range,) = entry["graphs"]["prefill"]["range_constraints"].values()
+    (dec_range,) = entry["graphs"]["decode"]["range_constraints"].values()
+    assert covers(pre_range, p, p), (family, pre_range, p)
+    assert covers(dec_range, p, p + steps), (family, dec_range, p + steps)
+
+    model.eval()
+    tokens, logits = greedy(Prefill(model), Decode(model), prompt, steps)
+    top2 = logits.topk(2, dim=-1).values
+    margins = top2[:, 0] - top2[:, 1]
+    assert len(set(tokens.tolist())) > 1, (family, tokens)
+    assert float(margins.min()) >= MIN_MARGIN, (family, margins)
+
+    # The exported graphs, chained, must choose the same tokens.
+    pre = torch.export.load(os.path.join(out_dir, "prefill.pt2")).module()
+    dec = torch.export.load(os.path.join(out_dir, "decode.pt2")).module()
+    got_tokens, got_logits = greedy(pre, dec, prompt, steps)
+    assert torch.equal(got_tokens, tokens), (family, got_tokens, tokens)
+    torch.testing.assert_close(got_logits, logits, rtol=1e-4, atol=1e-5)
+
+    meta = {"order": "prompt,tokens,logits", "prompt_len": str(p), "steps": str(steps), "vocab": str(VOCAB),
+            "min_margin": f"{float(margins.min()):.6g}"}
+    save_sorted({"prompt": prompt, "tokens": tokens, "logits": logits},
+                os.path.join(out_dir, "generate.safetensors"), meta)
+    print(f"{family} generate: prompt {prompt[0].tolist()} -> {tokens.tolist()}")
+    print(f"{family} generate: top-2 margins {[round(float(m), 4) for m in margins]}")
+
+
 def single(out_dir, family, module, inputs, dynamic, tol=1e-4, onnx_too=True):
     entry = export_graph(out_dir, "model", module, inputs, dynamic, tol, onnx_too)
     return {"family": family, "graphs": {"model": entry}}
@@ -424,10 +518,11 @@ def main():
         os.makedirs(d)
         return d
 
-    torch.manual_seed(0)
-    manifest["gpt2"] = llm(fresh("gpt2"), "decoder", Gpt2())
-    torch.manual_seed(0)
-    manifest["llama"] = llm(fresh("llama"), "decoder", Llama())
+    for name, cls in (("gpt2", Gpt2), ("llama", Llama)):
+        torch.manual_seed(0)
+        model = cls()
+        manifest[name] = llm(fresh(name), "decoder", model)
+        generate_reference(os.path.join(out, name), name, model, manifest[name])
 
     torch.manual_seed(0)
     m = bert()

@@ -17,8 +17,11 @@ use std::time::Instant;
 
 /// The PyTorch wheel tch 0.24 is built against (DESIGN.md: the libtorch version pin).
 const TORCH_REQUIREMENT: &str = "torch==2.11.0";
-/// Python packages the test suite uses besides torch (the ONNX reference models, safetensors).
-const TEST_REQUIREMENTS: &[&str] = &["onnx==1.23.2", "numpy", "safetensors"];
+/// Python packages the test suite uses besides torch (the ONNX reference models, safetensors),
+/// and what `genie bench` needs: `testsuite/scripts/make_bench_models.py` exports ONNX through
+/// onnxscript, and the bench times onnxruntime session creation.
+const TEST_REQUIREMENTS: &[&str] =
+    &["onnx==1.23.2", "numpy", "safetensors", "onnxscript==0.7.2", "onnxruntime==1.32.0"];
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -153,6 +156,17 @@ fn run_main_job(extra: &[String]) -> Result<()> {
             .arg(fixtures.join("decode.pt2"))
             .args(["--workers", "2", "--worker-memory", "80KB", "--max-seq", "16", "-o"])
             .arg(&plan),
+    )?;
+    // The same pair run for real: two workers on loopback (QUIC, TLS, token), prefill on the
+    // prompt, then 16 greedy decode steps with the KV cache resident on the workers.
+    println!("\n== genie generate gpt2/prefill.pt2 gpt2/decode.pt2 --prompt 11,17,116,44,50 --max-new-tokens 16 --workers 2 --worker-memory 100KB --max-seq 32 --stats");
+    status(
+        Command::new(&genie)
+            .arg("generate")
+            .arg(fixtures.join("prefill.pt2"))
+            .arg(fixtures.join("decode.pt2"))
+            .args(["--prompt", "11,17,116,44,50", "--max-new-tokens", "16", "--workers", "2"])
+            .args(["--worker-memory", "100KB", "--max-seq", "32", "--stats"]),
     )?;
     Ok(())
 }

@@ -114,6 +114,24 @@ pub fn dtype_of_code(code: i32) -> Option<genie_ir::DType> {
     tensor::dtype_of(code)
 }
 
+/// Decode a serialised `TensorProto` (a `.pb` file such as the backend test data's
+/// `input_0.pb`): its name, type and little-endian bytes. External data is looked up in `dir`.
+pub fn read_tensor_proto(bytes: &[u8], dir: &Path) -> Result<(String, genie_ir::TensorType, Vec<u8>), OnnxError> {
+    use prost::Message;
+    let t = proto::TensorProto::decode(bytes)?;
+    let name = t.name.clone();
+    let mut files = tensor::ExternalFiles::new(dir);
+    let decoded = tensor::decode_owned(t, &name, &mut files)?;
+    let data = match decoded.payload {
+        tensor::Payload::Inline(b) => b,
+        tensor::Payload::External { path, offset, len } => files
+            .bytes(&path, offset, len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| OnnxError::BadTensor { tensor: name.clone(), reason: "external data vanished".into() })?,
+    };
+    Ok((name, decoded.ty, data))
+}
+
 /// Import an ONNX model from bytes (external data, if any, is looked up in `dir`). `name` names
 /// the program and its entry.
 pub fn read_bytes(bytes: &[u8], name: &str, dir: &Path) -> Result<Program, OnnxError> {

@@ -93,6 +93,10 @@ pub struct DeviceSpec {
     /// `host:port` of the worker; optional for local workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The worker's certificate fingerprint (`sha256:…`, as `genie worker` prints it), pinned
+    /// when connecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl DeviceSpec {
@@ -264,6 +268,7 @@ impl ClusterSpec {
                 mem_bandwidth: None,
                 op_overhead: None,
                 address: None,
+                fingerprint: None,
             })
             .collect();
         ClusterSpec { devices, links: Vec::new(), default_link: LinkParams::loopback() }

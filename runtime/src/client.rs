@@ -1,0 +1,987 @@
+//! The client: connects to workers, loads a program (uploading only the weights a worker lacks),
+//! opens sessions and runs entries. Connections are long-lived and reused; idempotent requests
+//! are retried with exponential backoff over a fresh connection; every wait has a timeout.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use genie_codegen::{EntryPlan, ProgramPlan, Step, CLIENT};
+use genie_ir::{WeightHash, WeightStore};
+use quinn::{Connection, SendStream};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+use tokio::sync::oneshot;
+
+use crate::exec::{self, Bindings, ExecError};
+use crate::streams::{self, ReadFrame};
+use crate::tensor::dtype_of;
+use crate::transport::{self, TransportError, TransportOptions, Trust};
+use crate::wire::{
+    ClientId, ErrorKind, Frame, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Role, RunStats, WireError,
+    WorkerStats, PROTOCOL_VERSION,
+};
+
+/// Where a plan's device runs.
+#[derive(Clone, Debug)]
+pub struct WorkerAddress {
+    /// The device name in the plan (`w0`).
+    pub device: String,
+    pub addr: SocketAddr,
+    pub trust: Trust,
+}
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub token: String,
+    pub transport: TransportOptions,
+    /// How long a control request may take (weights upload and runs have their own).
+    pub request_timeout: Duration,
+    /// How long one call of an entry may take, end to end.
+    pub run_timeout: Duration,
+    /// Retries of an idempotent request after a lost connection or timeout.
+    pub retries: u32,
+    /// The first backoff; each retry doubles it.
+    pub backoff: Duration,
+    /// Weight uploads in flight at once per worker.
+    pub upload_concurrency: usize,
+}
+
+impl ClientOptions {
+    pub fn new(token: impl Into<String>) -> ClientOptions {
+        ClientOptions {
+            token: token.into(),
+            transport: TransportOptions::default(),
+            request_timeout: Duration::from_secs(30),
+            run_timeout: Duration::from_secs(120),
+            retries: 3,
+            backoff: Duration::from_millis(100),
+            upload_concurrency: 4,
+        }
+    }
+}
+
+/// What went wrong, naming the worker or the input.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to {device} at {addr}")]
+    Connect {
+        device: String,
+        addr: SocketAddr,
+        #[source]
+        source: Box<TransportError>,
+    },
+    /// The worker refused the handshake (wrong token, other protocol version).
+    #[error("{device} refused the connection: {error}")]
+    Refused { device: String, error: RemoteError },
+    /// The worker answered with an error.
+    #[error("{device}: {error}")]
+    Remote { device: String, error: RemoteError },
+    /// The connection closed or broke while waiting.
+    #[error("lost the connection to {device}: {reason}")]
+    ConnectionLost { device: String, reason: String },
+    /// No answer in time.
+    #[error("{device} did not answer {what} within {after:?}")]
+    Timeout { device: String, what: String, after: Duration },
+    /// The plan names a device no worker was given for.
+    #[error("the plan needs device `{device}` but no worker was given for it (have: {have})")]
+    UnknownDevice { device: String, have: String },
+    #[error("the program has no entry `{entry}` (entries: {have})")]
+    UnknownEntry { entry: String, have: String },
+    #[error("input `{name}` of {entry} is missing (inputs: {expected})")]
+    MissingInput { entry: String, name: String, expected: String },
+    #[error("{entry} has no input `{name}` (inputs: {expected})")]
+    UnknownInput { entry: String, name: String, expected: String },
+    #[error("input `{name}` of {entry} is {got}, the model takes {expected}")]
+    InputType { entry: String, name: String, expected: String, got: String },
+    /// The state an entry reads was never written (e.g. decode before prefill).
+    #[error("{entry} reads state `{slot}`, which no earlier call of this session wrote")]
+    StateNotReady { entry: String, slot: String },
+    #[error("binding the shapes of {entry}'s inputs")]
+    Bind {
+        entry: String,
+        #[source]
+        source: ExecError,
+    },
+    #[error("reading weight {hash} for upload")]
+    Weight {
+        hash: String,
+        #[source]
+        source: genie_ir::weights::WeightError,
+    },
+    /// The peer broke the protocol (an unexpected reply).
+    #[error("{device} broke the protocol: {reason}")]
+    Protocol { device: String, reason: String },
+    #[error("the client's runtime: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A set of connected workers, one per plan device.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: ClientId,
+    options: ClientOptions,
+    endpoint: quinn::Endpoint,
+    workers: BTreeMap<String, Arc<WorkerLink>>,
+    ids: AtomicU64,
+}
+
+struct WorkerLink {
+    device: String,
+    addr: SocketAddr,
+    trust: Trust,
+    live: tokio::sync::Mutex<Option<Arc<Live>>>,
+}
+
+/// One open connection: the control stream's writer, replies waited for, outputs expected.
+struct Live {
+    connection: Connection,
+    writer: tokio::sync::Mutex<SendStream>,
+    replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>,
+    tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>>,
+    fingerprint: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// Connect to every worker (each must accept the token).
+    pub async fn connect(workers: Vec<WorkerAddress>, options: ClientOptions) -> Result<Cluster, ClientError> {
+        let endpoint = transport::client_endpoint(&options.transport).map_err(|source| ClientError::Connect {
+            device: "client".into(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: Box::new(source),
+        })?;
+        let links = workers
+            .into_iter()
+            .map(|w| {
+                let link =
+                    WorkerLink { device: w.device.clone(), addr: w.addr, trust: w.trust, live: Default::default() };
+                (w.device, Arc::new(link))
+            })
+            .collect();
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                client: rand::random(),
+                options,
+                endpoint,
+                workers: links,
+                ids: AtomicU64::new(1),
+            }),
+        };
+        let connects: Vec<_> = cluster.inner.workers.values().map(|w| cluster.live(w)).collect();
+        for r in futures_join(connects).await {
+            r?;
+        }
+        Ok(cluster)
+    }
+
+    /// The devices this cluster has workers for.
+    pub fn devices(&self) -> Vec<String> {
+        self.inner.workers.keys().cloned().collect()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn link(&self, device: &str) -> Result<&Arc<WorkerLink>, ClientError> {
+        self.inner.workers.get(device).ok_or_else(|| ClientError::UnknownDevice {
+            device: device.to_string(),
+            have: self.inner.workers.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The open connection to a worker, connecting (and saying Hello) if there is none.
+    async fn live(&self, link: &WorkerLink) -> Result<Arc<Live>, ClientError> {
+        let mut slot = link.live.lock().await;
+        if let Some(live) = slot.as_ref() {
+            if live.connection.close_reason().is_none() {
+                return Ok(live.clone());
+            }
+        }
+        let options = &self.inner.options;
+        let connection =
+            transport::connect(&self.inner.endpoint, link.addr, "genie-worker", &link.trust, &options.transport)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    device: link.device.clone(),
+                    addr: link.addr,
+                    source: Box::new(source),
+                })?;
+        let lost = |e: String| ClientError::ConnectionLost { device: link.device.clone(), reason: e };
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| lost(e.to_string()))?;
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            token: options.token.clone(),
+            client: self.inner.client,
+            role: Role::Client,
+        };
+        streams::write_frame(&mut send, &Frame { id: 0, body: hello }).await.map_err(|e| lost(e.to_string()))?;
+        let welcome = tokio::time::timeout(options.request_timeout, streams::read_frame::<Reply>(&mut recv))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                device: link.device.clone(),
+                what: "Hello".into(),
+                after: options.request_timeout,
+            })?;
+        match welcome {
+            Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { .. }, .. })) => {}
+            Ok(ReadFrame::Frame(Frame { body: Reply::Error(error), .. })) => {
+                return Err(ClientError::Refused { device: link.device.clone(), error })
+            }
+            Ok(ReadFrame::End) => return Err(lost("closed during the handshake".into())),
+            Ok(ReadFrame::Frame(other)) => {
+                return Err(ClientError::Protocol {
+                    device: link.device.clone(),
+                    reason: format!("{other:?} to Hello"),
+                })
+            }
+            Err(WireError::Stream(e)) => return Err(lost(e)),
+            Err(e) => return Err(ClientError::Protocol { device: link.device.clone(), reason: e.to_string() }),
+        }
+        let replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>> = Arc::default();
+        let tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>> = Arc::default();
+        // Replies: dispatched by id until the stream ends; waiters then see their sender dropped.
+        {
+            let replies = replies.clone();
+            let device = link.device.clone();
+            tokio::spawn(async move {
+                while let Ok(ReadFrame::Frame(frame)) = streams::read_frame::<Reply>(&mut recv).await {
+                    let waiter = lock(&replies).remove(&frame.id);
+                    match waiter {
+                        Some(w) => {
+                            let _ = w.send(frame.body);
+                        }
+                        None => tracing::warn!("{device}: unsolicited reply {:?}", frame.body),
+                    }
+                }
+                lock(&replies).clear();
+            });
+        }
+        // Tensors the worker sends back: outputs of runs and per-op calls.
+        {
+            let tensors = tensors.clone();
+            let connection = connection.clone();
+            let device = link.device.clone();
+            tokio::spawn(async move {
+                while let Ok(mut recv) = connection.accept_uni().await {
+                    let tensors = tensors.clone();
+                    let device = device.clone();
+                    tokio::spawn(async move {
+                        let result = async {
+                            let header = streams::read_tensor_header(&mut recv, u64::MAX >> 1).await?;
+                            let waiter = lock(&tensors).remove(&header.purpose);
+                            let Some(waiter) = waiter else {
+                                return Err(WireError::Malformed {
+                                    what: "tensor stream",
+                                    reason: format!("nobody expects {:?}", header.purpose),
+                                });
+                            };
+                            let t = streams::read_tensor_payload(&mut recv, &header).await?;
+                            let _ = waiter.send(t);
+                            Ok(())
+                        }
+                        .await;
+                        if let Err(e) = result {
+                            tracing::warn!("{device}: tensor stream: {e}");
+                            let _ = recv.stop(4u32.into());
+                        }
+                    });
+                }
+            });
+        }
+        let fingerprint = peer_fingerprint(&connection).unwrap_or_default();
+        let live = Arc::new(Live { connection, writer: tokio::sync::Mutex::new(send), replies, tensors, fingerprint });
+        *slot = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Send one request and wait for its reply; idempotent requests are retried on a lost
+    /// connection or a timeout, with exponential backoff.
+    async fn request(
+        &self,
+        device: &str,
+        body: Request,
+        timeout: Duration,
+        idempotent: bool,
+    ) -> Result<Reply, ClientError> {
+        let link = self.link(device)?.clone();
+        let options = &self.inner.options;
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                let live = self.live(&link).await?;
+                live.call(&link.device, self.next_id(), body.clone(), timeout).await
+            }
+            .await;
+            let retryable = matches!(
+                result,
+                Err(ClientError::ConnectionLost { .. } | ClientError::Timeout { .. } | ClientError::Connect { .. })
+            );
+            if !(retryable && idempotent && attempt < options.retries) {
+                return result;
+            }
+            let backoff = options.backoff.saturating_mul(1 << attempt.min(16));
+            let jitter = backoff.mul_f64(rand::random::<f64>() * 0.25);
+            tracing::info!(
+                "{device}: {}; retrying in {:?}",
+                result.err().map(|e| e.to_string()).unwrap_or_default(),
+                backoff + jitter
+            );
+            tokio::time::sleep(backoff + jitter).await;
+            // Start over on a fresh connection.
+            *link.live.lock().await = None;
+            attempt += 1;
+        }
+    }
+
+    /// Install a plan on its workers. Each worker reports the weights it lacks; only those are
+    /// uploaded (a weight resident from an earlier load, or from another client's identical
+    /// model, is not sent again).
+    pub async fn load(&self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Program, ClientError> {
+        let program = rand::random::<u64>();
+        let mut peers = Vec::new();
+        for d in &plan.devices {
+            let link = self.link(&d.name)?.clone();
+            let live = self.live(&link).await?;
+            peers.push(PeerInfo {
+                device: d.name.clone(),
+                address: link.addr.to_string(),
+                fingerprint: live.fingerprint.clone(),
+            });
+        }
+        let mut stats = LoadStats::default();
+        let loads: Vec<_> =
+            plan.devices.iter().map(|d| self.load_on(program, &d.name, plan.clone(), peers.clone(), weights)).collect();
+        for r in futures_join(loads).await {
+            let s = r?;
+            stats.weights_uploaded += s.weights_uploaded;
+            stats.bytes_uploaded += s.bytes_uploaded;
+            stats.weights_resident += s.weights_resident;
+        }
+        Ok(Program { cluster: self.clone(), id: program, plan, stats })
+    }
+
+    async fn load_on(
+        &self,
+        program: u64,
+        device: &str,
+        plan: Arc<ProgramPlan>,
+        peers: Vec<PeerInfo>,
+        weights: &WeightStore,
+    ) -> Result<LoadStats, ClientError> {
+        let timeout = self.inner.options.request_timeout;
+        let needed = plan.device(device).map_or(0, |d| d.weights.len()) as u64;
+        let body = Request::LoadProgram { program, device: device.to_string(), plan: Box::new((*plan).clone()), peers };
+        let missing = match self.request(device, body, timeout, true).await? {
+            Reply::MissingWeights { hashes } => hashes,
+            other => return Err(unexpected(device, &other)),
+        };
+        let live = self.live(self.link(device)?).await?;
+        let mut stats = LoadStats { weights_resident: needed - missing.len() as u64, ..LoadStats::default() };
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.inner.options.upload_concurrency.max(1)));
+        let mut uploads = Vec::new();
+        for hash in missing {
+            let entry = weights.get(&hash).ok_or_else(|| ClientError::Protocol {
+                device: device.to_string(),
+                reason: format!("asked for weight {} that the program does not have", hash.short()),
+            })?;
+            let shape = entry.ty.static_shape().unwrap_or_default();
+            let dtype = entry.ty.dtype;
+            let permit = semaphore
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ClientError::Protocol { device: device.to_string(), reason: e.to_string() })?;
+            let bytes = weights.read(&hash).map_err(|source| ClientError::Weight { hash: hash.to_string(), source })?;
+            stats.bytes_uploaded += bytes.len() as u64;
+            stats.weights_uploaded += 1;
+            let connection = live.connection.clone();
+            let device = device.to_string();
+            uploads.push(tokio::spawn(async move {
+                let _permit = permit;
+                streams::send_payload(&connection, Purpose::Weight { hash }, dtype, shape, Bytes::from(bytes))
+                    .await
+                    .map_err(|e| ClientError::ConnectionLost { device, reason: format!("uploading a weight: {e}") })
+            }));
+        }
+        for u in uploads {
+            u.await.map_err(|e| ClientError::Protocol { device: device.to_string(), reason: e.to_string() })??;
+        }
+        let upload_timeout = timeout.max(Duration::from_secs(300));
+        match self.request(device, Request::WeightsUploaded { program }, upload_timeout, true).await? {
+            Reply::Ok => Ok(stats),
+            other => Err(unexpected(device, &other)),
+        }
+    }
+
+    /// A worker's counters.
+    pub async fn stats(&self, device: &str) -> Result<WorkerStats, ClientError> {
+        match self.request(device, Request::Stats, self.inner.options.request_timeout, true).await? {
+            Reply::Stats(s) => Ok(s),
+            other => Err(unexpected(device, &other)),
+        }
+    }
+
+    /// Upload one weight to a worker (per-op remoting keeps weights there by handle).
+    pub async fn upload_weight(&self, device: &str, hash: &WeightHash, tensor: &Tensor) -> Result<u64, ClientError> {
+        let live = self.live(self.link(device)?).await?;
+        streams::send_tensor(&live.connection, Purpose::Weight { hash: hash.clone() }, tensor)
+            .await
+            .map_err(|e| ClientError::ConnectionLost { device: device.to_string(), reason: e.to_string() })
+    }
+
+    /// Run one op on a worker: tensors go with the call (or name resident weights), outputs come
+    /// back. Returns the outputs and the bytes sent and received.
+    pub async fn exec_op(
+        &self,
+        device: &str,
+        op: &str,
+        args: Vec<genie_ir::Arg>,
+        inputs: Vec<OpArgument<'_>>,
+        outputs: u32,
+    ) -> Result<(Vec<Tensor>, u64, u64), ClientError> {
+        let live = self.live(self.link(device)?).await?;
+        let call = self.next_id();
+        let mut receivers = Vec::new();
+        for index in 0..outputs {
+            let (tx, rx) = oneshot::channel();
+            lock(&live.tensors).insert(Purpose::OpOutput { call, index }, tx);
+            receivers.push(rx);
+        }
+        let lost = |e: WireError| ClientError::ConnectionLost { device: device.to_string(), reason: e.to_string() };
+        let mut wire_inputs = Vec::new();
+        let mut sent = 0;
+        for (index, input) in inputs.iter().enumerate() {
+            match input {
+                OpArgument::Tensor(t) => {
+                    sent += streams::send_tensor(&live.connection, Purpose::OpInput { call, index: index as u32 }, t)
+                        .await
+                        .map_err(lost)?;
+                    wire_inputs.push(OpInput::Sent);
+                }
+                OpArgument::Weight(h) => wire_inputs.push(OpInput::Weight((*h).clone())),
+            }
+        }
+        let body = Request::ExecOp { call, op: op.to_string(), args, inputs: wire_inputs, outputs };
+        let timeout = self.inner.options.run_timeout;
+        let reply = live.call(device, self.next_id(), body, timeout).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                for index in 0..outputs {
+                    lock(&live.tensors).remove(&Purpose::OpOutput { call, index });
+                }
+                return Err(e);
+            }
+        };
+        match reply {
+            Reply::OpDone { .. } => {}
+            other => return Err(unexpected(device, &other)),
+        }
+        let mut out = Vec::new();
+        let mut received = 0;
+        for rx in receivers {
+            let t = tokio::time::timeout(timeout, rx)
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    device: device.to_string(),
+                    what: format!("{op} outputs"),
+                    after: timeout,
+                })?
+                .map_err(|_| ClientError::ConnectionLost { device: device.to_string(), reason: "closed".into() })?;
+            received += t.numel() as u64 * t.kind().elt_size_in_bytes() as u64;
+            out.push(t);
+        }
+        Ok((out, sent, received))
+    }
+
+    /// Tell every worker this client is done.
+    pub async fn close(&self) {
+        for link in self.inner.workers.values() {
+            let live = link.live.lock().await.take();
+            if let Some(live) = live {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    live.call(&link.device, self.next_id(), Request::Close, Duration::from_secs(2)),
+                )
+                .await;
+                live.connection.close(0u32.into(), b"client done");
+            }
+        }
+    }
+}
+
+/// An output a call waits for: its tensor, the sender, the stream's purpose and connection.
+type ExpectedOutput = (genie_ir::ValueId, String, Purpose, Arc<Live>, oneshot::Receiver<Tensor>);
+
+/// A tensor argument of a per-op call.
+pub enum OpArgument<'a> {
+    Tensor(&'a Tensor),
+    Weight(&'a WeightHash),
+}
+
+impl Live {
+    async fn call(&self, device: &str, id: u64, body: Request, timeout: Duration) -> Result<Reply, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.replies).insert(id, tx);
+        let what = request_name(&body);
+        let written = {
+            let mut writer = self.writer.lock().await;
+            streams::write_frame(&mut writer, &Frame { id, body }).await
+        };
+        if let Err(e) = written {
+            lock(&self.replies).remove(&id);
+            return Err(match e {
+                WireError::Stream(reason) => ClientError::ConnectionLost { device: device.to_string(), reason },
+                other => ClientError::Protocol { device: device.to_string(), reason: other.to_string() },
+            });
+        }
+        let reply = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => {
+                let reason =
+                    self.connection.close_reason().map_or("control stream closed".to_string(), |r| r.to_string());
+                return Err(ClientError::ConnectionLost { device: device.to_string(), reason });
+            }
+            Err(_) => {
+                lock(&self.replies).remove(&id);
+                return Err(ClientError::Timeout {
+                    device: device.to_string(),
+                    what: what.to_string(),
+                    after: timeout,
+                });
+            }
+        };
+        match reply {
+            Reply::Error(error) => Err(ClientError::Remote { device: device.to_string(), error }),
+            r => Ok(r),
+        }
+    }
+}
+
+fn request_name(r: &Request) -> &'static str {
+    match r {
+        Request::Hello { .. } => "Hello",
+        Request::LoadProgram { .. } => "LoadProgram",
+        Request::WeightsUploaded { .. } => "WeightsUploaded",
+        Request::OpenSession { .. } => "OpenSession",
+        Request::Run { .. } => "Run",
+        Request::CloseSession { .. } => "CloseSession",
+        Request::UnloadProgram { .. } => "UnloadProgram",
+        Request::ExecOp { .. } => "ExecOp",
+        Request::Stats => "Stats",
+        Request::Close => "Close",
+    }
+}
+
+fn unexpected(device: &str, reply: &Reply) -> ClientError {
+    ClientError::Protocol { device: device.to_string(), reason: format!("unexpected reply {reply:?}") }
+}
+
+/// `sha256:<hex>` of the worker's leaf certificate, as the worker prints it.
+fn peer_fingerprint(connection: &Connection) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    let leaf = certs.first()?;
+    let digest = Sha256::digest(leaf.as_ref());
+    Some(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// Await futures concurrently, keeping their order.
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(futures.len());
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    // Poll all together: a small join without another dependency.
+    let mut pending: Vec<Option<_>> = futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    set.extend(results.into_iter().flatten());
+    set
+}
+
+/// What loading a program cost.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadStats {
+    pub weights_uploaded: u64,
+    pub bytes_uploaded: u64,
+    /// Weights the workers already had.
+    pub weights_resident: u64,
+}
+
+/// A program loaded on its workers.
+#[derive(Clone)]
+pub struct Program {
+    cluster: Cluster,
+    id: u64,
+    plan: Arc<ProgramPlan>,
+    /// What loading it uploaded.
+    pub stats: LoadStats,
+}
+
+impl Program {
+    pub fn plan(&self) -> &ProgramPlan {
+        &self.plan
+    }
+
+    /// Open a session: its state (KV cache) lives on the workers between calls.
+    pub async fn open_session(&self) -> Result<Session, ClientError> {
+        let session = rand::random::<u64>();
+        let timeout = self.cluster.inner.options.request_timeout;
+        let opens: Vec<_> = self
+            .plan
+            .devices
+            .iter()
+            .map(|d| self.cluster.request(&d.name, Request::OpenSession { program: self.id, session }, timeout, true))
+            .collect();
+        for (r, d) in futures_join(opens).await.into_iter().zip(&self.plan.devices) {
+            match r? {
+                Reply::Ok => {}
+                other => return Err(unexpected(&d.name, &other)),
+            }
+        }
+        Ok(Session { program: self.clone(), id: session, slot_shapes: BTreeMap::new() })
+    }
+
+    /// A handle on a session of this program by id, without opening it: for a session opened
+    /// earlier through another handle. The worker decides whether the id is this client's; the
+    /// state's shapes are unknown until a call of this handle writes them.
+    pub fn session_with_id(&self, id: u64) -> Session {
+        Session { program: self.clone(), id, slot_shapes: BTreeMap::new() }
+    }
+
+    /// Remove the program from its workers.
+    pub async fn unload(&self) -> Result<(), ClientError> {
+        let timeout = self.cluster.inner.options.request_timeout;
+        for d in &self.plan.devices {
+            self.cluster.request(&d.name, Request::UnloadProgram { program: self.id }, timeout, true).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What one call measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallStats {
+    pub wall_s: f64,
+    /// Bytes of tensors per link, `from→to` (client inputs, cut activations, outputs).
+    pub links: BTreeMap<String, u64>,
+    /// All tensor bytes on the wire in this call.
+    pub bytes: u64,
+    /// Request/response exchanges the client waited for in sequence.
+    pub round_trips: u32,
+    /// Each worker's own measurements.
+    pub workers: BTreeMap<String, RunStats>,
+}
+
+/// The result of one call.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// User outputs by name (state outputs stay on their worker).
+    pub outputs: BTreeMap<String, Tensor>,
+    pub stats: CallStats,
+}
+
+/// A session: calls of a program's entries sharing state slots that stay on the workers.
+pub struct Session {
+    program: Program,
+    id: u64,
+    /// The shape of each state slot's current value, so later calls can bind their symbols.
+    slot_shapes: BTreeMap<u32, Vec<i64>>,
+}
+
+impl Session {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Forget the state (the next call must write it again, e.g. a new prefill).
+    pub fn has_state(&self, slot: u32) -> bool {
+        self.slot_shapes.contains_key(&slot)
+    }
+
+    /// Run one call of `entry` with the user inputs by name; returns user outputs by name.
+    ///
+    /// Inputs are checked, their symbols bound and their bytes laid out before the returned
+    /// future starts, so the future holds no tensor reference and can run on any thread.
+    pub fn run<'s>(
+        &'s mut self,
+        entry_name: &str,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> impl std::future::Future<Output = Result<RunOutput, ClientError>> + Send + 's {
+        let prepared = self.prepare(entry_name, inputs);
+        async move {
+            let (entry_name, bindings, payloads) = prepared?;
+            self.run_prepared(&entry_name, bindings, payloads).await
+        }
+    }
+
+    /// Check inputs and bind symbols; the inputs as wire payloads by tensor id.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        entry_name: &str,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> Result<(String, Bindings, HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>), ClientError> {
+        let plan = &self.program.plan;
+        let entry = plan.entry(entry_name).ok_or_else(|| ClientError::UnknownEntry {
+            entry: entry_name.to_string(),
+            have: plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+        })?;
+        let by_tensor = self.check_inputs(entry, inputs)?;
+        let bindings = self.bind(entry, &by_tensor)?;
+        let mut payloads = HashMap::new();
+        for (id, t) in by_tensor {
+            let payload = streams::tensor_payload(t).map_err(|e| ClientError::InputType {
+                entry: entry_name.to_string(),
+                name: id.to_string(),
+                expected: "a tensor with a wire dtype".into(),
+                got: e.to_string(),
+            })?;
+            payloads.insert(id, payload);
+        }
+        Ok((entry_name.to_string(), bindings, payloads))
+    }
+
+    async fn run_prepared(
+        &mut self,
+        entry_name: &str,
+        bindings: Bindings,
+        by_tensor: HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>,
+    ) -> Result<RunOutput, ClientError> {
+        let started = Instant::now();
+        let cluster = self.program.cluster.clone();
+        let plan = self.program.plan.clone();
+        let entry = plan.entry(entry_name).ok_or_else(|| ClientError::UnknownEntry {
+            entry: entry_name.to_string(),
+            have: plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
+        })?;
+        let options = &cluster.inner.options;
+        let run = rand::random::<u64>();
+        let client_plan = entry.plan(CLIENT);
+        let client_steps: &[Step] = client_plan.map_or(&[], |p| &p.steps);
+        let workers: Vec<&str> = entry.plans.iter().filter(|p| p.device != CLIENT).map(|p| p.device.as_str()).collect();
+
+        // Expect the outputs before anything can send them.
+        let mut expected = Vec::new();
+        for step in client_steps {
+            if let Step::Recv { tensor, from, transfer } = step {
+                let live = cluster.live(cluster.link(from)?).await?;
+                let (tx, rx) = oneshot::channel();
+                let purpose = Purpose::Output { run, transfer: *transfer };
+                lock(&live.tensors).insert(purpose.clone(), tx);
+                expected.push((*tensor, from.clone(), purpose, live, rx));
+            }
+        }
+        let timeout = options.run_timeout;
+        let body = |_: &str| Request::Run {
+            run,
+            program: self.program.id,
+            session: self.id,
+            entry: entry_name.to_string(),
+            bindings: bindings.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        // A call is not idempotent once it has state to write, so it is never retried.
+        let runs: Vec<_> = workers.iter().map(|d| cluster.request(d, body(d), timeout, false)).collect();
+        let sends = async {
+            let mut links: BTreeMap<String, u64> = BTreeMap::new();
+            for step in client_steps {
+                if let Step::Send { tensor, to, transfer } = step {
+                    let live = cluster.live(cluster.link(to)?).await?;
+                    let value = by_tensor.get(tensor).ok_or_else(|| ClientError::Protocol {
+                        device: to.clone(),
+                        reason: format!("the client plan sends {tensor}, which is not a user input"),
+                    })?;
+                    let (dtype, shape, bytes) = value.clone();
+                    let purpose = Purpose::Input { run, transfer: *transfer };
+                    let n = streams::send_payload(&live.connection, purpose, dtype, shape, bytes)
+                        .await
+                        .map_err(|e| ClientError::ConnectionLost { device: to.clone(), reason: e.to_string() })?;
+                    *links.entry(format!("{CLIENT}→{to}")).or_default() += n;
+                }
+            }
+            Ok::<_, ClientError>(links)
+        };
+        let (replies, sent) = tokio::join!(futures_join(runs), sends);
+        let cleanup = |expected: &[ExpectedOutput]| {
+            for (_, _, purpose, live, _) in expected {
+                lock(&live.tensors).remove(purpose);
+            }
+        };
+        let mut stats = CallStats { round_trips: 1, ..CallStats::default() };
+        let mut first_error = None;
+        let mut errors = Vec::new();
+        for (reply, device) in replies.into_iter().zip(&workers) {
+            match reply {
+                Ok(Reply::RunDone { stats: s }) => {
+                    for (to, n) in &s.bytes_sent {
+                        *stats.links.entry(format!("{device}→{to}")).or_default() += n;
+                    }
+                    stats.workers.insert(device.to_string(), s);
+                }
+                Ok(other) => first_error = first_error.or(Some(unexpected(device, &other))),
+                Err(e) => errors.push(e),
+            }
+        }
+        // Prefer the root cause over the timeouts it caused on other workers.
+        let is_timeout =
+            |e: &ClientError| matches!(e, ClientError::Remote { error, .. } if error.kind == ErrorKind::Timeout);
+        if let Some(i) = errors.iter().position(|e| !is_timeout(e)).or(if errors.is_empty() { None } else { Some(0) }) {
+            first_error = first_error.or(Some(errors.swap_remove(i)));
+        }
+        let sent = match sent {
+            Ok(links) => links,
+            Err(e) => {
+                cleanup(&expected);
+                return Err(first_error.unwrap_or(e));
+            }
+        };
+        if let Some(e) = first_error {
+            cleanup(&expected);
+            return Err(e);
+        }
+        stats.links.extend(sent);
+        let mut outputs = BTreeMap::new();
+        let names: HashMap<genie_ir::ValueId, &str> =
+            entry.outputs.iter().map(|o| (o.tensor, o.name.as_str())).collect();
+        let remaining = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        for (tensor, from, _, _, rx) in expected {
+            let t = match tokio::time::timeout(remaining, rx).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(_)) => {
+                    return Err(ClientError::ConnectionLost { device: from, reason: "output stream lost".into() })
+                }
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        device: from,
+                        what: format!("output {tensor}"),
+                        after: remaining,
+                    })
+                }
+            };
+            if let Some(name) = names.get(&tensor) {
+                outputs.insert(name.to_string(), t);
+            }
+        }
+        // The slots now hold this call's state outputs: remember their shapes.
+        for o in &entry.outputs {
+            if let Some(slot) = o.slot {
+                let shape = exec::concrete_shape(entry, o.tensor, &bindings)
+                    .map_err(|source| ClientError::Bind { entry: entry_name.to_string(), source })?;
+                self.slot_shapes.insert(slot, shape);
+            }
+        }
+        stats.bytes = stats.links.values().sum();
+        stats.wall_s = started.elapsed().as_secs_f64();
+        Ok(RunOutput { outputs, stats })
+    }
+
+    /// Inputs by tensor id, after checking names, dtypes and that the state they need exists.
+    fn check_inputs<'t>(
+        &self,
+        entry: &EntryPlan,
+        inputs: &'t BTreeMap<String, Tensor>,
+    ) -> Result<HashMap<genie_ir::ValueId, &'t Tensor>, ClientError> {
+        let user: Vec<&str> = entry.inputs.iter().filter(|i| i.slot.is_none()).map(|i| i.name.as_str()).collect();
+        let expected = user.join(", ");
+        for name in inputs.keys() {
+            if !user.contains(&name.as_str()) {
+                return Err(ClientError::UnknownInput {
+                    entry: entry.name.clone(),
+                    name: name.clone(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        let mut by_tensor = HashMap::new();
+        for port in &entry.inputs {
+            if let Some(slot) = port.slot {
+                if !self.slot_shapes.contains_key(&slot) {
+                    return Err(ClientError::StateNotReady { entry: entry.name.clone(), slot: port.name.clone() });
+                }
+                continue;
+            }
+            let t = inputs.get(&port.name).ok_or_else(|| ClientError::MissingInput {
+                entry: entry.name.clone(),
+                name: port.name.clone(),
+                expected: expected.clone(),
+            })?;
+            if let Some(info) = entry.tensors.get(&port.tensor) {
+                let got = dtype_of(t.kind());
+                if got != Some(info.ty.dtype) {
+                    return Err(ClientError::InputType {
+                        entry: entry.name.clone(),
+                        name: port.name.clone(),
+                        expected: info.ty.to_string(),
+                        got: format!("{:?} {:?}", t.kind(), t.size()),
+                    });
+                }
+            }
+            by_tensor.insert(port.tensor, t);
+        }
+        Ok(by_tensor)
+    }
+
+    /// Bind the entry's symbols from the actual input shapes and the state slots' shapes.
+    fn bind(
+        &self,
+        entry: &EntryPlan,
+        by_tensor: &HashMap<genie_ir::ValueId, &Tensor>,
+    ) -> Result<Bindings, ClientError> {
+        let slot_of: HashMap<genie_ir::ValueId, u32> =
+            entry.inputs.iter().filter_map(|i| i.slot.map(|s| (i.tensor, s))).collect();
+        let shape_of = |v: genie_ir::ValueId| -> Option<Vec<i64>> {
+            if let Some(t) = by_tensor.get(&v) {
+                return Some(t.size());
+            }
+            slot_of.get(&v).and_then(|s| self.slot_shapes.get(s)).cloned()
+        };
+        exec::bind_symbols(entry, &shape_of).map_err(|source| ClientError::Bind { entry: entry.name.clone(), source })
+    }
+
+    /// Free the session's state on every worker.
+    pub async fn close(self) -> Result<(), ClientError> {
+        let cluster = &self.program.cluster;
+        let timeout = cluster.inner.options.request_timeout;
+        for d in &self.program.plan.devices {
+            match cluster.request(&d.name, Request::CloseSession { session: self.id }, timeout, true).await {
+                Ok(_) => {}
+                // A retried close may find the session already gone.
+                Err(ClientError::Remote { error, .. }) if error.kind == ErrorKind::UnknownSession => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,549 @@
+//! Unit tests of the executor: kernel coverage, golden cases from eager PyTorch, typed errors,
+//! functional semantics of in-place ops, symbol binding, and one hand-made plan.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use genie_codegen::{DevicePlan, DimSource, EntryPlan, IoPort, Step, SymbolInfo, TensorInfo, TensorKind, Transfer};
+use genie_ir::{Arg, DType, Dim, HexBytes, NodeId, Phase, TensorType, ValueId, WeightHash};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Coverage.
+
+#[test]
+fn every_registry_op_has_a_kernel_and_every_kernel_an_op() {
+    let kernels: std::collections::BTreeSet<&str> = kernel_names().into_iter().collect();
+    let registry: std::collections::BTreeSet<&str> = genie_ir::registry::registry().names().collect();
+    let missing: Vec<&&str> = registry.difference(&kernels).collect();
+    assert!(missing.is_empty(), "registry ops without a kernel: {missing:?}");
+    let stray: Vec<&&str> = kernels.difference(&registry).collect();
+    assert!(stray.is_empty(), "kernels for ops the registry does not define: {stray:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden cases: every registry op, run by eager PyTorch (testdata/make_op_cases.py).
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
+}
+
+fn json_tensor(v: &Value) -> Tensor {
+    let dtype = DType::from_name(v["dtype"].as_str().expect("dtype")).expect("known dtype");
+    let shape: Vec<i64> = v["shape"].as_array().expect("shape").iter().map(|d| d.as_i64().expect("dim")).collect();
+    let ty = TensorType::new(dtype, &shape);
+    tensor_from_bytes(&ty, &shape, &hex(v["hex"].as_str().expect("hex")), Device::Cpu).expect("tensor")
+}
+
+fn json_arg(v: &Value) -> Arg {
+    let Some(obj) = v.as_object() else { return Arg::None };
+    let (k, x) = obj.iter().next().expect("one key");
+    let ints = |x: &Value| x.as_array().expect("list").iter().map(|i| i.as_i64().expect("int")).collect();
+    match k.as_str() {
+        "t" => Arg::Tensor(ValueId(x.as_u64().expect("index") as u32)),
+        "ts" => {
+            let items: Vec<Option<ValueId>> =
+                x.as_array().expect("list").iter().map(|i| i.as_u64().map(|i| ValueId(i as u32))).collect();
+            if items.iter().all(Option::is_some) {
+                Arg::Tensors(items.into_iter().flatten().collect())
+            } else {
+                Arg::OptTensors(items)
+            }
+        }
+        "i" => Arg::Int(x.as_i64().expect("int")),
+        "is" => Arg::Ints(ints(x)),
+        "f" => Arg::Float(match x.as_str() {
+            Some(special) => special.parse().expect("inf, -inf or nan"),
+            None => x.as_f64().expect("float"),
+        }),
+        "fs" => Arg::Floats(x.as_array().expect("list").iter().map(|f| f.as_f64().expect("float")).collect()),
+        "b" => Arg::Bool(x.as_bool().expect("bool")),
+        "s" => Arg::Str(x.as_str().expect("str").to_string()),
+        "dtype" => Arg::DType(DType::from_name(x.as_str().expect("dtype")).expect("known dtype")),
+        "device" => Arg::Device(x.as_str().expect("device").to_string()),
+        "layout" => Arg::Layout(x.as_str().expect("layout").to_string()),
+        "mf" => Arg::MemoryFormat(x.as_str().expect("mf").to_string()),
+        other => panic!("unknown argument encoding {other}"),
+    }
+}
+
+fn bytes_of(t: &Tensor) -> Vec<u8> {
+    tensor_to_bytes(t).expect("bytes")
+}
+
+/// |got - want| <= atol + rtol * |want| elementwise, NaNs where the reference has NaN.
+fn close(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+    if got.kind() != want.kind() || got.size() != want.size() {
+        return Err(format!("{:?} {:?}, want {:?} {:?}", got.kind(), got.size(), want.kind(), want.size()));
+    }
+    if got.numel() == 0 {
+        return Ok(());
+    }
+    let floating = matches!(want.kind(), Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double);
+    if !floating {
+        return if bytes_of(got) == bytes_of(want) { Ok(()) } else { Err("values differ".into()) };
+    }
+    let (g, w) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
+    let both_nan = g.isnan().logical_and(&w.isnan());
+    let same = g.eq_tensor(&w).logical_or(&both_nan);
+    let within = (&g - &w).abs().le_tensor(&(w.abs() * rtol + atol));
+    let ok = same.logical_or(&within).all().int64_value(&[]) != 0;
+    if ok {
+        Ok(())
+    } else {
+        let diff = (&g - &w).abs().nan_to_num(0.0, None, None).max().double_value(&[]);
+        Err(format!("max |diff| {diff:e}"))
+    }
+}
+
+#[test]
+fn golden_cases_match_eager_pytorch() {
+    let data: Value = serde_json::from_str(include_str!("testdata/op_cases.json")).expect("op_cases.json");
+    let cases = data["cases"].as_array().expect("cases");
+    let mut covered = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let op = case["op"].as_str().expect("op");
+        covered.insert(op.to_string());
+        let def = genie_ir::registry::lookup(op).unwrap_or_else(|e| panic!("case {n}: {e}"));
+        let positional: Vec<Arg> = case["args"].as_array().expect("args").iter().map(json_arg).collect();
+        let keywords: Vec<(String, Arg)> =
+            case["kwargs"].as_object().expect("kwargs").iter().map(|(k, v)| (k.clone(), json_arg(v))).collect();
+        let args = def.schema.bind(positional, keywords).unwrap_or_else(|e| panic!("case {n} ({op}): {e}"));
+        let inputs: Vec<Tensor> = case["inputs"].as_array().expect("inputs").iter().map(json_tensor).collect();
+        let before: Vec<Vec<u8>> = inputs.iter().map(bytes_of).collect();
+        let want: Vec<Tensor> = case["outputs"].as_array().expect("outputs").iter().map(json_tensor).collect();
+        let lookup = |v: ValueId| inputs.get(v.index()).map(Tensor::shallow_clone);
+        let label = format!("case {n} {op}({})", args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        let got = match run_op(op, &args, &lookup, &Bindings::new(), Device::Cpu) {
+            Ok(g) => g,
+            Err(e) => {
+                problems.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
+        if got.len() != want.len() {
+            problems.push(format!("{label}: {} outputs, eager gives {}", got.len(), want.len()));
+            continue;
+        }
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let r = if case["check"] == "meta" {
+                if g.kind() == w.kind() && g.size() == w.size() {
+                    Ok(())
+                } else {
+                    Err(format!("{:?} {:?}, want {:?} {:?}", g.kind(), g.size(), w.kind(), w.size()))
+                }
+            } else {
+                let (rtol, atol) = match w.kind() {
+                    Kind::Half | Kind::BFloat16 => (1e-3, 1e-3),
+                    _ => (1e-5, 1e-6),
+                };
+                close(g, w, rtol, atol)
+            };
+            if let Err(e) = r {
+                problems.push(format!("{label}: output {i}: {e}"));
+            }
+        }
+        // Functional semantics: no input changes, in-place overloads included.
+        for (i, (t, b)) in inputs.iter().zip(&before).enumerate() {
+            if &bytes_of(t) != b {
+                problems.push(format!("{label}: input {i} was modified"));
+            }
+        }
+    }
+    let uncovered: Vec<&str> = genie_ir::registry::registry().names().filter(|op| !covered.contains(*op)).collect();
+    assert!(uncovered.is_empty(), "registry ops with no golden case: {uncovered:?}");
+    assert!(problems.is_empty(), "{} of {} cases fail:\n{}", problems.len(), cases.len(), problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// run_op: typed errors, symbolic ints.
+
+fn t(data: &[f32], shape: &[i64]) -> Tensor {
+    Tensor::from_slice(data).reshape(shape)
+}
+
+fn run(op: &str, args: &[Arg], inputs: &[Tensor], bindings: &Bindings) -> Result<Vec<Tensor>, ExecError> {
+    let lookup = |v: ValueId| inputs.get(v.index()).map(Tensor::shallow_clone);
+    run_op(op, args, &lookup, bindings, Device::Cpu)
+}
+
+#[test]
+fn unknown_ops_and_bad_arguments_are_typed_errors() {
+    let x = t(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    let e =
+        run("aten.frobnicate.default", &[Arg::Tensor(ValueId(0))], &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::UnknownOp { node: None, ref op } if op == "aten.frobnicate.default"), "{e}");
+
+    // The schema rejects a wrong kind of argument, or a wrong count.
+    let e = run(
+        "aten.add.Tensor",
+        &[Arg::Tensor(ValueId(0)), Arg::Str("x".into()), Arg::Int(1)],
+        &[x.shallow_clone()],
+        &Bindings::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 1, .. }), "{e}");
+    let e = run("aten.relu.default", &[], &[], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { .. }), "{e}");
+    // A value the op does not accept.
+    let args = [Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(0)), Arg::Str("round".into())];
+    let e = run("aten.div.Tensor_mode", &args, &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{e}");
+    let e = run(
+        "aten.clamp.default",
+        &[Arg::Tensor(ValueId(0)), Arg::None, Arg::None],
+        &[x.shallow_clone()],
+        &Bindings::new(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { .. }), "{e}");
+    // A tensor id nobody gave.
+    let e = run("aten.relu.default", &[Arg::Tensor(ValueId(7))], &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::MissingTensor { tensor: ValueId(7), .. }), "{e}");
+    // An undefined tensor (what `Tensor::new()` makes) is refused, not passed to libtorch.
+    let e = run("aten.relu.default", &[Arg::Tensor(ValueId(0))], &[Tensor::new()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadTensor { .. }), "{e}");
+    // libtorch's own checks: shapes that do not fit.
+    let y = t(&[1.0, 2.0, 3.0], &[3, 1]);
+    let e = run(
+        "aten.mm.default",
+        &[Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1))],
+        &[x.shallow_clone(), y],
+        &Bindings::new(),
+    )
+    .unwrap_err();
+    match &e {
+        ExecError::Torch { op, message, .. } => {
+            assert_eq!(op, "aten.mm.default");
+            assert!(!message.contains("Exception raised from"), "backtrace kept: {message}");
+        }
+        other => panic!("{other}"),
+    }
+    // A failed assert is an error, not a panic.
+    let e = run(
+        "aten._assert_async.msg",
+        &[Arg::Tensor(ValueId(0)), Arg::Str("x must be positive".into())],
+        &[Tensor::from_slice(&[false]).reshape([])],
+        &Bindings::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("x must be positive"), "{e}");
+    let e = run("aten._assert_scalar.default", &[Arg::Int(0), Arg::Str("s0 > 1".into())], &[], &Bindings::new())
+        .unwrap_err();
+    assert!(e.to_string().contains("s0 > 1"), "{e}");
+}
+
+#[test]
+fn symbolic_ints_are_evaluated_under_the_bindings() {
+    let x = Tensor::arange(12, (Kind::Float, Device::Cpu));
+    let s0 = Dim::symbol("s0");
+    let args = [Arg::Tensor(ValueId(0)), Arg::SymInts(vec![s0.clone(), Dim::constant(12).floor_div(&s0)])];
+    let b: Bindings = [("s0".to_string(), 3)].into();
+    let out = run("aten.view.default", &args, &[x.shallow_clone()], &b).unwrap();
+    assert_eq!(out[0].size(), [3, 4]);
+    let b: Bindings = [("s0".to_string(), 4)].into();
+    assert_eq!(run("aten.view.default", &args, &[x.shallow_clone()], &b).unwrap()[0].size(), [4, 3]);
+    // Unbound: a typed error naming the argument.
+    let e = run("aten.view.default", &args, &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 1, .. }), "{e}");
+    // A symbolic Scalar (`full(size, s0 + 1)`).
+    let args = [Arg::Ints(vec![2]), Arg::SymInt(s0.add(&Dim::constant(1))), Arg::None, Arg::None, Arg::None, Arg::None];
+    let b: Bindings = [("s0".to_string(), 6)].into();
+    let out = run("aten.full.default", &args, &[], &b).unwrap();
+    assert_eq!(out[0].kind(), Kind::Int64);
+    assert_eq!(Vec::<i64>::try_from(&out[0]).unwrap(), [7, 7]);
+}
+
+/// Ops named with `_` compute a new tensor: the argument (a resident weight, a state slot) is
+/// never written.
+#[test]
+fn in_place_ops_do_not_mutate_their_inputs() {
+    let cases: Vec<(&str, Vec<Arg>, Vec<Tensor>)> = vec![
+        (
+            "aten.add_.Tensor",
+            vec![Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1)), Arg::Int(2)],
+            vec![t(&[1.0, 2.0], &[2]), t(&[3.0, 4.0], &[2])],
+        ),
+        (
+            "aten.mul_.Tensor",
+            vec![Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1))],
+            vec![t(&[1.0, 2.0], &[2]), t(&[3.0, 4.0], &[2])],
+        ),
+        ("aten.relu_.default", vec![Arg::Tensor(ValueId(0))], vec![t(&[-1.0, 2.0], &[2])]),
+        ("aten.silu_.default", vec![Arg::Tensor(ValueId(0))], vec![t(&[-1.0, 2.0], &[2])]),
+        (
+            "aten.hardtanh_.default",
+            vec![Arg::Tensor(ValueId(0)), Arg::Int(0), Arg::Int(1)],
+            vec![t(&[-1.0, 2.0], &[2])],
+        ),
+        (
+            "aten.copy_.default",
+            vec![Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1)), Arg::Bool(false)],
+            vec![t(&[1.0, 2.0], &[2]), t(&[5.0], &[1])],
+        ),
+        (
+            "aten.index_put_.default",
+            vec![
+                Arg::Tensor(ValueId(0)),
+                Arg::OptTensors(vec![Some(ValueId(1))]),
+                Arg::Tensor(ValueId(2)),
+                Arg::Bool(false),
+            ],
+            vec![t(&[1.0, 2.0, 3.0], &[3]), Tensor::from_slice(&[1i64]), t(&[9.0], &[1])],
+        ),
+        (
+            "aten.index_copy_.default",
+            vec![Arg::Tensor(ValueId(0)), Arg::Int(0), Arg::Tensor(ValueId(1)), Arg::Tensor(ValueId(2))],
+            vec![t(&[1.0, 2.0, 3.0], &[3]), Tensor::from_slice(&[2i64]), t(&[9.0], &[1])],
+        ),
+    ];
+    for (op, args, inputs) in cases {
+        let before: Vec<Vec<u8>> = inputs.iter().map(bytes_of).collect();
+        let out = run(op, &args, &inputs, &Bindings::new()).unwrap_or_else(|e| panic!("{op}: {e}"));
+        assert_ne!(bytes_of(&out[0]), before[0], "{op}: the result should differ from the input here");
+        for (i, (x, b)) in inputs.iter().zip(&before).enumerate() {
+            assert_eq!(&bytes_of(x), b, "{op}: input {i} changed");
+        }
+        // And the result does not share the input's storage.
+        assert_ne!(out[0].data_ptr(), inputs[0].data_ptr(), "{op}: result aliases its input");
+    }
+    // An in-place op keeps its input's dtype, as the mutated tensor would.
+    let half = t(&[1.0, 2.0], &[2]).to_kind(Kind::Half);
+    let out = run(
+        "aten.add_.Tensor",
+        &[Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1)), Arg::Int(1)],
+        &[half, t(&[0.5, 0.5], &[2])],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(out[0].kind(), Kind::Half);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hand-made plan: y = relu(x @ w + 1) on worker0, x from the client, y back to it.
+
+fn ty(dtype: DType, dims: &[Dim]) -> TensorType {
+    TensorType::with_dims(dtype, dims.to_vec())
+}
+
+fn info(name: &str, ty: TensorType, kind: TensorKind) -> TensorInfo {
+    TensorInfo { name: name.into(), ty, kind, residency: None, bytes: 0 }
+}
+
+fn w_bytes() -> Vec<u8> {
+    [1.0f32, 0.0, 0.0, 1.0, 1.0, -1.0].iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn w_hash() -> WeightHash {
+    WeightHash::of(&TensorType::new(DType::Float32, &[3, 2]), &w_bytes())
+}
+
+fn tiny_plan() -> EntryPlan {
+    let s0 = Dim::symbol("s0");
+    let (x, w, one, h, y) = (ValueId(0), ValueId(1), ValueId(2), ValueId(3), ValueId(4));
+    let mut tensors = BTreeMap::new();
+    tensors.insert(x, info("x", ty(DType::Float32, &[s0.clone(), Dim::constant(3)]), TensorKind::Input { index: 0 }));
+    tensors.insert(w, info("w", TensorType::new(DType::Float32, &[3, 2]), TensorKind::Weight { hash: w_hash() }));
+    tensors.insert(
+        one,
+        info(
+            "one",
+            TensorType::new(DType::Float32, &[]),
+            TensorKind::Const { data: HexBytes(1.0f32.to_le_bytes().to_vec()) },
+        ),
+    );
+    let node = |n: u32| TensorKind::Node { node: NodeId(n), output: 0 };
+    tensors.insert(h, info("h", ty(DType::Float32, &[s0.clone(), Dim::constant(2)]), node(0)));
+    tensors.insert(y, info("y", ty(DType::Float32, &[s0.clone(), Dim::constant(2)]), node(1)));
+    let transfer = |id: u32, tensor: ValueId, from: &str, to: &str| Transfer {
+        id,
+        tensor,
+        name: String::new(),
+        from: from.into(),
+        to: to.into(),
+        bytes: 0,
+        residency: None,
+        producer: None,
+        consumers: vec![],
+    };
+    let worker = DevicePlan {
+        device: "worker0".into(),
+        steps: vec![
+            Step::Recv { tensor: x, from: "client".into(), transfer: 0 },
+            Step::Exec {
+                node: NodeId(0),
+                op: "aten.addmm.default".into(),
+                args: vec![Arg::Tensor(one), Arg::Tensor(x), Arg::Tensor(w), Arg::Int(1), Arg::Int(1)],
+                outputs: vec![h],
+            },
+            Step::Free { tensor: x },
+            Step::Exec {
+                node: NodeId(1),
+                op: "aten.relu_.default".into(),
+                args: vec![Arg::Tensor(h)],
+                outputs: vec![y],
+            },
+            Step::Send { tensor: y, to: "client".into(), transfer: 1 },
+            Step::Free { tensor: h },
+        ],
+        activation_peak_bytes: 0,
+    };
+    let client = DevicePlan {
+        device: "client".into(),
+        steps: vec![
+            Step::Send { tensor: x, to: "worker0".into(), transfer: 0 },
+            Step::Recv { tensor: y, from: "worker0".into(), transfer: 1 },
+        ],
+        activation_peak_bytes: 0,
+    };
+    EntryPlan {
+        name: "tiny".into(),
+        phase: Phase::Unknown,
+        symbols: vec![SymbolInfo {
+            name: "s0".into(),
+            min: 1,
+            max: Some(8),
+            cost_value: 4,
+            memory_value: 8,
+            sources: vec![DimSource { tensor: x, dim: 0 }],
+        }],
+        tensors,
+        inputs: vec![IoPort { name: "x".into(), tensor: x, slot: None, device: "client".into() }],
+        outputs: vec![IoPort { name: "y".into(), tensor: y, slot: None, device: "worker0".into() }],
+        transfers: vec![transfer(0, x, "client", "worker0"), transfer(1, y, "worker0", "client")],
+        plans: vec![worker, client],
+        bytes_per_call: 0,
+        hops: 2,
+        estimate: None,
+    }
+}
+
+/// A mailbox with tensors queued for each transfer, recording what is sent.
+#[derive(Default)]
+struct Queue {
+    inbox: BTreeMap<u32, VecDeque<Tensor>>,
+    sent: BTreeMap<u32, Tensor>,
+}
+
+impl Mailbox for Queue {
+    fn recv(&mut self, transfer: u32, tensor: ValueId) -> Result<Tensor, ExecError> {
+        self.inbox
+            .get_mut(&transfer)
+            .and_then(VecDeque::pop_front)
+            .ok_or_else(|| ExecError::Mailbox(format!("nothing for transfer {transfer} ({tensor})")))
+    }
+
+    fn send(&mut self, transfer: u32, _: ValueId, value: &Tensor) -> Result<(), ExecError> {
+        self.sent.insert(transfer, value.shallow_clone());
+        Ok(())
+    }
+}
+
+fn resident() -> Resident {
+    let mut r = Resident::new(Device::Cpu);
+    let w = tensor_from_bytes(&TensorType::new(DType::Float32, &[3, 2]), &[3, 2], &w_bytes(), Device::Cpu).unwrap();
+    r.insert(w_hash(), w);
+    r
+}
+
+#[test]
+fn a_device_plan_runs_and_checks_its_tensors() {
+    let entry = tiny_plan();
+    let plan = &entry.plans[0];
+    let r = resident();
+    assert_eq!(r.bytes(), 24);
+    assert!(r.contains(&w_hash()));
+    let x = t(&[1.0, 2.0, 3.0, -4.0, 0.0, 1.0], &[2, 3]);
+    let b = bind_symbols(&entry, &|v| (v == ValueId(0)).then(|| x.size())).unwrap();
+    assert_eq!(b["s0"], 2);
+    assert_eq!(concrete_shape(&entry, ValueId(4), &b).unwrap(), [2, 2]);
+    let mut mb = Queue::default();
+    mb.inbox.entry(0).or_default().push_back(x.shallow_clone());
+    let saved = run_device_plan(&entry, plan, &b, &r, &BTreeMap::new(), &mut mb).unwrap();
+    assert!(saved.is_empty());
+    // [1 2 3; -4 0 1] @ [1 0; 0 1; 1 -1] + 1 = [5 0; -2 -2], relu → [5 0; 0 0]
+    assert_eq!(Vec::<f32>::try_from(mb.sent[&1].flatten(0, -1)).unwrap(), [5.0, 0.0, 0.0, 0.0]);
+    // The resident weight is untouched.
+    assert_eq!(bytes_of(r.get(&w_hash()).unwrap()), w_bytes());
+
+    // A received tensor of the wrong shape or dtype: typed error naming it.
+    for bad in [t(&[1.0, 2.0, 3.0], &[1, 3]), x.to_kind(Kind::Double)] {
+        let mut mb = Queue::default();
+        mb.inbox.entry(0).or_default().push_back(bad);
+        let e = run_device_plan(&entry, plan, &b, &r, &BTreeMap::new(), &mut mb).unwrap_err();
+        assert!(matches!(e, ExecError::ShapeMismatch { tensor: ValueId(0), ref name, .. } if name == "x"), "{e}");
+    }
+    // The weight is not resident.
+    let mut mb = Queue::default();
+    mb.inbox.entry(0).or_default().push_back(x.shallow_clone());
+    let e = run_device_plan(&entry, plan, &b, &Resident::new(Device::Cpu), &BTreeMap::new(), &mut mb).unwrap_err();
+    assert!(matches!(e, ExecError::NotResident { tensor: ValueId(1), .. }), "{e}");
+    // Nothing arrives.
+    let e = run_device_plan(&entry, plan, &b, &r, &BTreeMap::new(), &mut Queue::default()).unwrap_err();
+    assert!(matches!(e, ExecError::Mailbox(_)), "{e}");
+    // A kernel whose output disagrees with the plan's type.
+    let mut wrong = entry.clone();
+    wrong.tensors.get_mut(&ValueId(3)).unwrap().ty = TensorType::new(DType::Float32, &[2, 3]);
+    let mut mb = Queue::default();
+    mb.inbox.entry(0).or_default().push_back(x.shallow_clone());
+    let e = run_device_plan(&wrong, &wrong.plans[0], &b, &r, &BTreeMap::new(), &mut mb).unwrap_err();
+    assert!(matches!(e, ExecError::ShapeMismatch { tensor: ValueId(3), .. }), "{e}");
+    // A step that uses a freed tensor.
+    let mut wrong = entry.clone();
+    wrong.plans[0].steps.swap(2, 3);
+    wrong.plans[0].steps.insert(2, Step::Free { tensor: ValueId(3) });
+    let mut mb = Queue::default();
+    mb.inbox.entry(0).or_default().push_back(x.shallow_clone());
+    let e = run_device_plan(&wrong, &wrong.plans[0], &b, &r, &BTreeMap::new(), &mut mb).unwrap_err();
+    assert!(matches!(e, ExecError::MissingTensor { tensor: ValueId(3), .. }), "{e}");
+}
+
+#[test]
+fn binding_checks_shapes_and_ranges() {
+    let entry = tiny_plan();
+    let bind = |shape: Vec<i64>| bind_symbols(&entry, &move |_| Some(shape.clone()));
+    assert_eq!(bind(vec![8, 3]).unwrap()["s0"], 8);
+    let e = bind(vec![9, 3]).unwrap_err();
+    assert!(
+        matches!(e, ExecError::SymbolOutOfRange { ref symbol, value: 9, min: 1, max: Some(8) } if symbol == "s0"),
+        "{e}"
+    );
+    let e = bind(vec![0, 3]).unwrap_err();
+    assert!(matches!(e, ExecError::SymbolOutOfRange { value: 0, .. }), "{e}");
+    let e = bind(vec![2, 4]).unwrap_err();
+    assert!(matches!(e, ExecError::ShapeMismatch { tensor: ValueId(0), .. }), "{e}");
+    let e = bind(vec![2, 3, 1]).unwrap_err();
+    assert!(matches!(e, ExecError::ShapeMismatch { .. }), "{e}");
+    let e = bind_symbols(&entry, &|_| None).unwrap_err();
+    assert!(matches!(e, ExecError::UnboundSymbol { ref symbol, .. } if symbol == "s0"), "{e}");
+    let e = concrete_shape(&entry, ValueId(4), &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::UnboundSymbol { .. }), "{e}");
+    let e = concrete_shape(&entry, ValueId(99), &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::MissingTensor { .. }), "{e}");
+}
+
+#[test]
+fn symbols_only_in_expressions_are_solved() {
+    // An input of shape [s0 + 1, 2*s1]: no bare source, each dim is linear in one symbol.
+    let mut entry = tiny_plan();
+    let (s0, s1) = (Dim::symbol("s0"), Dim::symbol("s1"));
+    let x = entry.tensors.get_mut(&ValueId(0)).unwrap();
+    x.ty = ty(DType::Float32, &[s0.add(&Dim::constant(1)), s1.scale(2)]);
+    entry.symbols[0].sources.clear();
+    entry.symbols.push(SymbolInfo {
+        name: "s1".into(),
+        min: 1,
+        max: None,
+        cost_value: 1,
+        memory_value: 1,
+        sources: vec![],
+    });
+    let b = bind_symbols(&entry, &|_| Some(vec![5, 6])).unwrap();
+    assert_eq!((b["s0"], b["s1"]), (4, 3));
+    // 2*s1 = 7 has no integer solution.
+    let e = bind_symbols(&entry, &|_| Some(vec![5, 7])).unwrap_err();
+    assert!(matches!(e, ExecError::UnboundSymbol { ref symbol, .. } if symbol == "s1"), "{e}");
+}

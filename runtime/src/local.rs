@@ -1,0 +1,319 @@
+//! An in-process runner with no network: the "local" baseline mode and the executor's test
+//! harness.
+//!
+//! [`LocalCluster`] holds one [`Resident`] set per device of a plan, all on one `tch::Device`
+//! (a weight used by several devices is one libtorch tensor shared by their sets), and one
+//! session's state slots. [`LocalCluster::run`] runs one call of an entry: every device plan on
+//! its own thread, with channels as mailboxes between the devices and the client (this thread),
+//! exactly as workers would exchange tensors over the network.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use genie_codegen::{EntryPlan, ProgramPlan, Step, CLIENT};
+use genie_ir::{ValueId, WeightHash, WeightStore};
+use tch::{Device, Tensor};
+
+use crate::exec::{self, bind_symbols, run_device_plan, tensor_from_bytes, ExecError, Mailbox, Resident};
+
+/// State slot values by slot id.
+type Slots = BTreeMap<u32, Tensor>;
+
+/// A program's plans running in this process.
+pub struct LocalCluster {
+    plan: ProgramPlan,
+    device: Device,
+    /// One per `plan.devices`, in order.
+    residents: Vec<Resident>,
+    /// The session's state: slot id → value.
+    slots: BTreeMap<u32, Tensor>,
+}
+
+impl LocalCluster {
+    /// Upload each device's resident weights (`plan.devices[i].weights`) to `device`, checking
+    /// each weight's bytes against its hash.
+    pub fn load(plan: &ProgramPlan, weights: &WeightStore, device: Device) -> Result<Self, ExecError> {
+        let _guard = tch::no_grad_guard();
+        let mut uploaded: HashMap<WeightHash, Tensor> = HashMap::new();
+        let mut residents = Vec::with_capacity(plan.devices.len());
+        for d in &plan.devices {
+            let mut resident = Resident::new(device);
+            for w in &d.weights {
+                if let Some(t) = uploaded.get(&w.hash) {
+                    resident.insert(w.hash.clone(), t.shallow_clone());
+                    continue;
+                }
+                let werr = |reason: String| ExecError::Weight { hash: w.hash.clone(), reason };
+                let entry =
+                    weights.get(&w.hash).ok_or_else(|| werr(format!("`{}` is not in the weight store", w.name)))?;
+                let bytes = weights.read(&w.hash).map_err(|e| werr(e.to_string()))?;
+                if WeightHash::of(&entry.ty, &bytes) != w.hash {
+                    return Err(werr(format!("the bytes of `{}` do not match its hash", w.name)));
+                }
+                let shape = entry
+                    .ty
+                    .static_shape()
+                    .ok_or_else(|| werr(format!("`{}` has the symbolic type {}", w.name, entry.ty)))?;
+                let t = tensor_from_bytes(&entry.ty, &shape, &bytes, device)?;
+                uploaded.insert(w.hash.clone(), t.shallow_clone());
+                resident.insert(w.hash.clone(), t);
+            }
+            residents.push(resident);
+        }
+        Ok(LocalCluster { plan: plan.clone(), device, residents, slots: BTreeMap::new() })
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &ProgramPlan {
+        &self.plan
+    }
+
+    /// Where every tensor lives.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The resident weights of a device of the plan.
+    pub fn resident(&self, device: &str) -> Option<&Resident> {
+        self.plan.devices.iter().position(|d| d.name == device).map(|i| &self.residents[i])
+    }
+
+    /// The current value of a state slot.
+    pub fn slot(&self, id: u32) -> Option<&Tensor> {
+        self.slots.get(&id)
+    }
+
+    /// The value an entry's state output (by name) left in its slot after the last call.
+    pub fn state_output(&self, entry: &str, name: &str) -> Option<&Tensor> {
+        let e = self.plan.entry(entry)?;
+        let slot = e.outputs.iter().find(|o| o.name == name)?.slot?;
+        self.slots.get(&slot)
+    }
+
+    /// Forget every state slot (a new session).
+    pub fn reset_state(&mut self) {
+        self.slots.clear();
+    }
+
+    /// Run one call of an entry: user inputs by name (IoPort names), returns user outputs by
+    /// name.
+    ///
+    /// State inputs come from their slots; one given by name in `inputs` replaces its slot's
+    /// value first (to start decoding from a cache computed elsewhere). Symbols are bound from
+    /// the actual shapes (user inputs and slot values) and checked against their ranges. Each
+    /// device plan runs on its own thread; the state outputs are kept in their slots for the next
+    /// call.
+    pub fn run(
+        &mut self,
+        entry: &str,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> Result<BTreeMap<String, Tensor>, ExecError> {
+        let _guard = tch::no_grad_guard();
+        let e = self.plan.entry(entry).ok_or_else(|| ExecError::Plan(format!("no entry `{entry}`")))?;
+        let input_err =
+            |name: &str, reason: String| ExecError::Input { entry: entry.to_string(), name: name.to_string(), reason };
+        for name in inputs.keys() {
+            if !e.inputs.iter().any(|p| &p.name == name) {
+                let known: Vec<&str> = e.inputs.iter().map(|p| p.name.as_str()).collect();
+                return Err(input_err(name, format!("no such input (the entry has {})", known.join(", "))));
+            }
+        }
+        // Every graph input's value, on this device.
+        let mut values: HashMap<ValueId, Tensor> = HashMap::new();
+        let mut new_slots: Vec<(u32, Tensor)> = Vec::new();
+        for port in &e.inputs {
+            let t = match (inputs.get(&port.name), port.slot) {
+                (Some(t), _) if !t.defined() => return Err(input_err(&port.name, "an undefined tensor".into())),
+                (Some(t), slot) => {
+                    let t = self.on_device(t).map_err(|r| input_err(&port.name, r))?;
+                    if let Some(s) = slot {
+                        new_slots.push((s, t.shallow_clone()));
+                    }
+                    t
+                }
+                (None, Some(s)) => match self.slots.get(&s) {
+                    Some(t) => t.shallow_clone(),
+                    None => {
+                        return Err(input_err(
+                            &port.name,
+                            format!("state slot {s} has no value: run an entry that writes it first, or pass it"),
+                        ))
+                    }
+                },
+                (None, None) => return Err(input_err(&port.name, "not given".into())),
+            };
+            values.insert(port.tensor, t);
+        }
+        let bindings = bind_symbols(e, &|v| values.get(&v).map(Tensor::size))?;
+        self.slots.extend(new_slots);
+
+        // Channels, one per transfer.
+        let mut senders: HashMap<String, HashMap<u32, Sender<Tensor>>> = HashMap::new();
+        let mut receivers: HashMap<String, HashMap<u32, Receiver<Tensor>>> = HashMap::new();
+        for t in &e.transfers {
+            let (tx, rx) = channel();
+            senders.entry(t.from.clone()).or_default().insert(t.id, tx);
+            receivers.entry(t.to.clone()).or_default().insert(t.id, rx);
+        }
+        let mut mailbox_of = |device: &str| ChannelMailbox {
+            device: device.to_string(),
+            senders: senders.remove(device).unwrap_or_default(),
+            receivers: receivers.remove(device).unwrap_or_default(),
+        };
+
+        // Each device's plan, resident set, mailbox and the slots it holds.
+        let mut jobs = Vec::new();
+        let mut residents: Vec<Option<&mut Resident>> = self.residents.iter_mut().map(Some).collect();
+        for dp in &e.plans {
+            if dp.device == CLIENT {
+                continue;
+            }
+            let index = self.plan.devices.iter().position(|d| d.name == dp.device).ok_or_else(|| {
+                ExecError::Plan(format!("entry `{entry}` has a plan for unknown device `{}`", dp.device))
+            })?;
+            let resident = residents[index]
+                .take()
+                .ok_or_else(|| ExecError::Plan(format!("entry `{entry}` has two plans for `{}`", dp.device)))?;
+            let held: BTreeMap<u32, Tensor> = self
+                .plan
+                .state_slots
+                .iter()
+                .filter(|s| s.device == dp.device)
+                .filter_map(|s| self.slots.get(&s.id).map(|t| (s.id, t.shallow_clone())))
+                .collect();
+            jobs.push((dp, resident, held, mailbox_of(&dp.device)));
+        }
+        let mut client_mailbox = mailbox_of(CLIENT);
+        let client_plan = e.plan(CLIENT);
+
+        let (client_result, device_results) = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|(dp, resident, held, mut mailbox)| {
+                    let bindings = &bindings;
+                    let name = dp.device.clone();
+                    let handle = scope.spawn(move || run_device_plan(e, dp, bindings, resident, &held, &mut mailbox));
+                    (name, handle)
+                })
+                .collect();
+            let client_result = run_client(
+                e,
+                client_plan.map(|p| p.steps.as_slice()).unwrap_or(&[]),
+                &values,
+                &bindings,
+                &mut client_mailbox,
+            );
+            // The client's channels close here, so a device still waiting on them stops.
+            drop(client_mailbox);
+            let device_results: Vec<(String, Result<Slots, ExecError>)> = handles
+                .into_iter()
+                .map(|(name, h)| {
+                    let r = h.join().unwrap_or_else(|_| Err(ExecError::Panic { device: name.clone() }));
+                    (name, r)
+                })
+                .collect();
+            (client_result, device_results)
+        });
+
+        // The first error that is not a closed channel is the cause; report it.
+        let mut saved = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (_, r) in device_results {
+            match r {
+                Ok(s) => saved.extend(s),
+                Err(err) => errors.push(err),
+            }
+        }
+        let received = match client_result {
+            Ok(r) => r,
+            Err(err) => {
+                errors.push(err);
+                HashMap::new()
+            }
+        };
+        if !errors.is_empty() {
+            let pos = errors.iter().position(|e| !matches!(e, ExecError::Mailbox(_))).unwrap_or(0);
+            return Err(errors.swap_remove(pos));
+        }
+        self.slots.extend(saved);
+
+        let mut outputs = BTreeMap::new();
+        for port in e.outputs.iter().filter(|p| p.slot.is_none()) {
+            let t =
+                received.get(&port.tensor).or_else(|| values.get(&port.tensor)).map(Tensor::shallow_clone).ok_or_else(
+                    || ExecError::MissingTensor {
+                        tensor: port.tensor,
+                        name: port.name.clone(),
+                        reason: "a user output the client never received".into(),
+                    },
+                )?;
+            outputs.insert(port.name.clone(), t);
+        }
+        Ok(outputs)
+    }
+
+    fn on_device(&self, t: &Tensor) -> Result<Tensor, String> {
+        if t.device() == self.device {
+            Ok(t.shallow_clone())
+        } else {
+            t.f_to_device(self.device).map_err(|e| format!("moving to {:?}: {}", self.device, exec::torch_message(&e)))
+        }
+    }
+}
+
+/// The client's side of a call: send the user inputs, receive the outputs (checked).
+fn run_client(
+    entry: &EntryPlan,
+    steps: &[Step],
+    values: &HashMap<ValueId, Tensor>,
+    bindings: &exec::Bindings,
+    mailbox: &mut ChannelMailbox,
+) -> Result<HashMap<ValueId, Tensor>, ExecError> {
+    let mut received = HashMap::new();
+    for step in steps {
+        match step {
+            Step::Send { tensor, transfer, .. } => {
+                let t = values.get(tensor).ok_or_else(|| ExecError::MissingTensor {
+                    tensor: *tensor,
+                    name: entry.tensors.get(tensor).map(|t| t.name.clone()).unwrap_or_default(),
+                    reason: "the client sends it but it is not an input".into(),
+                })?;
+                mailbox.send(*transfer, *tensor, t)?;
+            }
+            Step::Recv { tensor, transfer, .. } => {
+                let t = mailbox.recv(*transfer, *tensor)?;
+                exec::check(entry, *tensor, &t, bindings)?;
+                received.insert(*tensor, t);
+            }
+            other => return Err(ExecError::Plan(format!("the client's plan has a {other:?} step"))),
+        }
+    }
+    Ok(received)
+}
+
+/// Channels between the threads of one call, by transfer id.
+struct ChannelMailbox {
+    device: String,
+    senders: HashMap<u32, Sender<Tensor>>,
+    receivers: HashMap<u32, Receiver<Tensor>>,
+}
+
+impl Mailbox for ChannelMailbox {
+    fn recv(&mut self, transfer: u32, tensor: ValueId) -> Result<Tensor, ExecError> {
+        let rx = self.receivers.get(&transfer).ok_or_else(|| {
+            ExecError::Mailbox(format!("{}: transfer {transfer} ({tensor}) is not addressed to it", self.device))
+        })?;
+        rx.recv().map_err(|_| {
+            ExecError::Mailbox(format!("{}: transfer {transfer} ({tensor}): the sender stopped", self.device))
+        })
+    }
+
+    fn send(&mut self, transfer: u32, tensor: ValueId, value: &Tensor) -> Result<(), ExecError> {
+        let tx = self.senders.get(&transfer).ok_or_else(|| {
+            ExecError::Mailbox(format!("{}: transfer {transfer} ({tensor}) is not sent from it", self.device))
+        })?;
+        tx.send(value.shallow_clone()).map_err(|_| {
+            ExecError::Mailbox(format!("{}: transfer {transfer} ({tensor}): the receiver stopped", self.device))
+        })
+    }
+}

@@ -1,0 +1,375 @@
+//! `genie worker`, `genie run` and `genie generate`: the CLI side of the runtime.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use genie::pipeline::{compile_program, CompileOptions};
+use genie_codegen::ProgramPlan;
+use genie_ir::WeightStore;
+use genie_passes::placement::{self, cluster, ClusterSpec};
+use genie_runtime::client::{CallStats, ClientOptions, Cluster, Program, WorkerAddress};
+use genie_runtime::generate;
+use genie_runtime::transport::{Identity, Trust};
+use genie_runtime::worker::{self, WorkerConfig, WorkerHandle};
+use tch::Tensor;
+
+/// Arguments of `genie worker`.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// Address to listen on (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Where ops run: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The token clients must present.
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the token (first line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// TLS certificate (PEM); without it the worker makes a self-signed one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Free sessions unused for this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub session_idle_secs: u64,
+}
+
+/// Where runs go and how to reach the workers.
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// The cluster spec (RON): devices with `address` and `fingerprint` for remote workers.
+    /// Without addresses, or without this flag, local workers are started in this process.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// Start N local workers on loopback (default 2).
+    #[arg(long, value_name = "N", conflicts_with = "cluster")]
+    pub workers: Option<usize>,
+    /// Memory of each local worker for placement (default 8GiB).
+    #[arg(long, value_name = "SIZE", conflicts_with = "cluster")]
+    pub worker_memory: Option<String>,
+    /// The workers' token (remote workers).
+    #[arg(long, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the workers' token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Trust workers whose certificate this CA (PEM) signed, instead of pinned fingerprints.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Device for local workers: `cpu` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Seconds one call may take before it fails.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// The sequence length placement plans memory for.
+    #[arg(long, value_name = "N")]
+    pub max_seq: Option<i64>,
+}
+
+/// Arguments of `genie run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Model files (.pt2, .onnx, .ron), or a plan followed by the model files it was compiled from.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The entry to run (default: the only one).
+    #[arg(long)]
+    pub entry: Option<String>,
+    /// Inputs by name (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub inputs: PathBuf,
+    /// Where to write the outputs by name (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub outputs: PathBuf,
+    /// Print wall time, bytes per link and round trips of the call.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Arguments of `genie generate`.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// The prefill model (its file stem names the entry).
+    pub prefill: PathBuf,
+    /// The decode-step model.
+    pub decode: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Prompt token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
+    pub prompt: Vec<i64>,
+    /// Prompt token ids from a safetensors file (its `prompt` or `input_ids` tensor, or its only one).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_ids: Option<PathBuf>,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+    /// Print each step's wall time, bytes per link and round trips.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print `{"tokens": [...], "steps": [{"wall_s", "bytes", "round_trips"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `genie worker`: serve until killed.
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    let device = worker::parse_device(&args.device)
+        .with_context(|| format!("--device `{}` is not `cpu` or `cuda:N`", args.device))?;
+    check_device(device)?;
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
+        _ => Identity::self_signed(&["localhost".to_string(), args.listen.ip().to_string()])?,
+    };
+    let token = match read_token(&args.token, &args.token_file)? {
+        Some(t) => t,
+        None => {
+            let t = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+            println!("no --token given; generated token: {t}");
+            t
+        }
+    };
+    let mut config = WorkerConfig::new(args.listen, device, token);
+    config.session_idle_timeout = Duration::from_secs(args.session_idle_secs.max(1));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let handle = worker::spawn(config, identity)?;
+    println!("genie worker listening on {} device {} fingerprint {}", handle.addr, args.device, handle.fingerprint);
+    runtime.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    handle.shutdown();
+    Ok(())
+}
+
+fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>> {
+    if let Some(t) = token {
+        return Ok(Some(t.clone()));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?;
+        let t = text.lines().next().unwrap_or("").trim().to_string();
+        if t.is_empty() {
+            bail!("token file {} is empty", path.display());
+        }
+        return Ok(Some(t));
+    }
+    Ok(None)
+}
+
+fn check_device(device: tch::Device) -> Result<()> {
+    if let tch::Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count();
+        if n as i64 >= count {
+            bail!("cuda:{n} requested but libtorch sees {count} CUDA device(s)");
+        }
+    }
+    Ok(())
+}
+
+/// A cluster to run on: its spec for placement, and (once started) the connection.
+pub struct Session {
+    pub runtime: tokio::runtime::Runtime,
+    pub cluster: Cluster,
+    pub program: Program,
+    /// Local workers started for this command (stopped on drop).
+    _local: Vec<WorkerHandle>,
+}
+
+/// Load models (or a plan and its models), compile for the cluster the arguments describe,
+/// start local workers where the spec has no addresses, connect and load the program.
+pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
+    let spec = cluster_spec(args)?;
+    let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
+        let plan = crate::compile::read_plan(&files[0])?;
+        if files.len() < 2 {
+            bail!(
+                "{} is a plan, and plans hold no weights: also give the model files it was compiled from",
+                files[0].display()
+            );
+        }
+        let program = genie_frontends::load(&files[1..])?;
+        check_weights(&plan, &program.weights)?;
+        (plan, program.weights)
+    } else {
+        let mut program = genie_frontends::load(files)?;
+        let options = CompileOptions { max_seq: args.max_seq, ..CompileOptions::default() };
+        let plan = compile_program(&mut program, &spec, &options)?;
+        (plan, program.weights)
+    };
+    let device = worker::parse_device(&args.device)
+        .with_context(|| format!("--device `{}` is not `cpu` or `cuda:N`", args.device))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let remote = plan.devices.iter().any(|d| d.address.is_some());
+    let mut local = Vec::new();
+    let (addresses, token) = if remote {
+        let token = read_token(&args.token, &args.token_file)?
+            .context("the cluster has remote workers: give their token with --token or --token-file")?;
+        let mut addresses = Vec::new();
+        for d in &plan.devices {
+            let address = d.address.as_deref().with_context(|| format!("device {} has no address", d.name))?;
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(address)
+                .with_context(|| format!("resolving {address} of {}", d.name))?
+                .next()
+                .with_context(|| format!("{address} of {} resolves to nothing", d.name))?;
+            let fingerprint = spec.devices.iter().find(|s| s.name == d.name).and_then(|s| s.fingerprint.clone());
+            let trust = match (&args.ca, fingerprint) {
+                (Some(ca), _) => Trust::CaFile(ca.clone()),
+                (None, Some(fp)) => Trust::Fingerprint(fp),
+                (None, None) => {
+                    bail!("device {} has no `fingerprint` in the cluster spec, and no --ca was given", d.name)
+                }
+            };
+            addresses.push(WorkerAddress { device: d.name.clone(), addr, trust });
+        }
+        (addresses, token)
+    } else {
+        check_device(device)?;
+        let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
+        let workers = worker::start_local(&names, device).context("starting local workers")?;
+        local = workers.handles;
+        (workers.addresses, workers.token)
+    };
+    let mut options = ClientOptions::new(token);
+    options.run_timeout = Duration::from_secs(args.timeout.max(1));
+    let plan = Arc::new(plan);
+    let (cluster, program) = runtime.block_on(async {
+        let cluster = Cluster::connect(addresses, options).await?;
+        let program = cluster.load(plan, &weights).await?;
+        Ok::<_, genie_runtime::client::ClientError>((cluster, program))
+    })?;
+    Ok(Session { runtime, cluster, program, _local: local })
+}
+
+fn check_weights(plan: &ProgramPlan, weights: &WeightStore) -> Result<()> {
+    let missing: Vec<&str> = plan
+        .devices
+        .iter()
+        .flat_map(|d| &d.weights)
+        .filter(|w| !weights.contains(&w.hash))
+        .map(|w| w.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!("the model files lack {} weight(s) the plan needs: {}", missing.len(), missing.join(", "));
+    }
+    Ok(())
+}
+
+fn cluster_spec(args: &ClusterArgs) -> Result<ClusterSpec> {
+    if let Some(path) = &args.cluster {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return ClusterSpec::from_ron(&text).with_context(|| format!("cluster spec {}", path.display()));
+    }
+    let n = args.workers.unwrap_or(cluster::DEFAULT_WORKERS);
+    if n == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let memory = match &args.worker_memory {
+        Some(s) => placement::parse_size(s).context("--worker-memory")?,
+        None => cluster::DEFAULT_WORKER_MEMORY,
+    };
+    Ok(ClusterSpec::local_workers(n, memory))
+}
+
+/// `genie run`.
+pub fn run(args: RunArgs) -> Result<()> {
+    let session = prepare(&args.files, &args.cluster)?;
+    let plan = session.program.plan();
+    let entry = match &args.entry {
+        Some(e) => e.clone(),
+        None if plan.entries.len() == 1 => plan.entries[0].name.clone(),
+        None => bail!(
+            "the program has several entries ({}); pick one with --entry",
+            plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let inputs = read_tensors(&args.inputs)?;
+    let output = session.runtime.block_on(async {
+        let mut s = session.program.open_session().await?;
+        let out = s.run(&entry, &inputs).await;
+        let _ = s.close().await;
+        out
+    })?;
+    write_tensors(&args.outputs, &output.outputs)?;
+    println!("wrote {} output(s) to {}", output.outputs.len(), args.outputs.display());
+    if args.stats {
+        println!("{}", stats_line(&entry, &output.stats));
+    }
+    session.runtime.block_on(session.cluster.close());
+    Ok(())
+}
+
+/// One line per call: wall time, bytes per link, round trips.
+pub fn stats_line(label: &str, s: &CallStats) -> String {
+    let links: Vec<String> = s.links.iter().map(|(k, v)| format!("{k} {v} B")).collect();
+    format!(
+        "{label}: {:.3} ms, {} B on the wire ({}), {} round trip(s)",
+        s.wall_s * 1e3,
+        s.bytes,
+        if links.is_empty() { "nothing".to_string() } else { links.join(", ") },
+        s.round_trips
+    )
+}
+
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let list = Tensor::read_safetensors(path).with_context(|| format!("reading tensors from {}", path.display()))?;
+    Ok(list.into_iter().collect())
+}
+
+fn write_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    let list: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    Tensor::write_safetensors(&list, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `genie generate`: a greedy loop, prefill then one decode step per new token.
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let prompt = match &args.prompt_ids {
+        Some(path) => {
+            let tensors = read_tensors(path)?;
+            let t = tensors
+                .get("prompt")
+                .or_else(|| tensors.get("input_ids"))
+                .or_else(|| if tensors.len() == 1 { tensors.values().next() } else { None })
+                .with_context(|| format!("{} has no `prompt` or `input_ids` tensor", path.display()))?;
+            Vec::<i64>::try_from(t.flatten(0, -1).to_kind(tch::Kind::Int64))?
+        }
+        None => args.prompt.clone(),
+    };
+    if prompt.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let files = vec![args.prefill.clone(), args.decode.clone()];
+    let session = prepare(&files, &args.cluster)?;
+    let result = session.runtime.block_on(generate::greedy(&session.program, &prompt, args.max_new_tokens))?;
+    if args.json {
+        let steps: Vec<serde_json::Value> = result
+            .steps
+            .iter()
+            .map(|s| serde_json::json!({"wall_s": s.wall_s, "bytes": s.bytes, "round_trips": s.round_trips, "links": s.links}))
+            .collect();
+        let doc = serde_json::json!({"prompt": prompt, "tokens": result.tokens, "steps": steps});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        let tokens: Vec<String> = result.tokens.iter().map(|t| t.to_string()).collect();
+        println!("tokens: {}", tokens.join(" "));
+        if args.stats {
+            for (i, s) in result.steps.iter().enumerate() {
+                let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
+                println!("{}", stats_line(&label, s));
+            }
+        }
+    }
+    session.runtime.block_on(session.cluster.close());
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The runtime end to end over real QUIC sockets on loopback: every fixture family split across
+//! two workers matches its PyTorch reference; greedy generation matches the eager loop token for
+//! token; many concurrent runs; sessions are private; weights are uploaded once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use genie::pipeline::{compile_program, CompileOptions};
+use genie_codegen::ProgramPlan;
+use genie_ir::Program as SrgProgram;
+use genie_passes::placement::ClusterSpec;
+use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
+use genie_runtime::worker::{self, LocalWorkers};
+use tch::{Device, Kind, Tensor};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+}
+
+/// Compile for two workers with memory just small enough that the program must be split.
+fn compile_split(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
+    let base = genie_frontends::load(files).expect("fixture loads");
+    let weights = base.weights.total_bytes();
+    // Start below the weights and grow until placement finds a split that fits.
+    let mut memory = weights * 6 / 10 + 4096;
+    for _ in 0..40 {
+        let mut program = base.clone();
+        let cluster = ClusterSpec::local_workers(2, memory);
+        let options = CompileOptions { max_seq: Some(32), ..CompileOptions::default() };
+        if let Ok(plan) = compile_program(&mut program, &cluster, &options) {
+            let busy = plan.devices.iter().filter(|d| d.nodes > 0).count();
+            assert_eq!(busy, 2, "{files:?}: {memory} B per worker should force a split");
+            return (plan, program);
+        }
+        memory = memory * 11 / 10;
+    }
+    panic!("{files:?}: no two-worker split found");
+}
+
+fn compile_one(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
+    let mut program = genie_frontends::load(files).expect("fixture loads");
+    let cluster = ClusterSpec::local_workers(1, 8 << 30);
+    let plan = compile_program(&mut program, &cluster, &CompileOptions::default()).expect("compiles");
+    (plan, program)
+}
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    _workers: LocalWorkers,
+    cluster: Cluster,
+    program: Program,
+}
+
+fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
+    let workers = worker::start_local(&names, Device::Cpu).expect("workers start");
+    let options = ClientOptions::new(workers.token.clone());
+    let (cluster, program) = runtime.block_on(async {
+        let cluster = Cluster::connect(workers.addresses.clone(), options).await.expect("connects");
+        let program = cluster.load(Arc::new(plan), &srg.weights).await.expect("loads");
+        (cluster, program)
+    });
+    Running { runtime, _workers: workers, cluster, program }
+}
+
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.size(), want.size(), "{what}: shape");
+    assert_eq!(got.kind(), want.kind(), "{what}: dtype");
+    if want.is_floating_point() {
+        let (g, w) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
+        let excess = ((&g - &w).abs() - (w.abs() * 1e-4 + 1e-5)).max().double_value(&[]);
+        assert!(excess <= 0.0, "{what}: differs beyond rtol 1e-4, atol 1e-5 (by {excess})");
+    } else {
+        assert!(got.equal(want), "{what}: values differ");
+    }
+}
+
+/// Run a single-entry fixture split across two workers and compare every output.
+fn check_family(family: &str) {
+    check_family_on(family, true)
+}
+
+fn check_family_on(family: &str, split: bool) {
+    let files = [fixture(&format!("{family}/model.pt2"))];
+    let (plan, srg) = if split { compile_split(&files) } else { compile_one(&files) };
+    let inputs = read(&fixture(&format!("{family}/model.inputs.safetensors")));
+    let want = read(&fixture(&format!("{family}/model.outputs.safetensors")));
+    let r = start(plan, &srg);
+    let out = r.runtime.block_on(async {
+        let mut s = r.program.open_session().await.unwrap();
+        s.run("model", &inputs).await.unwrap_or_else(|e| panic!("{family}: {e:#}"))
+    });
+    // Every reference output comes back (the edge fixture also returns its mutated buffers).
+    assert!(out.outputs.len() >= want.len(), "{family}: outputs {:?}", out.outputs.keys().collect::<Vec<_>>());
+    for (name, w) in &want {
+        let got = out.outputs.get(name).unwrap_or_else(|| panic!("{family}: no output {name}"));
+        assert_close(&format!("{family}.{name}"), got, w);
+    }
+    if !split {
+        return;
+    }
+    // Both workers ran, and activations crossed between them (not through the client).
+    assert_eq!(out.stats.workers.len(), 2, "{family}: {:?}", out.stats);
+    let worker_to_worker: u64 = out.stats.links.iter().filter(|(k, _)| !k.contains("client")).map(|(_, v)| *v).sum();
+    assert!(worker_to_worker > 0, "{family}: no worker-to-worker transfer in {:?}", out.stats.links);
+}
+
+#[test]
+fn bert_split_across_two_workers_matches_pytorch() {
+    check_family("bert");
+}
+
+#[test]
+fn vit_split_across_two_workers_matches_pytorch() {
+    check_family("vit");
+}
+
+#[test]
+fn resnet_split_across_two_workers_matches_pytorch() {
+    check_family("resnet");
+}
+
+/// The importer's edge cases (strided weight views, bf16, mutations) are one layer, and a layer
+/// is placement's unit, so they run on one remote worker.
+#[test]
+fn edge_cases_on_a_remote_worker_match_pytorch() {
+    check_family_on("edge", false);
+}
+
+/// Prefill then one decode step, split across two workers, with the KV cache on the workers.
+fn check_decoder(family: &str) {
+    let files = [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))];
+    let (plan, srg) = compile_split(&files);
+    let prefill_in = read(&fixture(&format!("{family}/prefill.inputs.safetensors")));
+    let prefill_want = read(&fixture(&format!("{family}/prefill.outputs.safetensors")));
+    let decode_in = read(&fixture(&format!("{family}/decode.inputs.safetensors")));
+    let decode_want = read(&fixture(&format!("{family}/decode.outputs.safetensors")));
+    let decode_entry = plan.entry("decode").unwrap().clone();
+    let r = start(plan, &srg);
+    r.runtime.block_on(async {
+        let mut s = r.program.open_session().await.unwrap();
+        let out = s.run("prefill", &prefill_in).await.unwrap_or_else(|e| panic!("{family} prefill: {e:#}"));
+        for (name, got) in &out.outputs {
+            assert_close(&format!("{family}.prefill.{name}"), got, &prefill_want[name]);
+        }
+        let ids = BTreeMap::from([("input_ids".to_string(), decode_in["input_ids"].shallow_clone())]);
+        let out = s.run("decode", &ids).await.unwrap_or_else(|e| panic!("{family} decode: {e:#}"));
+        for (name, got) in &out.outputs {
+            assert_close(&format!("{family}.decode.{name}"), got, &decode_want[name]);
+        }
+        // A decode step moves no weight and no KV cache: only the token in, the logits out and
+        // the activations at the cut.
+        let user_out: u64 = decode_entry
+            .outputs
+            .iter()
+            .filter(|o| o.slot.is_none())
+            .map(|o| out.outputs[&o.name].numel() as u64 * 4)
+            .sum();
+        let kv: u64 = decode_entry.inputs.iter().filter(|i| i.slot.is_some()).count() as u64;
+        assert!(kv > 0);
+        let planned = decode_entry.transfers.iter().map(|t| t.bytes).sum::<u64>();
+        assert!(out.stats.bytes >= 8 + user_out, "{:?}", out.stats);
+        assert!(out.stats.bytes <= planned * 2, "{family}: {} B moved, plan says {planned} B", out.stats.bytes);
+    });
+}
+
+#[test]
+fn gpt2_prefill_and_decode_split_across_two_workers_match_pytorch() {
+    check_decoder("gpt2");
+}
+
+#[test]
+fn llama_prefill_and_decode_split_across_two_workers_match_pytorch() {
+    check_decoder("llama");
+}
+
+/// 16 greedy tokens over the network equal the eager PyTorch loop's, and so do the logits.
+fn check_generate(family: &str) {
+    let reference = read(&fixture(&format!("{family}/generate.safetensors")));
+    let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
+    let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let files = [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))];
+    let (plan, srg) = compile_split(&files);
+    let r = start(plan, &srg);
+    let generated = r
+        .runtime
+        .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
+        .unwrap_or_else(|e| panic!("{family}: {e:#}"));
+    assert_eq!(generated.tokens, want_tokens, "{family}: tokens");
+    for (i, got) in generated.logits.iter().enumerate() {
+        assert_close(&format!("{family} step {i} logits"), got, &reference["logits"].get(i as i64));
+    }
+    // Every decode step moved the same small number of bytes: the cache never travels.
+    let decode_bytes: Vec<u64> = generated.steps[1..].iter().map(|s| s.bytes).collect();
+    assert!(decode_bytes.windows(2).all(|w| w[0] == w[1]), "{family}: decode bytes vary: {decode_bytes:?}");
+}
+
+#[test]
+fn gpt2_generate_16_tokens_matches_eager_greedy_loop() {
+    check_generate("gpt2");
+}
+
+#[test]
+fn llama_generate_16_tokens_matches_eager_greedy_loop() {
+    check_generate("llama");
+}
+
+#[test]
+fn two_hundred_concurrent_runs_against_one_worker_are_all_correct() {
+    let (plan, srg) = compile_one(&[fixture("bert/model.pt2")]);
+    let inputs = read(&fixture("bert/model.inputs.safetensors"));
+    let want = read(&fixture("bert/model.outputs.safetensors"));
+    let r = start(plan, &srg);
+    let results = r.runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let program = r.program.clone();
+            let inputs: BTreeMap<String, Tensor> = inputs.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+            tasks.push(tokio::spawn(async move {
+                let mut s = program.open_session().await?;
+                let out = s.run("model", &inputs).await?;
+                s.close().await?;
+                Ok::<_, ClientError>(out.outputs)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.expect("task"));
+        }
+        all
+    });
+    for (i, outputs) in results.into_iter().enumerate() {
+        let outputs = outputs.unwrap_or_else(|e| panic!("run {i}: {e:#}"));
+        for (name, w) in &want {
+            assert_close(&format!("run {i} {name}"), &outputs[name], w);
+        }
+    }
+    let stats = r.runtime.block_on(r.cluster.stats("worker0")).unwrap();
+    assert!(stats.runs >= 200, "{stats:?}");
+    assert_eq!(stats.failed_runs, 0, "{stats:?}");
+    assert_eq!(stats.sessions, 0, "closed sessions are freed: {stats:?}");
+}
+
+#[test]
+fn sessions_are_private_to_their_client() {
+    let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
+    let (plan, srg) = compile_one(&files);
+    let prefill_in = read(&fixture("gpt2/prefill.inputs.safetensors"));
+    let r = start(plan.clone(), &srg);
+    r.runtime.block_on(async {
+        let mut mine = r.program.open_session().await.unwrap();
+        mine.run("prefill", &prefill_in).await.unwrap();
+        // A second client with the same token loads the same model: nothing is uploaded again.
+        let other = Cluster::connect(r._workers.addresses.clone(), ClientOptions::new(r._workers.token.clone()))
+            .await
+            .unwrap();
+        let theirs = other.load(Arc::new(plan), &srg.weights).await.unwrap();
+        assert_eq!(theirs.stats.weights_uploaded, 0, "{:?}", theirs.stats);
+        assert!(theirs.stats.weights_resident > 0);
+        // It cannot see or use the first client's session, even knowing its id.
+        let err = theirs.session_with_id(mine.id()).run("prefill", &prefill_in).await.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Remote { error, .. } if error.kind == genie_runtime::wire::ErrorKind::UnknownSession),
+            "{err}"
+        );
+        let stats = r.cluster.stats("worker0").await.unwrap();
+        assert_eq!(stats.sessions, 1);
+    });
+}

@@ -1,0 +1,224 @@
+//! Faults over real sockets: a wrong token, oversized and corrupt frames, a worker killed in the
+//! middle of a run. Each gets a typed error naming the problem, and healthy workers keep serving.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genie::pipeline::{compile_program, CompileOptions};
+use genie_passes::placement::ClusterSpec;
+use genie_runtime::client::{ClientError, ClientOptions, Cluster, WorkerAddress};
+use genie_runtime::streams::{self, ReadFrame};
+use genie_runtime::transport::{self, TransportOptions, Trust};
+use genie_runtime::wire::{self, ErrorKind, Frame, Reply, Request, Role, PROTOCOL_VERSION};
+use genie_runtime::worker::{self, LocalWorkers};
+use tch::{Device, Tensor};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn one_worker() -> LocalWorkers {
+    worker::start_local(&["worker0".to_string()], Device::Cpu).expect("worker starts")
+}
+
+/// A small single-device program to prove a worker still serves.
+fn check_still_serves(rt: &tokio::runtime::Runtime, workers: &LocalWorkers) {
+    let mut program = genie_frontends::load(&[fixture("edge/model.pt2")]).unwrap();
+    let plan =
+        compile_program(&mut program, &ClusterSpec::local_workers(1, 1 << 30), &CompileOptions::default()).unwrap();
+    let inputs: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(fixture("edge/model.inputs.safetensors")).unwrap().into_iter().collect();
+    rt.block_on(async {
+        let cluster = Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone()))
+            .await
+            .expect("a fresh client connects");
+        let program = cluster.load(Arc::new(plan), &program.weights).await.expect("loads");
+        let mut s = program.open_session().await.unwrap();
+        let out = s.run("model", &inputs).await.expect("runs");
+        assert!(!out.outputs.is_empty());
+    });
+}
+
+#[test]
+fn a_wrong_token_is_refused_before_anything_is_accepted() {
+    let workers = one_worker();
+    let rt = runtime();
+    let err = rt
+        .block_on(Cluster::connect(workers.addresses.clone(), ClientOptions::new("not-the-token")))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&err, ClientError::Refused { error, .. } if error.kind == ErrorKind::Unauthorized),
+        "expected Unauthorized, got {err}"
+    );
+    // A request other than Hello first is refused the same way.
+    let addr = workers.addresses[0].clone();
+    rt.block_on(async {
+        let (mut send, mut recv) = raw_control(&addr).await;
+        streams::write_frame(&mut send, &Frame { id: 9, body: Request::Stats }).await.unwrap();
+        match streams::read_frame::<Reply>(&mut recv).await.unwrap() {
+            ReadFrame::Frame(Frame { body: Reply::Error(e), .. }) => assert_eq!(e.kind, ErrorKind::Unauthorized),
+            _ => panic!("expected a refusal"),
+        }
+    });
+    check_still_serves(&rt, &workers);
+}
+
+async fn raw_control(addr: &WorkerAddress) -> (quinn::SendStream, quinn::RecvStream) {
+    let options = TransportOptions::default();
+    let endpoint = transport::client_endpoint(&options).unwrap();
+    let conn = transport::connect(&endpoint, addr.addr, "genie-worker", &addr.trust, &options).await.unwrap();
+    // Keep the endpoint alive with the streams.
+    std::mem::forget(endpoint);
+    conn.open_bi().await.unwrap()
+}
+
+async fn hello(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, token: &str) {
+    let body = Request::Hello { version: PROTOCOL_VERSION, token: token.into(), client: 42, role: Role::Client };
+    streams::write_frame(send, &Frame { id: 1, body }).await.unwrap();
+    match streams::read_frame::<Reply>(recv).await.unwrap() {
+        ReadFrame::Frame(Frame { body: Reply::Welcome { .. }, .. }) => {}
+        _ => panic!("no welcome"),
+    }
+}
+
+#[test]
+fn corrupt_and_oversized_frames_are_refused_and_the_worker_keeps_serving() {
+    let workers = one_worker();
+    let rt = runtime();
+    let addr = workers.addresses[0].clone();
+    rt.block_on(async {
+        let (mut send, mut recv) = raw_control(&addr).await;
+        hello(&mut send, &mut recv, &workers.token).await;
+        // A frame of the right length whose body is garbage: refused, the stream goes on.
+        let mut garbage = 16u32.to_le_bytes().to_vec();
+        garbage.extend_from_slice(&[0xee; 16]);
+        send.write_all(&garbage).await.unwrap();
+        match streams::read_frame::<Reply>(&mut recv).await.unwrap() {
+            ReadFrame::Frame(Frame { body: Reply::Error(e), .. }) => assert_eq!(e.kind, ErrorKind::Malformed, "{e}"),
+            _ => panic!("expected Malformed"),
+        }
+        streams::write_frame(&mut send, &Frame { id: 2, body: Request::Stats }).await.unwrap();
+        match streams::read_frame::<Reply>(&mut recv).await.unwrap() {
+            ReadFrame::Frame(Frame { id: 2, body: Reply::Stats(_) }) => {}
+            _ => panic!("the stream should still serve after a malformed frame"),
+        }
+        // A corrupt tensor stream (bad magic) is stopped; an oversized tensor header too.
+        let conn_streams = async {
+            let options = TransportOptions::default();
+            let endpoint = transport::client_endpoint(&options).unwrap();
+            let conn = transport::connect(&endpoint, addr.addr, "genie-worker", &addr.trust, &options).await.unwrap();
+            let (mut s, mut r) = conn.open_bi().await.unwrap();
+            hello(&mut s, &mut r, &workers.token).await;
+            let mut uni = conn.open_uni().await.unwrap();
+            // Left open, so the worker's refusal (STOP_SENDING) is what ends it.
+            uni.write_all(b"XXXXjunkjunkjunk").await.unwrap();
+            let stopped = tokio::time::timeout(Duration::from_secs(5), uni.stopped()).await;
+            assert!(matches!(stopped, Ok(Ok(Some(_)))), "bad magic should stop the stream: {stopped:?}");
+            let mut uni = conn.open_uni().await.unwrap();
+            let mut head = wire::TENSOR_MAGIC.to_vec();
+            head.extend_from_slice(&u32::MAX.to_le_bytes());
+            uni.write_all(&head).await.unwrap();
+            let stopped = tokio::time::timeout(Duration::from_secs(5), uni.stopped()).await;
+            assert!(matches!(stopped, Ok(Ok(Some(_)))), "an oversized header should stop the stream: {stopped:?}");
+            (endpoint, conn)
+        };
+        let _keep = conn_streams.await;
+        // A frame longer than the limit: refused, and that connection is closed (framing is lost).
+        send.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+        match streams::read_frame::<Reply>(&mut recv).await.unwrap() {
+            ReadFrame::Frame(Frame { body: Reply::Error(e), .. }) => {
+                assert_eq!(e.kind, ErrorKind::FrameTooLarge, "{e}")
+            }
+            _ => panic!("expected FrameTooLarge"),
+        }
+    });
+    check_still_serves(&rt, &workers);
+}
+
+/// `genie worker` as a child process, killed with SIGKILL by the test.
+struct ChildWorker {
+    child: Child,
+    address: WorkerAddress,
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_child_worker(device: &str, token: &str) -> ChildWorker {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["worker", "--listen", "127.0.0.1:0", "--token", token])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("genie worker starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    // "genie worker listening on ADDR device cpu fingerprint FP"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let addr = words.iter().position(|w| *w == "on").map(|i| words[i + 1]).expect(&line).parse().unwrap();
+    let fp = words.iter().position(|w| *w == "fingerprint").map(|i| words[i + 1]).expect(&line).to_string();
+    ChildWorker { child, address: WorkerAddress { device: device.into(), addr, trust: Trust::Fingerprint(fp) } }
+}
+
+#[test]
+fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
+    let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
+    let mut program = genie_frontends::load(&files).unwrap();
+    let cluster = ClusterSpec::local_workers(2, 80_000);
+    let plan = compile_program(&mut program, &cluster, &CompileOptions { max_seq: Some(16), ..Default::default() })
+        .expect("compiles for two workers");
+    assert!(plan.devices.iter().all(|d| d.nodes > 0));
+    let healthy = worker::start_local(&["worker0".to_string()], Device::Cpu).unwrap();
+    let mut victim = spawn_child_worker("worker1", &healthy.token);
+    let addresses = vec![healthy.addresses[0].clone(), victim.address.clone()];
+    let mut options = ClientOptions::new(healthy.token.clone());
+    options.run_timeout = Duration::from_secs(5);
+    options.transport.idle_timeout = Duration::from_secs(3);
+    let prefill_in: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
+    let rt = runtime();
+    rt.block_on(async {
+        let cluster = Cluster::connect(addresses, options.clone()).await.unwrap();
+        let program = cluster.load(Arc::new(plan), &program.weights).await.unwrap();
+        let mut s = program.open_session().await.unwrap();
+        s.run("prefill", &prefill_in).await.expect("runs while both are up");
+        // Keep calls going, and kill the second worker while they run.
+        let runner = tokio::spawn(async move {
+            loop {
+                let started = Instant::now();
+                if let Err(e) = s.run("prefill", &prefill_in).await {
+                    return (e, started.elapsed());
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        victim.child.kill().unwrap();
+        let (err, took) = tokio::time::timeout(Duration::from_secs(30), runner).await.expect("the run ends").unwrap();
+        assert!(took <= options.run_timeout + Duration::from_secs(2), "the error took {took:?}");
+        let clear = matches!(
+            &err,
+            ClientError::ConnectionLost { .. } | ClientError::Timeout { .. } | ClientError::Connect { .. }
+        ) || matches!(&err, ClientError::Remote { error, .. }
+            if matches!(error.kind, ErrorKind::Timeout | ErrorKind::PeerUnreachable));
+        assert!(clear, "unclear error: {err}");
+        assert!(err.to_string().contains("worker"), "the error should name a worker: {err}");
+        // The other worker is healthy: it answers and runs new work.
+        let stats = cluster.stats("worker0").await.expect("the healthy worker answers");
+        assert!(stats.runs > 0);
+    });
+    check_still_serves(&rt, &healthy);
+}

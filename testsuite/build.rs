@@ -1,0 +1,7 @@
+//! Embeds an rpath to libtorch so the test binaries (which run plans with tch) load it from any
+//! shell.
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}
