@@ -1,5 +1,6 @@
 //! `genie`: the command-line interface.
 
+mod bench;
 mod compile;
 mod remote;
 
@@ -39,6 +40,8 @@ enum Command {
     Run(remote::RunArgs),
     /// Greedy generation with a prefill and a decode model; the KV cache stays on the workers.
     Generate(remote::GenerateArgs),
+    /// Measure genie against in-process execution, per-op remoting and semantics-blind remoting.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -136,6 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Worker(args) => remote::worker(args),
         Command::Run(args) => remote::run(args),
         Command::Generate(args) => remote::generate(args),
+        Command::Bench(args) => bench::bench(args),
     }
 }
 

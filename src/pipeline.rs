@@ -48,6 +48,9 @@ pub struct CompileOptions {
     pub state: Vec<String>,
     pub policy: placement::Policy,
     pub max_seq: Option<i64>,
+    /// Drop every state binding after the passes: KV caches become ordinary inputs and outputs
+    /// that travel with each call (the semantics-blind baseline of `genie bench`).
+    pub no_state: bool,
 }
 
 /// Run every pass on `program`, place it on `cluster` (writing `ann.device`) and generate plans.
@@ -62,6 +65,9 @@ pub fn compile_program(
     genie_passes::PassManager::with_options(pass_options)
         .run(program, None)
         .map_err(|source| PipelineError::Passes { program: program.name.clone(), source })?;
+    if options.no_state {
+        program.state_bindings.clear();
+    }
     let placement_options =
         PlacementOptions { policy: options.policy, max_seq: options.max_seq, bindings: options.bindings.clone() };
     let placement = placement::schedule(program, cluster, &placement_options).map_err(|source| {

@@ -186,9 +186,13 @@ impl LocalCluster {
         let mut client_mailbox = mailbox_of(CLIENT);
         let client_plan = e.plan(CLIENT);
 
+        // The first device runs on the calling thread: libtorch's intra-op (OpenMP) pool is per
+        // thread and costs milliseconds to create, so a fresh thread per call would dominate small
+        // calls. The client's side only moves tensors over channels and gets its own thread.
+        let mut jobs = jobs.into_iter();
+        let inline_job = jobs.next();
         let (client_result, device_results) = std::thread::scope(|scope| {
             let handles: Vec<_> = jobs
-                .into_iter()
                 .map(|(dp, resident, held, mut mailbox)| {
                     let bindings = &bindings;
                     let name = dp.device.clone();
@@ -196,22 +200,32 @@ impl LocalCluster {
                     (name, handle)
                 })
                 .collect();
-            let client_result = run_client(
-                e,
-                client_plan.map(|p| p.steps.as_slice()).unwrap_or(&[]),
-                &values,
-                &bindings,
-                &mut client_mailbox,
-            );
-            // The client's channels close here, so a device still waiting on them stops.
-            drop(client_mailbox);
-            let device_results: Vec<(String, Result<Slots, ExecError>)> = handles
-                .into_iter()
-                .map(|(name, h)| {
-                    let r = h.join().unwrap_or_else(|_| Err(ExecError::Panic { device: name.clone() }));
-                    (name, r)
-                })
-                .collect();
+            let client_values: HashMap<ValueId, Tensor> = values.iter().map(|(k, v)| (*k, v.shallow_clone())).collect();
+            let bindings_ref = &bindings;
+            let client = scope.spawn(move || {
+                let r = run_client(
+                    e,
+                    client_plan.map(|p| p.steps.as_slice()).unwrap_or(&[]),
+                    &client_values,
+                    bindings_ref,
+                    &mut client_mailbox,
+                );
+                // The client's channels close here, so a device still waiting on them stops.
+                drop(client_mailbox);
+                r
+            });
+            let mut device_results: Vec<(String, Result<Slots, ExecError>)> = Vec::new();
+            if let Some((dp, resident, held, mut mailbox)) = inline_job {
+                let r = run_device_plan(e, dp, &bindings, resident, &held, &mut mailbox);
+                drop(mailbox);
+                device_results.push((dp.device.clone(), r));
+            }
+            for (name, h) in handles {
+                let r = h.join().unwrap_or_else(|_| Err(ExecError::Panic { device: name.clone() }));
+                device_results.push((name, r));
+            }
+            let client_result =
+                client.join().unwrap_or_else(|_| Err(ExecError::Panic { device: CLIENT.to_string() }));
             (client_result, device_results)
         });
 

@@ -803,6 +803,19 @@ impl Worker {
     ) -> Result<Reply, RemoteError> {
         let client = conn.client;
         let deadline = Instant::now() + Duration::from_secs(60);
+        // A weight uploaded just before this call may still be on its stream: wait for it.
+        let upload_deadline = Instant::now() + self.config.upload_timeout.min(Duration::from_secs(30));
+        loop {
+            let arrived = self.weight_arrived.notified();
+            let missing = {
+                let resident = lock(&self.resident);
+                inputs.iter().any(|i| matches!(i, OpInput::Weight(h) if !resident.contains(h)))
+            };
+            if !missing || Instant::now() >= upload_deadline {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), arrived).await;
+        }
         let weights: Vec<Option<Tensor>> = {
             let resident = lock(&self.resident);
             inputs
