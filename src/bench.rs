@@ -55,6 +55,8 @@ pub struct BenchArgs {
 struct Workload {
     workload: &'static str,
     context: Option<i64>,
+    /// Batch size where a workload is run at several (the CNN).
+    batch: Option<i64>,
     /// Label for the table.
     label: String,
     files: Vec<PathBuf>,
@@ -67,6 +69,8 @@ struct Workload {
 struct RunRow {
     workload: String,
     context: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<i64>,
     mode: String,
     /// `per-op` only: `cached-weights` (weights uploaded once, named by handle) or
     /// `weights-every-call`.
@@ -129,6 +133,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 Workload {
                     workload: "decode",
                     context,
+                    batch: None,
                     label: "gpt2 fixture decode".into(),
                     files: gpt2.clone(),
                     entry: "decode".into(),
@@ -137,6 +142,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 Workload {
                     workload: "prefill",
                     context: None,
+                    batch: None,
                     label: "gpt2 fixture prefill".into(),
                     files: gpt2,
                     entry: "prefill".into(),
@@ -145,6 +151,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 Workload {
                     workload: "cnn",
                     context: None,
+                    batch: Some(1),
                     label: "resnet fixture".into(),
                     files: vec![fx.join("resnet/model.pt2")],
                     entry: "model".into(),
@@ -153,6 +160,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 Workload {
                     workload: "encoder",
                     context: None,
+                    batch: None,
                     label: "bert fixture".into(),
                     files: vec![fx.join("bert/model.pt2")],
                     entry: "model".into(),
@@ -179,6 +187,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 list.push(Workload {
                     workload: "decode",
                     context: Some(context),
+                    batch: None,
                     label: format!("gpt2-small decode @{context}"),
                     files: gpt2.clone(),
                     entry: "decode".into(),
@@ -188,6 +197,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
             list.push(Workload {
                 workload: "prefill",
                 context: Some(512),
+                batch: None,
                 label: "gpt2-small prefill 512".into(),
                 files: gpt2,
                 entry: "prefill".into(),
@@ -197,6 +207,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
                 list.push(Workload {
                     workload: "cnn",
                     context: None,
+                    batch: Some(batch),
                     label: format!("resnet-18 batch {batch}"),
                     files: vec![dir.join("cnn/model.pt2")],
                     entry: "model".into(),
@@ -206,6 +217,7 @@ fn workloads(args: &BenchArgs) -> Result<Vec<Workload>> {
             list.push(Workload {
                 workload: "encoder",
                 context: Some(128),
+                batch: None,
                 label: "bert-base encoder seq 128".into(),
                 files: vec![dir.join("encoder/model.pt2")],
                 entry: "model".into(),
@@ -268,6 +280,12 @@ fn tensor_bytes(t: &Tensor) -> u64 {
     t.numel() as u64 * t.kind().elt_size_in_bytes() as u64
 }
 
+/// A plan and the weights it runs with, shared by the workloads of one program.
+type Compiled = (Arc<ProgramPlan>, Arc<WeightStore>);
+
+/// A plot line: name, colour, (context, bytes) points.
+type Series<'a> = (String, &'a str, Vec<(f64, f64)>);
+
 /// `genie bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
@@ -275,8 +293,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut rows: Vec<RunRow> = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // One compile per program and mode family, shared by its workloads.
-    let mut compiled: BTreeMap<(Vec<PathBuf>, usize, bool), (Arc<ProgramPlan>, Arc<WeightStore>)> = BTreeMap::new();
-    let mut plan_for = |files: &[PathBuf], workers: usize, no_state: bool| -> Result<(Arc<ProgramPlan>, Arc<WeightStore>)> {
+    let mut compiled: BTreeMap<(Vec<PathBuf>, usize, bool), Compiled> = BTreeMap::new();
+    let mut plan_for = |files: &[PathBuf], workers: usize, no_state: bool| -> Result<Compiled> {
         let key = (files.to_vec(), workers, no_state);
         if let Some(v) = compiled.get(&key) {
             return Ok(v.clone());
@@ -288,9 +306,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     };
     for w in &workloads {
         println!("== {}", w.label);
+        let first_row = rows.len();
         let row = |mode: &str, variant: Option<&str>, t: &Timed, peak: u64| RunRow {
             workload: w.workload.to_string(),
             context: w.context,
+            batch: w.batch,
             mode: mode.to_string(),
             variant: variant.map(str::to_string),
             runs: t.runs,
@@ -308,8 +328,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 local.run(&w.entry, &w.inputs)?;
                 Ok((0, 0))
             })?;
-            let peak = local.resident("worker0").map_or(0, |r| r.bytes())
-                + w.inputs.values().map(tensor_bytes).sum::<u64>();
+            let peak =
+                local.resident("worker0").map_or(0, |r| r.bytes()) + w.inputs.values().map(tensor_bytes).sum::<u64>();
             rows.push(row("local", None, &t, peak));
         }
         // genie: the compiled plan on workers, state resident where it is used.
@@ -319,7 +339,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
             let workers = worker::start_local(&names, Device::Cpu)?;
             let (cluster, program) = runtime.block_on(async {
-                let cluster = Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await?;
+                let cluster =
+                    Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await?;
                 let program = cluster.load(plan.clone(), &weights).await?;
                 Ok::<_, genie_runtime::client::ClientError>((cluster, program))
             })?;
@@ -351,7 +372,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let entry = plan.entry(&w.entry).context("entry")?.clone();
             let workers = worker::start_local(&["worker0".to_string()], Device::Cpu)?;
             let (cluster, program) = runtime.block_on(async {
-                let cluster = Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await?;
+                let cluster =
+                    Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await?;
                 let program = cluster.load(plan.clone(), &weights).await?;
                 Ok::<_, genie_runtime::client::ClientError>((cluster, program))
             })?;
@@ -370,10 +392,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let (plan, weights) = plan_for(&w.files, 1, true)?;
             let entry = plan.entry(&w.entry).context("entry")?.clone();
             let workers = worker::start_local(&["worker0".to_string()], Device::Cpu)?;
-            let cluster = runtime.block_on(Cluster::connect(
-                workers.addresses.clone(),
-                ClientOptions::new(workers.token.clone()),
-            ))?;
+            let cluster = runtime
+                .block_on(Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())))?;
             let per_op = PerOp::new(&plan, &entry, &weights)?;
             if cached {
                 per_op.upload_weights(&runtime, &cluster)?;
@@ -385,11 +405,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             rows.push(row("per-op", Some(variant), &t, peak));
             runtime.block_on(cluster.close());
         }
-        print_rows(rows.iter().filter(|r| r.workload == w.workload && r.context == w.context));
+        print_rows(rows[first_row..].iter());
     }
     let compile = compile_times(&args)?;
     println!("== transport: QUIC (the runtime's tuned endpoints, TLS) and TCP on loopback");
-    let figures = genie_runtime::transport::bench::measure(256 << 20, 3, 500)?;
+    let bulk = if args.suite == "quick" { 32 << 20 } else { 256 << 20 };
+    let figures = genie_runtime::transport::bench::measure(bulk, 3, 500)?;
     let transport = TransportRow {
         quic_bulk_gbps: figures.quic_bulk_gbps,
         tcp_bulk_gbps: figures.tcp_bulk_gbps,
@@ -480,12 +501,8 @@ impl PerOp {
         inputs: &BTreeMap<String, Tensor>,
         cached: bool,
     ) -> Result<(u64, u64)> {
-        let shapes: BTreeMap<ValueId, Vec<i64>> = self
-            .entry
-            .inputs
-            .iter()
-            .filter_map(|p| inputs.get(&p.name).map(|t| (p.tensor, t.size())))
-            .collect();
+        let shapes: BTreeMap<ValueId, Vec<i64>> =
+            self.entry.inputs.iter().filter_map(|p| inputs.get(&p.name).map(|t| (p.tensor, t.size()))).collect();
         let bindings = exec::bind_symbols(&self.entry, &|v| shapes.get(&v).cloned())?;
         let mut env: BTreeMap<ValueId, Tensor> = self
             .entry
@@ -503,9 +520,10 @@ impl PerOp {
                 match (cached, self.weight_hashes.get(v)) {
                     (true, Some(h)) => op_inputs.push(OpArgument::Weight(h)),
                     _ => {
-                        let t = env.get(v).or_else(|| self.constants.get(v)).with_context(|| {
-                            format!("per-op: {op} reads {v}, which no earlier op produced")
-                        })?;
+                        let t = env
+                            .get(v)
+                            .or_else(|| self.constants.get(v))
+                            .with_context(|| format!("per-op: {op} reads {v}, which no earlier op produced"))?;
                         op_inputs.push(OpArgument::Tensor(t));
                     }
                 }
@@ -591,7 +609,8 @@ for _ in range(3):
     times.append(time.perf_counter() - t)
 print(sorted(times)[1])
 "#;
-    let out = Command::new(venv_python()).args(["-c", script]).arg(path).output().context("running the venv's python")?;
+    let out =
+        Command::new(venv_python()).args(["-c", script]).arg(path).output().context("running the venv's python")?;
     if !out.status.success() {
         bail!("{}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("onnxruntime failed"));
     }
@@ -620,13 +639,28 @@ fn print_rows<'a>(rows: impl Iterator<Item = &'a RunRow>) {
 /// The table: every mode's figures and their ratio to genie's.
 fn table(report: &Report) -> String {
     let mut t = String::new();
-    writeln!(t, "\n{:<9} {:>7} {:<8} {:<19} {:>11} {:>11} {:>12} {:>7} {:>10} {:>9} {:>10} {:>8}",
-        "workload", "context", "mode", "variant", "median ms", "p99 ms", "bytes/call", "trips", "peak", "× time", "× bytes", "× trips").ok();
+    writeln!(
+        t,
+        "\n{:<9} {:>7} {:<8} {:<19} {:>11} {:>11} {:>12} {:>7} {:>10} {:>9} {:>10} {:>8}",
+        "workload",
+        "context",
+        "mode",
+        "variant",
+        "median ms",
+        "p99 ms",
+        "bytes/call",
+        "trips",
+        "peak",
+        "× time",
+        "× bytes",
+        "× trips"
+    )
+    .ok();
     for r in &report.runs {
         let genie = report
             .runs
             .iter()
-            .find(|g| g.mode == "genie" && g.workload == r.workload && g.context == r.context);
+            .find(|g| g.mode == "genie" && g.workload == r.workload && g.context == r.context && g.batch == r.batch);
         let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
         let (rt, rb, rr) = match genie {
             Some(g) => (
@@ -639,7 +673,10 @@ fn table(report: &Report) -> String {
         writeln!(
             t,
             "{:<9} {:>7} {:<8} {:<19} {:>11.3} {:>11.3} {:>12} {:>7} {:>10} {:>9} {:>10} {:>8}",
-            r.workload,
+            match r.batch {
+                Some(b) => format!("{} b{b}", r.workload),
+                None => r.workload.clone(),
+            },
             r.context.map_or("-".to_string(), |c| c.to_string()),
             r.mode,
             r.variant.as_deref().unwrap_or(""),
@@ -658,7 +695,8 @@ fn table(report: &Report) -> String {
     for c in &report.compile {
         let ort = c.onnxruntime_s.map_or("n/a".to_string(), |o| format!("{:.3} s", o));
         let ratio = c.ratio.map_or("n/a".to_string(), |r| format!("{r:.2}×"));
-        writeln!(t, "  {:<34} genie {:.3} s   onnxruntime {}   genie/onnxruntime {}", c.model, c.genie_s, ort, ratio).ok();
+        writeln!(t, "  {:<34} genie {:.3} s   onnxruntime {}   genie/onnxruntime {}", c.model, c.genie_s, ort, ratio)
+            .ok();
     }
     let tr = &report.transport;
     writeln!(
@@ -676,7 +714,7 @@ fn table(report: &Report) -> String {
 
 /// SVG: bytes per decode step (log scale) against context, one line per mode.
 fn plot(rows: &[RunRow]) -> String {
-    let series: Vec<(String, &str, Vec<(f64, f64)>)> = [
+    let series: Vec<Series> = [
         ("genie", "#1b9e77"),
         ("blind", "#d95f02"),
         ("per-op cached-weights", "#7570b3"),
@@ -701,13 +739,20 @@ fn plot(rows: &[RunRow]) -> String {
     let xs: Vec<f64> = all.iter().map(|p| p.0.log2()).collect();
     let ys: Vec<f64> = all.iter().map(|p| p.1.log10()).collect();
     let (x0, x1) = (xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max));
-    let (y0, y1) = (ys.iter().copied().fold(f64::MAX, f64::min).floor(), ys.iter().copied().fold(f64::MIN, f64::max).ceil());
+    let (y0, y1) =
+        (ys.iter().copied().fold(f64::MAX, f64::min).floor(), ys.iter().copied().fold(f64::MIN, f64::max).ceil());
     let sx = |x: f64| left + (x.log2() - x0) / (x1 - x0).max(1e-9) * (w - left - right);
     let sy = |y: f64| h - bottom - (y.log10() - y0) / (y1 - y0).max(1e-9) * (h - top - bottom);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"18\" font-size=\"14\">Bytes on the wire per decode step (log scale) vs context length</text>\n"
     );
-    let _ = writeln!(s, "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", h - bottom, w - right, h - bottom);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        h - bottom,
+        w - right,
+        h - bottom
+    );
     let _ = writeln!(s, "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>", h - bottom);
     let mut e = y0 as i32;
     while e <= y1 as i32 {
@@ -721,13 +766,22 @@ fn plot(rows: &[RunRow]) -> String {
     for c in &contexts {
         let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{c}</text>", sx(*c), h - bottom + 18.0);
     }
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">context (tokens in the KV cache)</text>", (left + w - right) / 2.0, h - 12.0);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">context (tokens in the KV cache)</text>",
+        (left + w - right) / 2.0,
+        h - 12.0
+    );
     for (i, (name, color, pts)) in series.iter().enumerate() {
         if pts.is_empty() {
             continue;
         }
         let path: Vec<String> = pts.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
-        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
         for (x, y) in pts {
             let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", sx(*x), sy(*y));
         }

@@ -97,7 +97,13 @@ fn cluster_of(args: &CompileArgs) -> Result<ClusterSpec> {
 pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<String> {
     let cluster = cluster_of(&args)?;
     let mut program = genie_frontends::load(&args.files)?;
-    let options = CompileOptions { bindings, state: args.state.clone(), policy: args.policy, max_seq: args.max_seq, ..Default::default() };
+    let options = CompileOptions {
+        bindings,
+        state: args.state.clone(),
+        policy: args.policy,
+        max_seq: args.max_seq,
+        ..Default::default()
+    };
     let plan = compile_program(&mut program, &cluster, &options)?;
     write_plan(&args.output, &plan)?;
     let mut report = format!("wrote {}\n", args.output.display());

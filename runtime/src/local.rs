@@ -224,8 +224,7 @@ impl LocalCluster {
                 let r = h.join().unwrap_or_else(|_| Err(ExecError::Panic { device: name.clone() }));
                 device_results.push((name, r));
             }
-            let client_result =
-                client.join().unwrap_or_else(|_| Err(ExecError::Panic { device: CLIENT.to_string() }));
+            let client_result = client.join().unwrap_or_else(|_| Err(ExecError::Panic { device: CLIENT.to_string() }));
             (client_result, device_results)
         });
 

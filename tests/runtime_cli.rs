@@ -1,0 +1,165 @@
+//! `genie run`, `genie generate` and `genie bench` through the binary, on the embedded default
+//! (in-process workers on loopback).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tch::{Kind, Tensor};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
+}
+
+fn genie(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_genie")).args(args).output().expect("genie runs");
+    assert!(out.status.success(), "genie {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn genie_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_genie")).args(args).output().expect("genie runs");
+    assert!(!out.status.success(), "genie {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("genie-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+fn assert_matches(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, Tensor>) {
+    for (name, w) in want {
+        let g = got.get(name).unwrap_or_else(|| panic!("no output {name}"));
+        let excess = ((g.to_kind(Kind::Double) - w.to_kind(Kind::Double)).abs()
+            - (w.to_kind(Kind::Double).abs() * 1e-4 + 1e-5))
+            .max()
+            .double_value(&[]);
+        assert!(excess <= 0.0, "{name} differs");
+    }
+}
+
+#[test]
+fn run_a_model_on_two_embedded_workers_and_a_compiled_plan() {
+    let model = fixture("bert/model.pt2");
+    let inputs = fixture("bert/model.inputs.safetensors");
+    let want = read(&fixture("bert/model.outputs.safetensors"));
+    let out = tmp("bert.outputs.safetensors");
+    let text = genie(&[
+        "run",
+        model.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--worker-memory",
+        "100KB",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--outputs",
+        out.to_str().unwrap(),
+        "--stats",
+    ]);
+    assert!(text.contains("round trip"), "{text}");
+    assert!(text.contains("worker0→worker1") || text.contains("worker1→worker0"), "split: {text}");
+    assert_matches(&read(&out), &want);
+
+    // The same through a plan file: the plan, then the model it was compiled from for weights.
+    let plan = tmp("bert.plan");
+    genie(&["compile", model.to_str().unwrap(), "--workers", "1", "-o", plan.to_str().unwrap()]);
+    let out2 = tmp("bert2.outputs.safetensors");
+    let args =
+        ["run", plan.to_str().unwrap(), model.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--outputs"];
+    genie(&[&args[..], &[out2.to_str().unwrap()]].concat());
+    assert_matches(&read(&out2), &want);
+    // A plan alone has no weights: a clear error, not a crash.
+    let err =
+        genie_fails(&["run", plan.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--outputs", "/dev/null"]);
+    assert!(err.contains("plans hold no weights"), "{err}");
+    // Wrong input names are named.
+    let bad = tmp("bad.inputs.safetensors");
+    Tensor::write_safetensors(&[("nonsense", &Tensor::zeros([1, 2], (Kind::Int64, tch::Device::Cpu)))], &bad).unwrap();
+    let err =
+        genie_fails(&["run", model.to_str().unwrap(), "--inputs", bad.to_str().unwrap(), "--outputs", "/dev/null"]);
+    assert!(err.contains("nonsense") && err.contains("input_ids"), "{err}");
+}
+
+#[test]
+fn generate_prints_the_reference_tokens_and_per_step_bytes() {
+    let reference = read(&fixture("gpt2/generate.safetensors"));
+    let prompt: Vec<String> =
+        Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
+    let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let text = genie(&[
+        "generate",
+        p.to_str().unwrap(),
+        d.to_str().unwrap(),
+        "--prompt",
+        &prompt.join(","),
+        "--max-new-tokens",
+        "16",
+        "--workers",
+        "2",
+        "--worker-memory",
+        "100KB",
+        "--max-seq",
+        "32",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    let tokens: Vec<i64> = json["tokens"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    assert_eq!(tokens, want);
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 16);
+    for s in &steps[1..] {
+        // Token in (8 B), logits out (128 × 4 B), one 32-wide f32 row at the cut.
+        assert_eq!(s["bytes"].as_u64().unwrap(), 8 + 512 + 128, "{s}");
+        assert_eq!(s["round_trips"].as_u64().unwrap(), 1);
+        assert!(s["wall_s"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bench_quick_suite_measures_every_mode() {
+    let json_path = tmp("bench.json");
+    let plot = tmp("bench.svg");
+    let text = genie(&[
+        "bench",
+        "--suite",
+        "quick",
+        "--runs",
+        "3",
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(text.contains("× bytes"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    let bytes = |workload: &str, mode: &str| -> u64 {
+        runs.iter()
+            .find(|r| r["workload"] == workload && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {workload}/{mode}"))["bytes_per_call"]
+            .as_u64()
+            .unwrap()
+    };
+    for w in ["decode", "prefill", "cnn", "encoder"] {
+        for m in ["local", "genie", "blind", "per-op"] {
+            bytes(w, m);
+        }
+    }
+    // The semantic advantage on a decode step: the KV cache stays where it is.
+    assert_eq!(bytes("decode", "local"), 0);
+    assert!(bytes("decode", "genie") * 10 <= bytes("decode", "blind"), "{runs:?}");
+    assert!(bytes("decode", "genie") * 40 <= bytes("decode", "per-op"), "{runs:?}");
+    for key in ["quic_bulk_gbps", "tcp_bulk_gbps", "quic_rtt_us", "tcp_rtt_us"] {
+        assert!(json["transport"][key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert!(json["compile"][0]["genie_s"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
+}
