@@ -273,3 +273,36 @@ fn sessions_are_private_to_their_client() {
         assert_eq!(stats.sessions, 1);
     });
 }
+
+#[test]
+fn unloaded_programs_free_their_weights_beyond_the_cache() {
+    use genie_runtime::client::WorkerAddress;
+    use genie_runtime::transport::{Identity, Trust};
+    use genie_runtime::worker::WorkerConfig;
+    let (plan, srg) = compile_one(&[fixture("edge/model.pt2")]);
+    let mut config = WorkerConfig::new(([127, 0, 0, 1], 0).into(), Device::Cpu, "token");
+    config.weight_cache_bytes = 0;
+    config.session_idle_timeout = std::time::Duration::from_millis(200);
+    let identity = Identity::self_signed(&["localhost".to_string()]).unwrap();
+    let handle = worker::spawn(config, identity).unwrap();
+    let address = WorkerAddress {
+        device: "worker0".into(),
+        addr: handle.addr,
+        trust: Trust::Fingerprint(handle.fingerprint.clone()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let cluster = Cluster::connect(vec![address], ClientOptions::new("token")).await.unwrap();
+        let program = cluster.load(Arc::new(plan), &srg.weights).await.unwrap();
+        let before = cluster.stats("worker0").await.unwrap();
+        assert!(before.resident_weight_bytes > 0, "{before:?}");
+        // Still loaded: the sweeper keeps what a program needs.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(cluster.stats("worker0").await.unwrap().resident_weight_bytes, before.resident_weight_bytes);
+        program.unload().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let after = cluster.stats("worker0").await.unwrap();
+        assert_eq!(after.resident_weight_bytes, 0, "{after:?}");
+        assert_eq!(after.programs, 0);
+    });
+}

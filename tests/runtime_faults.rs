@@ -201,13 +201,14 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
             loop {
                 let started = Instant::now();
                 if let Err(e) = s.run("prefill", &prefill_in).await {
-                    return (e, started.elapsed());
+                    return (e, started.elapsed(), s);
                 }
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         victim.child.kill().unwrap();
-        let (err, took) = tokio::time::timeout(Duration::from_secs(30), runner).await.expect("the run ends").unwrap();
+        let (err, took, mut s) =
+            tokio::time::timeout(Duration::from_secs(30), runner).await.expect("the run ends").unwrap();
         assert!(took <= options.run_timeout + Duration::from_secs(2), "the error took {took:?}");
         let clear = matches!(
             &err,
@@ -216,6 +217,11 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
             if matches!(error.kind, ErrorKind::Timeout | ErrorKind::PeerUnreachable));
         assert!(clear, "unclear error: {err}");
         assert!(err.to_string().contains("worker"), "the error should name a worker: {err}");
+        // The failed call may have left the workers' caches out of step: the session forgets its
+        // state, and a decode step says so instead of reading it.
+        let ids = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[1i64]).reshape([1, 1]))]);
+        let again = s.run("decode", &ids).await.unwrap_err();
+        assert!(matches!(again, ClientError::StateNotReady { .. }), "{again}");
         // The other worker is healthy: it answers and runs new work.
         let stats = cluster.stats("worker0").await.expect("the healthy worker answers");
         assert!(stats.runs > 0);

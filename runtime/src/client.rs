@@ -742,7 +742,14 @@ impl Session {
         let prepared = self.prepare(entry_name, inputs);
         async move {
             let (entry_name, bindings, payloads) = prepared?;
-            self.run_prepared(&entry_name, bindings, payloads).await
+            let result = self.run_prepared(&entry_name, bindings, payloads).await;
+            if result.is_err() {
+                // A failed call may have updated the state on some workers and not on others:
+                // forget it, so the next call that reads state fails clearly (StateNotReady)
+                // instead of reading caches of different lengths.
+                self.slot_shapes.clear();
+            }
+            result
         }
     }
 

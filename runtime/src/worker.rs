@@ -43,6 +43,9 @@ pub struct WorkerConfig {
     pub hello_timeout: Duration,
     /// How long WeightsUploaded waits for weight streams still in flight.
     pub upload_timeout: Duration,
+    /// Weights no loaded program needs stay cached up to this many bytes (least recently used
+    /// dropped first), so a client that comes back does not upload them again.
+    pub weight_cache_bytes: u64,
 }
 
 impl WorkerConfig {
@@ -57,6 +60,7 @@ impl WorkerConfig {
             session_idle_timeout: Duration::from_secs(600),
             hello_timeout: Duration::from_secs(10),
             upload_timeout: Duration::from_secs(300),
+            weight_cache_bytes: 4 << 30,
         }
     }
 }
@@ -249,6 +253,10 @@ struct Worker {
     programs: Mutex<HashMap<(ClientId, u64), LoadedProgram>>,
     sessions: Mutex<HashMap<(ClientId, u64), Session>>,
     inbox: Inbox,
+    /// When each resident weight was last needed (by a load or a run), for the cache.
+    weight_used: Mutex<HashMap<WeightHash, Instant>>,
+    /// Per client: open connections, and when the last one closed.
+    clients: Mutex<HashMap<ClientId, (u32, Instant)>>,
     peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
     counters: Counters,
 }
@@ -291,6 +299,8 @@ impl Worker {
             programs: Mutex::default(),
             sessions: Mutex::default(),
             inbox: Inbox::default(),
+            weight_used: Mutex::default(),
+            clients: Mutex::default(),
             peers: tokio::sync::Mutex::default(),
             counters: Counters::default(),
         }
@@ -334,6 +344,59 @@ impl Worker {
                 keep
             });
             self.inbox.sweep(Duration::from_secs(300).max(idle));
+            self.forget_departed_clients(idle);
+            self.evict_weights();
+        }
+    }
+
+    /// Programs of clients gone (no connection) longer than the idle timeout, with no session
+    /// left, are unloaded.
+    fn forget_departed_clients(&self, idle: Duration) {
+        let now = Instant::now();
+        let gone: Vec<ClientId> = lock(&self.clients)
+            .iter()
+            .filter(|(_, (open, since))| *open == 0 && now.duration_since(*since) >= idle)
+            .map(|(c, _)| *c)
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let with_sessions: std::collections::HashSet<ClientId> = lock(&self.sessions).keys().map(|(c, _)| *c).collect();
+        let mut clients = lock(&self.clients);
+        let mut programs = lock(&self.programs);
+        for c in gone.into_iter().filter(|c| !with_sessions.contains(c)) {
+            programs.retain(|(owner, _), _| *owner != c);
+            clients.remove(&c);
+        }
+    }
+
+    /// Keep the weights loaded programs need; of the others, keep the most recently used up to
+    /// `weight_cache_bytes`.
+    fn evict_weights(&self) {
+        let needed: std::collections::HashSet<WeightHash> =
+            lock(&self.programs).values().flat_map(|p| p.needs.iter().map(|(h, _)| h.clone())).collect();
+        let mut resident = lock(&self.resident);
+        let used = lock(&self.weight_used);
+        let mut spare: Vec<(Instant, WeightHash, u64)> = resident
+            .hashes()
+            .into_iter()
+            .filter(|h| !needed.contains(h))
+            .map(|h| {
+                let bytes = resident.get(&h).map_or(0, tensor_bytes);
+                (used.get(&h).copied().unwrap_or_else(Instant::now), h, bytes)
+            })
+            .collect();
+        drop(used);
+        let mut cached: u64 = spare.iter().map(|s| s.2).sum();
+        spare.sort_by_key(|s| s.0);
+        for (_, h, bytes) in spare {
+            if cached <= self.config.weight_cache_bytes {
+                break;
+            }
+            resident.remove(&h);
+            lock(&self.weight_used).remove(&h);
+            cached -= bytes;
+            tracing::info!("evicted weight {} ({bytes} B) from the cache", h.short());
         }
     }
 
@@ -369,6 +432,9 @@ impl Worker {
                 return;
             }
         };
+        if role == Role::Client {
+            lock(&self.clients).entry(client).or_insert((0, Instant::now())).0 += 1;
+        }
         let conn = Arc::new(Conn { connection: connection.clone(), client, role, remote });
         let uni = {
             let me = self.clone();
@@ -377,6 +443,12 @@ impl Worker {
         };
         self.control_loop(conn, send, recv).await;
         uni.abort();
+        if role == Role::Client {
+            if let Some(entry) = lock(&self.clients).get_mut(&client) {
+                entry.0 = entry.0.saturating_sub(1);
+                entry.1 = Instant::now();
+            }
+        }
     }
 
     /// Read requests until the stream ends; each is answered by its own task through one writer.
@@ -469,6 +541,7 @@ impl Worker {
                     )));
                 }
                 let on_device = self.to_device(tensor).map_err(|e| refuse(&e))?;
+                lock(&self.weight_used).insert(hash.clone(), Instant::now());
                 lock(&self.resident).insert(hash, on_device);
                 self.note_tensor_bytes();
                 self.weight_arrived.notify_waiters();
@@ -618,6 +691,13 @@ impl Worker {
             let resident = lock(&self.resident);
             needs.iter().filter(|(h, _)| !resident.contains(h)).map(|(h, _)| h.clone()).collect()
         };
+        {
+            let now = Instant::now();
+            let mut used = lock(&self.weight_used);
+            for (h, _) in &needs {
+                used.insert(h.clone(), now);
+            }
+        }
         let peers = peers.into_iter().map(|p| (p.device.clone(), p)).collect();
         let loaded = LoadedProgram { plan: Arc::new(plan), device, peers, needs, ready: false };
         lock(&self.programs).insert((client, program), loaded);

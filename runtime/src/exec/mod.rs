@@ -143,6 +143,18 @@ impl Resident {
         self.weights.get(h)
     }
 
+    /// Drop a weight; returns its bytes (0 when it was not resident).
+    pub fn remove(&mut self, h: &WeightHash) -> u64 {
+        let b = self.weights.remove(h).map_or(0, |t| tensor_bytes(&t));
+        self.bytes = self.bytes.saturating_sub(b);
+        b
+    }
+
+    /// The hashes of every resident weight.
+    pub fn hashes(&self) -> Vec<WeightHash> {
+        self.weights.keys().cloned().collect()
+    }
+
     /// Bytes of all resident weights.
     pub fn bytes(&self) -> u64 {
         self.bytes
