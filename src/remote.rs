@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     /// Free sessions unused for this many seconds.
     #[arg(long, default_value_t = 600)]
     pub session_idle_secs: u64,
+    /// Keep weights no loaded program needs cached up to this size (e.g. `4GiB`, `0`).
+    #[arg(long, value_name = "SIZE", default_value = "4GiB")]
+    pub weight_cache: String,
 }
 
 /// Where runs go and how to reach the workers.
@@ -143,6 +146,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     };
     let mut config = WorkerConfig::new(args.listen, device, token);
     config.session_idle_timeout = Duration::from_secs(args.session_idle_secs.max(1));
+    config.weight_cache_bytes = placement::parse_size(&args.weight_cache).context("--weight-cache")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let handle = worker::spawn(config, identity)?;
     println!("genie worker listening on {} device {} fingerprint {}", handle.addr, args.device, handle.fingerprint);
