@@ -76,17 +76,22 @@ fn write_plan(path: &Path, plan: &ProgramPlan) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The cluster the arguments describe.
-fn cluster_of(args: &CompileArgs) -> Result<ClusterSpec> {
-    if let Some(path) = &args.cluster {
+/// The cluster `--cluster FILE`, or else `--workers N --worker-memory SIZE`, describes (shared by
+/// `compile`, `run` and `generate`).
+pub fn cluster_spec(
+    cluster_file: Option<&Path>,
+    workers: Option<usize>,
+    worker_memory: Option<&str>,
+) -> Result<ClusterSpec> {
+    if let Some(path) = cluster_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         return ClusterSpec::from_ron(&text).with_context(|| format!("cluster spec {}", path.display()));
     }
-    let n = args.workers.unwrap_or(cluster::DEFAULT_WORKERS);
+    let n = workers.unwrap_or(cluster::DEFAULT_WORKERS);
     if n == 0 {
         bail!("--workers must be at least 1");
     }
-    let memory = match &args.worker_memory {
+    let memory = match worker_memory {
         Some(s) => placement::parse_size(s).context("--worker-memory")?,
         None => cluster::DEFAULT_WORKER_MEMORY,
     };
@@ -95,7 +100,7 @@ fn cluster_of(args: &CompileArgs) -> Result<ClusterSpec> {
 
 /// `genie compile`: load, run the passes, place, generate, write.
 pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<String> {
-    let cluster = cluster_of(&args)?;
+    let cluster = cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let mut program = genie_frontends::load(&args.files)?;
     let options = CompileOptions {
         bindings,

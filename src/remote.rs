@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use genie::pipeline::{compile_program, CompileOptions};
 use genie_codegen::ProgramPlan;
 use genie_ir::WeightStore;
-use genie_passes::placement::{self, cluster, ClusterSpec};
+use genie_passes::placement;
 use genie_runtime::client::{CallStats, ClientOptions, Cluster, Program, WorkerAddress};
 use genie_runtime::generate;
 use genie_runtime::transport::{Identity, Trust};
@@ -194,7 +194,7 @@ pub struct Session {
 /// Load models (or a plan and its models), compile for the cluster the arguments describe,
 /// start local workers where the spec has no addresses, connect and load the program.
 pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
-    let spec = cluster_spec(args)?;
+    let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
         let plan = crate::compile::read_plan(&files[0])?;
         if files.len() < 2 {
@@ -268,22 +268,6 @@ fn check_weights(plan: &ProgramPlan, weights: &WeightStore) -> Result<()> {
         bail!("the model files lack {} weight(s) the plan needs: {}", missing.len(), missing.join(", "));
     }
     Ok(())
-}
-
-fn cluster_spec(args: &ClusterArgs) -> Result<ClusterSpec> {
-    if let Some(path) = &args.cluster {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return ClusterSpec::from_ron(&text).with_context(|| format!("cluster spec {}", path.display()));
-    }
-    let n = args.workers.unwrap_or(cluster::DEFAULT_WORKERS);
-    if n == 0 {
-        bail!("--workers must be at least 1");
-    }
-    let memory = match &args.worker_memory {
-        Some(s) => placement::parse_size(s).context("--worker-memory")?,
-        None => cluster::DEFAULT_WORKER_MEMORY,
-    };
-    Ok(ClusterSpec::local_workers(n, memory))
 }
 
 /// `genie run`.

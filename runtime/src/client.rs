@@ -599,35 +599,27 @@ fn peer_fingerprint(connection: &Connection) -> Option<String> {
     Some(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-/// Await futures concurrently, keeping their order.
+/// Await futures concurrently (on this task), keeping their order.
 async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut set = Vec::with_capacity(futures.len());
-    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    // Poll all together: a small join without another dependency.
-    let mut pending: Vec<Option<_>> = futures.into_iter().map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
-        let mut all = true;
-        for (i, slot) in pending.iter_mut().enumerate() {
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
             if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        results[i] = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
+                if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                    *result = Some(v);
+                    *slot = None;
                 }
             }
         }
-        if all {
+        if pending.iter().all(Option::is_none) {
             std::task::Poll::Ready(())
         } else {
             std::task::Poll::Pending
         }
     })
     .await;
-    set.extend(results.into_iter().flatten());
-    set
+    results.into_iter().flatten().collect()
 }
 
 /// What loading a program cost.
