@@ -462,6 +462,9 @@ impl Worker {
                 }
             }
             let _ = send.finish();
+            // Closing the connection right after would drop replies still in flight (such as the
+            // refusal of an oversized frame): wait until the client has them.
+            let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
         });
         loop {
             match streams::read_frame::<Request>(&mut recv).await {
