@@ -104,13 +104,32 @@ fn setup() -> Result<()> {
         status(Command::new(system_python()?).args(["-m", "venv"]).arg(venv()))?;
     }
     eprintln!("xtask: installing {want} into {} (first run only)", venv().display());
+    report_free_space();
+    // The wheels (torch and its CUDA libraries) are several GB. Unpacking them in the system's
+    // temporary folder or keeping a copy in pip's cache has run a machine out of space, so pip
+    // gets a scratch folder on the project's own disk and no cache.
+    let scratch = root().join("target").join("pip-scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
     let mut pip = Command::new(venv_python());
-    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", TORCH_REQUIREMENT]);
-    pip.args(TEST_REQUIREMENTS);
-    status(&mut pip)?;
+    pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-cache-dir"]);
+    pip.arg(TORCH_REQUIREMENT).args(TEST_REQUIREMENTS).env("TMPDIR", &scratch);
+    let installed = status(&mut pip);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if installed.is_err() {
+        report_free_space();
+    }
+    installed?;
     std::fs::write(&stamp, &want).map_err(|e| format!("writing {}: {e}", stamp.display()))?;
     eprintln!("xtask: set-up done in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Print the free space where the venv and the build go, so a failed install says whether the
+/// disk was the cause (the set-up needs about 5 GB for the venv and 3 GB for the build).
+fn report_free_space() {
+    if let Some(df) = output(Command::new("df").args(["-h", "-P"]).arg(root())) {
+        eprintln!("xtask: disk space at {}:\n{df}", root().display());
+    }
 }
 
 /// `cargo` with the environment torch-sys needs to find the venv's libtorch.
