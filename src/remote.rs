@@ -44,6 +44,11 @@ pub struct WorkerArgs {
     /// Keep weights no loaded program needs cached up to this size (e.g. `4GiB`, `0`).
     #[arg(long, value_name = "SIZE", default_value = "4GiB")]
     pub weight_cache: String,
+    /// The memory this worker may fill with weights, sessions' state and activations
+    /// (e.g. `16GiB`); loads and sessions beyond it are refused with `OutOfMemory`. Default:
+    /// the machine's physical memory for `cpu`, no limit for `cuda:N`.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
 }
 
 /// Where runs go and how to reach the workers.
@@ -147,14 +152,32 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     let mut config = WorkerConfig::new(args.listen, device, token);
     config.session_idle_timeout = Duration::from_secs(args.session_idle_secs.max(1));
     config.weight_cache_bytes = placement::parse_size(&args.weight_cache).context("--weight-cache")?;
+    config.memory_bytes = match &args.memory {
+        Some(size) => Some(placement::parse_size(size).context("--memory")?),
+        None if device == tch::Device::Cpu => physical_memory(),
+        None => None,
+    };
+    let memory_bytes = config.memory_bytes;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let handle = worker::spawn(config, identity)?;
-    println!("genie worker listening on {} device {} fingerprint {}", handle.addr, args.device, handle.fingerprint);
+    let memory = memory_bytes.map_or_else(|| "unlimited".to_string(), genie_ir::render::human_bytes);
+    println!(
+        "genie worker listening on {} device {} fingerprint {} memory {memory}",
+        handle.addr, args.device, handle.fingerprint
+    );
     runtime.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
     handle.shutdown();
     Ok(())
+}
+
+/// `MemTotal` from `/proc/meminfo`, in bytes (None where it cannot be read).
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>> {
@@ -240,8 +263,10 @@ pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
         (addresses, token)
     } else {
         check_device(device)?;
-        let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
-        let workers = worker::start_local(&names, device).context("starting local workers")?;
+        // Each embedded worker enforces the memory its device has in the cluster spec.
+        let devices: Vec<(String, Option<u64>)> =
+            plan.devices.iter().map(|d| (d.name.clone(), Some(d.memory_bytes))).collect();
+        let workers = worker::start_local_with_memory(&devices, device).context("starting local workers")?;
         local = workers.handles;
         (workers.addresses, workers.token)
     };

@@ -58,8 +58,11 @@ struct Running {
 
 fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
-    let workers = worker::start_local(&names, Device::Cpu).expect("workers start");
+    // Each worker enforces its device's memory from the cluster spec, so the plan's peak must
+    // fit where placement put it.
+    let devices: Vec<(String, Option<u64>)> =
+        plan.devices.iter().map(|d| (d.name.clone(), Some(d.memory_bytes))).collect();
+    let workers = worker::start_local_with_memory(&devices, Device::Cpu).expect("workers start");
     let options = ClientOptions::new(workers.token.clone());
     let (cluster, program) = runtime.block_on(async {
         let cluster = Cluster::connect(workers.addresses.clone(), options).await.expect("connects");

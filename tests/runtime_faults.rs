@@ -228,3 +228,95 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     });
     check_still_serves(&rt, &healthy);
 }
+
+/// The gpt2 pair compiled for one worker, and what admission will count for it: its distinct
+/// weights' bytes, its activation peak, and one session's KV cache at `--max-seq 16`.
+fn gpt2_on_one_worker() -> (genie_codegen::ProgramPlan, genie_ir::WeightStore, u64, u64, u64) {
+    let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
+    let mut program = genie_frontends::load(&files).unwrap();
+    let options = CompileOptions { max_seq: Some(16), ..Default::default() };
+    let plan = compile_program(&mut program, &ClusterSpec::local_workers(1, 1 << 30), &options).unwrap();
+    let info = plan.device("worker0").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let weights: u64 = info.weights.iter().filter(|w| seen.insert(w.hash.clone())).map(|w| w.bytes).sum();
+    assert!(weights > 0 && info.kv_bytes > 0 && info.activation_bytes > 0);
+    let (kv, activations) = (info.kv_bytes, info.activation_bytes);
+    (plan, program.weights, weights, activations, kv)
+}
+
+fn out_of_memory(err: &ClientError) -> bool {
+    matches!(err, ClientError::Remote { error, .. } if error.kind == ErrorKind::OutOfMemory)
+}
+
+#[test]
+fn a_worker_refuses_loads_and_sessions_beyond_its_memory_and_keeps_serving() {
+    let (plan, weights, weight_bytes, activations, kv) = gpt2_on_one_worker();
+    let plan = Arc::new(plan);
+    let rt = runtime();
+
+    // One byte short of the weights and the activation peak: the load is refused, by name.
+    let tight = weight_bytes + activations - 1;
+    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(tight))], Device::Cpu).unwrap();
+    rt.block_on(async {
+        let cluster =
+            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
+        let err = cluster.load(plan.clone(), &weights).await.err().expect("the load does not fit");
+        assert!(out_of_memory(&err), "expected OutOfMemory, got {err}");
+        assert!(err.to_string().contains("weights"), "the message says what did not fit: {err}");
+        let stats = cluster.stats("worker0").await.unwrap();
+        assert_eq!((stats.refused_for_memory, stats.resident_weights), (1, 0), "nothing was uploaded");
+        assert_eq!(stats.memory_bytes, Some(tight));
+    });
+    check_still_serves(&rt, &workers);
+
+    // Room for the program and exactly one session: a second session is refused until the
+    // first one closes.
+    let one_session = weight_bytes + activations + kv;
+    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(one_session))], Device::Cpu).unwrap();
+    rt.block_on(async {
+        let cluster =
+            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
+        let program = cluster.load(plan.clone(), &weights).await.expect("the program fits");
+        let mut first = program.open_session().await.expect("one session fits");
+        let prompt = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[1i64, 2, 3]).reshape([1, 3]))]);
+        first.run("prefill", &prompt).await.expect("prefill runs");
+        let err = program.open_session().await.err().expect("a second session does not fit");
+        assert!(out_of_memory(&err), "expected OutOfMemory, got {err}");
+        assert!(err.to_string().contains("session"), "{err}");
+        first.close().await.unwrap();
+        let mut second = program.open_session().await.expect("its memory is free again");
+        second.run("prefill", &prompt).await.expect("runs");
+        let stats = cluster.stats("worker0").await.unwrap();
+        assert_eq!(stats.committed_bytes, one_session);
+        assert!(stats.peak_tensor_bytes <= one_session, "{} > {one_session}", stats.peak_tensor_bytes);
+    });
+}
+
+#[test]
+fn cached_weights_of_an_unloaded_program_make_room_for_the_next() {
+    let (plan, weights, weight_bytes, activations, kv) = gpt2_on_one_worker();
+    let mut llama = genie_frontends::load(&[fixture("llama/prefill.pt2"), fixture("llama/decode.pt2")]).unwrap();
+    let options = CompileOptions { max_seq: Some(16), ..Default::default() };
+    let llama_plan = compile_program(&mut llama, &ClusterSpec::local_workers(1, 1 << 30), &options).unwrap();
+    let info = llama_plan.device("worker0").unwrap().clone();
+    // Room for either program alone, not for both.
+    let memory = (weight_bytes + activations + kv).max(info.weight_bytes + info.activation_bytes + info.kv_bytes);
+    assert!(memory < weight_bytes + info.weight_bytes, "the budget must not hold both programs' weights");
+    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(memory))], Device::Cpu).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let cluster =
+            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
+        let gpt2 = cluster.load(Arc::new(plan), &weights).await.unwrap();
+        gpt2.unload().await.unwrap();
+        let cached = cluster.stats("worker0").await.unwrap();
+        assert_eq!(cached.resident_weight_bytes, weight_bytes, "unloaded weights stay cached");
+        let llama = cluster.load(Arc::new(llama_plan), &llama.weights).await.expect("the cache makes room");
+        let mut s = llama.open_session().await.unwrap();
+        let prompt = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[5i64, 6]).reshape([1, 2]))]);
+        s.run("prefill", &prompt).await.expect("runs");
+        let stats = cluster.stats("worker0").await.unwrap();
+        assert!(stats.resident_weight_bytes + stats.state_bytes <= memory, "{stats:?}");
+        assert!(stats.resident_weight_bytes < weight_bytes + info.weight_bytes, "the gpt2 weights were evicted");
+    });
+}

@@ -19,7 +19,7 @@ use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to a message or header.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
@@ -154,8 +154,15 @@ pub struct WorkerStats {
     pub ops: u64,
     pub connections: u64,
     pub refused: u64,
-    /// Peak bytes of tensors the worker held at once (weights + state + activations).
+    /// Peak bytes of resident tensors the worker held at once: weights + sessions' state
+    /// (activations, which live only during a call, are not counted).
     pub peak_tensor_bytes: u64,
+    /// The memory budget admission checks against (`None`: no limit).
+    pub memory_bytes: Option<u64>,
+    /// What loaded programs (weights, largest activation peak) and sessions have committed.
+    pub committed_bytes: u64,
+    /// Loads and sessions refused with `OutOfMemory`.
+    pub refused_for_memory: u64,
 }
 
 /// An error a worker reports: what kind, and a message naming the problem and where.
@@ -195,6 +202,9 @@ pub enum ErrorKind {
     Timeout,
     /// The worker cannot reach a peer.
     PeerUnreachable,
+    /// A load or session that would not fit in the worker's memory budget; the message gives
+    /// what was asked and what is committed.
+    OutOfMemory,
 }
 
 impl RemoteError {

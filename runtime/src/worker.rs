@@ -46,6 +46,10 @@ pub struct WorkerConfig {
     /// Weights no loaded program needs stay cached up to this many bytes (least recently used
     /// dropped first), so a client that comes back does not upload them again.
     pub weight_cache_bytes: u64,
+    /// The device memory this worker may fill with weights, sessions' state and activations.
+    /// A load or a session that would not fit is refused with [`ErrorKind::OutOfMemory`]
+    /// instead of running the device (or the process) out of memory. `None`: no limit.
+    pub memory_bytes: Option<u64>,
 }
 
 impl WorkerConfig {
@@ -61,6 +65,7 @@ impl WorkerConfig {
             hello_timeout: Duration::from_secs(10),
             upload_timeout: Duration::from_secs(300),
             weight_cache_bytes: 4 << 30,
+            memory_bytes: None,
         }
     }
 }
@@ -161,11 +166,18 @@ struct LoadedProgram {
     peers: HashMap<String, PeerInfo>,
     /// Weights this device needs, with their types.
     needs: Vec<(WeightHash, TensorType)>,
+    /// One session's state on this device at the plan's memory bindings (its KV cache at the
+    /// planned maximum sequence length): what opening a session reserves.
+    session_bytes: u64,
+    /// The largest activation peak of the program's entries on this device.
+    activation_bytes: u64,
     ready: bool,
 }
 
 struct Session {
     program: u64,
+    /// What the session reserved when it opened (its program's `session_bytes`).
+    reserved_bytes: u64,
     slots: BTreeMap<u32, Tensor>,
     last_used: Instant,
     busy: bool,
@@ -259,6 +271,9 @@ struct Worker {
     clients: Mutex<HashMap<ClientId, (u32, Instant)>>,
     peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
     counters: Counters,
+    /// Held from an admission check to the insertion it admits, so that two loads or
+    /// sessions cannot both take the last free memory.
+    admission: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -268,7 +283,27 @@ struct Counters {
     ops: AtomicU64,
     connections: AtomicU64,
     refused: AtomicU64,
+    refused_for_memory: AtomicU64,
     peak_tensor_bytes: AtomicU64,
+}
+
+/// What a worker's memory holds or has promised (the basis of admission).
+#[derive(Debug, Default)]
+struct MemoryUse {
+    /// The weights loaded programs need, resident or still to arrive.
+    pinned: std::collections::HashSet<WeightHash>,
+    /// Their bytes, each weight counted once.
+    weights: u64,
+    /// Per open session, the larger of what it reserved and what its state holds.
+    sessions: u64,
+    /// The largest activation peak of a loaded program (runs are planned for one at a time).
+    activations: u64,
+}
+
+impl MemoryUse {
+    fn total(&self) -> u64 {
+        self.weights.saturating_add(self.sessions).saturating_add(self.activations)
+    }
 }
 
 /// A connection to another worker, with the control stream kept open.
@@ -303,6 +338,7 @@ impl Worker {
             clients: Mutex::default(),
             peers: tokio::sync::Mutex::default(),
             counters: Counters::default(),
+            admission: Mutex::default(),
         }
     }
 
@@ -371,8 +407,13 @@ impl Worker {
     }
 
     /// Keep the weights loaded programs need; of the others, keep the most recently used up to
-    /// `weight_cache_bytes`.
+    /// `weight_cache_bytes`, and only as much as the memory budget leaves beside what loaded
+    /// programs and sessions have committed.
     fn evict_weights(&self) {
+        let allowance = match self.config.memory_bytes {
+            Some(memory) => memory.saturating_sub(self.memory_use(None).total()).min(self.config.weight_cache_bytes),
+            None => self.config.weight_cache_bytes,
+        };
         let needed: std::collections::HashSet<WeightHash> =
             lock(&self.programs).values().flat_map(|p| p.needs.iter().map(|(h, _)| h.clone())).collect();
         let mut resident = lock(&self.resident);
@@ -390,7 +431,7 @@ impl Worker {
         let mut cached: u64 = spare.iter().map(|s| s.2).sum();
         spare.sort_by_key(|s| s.0);
         for (_, h, bytes) in spare {
-            if cached <= self.config.weight_cache_bytes {
+            if cached <= allowance {
                 break;
             }
             resident.remove(&h);
@@ -398,6 +439,104 @@ impl Worker {
             cached -= bytes;
             tracing::info!("evicted weight {} ({bytes} B) from the cache", h.short());
         }
+    }
+
+    /// What loaded programs and open sessions hold or have promised, leaving out the program
+    /// `except` (one being loaded again).
+    fn memory_use(&self, except: Option<(ClientId, u64)>) -> MemoryUse {
+        let mut using = MemoryUse::default();
+        {
+            let programs = lock(&self.programs);
+            for (_, p) in programs.iter().filter(|(key, _)| Some(**key) != except) {
+                for (h, ty) in &p.needs {
+                    if using.pinned.insert(h.clone()) {
+                        using.weights = using.weights.saturating_add(type_bytes(ty));
+                    }
+                }
+                using.activations = using.activations.max(p.activation_bytes);
+            }
+        }
+        let sessions = lock(&self.sessions);
+        for s in sessions.values() {
+            let holds: u64 = s.slots.values().map(tensor_bytes).sum();
+            using.sessions = using.sessions.saturating_add(holds.max(s.reserved_bytes));
+        }
+        using
+    }
+
+    /// Before a weight's bytes are read: a weight no loaded program needs (a per-op upload)
+    /// must fit beside what is committed and the other cached weights, least recently used
+    /// of which are dropped to make room. Weights a loaded program needs were admitted with it.
+    fn make_room_for_weight(&self, hash: &WeightHash, bytes: u64) -> Result<(), String> {
+        let Some(memory) = self.config.memory_bytes else {
+            return Ok(());
+        };
+        let using = self.memory_use(None);
+        if using.pinned.contains(hash) {
+            return Ok(());
+        }
+        let free = memory.saturating_sub(using.total());
+        let mut resident = lock(&self.resident);
+        let mut spare: Vec<(Instant, WeightHash, u64)> = {
+            let used = lock(&self.weight_used);
+            resident
+                .hashes()
+                .into_iter()
+                .filter(|h| !using.pinned.contains(h) && h != hash)
+                .map(|h| {
+                    let b = resident.get(&h).map_or(0, tensor_bytes);
+                    (used.get(&h).copied().unwrap_or_else(Instant::now), h, b)
+                })
+                .collect()
+        };
+        let mut cached: u64 = spare.iter().map(|s| s.2).sum();
+        if bytes > free {
+            self.counters.refused_for_memory.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "no room for weight {} ({}): this worker has {} of memory and {} is committed",
+                hash.short(),
+                human(bytes),
+                human(memory),
+                human(using.total())
+            ));
+        }
+        spare.sort_by_key(|s| s.0);
+        for (_, h, b) in spare {
+            if cached.saturating_add(bytes) <= free {
+                break;
+            }
+            resident.remove(&h);
+            lock(&self.weight_used).remove(&h);
+            cached -= b;
+            tracing::info!("evicted weight {} ({b} B) from the cache to make room", h.short());
+        }
+        Ok(())
+    }
+
+    /// Refuse `extra` bytes beside `using` when they exceed the worker's memory. `what` says
+    /// what asked for them.
+    fn admit(&self, using: &MemoryUse, extra: u64, what: impl FnOnce() -> String) -> Result<(), RemoteError> {
+        let Some(memory) = self.config.memory_bytes else {
+            return Ok(());
+        };
+        if using.total().saturating_add(extra) <= memory {
+            return Ok(());
+        }
+        self.counters.refused_for_memory.fetch_add(1, Ordering::Relaxed);
+        Err(RemoteError::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "{}; this worker ({}) has {} of memory, of which {} is committed: {} to loaded programs' \
+                 weights, {} to sessions' state, {} to the largest activation peak",
+                what(),
+                self.device_label,
+                human(memory),
+                human(using.total()),
+                human(using.weights),
+                human(using.sessions),
+                human(using.activations)
+            ),
+        ))
     }
 
     async fn handle_connection(self: Arc<Self>, connection: Connection) {
@@ -530,6 +669,9 @@ impl Worker {
             (Purpose::Activation { .. }, Role::Peer) => {}
             (p, role) => return Err(refuse(&format!("{p:?} is not accepted from a {role:?} connection"))),
         }
+        if let Purpose::Weight { hash } = &header.purpose {
+            self.make_room_for_weight(hash, header.byte_len).map_err(|e| refuse(&e))?;
+        }
         let tensor = streams::read_tensor_payload(recv, &header).await?;
         match header.purpose {
             Purpose::Weight { hash } => {
@@ -592,7 +734,8 @@ impl Worker {
                 if !lock(&self.programs).get(&(client, program)).is_some_and(|p| p.ready) {
                     return Err(unknown_program(program));
                 }
-                let mut sessions = lock(&self.sessions);
+                let _admitting = lock(&self.admission);
+                let sessions = lock(&self.sessions);
                 if let Some(s) = sessions.get(&(client, session)) {
                     // Opening again is idempotent (a retried request), but not for another program.
                     return if s.program == program {
@@ -601,8 +744,16 @@ impl Worker {
                         Err(RemoteError::new(ErrorKind::BadRequest, format!("session {session} already exists")))
                     };
                 }
-                let s = Session { program, slots: BTreeMap::new(), last_used: Instant::now(), busy: false };
-                sessions.insert((client, session), s);
+                drop(sessions);
+                let reserved_bytes = lock(&self.programs).get(&(client, program)).map_or(0, |p| p.session_bytes);
+                let using = self.memory_use(None);
+                self.admit(&using, reserved_bytes, || {
+                    format!("a new session of program {program} reserves {} for its state", human(reserved_bytes))
+                })?;
+                let s =
+                    Session { program, reserved_bytes, slots: BTreeMap::new(), last_used: Instant::now(), busy: false };
+                lock(&self.sessions).entry((client, session)).or_insert(s);
+                self.evict_weights();
                 Ok(Reply::Ok)
             }
             Request::Run { run, program, session, entry, bindings, timeout_ms } => {
@@ -642,13 +793,15 @@ impl Worker {
             let r = lock(&self.resident);
             (r.len() as u64, r.bytes())
         };
+        let committed_bytes = self.memory_use(None).total();
+        let programs = lock(&self.programs).len() as u64;
         let sessions = lock(&self.sessions);
         let state_bytes = sessions.values().flat_map(|s| s.slots.values()).map(tensor_bytes).sum();
         WorkerStats {
             device: self.device_label.clone(),
             resident_weights,
             resident_weight_bytes,
-            programs: lock(&self.programs).len() as u64,
+            programs,
             sessions: sessions.len() as u64,
             state_bytes,
             runs: self.counters.runs.load(Ordering::Relaxed),
@@ -657,6 +810,9 @@ impl Worker {
             connections: self.counters.connections.load(Ordering::Relaxed),
             refused: self.counters.refused.load(Ordering::Relaxed),
             peak_tensor_bytes: self.counters.peak_tensor_bytes.load(Ordering::Relaxed),
+            memory_bytes: self.config.memory_bytes,
+            committed_bytes,
+            refused_for_memory: self.counters.refused_for_memory.load(Ordering::Relaxed),
         }
     }
 
@@ -690,6 +846,26 @@ impl Worker {
             }
             needs.push((w.hash.clone(), (*ty).clone()));
         }
+        // Admission: the weights no other loaded program already holds, and this program's
+        // activation peak if it is the largest, must fit beside what is committed.
+        let _admitting = lock(&self.admission);
+        let using = self.memory_use(Some((client, program)));
+        let mut new_hashes = std::collections::HashSet::new();
+        let new_weight_bytes: u64 = needs
+            .iter()
+            .filter(|(h, _)| !using.pinned.contains(h) && new_hashes.insert(h.clone()))
+            .map(|(_, ty)| type_bytes(ty))
+            .sum();
+        let extra_activations = info.activation_bytes.saturating_sub(using.activations);
+        self.admit(&using, new_weight_bytes.saturating_add(extra_activations), || {
+            format!(
+                "program {program} needs {} of weights not already resident for other programs and an \
+                 activation peak of {} on `{device}`",
+                human(new_weight_bytes),
+                human(info.activation_bytes)
+            )
+        })?;
+        let (session_bytes, activation_bytes) = (info.kv_bytes, info.activation_bytes);
         let missing: Vec<WeightHash> = {
             let resident = lock(&self.resident);
             needs.iter().filter(|(h, _)| !resident.contains(h)).map(|(h, _)| h.clone()).collect()
@@ -702,8 +878,11 @@ impl Worker {
             }
         }
         let peers = peers.into_iter().map(|p| (p.device.clone(), p)).collect();
-        let loaded = LoadedProgram { plan: Arc::new(plan), device, peers, needs, ready: false };
+        let loaded =
+            LoadedProgram { plan: Arc::new(plan), device, peers, needs, session_bytes, activation_bytes, ready: false };
         lock(&self.programs).insert((client, program), loaded);
+        // Cached weights of programs gone make room for this one's uploads.
+        self.evict_weights();
         Ok(Reply::MissingWeights { hashes: missing })
     }
 
@@ -1077,6 +1256,15 @@ fn tensor_bytes(t: &Tensor) -> u64 {
     t.numel() as u64 * t.kind().elt_size_in_bytes() as u64
 }
 
+/// Bytes of a weight's (static) type.
+fn type_bytes(ty: &TensorType) -> u64 {
+    ty.bytes().as_const().map_or(0, |b| b.max(0) as u64)
+}
+
+fn human(bytes: u64) -> String {
+    genie_ir::render::human_bytes(bytes)
+}
+
 /// `cpu` or `cuda:N`.
 pub fn device_label(device: Device) -> String {
     match device {
@@ -1167,14 +1355,23 @@ pub struct LocalWorkers {
     pub token: String,
 }
 
-/// Start one worker per device name on `127.0.0.1`, each with a self-signed certificate.
+/// Start one worker per device name on `127.0.0.1`, each with a self-signed certificate and
+/// no memory limit.
 pub fn start_local(devices: &[String], device: Device) -> Result<LocalWorkers, WorkerError> {
+    let unlimited: Vec<(String, Option<u64>)> = devices.iter().map(|d| (d.clone(), None)).collect();
+    start_local_with_memory(&unlimited, device)
+}
+
+/// Start one worker per `(device name, memory budget)` on `127.0.0.1`, each with a
+/// self-signed certificate; a worker refuses loads and sessions beyond its budget.
+pub fn start_local_with_memory(devices: &[(String, Option<u64>)], device: Device) -> Result<LocalWorkers, WorkerError> {
     let token = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
     let mut handles = Vec::new();
     let mut addresses = Vec::new();
-    for name in devices {
+    for (name, memory_bytes) in devices {
         let identity = Identity::self_signed(&["localhost".to_string(), "127.0.0.1".to_string()])?;
-        let config = WorkerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), device, token.clone());
+        let mut config = WorkerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), device, token.clone());
+        config.memory_bytes = *memory_bytes;
         let handle = spawn(config, identity)?;
         addresses.push(crate::client::WorkerAddress {
             device: name.clone(),
