@@ -184,7 +184,9 @@ fn llama_prefill_and_decode_split_across_two_workers_match_pytorch() {
 }
 
 /// 16 greedy tokens over the network equal the eager PyTorch loop's, and so do the logits.
-fn check_generate(family: &str) {
+/// A decode step's bytes may grow by at most `growth` per step (an attention mask over the
+/// whole sequence grows by 8 B; a KV cache would grow by hundreds).
+fn check_generate(family: &str, growth: u64) {
     let reference = read(&fixture(&format!("{family}/generate.safetensors")));
     let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
     let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
@@ -199,19 +201,35 @@ fn check_generate(family: &str) {
     for (i, got) in generated.logits.iter().enumerate() {
         assert_close(&format!("{family} step {i} logits"), got, &reference["logits"].get(i as i64));
     }
-    // Every decode step moved the same small number of bytes: the cache never travels.
+    // Every decode step moved about the same small number of bytes: the cache never travels.
     let decode_bytes: Vec<u64> = generated.steps[1..].iter().map(|s| s.bytes).collect();
-    assert!(decode_bytes.windows(2).all(|w| w[0] == w[1]), "{family}: decode bytes vary: {decode_bytes:?}");
+    assert!(
+        decode_bytes.windows(2).all(|w| w[1] >= w[0] && w[1] - w[0] <= growth),
+        "{family}: decode bytes grow by more than {growth} B per step: {decode_bytes:?}"
+    );
 }
 
 #[test]
 fn gpt2_generate_16_tokens_matches_eager_greedy_loop() {
-    check_generate("gpt2");
+    check_generate("gpt2", 0);
 }
 
 #[test]
 fn llama_generate_16_tokens_matches_eager_greedy_loop() {
-    check_generate("llama");
+    check_generate("llama", 0);
+}
+
+/// transformers' own GPT-2 and LLaMA, exported with `attention_mask`, `position_ids` and a
+/// `DynamicCache` rebuilt from the past: the state bindings are found through the cache's empty
+/// start, and generate feeds the mask and positions.
+#[test]
+fn transformers_gpt2_generate_16_tokens_matches_eager_greedy_loop() {
+    check_generate("hf-gpt2", 16);
+}
+
+#[test]
+fn transformers_llama_generate_16_tokens_matches_eager_greedy_loop() {
+    check_generate("hf-llama", 16);
 }
 
 #[test]

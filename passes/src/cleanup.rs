@@ -28,6 +28,9 @@ fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
         _ => {}
     }
     let [out] = node.outputs[..] else { return None };
+    if node.op == "aten.cat.default" {
+        return cat_of_one(g, node, out).map(Some);
+    }
     let Some(Arg::Tensor(input)) = node.args.first() else { return None };
     let (tin, tout) = (&g.value(*input).ty, &g.value(out).ty);
     if tin != tout {
@@ -74,6 +77,17 @@ fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
         _ => false,
     };
     identity.then_some(Some(*input))
+}
+
+/// `cat` whose operands are all empty but one passes that one through. Exporters produce it
+/// when a cache starts empty and the past is appended to it (a `DynamicCache` in
+/// transformers: `cat([tensor([]), past_key], -2)`); PyTorch skips empty 1-D operands.
+fn cat_of_one(g: &Graph, node: &genie_ir::Node, out: genie_ir::ValueId) -> Option<genie_ir::ValueId> {
+    let Some(Arg::Tensors(parts)) = node.args.first() else { return None };
+    let is_empty = |v: &genie_ir::ValueId| g.value(*v).ty.shape.iter().any(|d| d.as_const() == Some(0));
+    let mut kept = parts.iter().filter(|v| !is_empty(v));
+    let (Some(&only), None) = (kept.next(), kept.next()) else { return None };
+    (g.value(only).ty == g.value(out).ty).then_some(only)
 }
 
 impl Pass for RemoveNoOps {
@@ -201,6 +215,23 @@ mod tests {
         let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
         // The square transpose stays: same type, different contents.
         assert_eq!(ops, ["aten.transpose.int", "aten.relu.default", "aten.add.Tensor"]);
+    }
+
+    #[test]
+    fn cat_with_empty_operands_passes_the_other_through() {
+        let mut g = Graph::new("g");
+        let past = g.add_input("past", TensorType::new(DType::Float32, &[1, 2, 5, 4]));
+        let new = g.add_input("new", TensorType::new(DType::Float32, &[1, 2, 1, 4]));
+        // A cache that starts empty (a legacy 1-D `tensor([])`) with the past appended.
+        let empty = g.add_const("empty", TensorType::new(DType::Float32, &[0]), Vec::new());
+        let start = g.add_op("aten.cat.default", vec![Arg::Tensors(vec![empty, past]), Arg::Int(-2)]).unwrap();
+        let present = g.add_op("aten.cat.default", vec![Arg::Tensors(vec![start, new]), Arg::Int(-2)]).unwrap();
+        g.add_output("present", present);
+        let mut p = program(g);
+        RemoveNoOps.run(&mut p).unwrap();
+        let g = &p.entries[0];
+        assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+        assert_eq!(g.nodes[0].args[0], Arg::Tensors(vec![past, new]), "the new position is appended to the past");
     }
 
     #[test]

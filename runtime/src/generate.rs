@@ -37,18 +37,97 @@ pub struct Generated {
     pub steps: Vec<CallStats>,
 }
 
-/// The one per-call input of an entry (the token ids).
-fn token_input(e: &EntryPlan) -> Result<String, GenerateError> {
-    let user: Vec<&str> = e.inputs.iter().filter(|i| i.slot.is_none()).map(|i| i.name.as_str()).collect();
-    match user.as_slice() {
-        [one] => Ok(one.to_string()),
-        _ => Err(GenerateError::Unsupported(format!(
-            "{} takes {} per-call inputs ({}); generate drives models whose only per-call input is the token ids",
-            e.name,
-            user.len(),
-            user.join(", ")
-        ))),
+/// What the loop feeds a per-call input, recognised by its name (as exporters of decoder
+/// models name them) and type.
+#[derive(Clone, Debug, PartialEq)]
+enum Feed {
+    /// The new token ids: the prompt at prefill, the last token at each decode step.
+    Tokens,
+    /// The positions of the new tokens: `past .. past + new`, shaped like the input
+    /// (`position_ids` [1, new] or `cache_position` [new]).
+    Positions { rank: usize },
+    /// All ones over the whole sequence so far (`attention_mask` [1, past + new]).
+    Mask,
+}
+
+/// A per-call input: its name, what it is fed, and the dtype the model takes.
+struct Fed {
+    name: String,
+    feed: Feed,
+    kind: Kind,
+}
+
+/// The per-call inputs of an entry and what each is fed. Exactly one must be the token ids:
+/// the input named like `input_ids`/`tokens`, or the only integer input left over.
+fn feeds(e: &EntryPlan) -> Result<Vec<Fed>, GenerateError> {
+    let mut out = Vec::new();
+    let mut unknown = Vec::new();
+    for port in e.inputs.iter().filter(|i| i.slot.is_none()) {
+        let name = port.name.to_ascii_lowercase();
+        let ty = e.tensors.get(&port.tensor).map(|t| &t.ty);
+        let rank = ty.map_or(2, |t| t.rank());
+        let kind = ty.and_then(|t| crate::tensor::kind_of(t.dtype)).unwrap_or(Kind::Int64);
+        let feed = if name.contains("mask") {
+            Some(Feed::Mask)
+        } else if name.contains("position") {
+            Some(Feed::Positions { rank })
+        } else if name.contains("ids") || name.contains("token") {
+            Some(Feed::Tokens)
+        } else {
+            None
+        };
+        match feed {
+            Some(feed) => out.push(Fed { name: port.name.clone(), feed, kind }),
+            None => unknown.push((port.name.clone(), kind, ty.is_some_and(|t| t.dtype.is_integral()))),
+        }
     }
+    let has_tokens = out.iter().any(|f| f.feed == Feed::Tokens);
+    if let (false, [(name, kind, true)]) = (has_tokens, unknown.as_slice()) {
+        out.push(Fed { name: name.clone(), feed: Feed::Tokens, kind: *kind });
+        unknown.clear();
+    }
+    let tokens = out.iter().filter(|f| f.feed == Feed::Tokens).count();
+    if tokens != 1 || !unknown.is_empty() {
+        let all: Vec<&str> = e.inputs.iter().filter(|i| i.slot.is_none()).map(|i| i.name.as_str()).collect();
+        return Err(GenerateError::Unsupported(format!(
+            "{} takes per-call inputs {}; generate feeds one token-ids input (`input_ids`), and optionally \
+             `attention_mask` and `position_ids`/`cache_position`{}",
+            e.name,
+            all.join(", "),
+            if unknown.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", and does not know what to feed {}",
+                    unknown.iter().map(|(n, _, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// The inputs of one call that adds `ids` ([1, new]) after `past` tokens.
+fn call_inputs(feeds: &[Fed], ids: &Tensor, past: i64) -> BTreeMap<String, Tensor> {
+    let new = ids.size().last().copied().unwrap_or(1);
+    feeds
+        .iter()
+        .map(|Fed { name, feed, kind }| {
+            let t = match feed {
+                Feed::Tokens => ids.shallow_clone(),
+                Feed::Positions { rank } => {
+                    let p = Tensor::arange_start(past, past + new, (Kind::Int64, tch::Device::Cpu));
+                    if *rank >= 2 {
+                        p.reshape([1, new])
+                    } else {
+                        p
+                    }
+                }
+                Feed::Mask => Tensor::ones([1, past + new], (Kind::Int64, tch::Device::Cpu)),
+            };
+            (name.clone(), if t.kind() == *kind { t } else { t.to_kind(*kind) })
+        })
+        .collect()
 }
 
 /// The first output that goes to the client (the logits).
@@ -89,15 +168,17 @@ pub async fn greedy(program: &Program, prompt: &[i64], new_tokens: usize) -> Res
             decode.name, prefill.name, decode.name
         )));
     }
-    let (prefill_in, decode_in) = (token_input(prefill)?, token_input(decode)?);
+    let (prefill_in, decode_in) = (feeds(prefill)?, feeds(decode)?);
     let (prefill_out, decode_out) = (logits_output(prefill)?, logits_output(decode)?);
     let mut session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
     let mut out = Generated { tokens: Vec::new(), logits: Vec::new(), steps: Vec::new() };
     let mut ids = Tensor::from_slice(prompt).reshape([1, prompt.len() as i64]);
+    let mut past = 0i64;
     for step in 0..new_tokens {
-        let (entry, input, output) =
+        let (entry, feeds, output) =
             if step == 0 { (prefill, &prefill_in, &prefill_out) } else { (decode, &decode_in, &decode_out) };
-        let inputs = BTreeMap::from([(input.clone(), ids)]);
+        let inputs = call_inputs(feeds, &ids, past);
+        past += ids.size().last().copied().unwrap_or(1);
         let result = session.run(&entry.name, &inputs).await.map_err(|source| GenerateError::Step {
             step,
             entry: entry.name.clone(),

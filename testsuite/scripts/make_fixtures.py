@@ -551,6 +551,8 @@ def main():
     torch.manual_seed(5)
     manifest["edge"] = single(fresh("edge"), "unit", Edge(), {"x": torch.randn(3, 6)}, None, onnx_too=False)
 
+    hf_families(out)
+
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -561,6 +563,127 @@ def main():
             total += size
             print(f"{os.path.relpath(os.path.join(root, fn), out):40s} {size:>9,d}")
     print(f"{'total':40s} {total:>9,d}")
+
+
+
+# ---------------------------------------------------------------- transformers decoders, as exported
+#
+# `hf-gpt2` and `hf-llama`: GPT2LMHeadModel and LlamaForCausalLM (tiny configs, random weights)
+# exported the way their users export them: the forward takes `attention_mask` (and decode
+# `position_ids`), and decode rebuilds a `DynamicCache` from the past K/V, so the graph starts
+# with `cat([empty, past], -2)` before appending the new position. Only `.pt2` graphs and the
+# greedy reference (`generate.safetensors`, same keys as above) are written, and they are not
+# in `manifest.json`.
+
+HF_PROMPTS = {"hf-gpt2": [11, 17, 116, 44, 50], "hf-llama": [11, 17, 116, 44, 50]}
+
+
+def hf_decoder(family):
+    import transformers as tf
+    common = dict(vocab_size=VOCAB, initializer_range=0.3)
+    if family == "hf-gpt2":
+        cfg = tf.GPT2Config(n_positions=MAX_POS, n_embd=D_MODEL, n_layer=N_LAYER, n_head=N_HEAD, **common)
+        return tf.GPT2LMHeadModel(cfg).eval()
+    cfg = tf.LlamaConfig(hidden_size=D_MODEL, intermediate_size=D_FF, num_hidden_layers=N_LAYER,
+                         num_attention_heads=N_HEAD, num_key_value_heads=N_KV_HEAD,
+                         max_position_embeddings=MAX_POS, **common)
+    return tf.LlamaForCausalLM(cfg).eval()
+
+
+def flat_cache(cache):
+    out = []
+    for layer in cache.layers:
+        out += [layer.keys, layer.values]
+    return out
+
+
+class HfPrefill(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=True)
+        return (out.logits, *flat_cache(out.past_key_values))
+
+
+class HfDecode(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, past_key_0, past_value_0, past_key_1, past_value_1):
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        cache.update(past_key_0, past_value_0, 0)
+        cache.update(past_key_1, past_value_1, 1)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+        return (out.logits, *flat_cache(out.past_key_values))
+
+
+def hf_greedy(prefill, decode, prompt, steps):
+    """The greedy loop `genie generate` runs on these graphs: the mask covers everything so
+    far, the position is the number of tokens before the new one."""
+    with torch.no_grad():
+        n = prompt.shape[1]
+        logits, *present = prefill(prompt, torch.ones_like(prompt))
+        rows = [logits[0, -1]]
+        tokens = [int(rows[-1].argmax())]
+        for _ in range(1, steps):
+            ids = torch.tensor([[tokens[-1]]], dtype=torch.int64)
+            mask = torch.ones(1, n + 1, dtype=torch.int64)
+            logits, *present = decode(ids, mask, torch.tensor([[n]]), *(p.contiguous() for p in present))
+            n += 1
+            rows.append(logits[0, -1])
+            tokens.append(int(rows[-1].argmax()))
+    return torch.tensor(tokens, dtype=torch.int64), torch.stack(rows).float().contiguous()
+
+
+def hf_family(out_dir, family):
+    torch.manual_seed(6)
+    model = hf_decoder(family)
+    prompt = torch.tensor([HF_PROMPTS[family]], dtype=torch.int64)
+    auto = Dim.AUTO
+    pre = torch.export.export(HfPrefill(model), (prompt, torch.ones_like(prompt)),
+                              dynamic_shapes=({1: auto}, {1: auto}))
+    sanitize_stack_traces(pre)
+    torch.export.save(pre, os.path.join(out_dir, "prefill.pt2"))
+    with torch.no_grad():
+        _, *present = HfPrefill(model)(prompt, torch.ones_like(prompt))
+    p = prompt.shape[1]
+    args = (prompt[:, :1], torch.ones(1, p + 1, dtype=torch.int64), torch.tensor([[p]]),
+            *(t.contiguous() for t in present))
+    dec = torch.export.export(HfDecode(model), args,
+                              dynamic_shapes=(None, {1: auto}, None) + tuple({2: auto} for _ in present))
+    sanitize_stack_traces(dec)
+    torch.export.save(dec, os.path.join(out_dir, "decode.pt2"))
+
+    steps = GENERATE_STEPS
+    tokens, logits = hf_greedy(HfPrefill(model), HfDecode(model), prompt, steps)
+    top2 = logits.topk(2, dim=-1).values
+    margins = top2[:, 0] - top2[:, 1]
+    assert len(set(tokens.tolist())) > 1, (family, tokens)
+    assert float(margins.min()) >= MIN_MARGIN, (family, margins)
+    got_tokens, got_logits = hf_greedy(torch.export.load(os.path.join(out_dir, "prefill.pt2")).module(),
+                                       torch.export.load(os.path.join(out_dir, "decode.pt2")).module(), prompt, steps)
+    assert torch.equal(got_tokens, tokens), (family, got_tokens, tokens)
+    torch.testing.assert_close(got_logits, logits, rtol=1e-4, atol=1e-5)
+    meta = {"order": "prompt,tokens,logits", "prompt_len": str(p), "steps": str(steps), "vocab": str(VOCAB),
+            "min_margin": f"{float(margins.min()):.6g}"}
+    save_sorted({"prompt": prompt, "tokens": tokens, "logits": logits},
+                os.path.join(out_dir, "generate.safetensors"), meta)
+    print(f"{family} generate: prompt {prompt[0].tolist()} -> {tokens.tolist()}")
+    print(f"{family} generate: top-2 margins {[round(float(m), 4) for m in margins]}")
+
+
+def hf_families(out):
+    """Not in `manifest.json`, which describes the families with every form and reference."""
+    for family in HF_PROMPTS:
+        d = os.path.join(out, family)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        hf_family(d, family)
 
 
 if __name__ == "__main__":

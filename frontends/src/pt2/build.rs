@@ -542,7 +542,8 @@ impl<'e> Builder<'e> {
     /// Bind arguments to the op's schema. Python scalars passed where the schema has a
     /// `Tensor` (`aten.add.Tensor(x, 1.0)`, which PyTorch wraps into a tensor at dispatch) bind
     /// to the op's scalar overload when the registry has one (`aten.add.Scalar`), else become
-    /// zero-dim constants (int64, float32 or bool, the dtypes PyTorch gives Python numbers).
+    /// zero-dim constants (int64, float32 or bool, the dtypes PyTorch gives Python numbers), or,
+    /// for a symbolic int, a zero-dim int64 tensor made by `aten.scalar_tensor`.
     fn bind(
         &mut self,
         def: &'static registry::OpDef,
@@ -561,7 +562,7 @@ impl<'e> Builder<'e> {
             op,
             source: Box::new(source),
         };
-        let is_scalar = |a: &Arg| matches!(a, Arg::Int(_) | Arg::Float(_) | Arg::Bool(_));
+        let is_scalar = |a: &Arg| matches!(a, Arg::Int(_) | Arg::Float(_) | Arg::Bool(_) | Arg::SymInt(_));
         let scalar_in_tensor_slot = def.schema.args.iter().enumerate().any(|(i, spec)| {
             spec.kind == ArgKind::Tensor
                 && (positional.get(i).is_some_and(is_scalar)
@@ -596,6 +597,16 @@ impl<'e> Builder<'e> {
                 None => keywords.iter_mut().find(|(n, _)| *n == spec.name).map(|(_, a)| a),
             };
             if let Some(a) = slot.filter(|a| is_scalar(a)) {
+                if let Arg::SymInt(d) = a {
+                    // A symbolic int (`x + sym_size(y, 2)`) has no constant form: a zero-dim
+                    // int64 tensor made at run time, once the symbol is bound.
+                    let make = "aten.scalar_tensor.default";
+                    let made = vec![Arg::SymInt(d.clone()), Arg::DType(DType::Int64)];
+                    let (_, outs) = self.graph.add_node_typed(make, made, vec![TensorType::new(DType::Int64, &[])]);
+                    self.graph.value_mut(outs[0]).name = format!("{}.{}", at.node, spec.name);
+                    *a = Arg::Tensor(outs[0]);
+                    continue;
+                }
                 let (dtype, bytes) = match *a {
                     Arg::Int(v) => (DType::Int64, v.to_le_bytes().to_vec()),
                     Arg::Float(v) => (DType::Float32, (v as f32).to_le_bytes().to_vec()),
