@@ -232,6 +232,13 @@ fn transformers_llama_generate_16_tokens_matches_eager_greedy_loop() {
     check_generate("hf-llama", 16);
 }
 
+/// Mistral's sliding-window cache: `x[:, :, -4095:]` over the symbolic cache length and
+/// `Max(0, s - 4095)` in the shape arithmetic, settled by the exported symbol ranges.
+#[test]
+fn transformers_mistral_generate_16_tokens_matches_eager_greedy_loop() {
+    check_generate("hf-mistral", 16);
+}
+
 #[test]
 fn two_hundred_concurrent_runs_against_one_worker_are_all_correct() {
     let (plan, srg) = compile_one(&[fixture("bert/model.pt2")]);

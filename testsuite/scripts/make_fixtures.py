@@ -568,14 +568,15 @@ def main():
 
 # ---------------------------------------------------------------- transformers decoders, as exported
 #
-# `hf-gpt2` and `hf-llama`: GPT2LMHeadModel and LlamaForCausalLM (tiny configs, random weights)
+# `hf-gpt2`, `hf-llama`, `hf-mistral`: GPT2LMHeadModel, LlamaForCausalLM and MistralForCausalLM
+# (tiny configs, random weights)
 # exported the way their users export them: the forward takes `attention_mask` (and decode
 # `position_ids`), and decode rebuilds a `DynamicCache` from the past K/V, so the graph starts
 # with `cat([empty, past], -2)` before appending the new position. Only `.pt2` graphs and the
 # greedy reference (`generate.safetensors`, same keys as above) are written, and they are not
 # in `manifest.json`.
 
-HF_PROMPTS = {"hf-gpt2": [11, 17, 116, 44, 50], "hf-llama": [11, 17, 116, 44, 50]}
+HF_PROMPTS = {"hf-gpt2": [11, 17, 116, 44, 50], "hf-llama": [11, 17, 116, 44, 50], "hf-mistral": [3, 90, 27, 64, 8]}
 
 
 def hf_decoder(family):
@@ -584,9 +585,14 @@ def hf_decoder(family):
     if family == "hf-gpt2":
         cfg = tf.GPT2Config(n_positions=MAX_POS, n_embd=D_MODEL, n_layer=N_LAYER, n_head=N_HEAD, **common)
         return tf.GPT2LMHeadModel(cfg).eval()
-    cfg = tf.LlamaConfig(hidden_size=D_MODEL, intermediate_size=D_FF, num_hidden_layers=N_LAYER,
-                         num_attention_heads=N_HEAD, num_key_value_heads=N_KV_HEAD,
-                         max_position_embeddings=MAX_POS, **common)
+    llama_like = dict(hidden_size=D_MODEL, intermediate_size=D_FF, num_hidden_layers=N_LAYER,
+                      num_attention_heads=N_HEAD, num_key_value_heads=N_KV_HEAD, **common)
+    if family == "hf-mistral":
+        # The sliding-window cache slices the last `sliding_window - 1` positions:
+        # `x[:, :, -4095:]`, and `Max(0, s - 4095)` in decode's shape arithmetic.
+        cfg = tf.MistralConfig(max_position_embeddings=4096, sliding_window=4096, **llama_like)
+        return tf.MistralForCausalLM(cfg).eval()
+    cfg = tf.LlamaConfig(max_position_embeddings=MAX_POS, **llama_like)
     return tf.LlamaForCausalLM(cfg).eval()
 
 

@@ -11,7 +11,7 @@ use super::schema::{
     Argument, ExportedProgram, InputSpec, Node, OptionalTensorArgument, OutputSpec, SymBool, SymBoolArgument, SymFloat,
     SymFloatArgument, SymInt, SymIntArgument,
 };
-use super::sym::parse_sym_expr_bounded;
+use super::sym::{linear_bounds, parse_sym_expr_bounded};
 use super::{dtype_of, Pt2Error};
 use crate::UnsupportedOps;
 
@@ -196,7 +196,7 @@ impl<'e> Builder<'e> {
                 if let Some(d) = self.sym_cache.get(&e.expr_str) {
                     return Ok(d.clone());
                 }
-                let d = parse_sym_expr_bounded(&e.expr_str).map_err(|why| Pt2Error::SymExpr {
+                let d = parse_sym_expr_bounded(&e.expr_str, &self.graph.symbols).map_err(|why| Pt2Error::SymExpr {
                     member: self.member.to_string(),
                     name: name.to_string(),
                     reason: format!("`{}`: {why}", e.expr_str),
@@ -491,7 +491,10 @@ impl<'e> Builder<'e> {
                 keywords.push((na.name.clone(), a));
             }
         }
-        let (op, def, args) = self.bind(def, positional, keywords, &at)?;
+        let (op, def, mut args) = self.bind(def, positional, keywords, &at)?;
+        if op == "aten.slice.Tensor" {
+            self.settle_negative_slice_bounds(&mut args);
+        }
         let at = At { node: &node_name, op };
         let mutated = def.schema.mutated_arg().and_then(|i| match args.get(i) {
             Some(Arg::Tensor(v)) => Some(*v),
@@ -618,6 +621,39 @@ impl<'e> Builder<'e> {
             }
         }
         def.schema.bind(positional, keywords).map(|args| (op, def, args)).map_err(bind_err)
+    }
+
+    /// `x[..., -k:]` over a symbolic dim `n` has length `min(n, k)`, which a polynomial cannot
+    /// state; the symbol's range often settles it (transformers' sliding-window caches slice
+    /// the last 4095 positions of a cache at most 4094 long). A negative constant bound of
+    /// `slice.Tensor` becomes `0` when the dim never exceeds `k`, or `n - k` when it is never
+    /// below `k`; otherwise it stays and verification names the node.
+    fn settle_negative_slice_bounds(&self, args: &mut [Arg]) {
+        let (Some(Arg::Tensor(x)), Some(Arg::Int(dim))) = (args.first(), args.get(1)) else { return };
+        let shape = &self.graph.value(*x).ty.shape;
+        let Some(size) = usize::try_from(if *dim < 0 { dim + shape.len() as i64 } else { *dim })
+            .ok()
+            .and_then(|d| shape.get(d))
+            .cloned()
+        else {
+            return;
+        };
+        if size.is_const() {
+            return;
+        }
+        let Some((lo, hi)) = linear_bounds(&size, &self.graph.symbols) else { return };
+        for bound in args.iter_mut().skip(2).take(2) {
+            let Arg::Int(v) = *bound else { continue };
+            if v >= 0 || v == i64::MIN {
+                continue;
+            }
+            let k = -v;
+            if hi.is_some_and(|h| h <= k) {
+                *bound = Arg::Int(0);
+            } else if lo.is_some_and(|l| l >= k) {
+                *bound = Arg::sym_int(size.add(&Dim::constant(v)));
+            }
+        }
     }
 
     /// An in-place op must not write through a view: the SRG has no aliasing, so the write

@@ -5,7 +5,12 @@
 //! runs: a bound on the sum of absolute coefficients keeps the polynomial arithmetic from
 //! overflowing, and bounds on nesting and term counts keep hostile input cheap.
 
-use genie_ir::Dim;
+use std::collections::BTreeMap;
+
+use genie_ir::{Dim, SymRange};
+
+/// Symbol ranges (the graph's `range_constraints`), which decide `Max`/`Min`.
+pub type Ranges = BTreeMap<String, SymRange>;
 
 /// Deepest nesting accepted.
 const MAX_DEPTH: usize = 64;
@@ -180,7 +185,7 @@ fn bound(e: &Expr) -> Result<Bound, String> {
                 }
                 Ok(b)
             }
-            "FloorDiv" | "CleanDiv" | "Mod" | "PythonMod" => {
+            "FloorDiv" | "CleanDiv" | "Mod" | "PythonMod" | "Max" | "Min" => {
                 // An opaque atom, or a simplified result no larger than its operands.
                 let mut b = atom;
                 for a in args {
@@ -194,9 +199,9 @@ fn bound(e: &Expr) -> Result<Bound, String> {
     }
 }
 
-fn to_dim(e: &Expr) -> Result<Dim, String> {
+fn to_dim(e: &Expr, ranges: &Ranges) -> Result<Dim, String> {
     let arg = |args: &[Expr], i: usize| -> Result<Dim, String> {
-        args.get(i).ok_or_else(|| "missing argument".to_string()).and_then(to_dim)
+        args.get(i).ok_or_else(|| "missing argument".to_string()).and_then(|a| to_dim(a, ranges))
     };
     match e {
         Expr::Int(v) => Ok(Dim::constant(*v)),
@@ -216,8 +221,28 @@ fn to_dim(e: &Expr) -> Result<Dim, String> {
                 }
                 _ => Err("Symbol needs a plain name".into()),
             },
-            "Add" => args.iter().try_fold(Dim::constant(0), |acc, a| Ok(acc.add(&to_dim(a)?))),
-            "Mul" => args.iter().try_fold(Dim::constant(1), |acc, a| Ok(acc.mul(&to_dim(a)?))),
+            "Add" => args.iter().try_fold(Dim::constant(0), |acc, a| Ok(acc.add(&to_dim(a, ranges)?))),
+            "Mul" => args.iter().try_fold(Dim::constant(1), |acc, a| Ok(acc.mul(&to_dim(a, ranges)?))),
+            // A polynomial has no max or min; the symbols' ranges often decide which operand
+            // it is (`Max(0, s - 4095)` with `s <= 4094` is 0).
+            "Max" | "Min" => {
+                let want_max = func == "Max";
+                let mut picked = arg(args, 0)?;
+                for i in 1..args.len() {
+                    let other = arg(args, i)?;
+                    let (lo, hi) = linear_bounds(&picked.sub(&other), ranges)
+                        .ok_or_else(|| format!("`{func}` of {picked} and {other}: no symbol range decides it"))?;
+                    let picked_is_larger = match (lo, hi) {
+                        (Some(l), _) if l >= 0 => true,
+                        (_, Some(h)) if h <= 0 => false,
+                        _ => return Err(format!("`{func}` of {picked} and {other}: the symbols' ranges allow either")),
+                    };
+                    if picked_is_larger != want_max {
+                        picked = other;
+                    }
+                }
+                Ok(picked)
+            }
             "Pow" => {
                 let base = arg(args, 0)?;
                 let n = arg(args, 1)?.as_const().ok_or("non-constant exponent")?;
@@ -245,12 +270,32 @@ fn to_dim(e: &Expr) -> Result<Dim, String> {
 /// Convert an srepr expression to a [`Dim`].
 #[cfg(test)]
 pub fn parse_sym_expr(text: &str) -> Result<Dim, String> {
-    parse_sym_expr_bounded(text).map(|(d, _)| d)
+    parse_sym_expr_bounded(text, &Ranges::new()).map(|(d, _)| d)
+}
+
+/// The least and greatest value of `d` when it is a constant or `k·s + c` in one symbol, under
+/// that symbol's range (`None`: unbounded on that side, or no such form or range).
+pub fn linear_bounds(d: &Dim, ranges: &Ranges) -> Option<(Option<i64>, Option<i64>)> {
+    if let Some(c) = d.as_const() {
+        return Some((Some(c), Some(c)));
+    }
+    let mut symbols = d.symbols().into_iter();
+    let (Some(s), None) = (symbols.next(), symbols.next()) else { return None };
+    let at = |v: i64| d.eval(&BTreeMap::from([(s.clone(), v)])).ok();
+    let (c, k) = (at(0)?, at(1)?.checked_sub(at(0)?)?);
+    if Dim::symbol(s.clone()).scale(k).add(&Dim::constant(c)) != *d {
+        return None;
+    }
+    let range = ranges.get(&s)?;
+    let value = |v: i64| k.checked_mul(v).and_then(|x| x.checked_add(c));
+    let (at_min, at_max) = (value(range.min), range.max.and_then(value));
+    Some(if k >= 0 { (at_min, at_max) } else { (at_max, at_min) })
 }
 
 /// Like [`parse_sym_expr`], with a bound on the sum of the absolute values of the result's
-/// coefficients (products of dims stay below `i64::MAX` while the product of bounds does).
-pub fn parse_sym_expr_bounded(text: &str) -> Result<(Dim, u128), String> {
+/// coefficients (products of dims stay below `i64::MAX` while the product of bounds does), and
+/// `Max`/`Min` decided by the symbols' `ranges`.
+pub fn parse_sym_expr_bounded(text: &str, ranges: &Ranges) -> Result<(Dim, u128), String> {
     if text.len() > 1 << 16 {
         return Err("expression is too long".into());
     }
@@ -258,7 +303,7 @@ pub fn parse_sym_expr_bounded(text: &str) -> Result<(Dim, u128), String> {
     match p.expr(0) {
         Ok(e) if p.peek().is_none() => {
             let b = bound(&e)?;
-            Ok((to_dim(&e)?, b.l1))
+            Ok((to_dim(&e, ranges)?, b.l1))
         }
         Ok(_) => Err(format!("unexpected text at byte {}", p.pos)),
         Err(e) => Err(e),
@@ -285,6 +330,18 @@ mod tests {
         assert_eq!(parse_sym_expr("FloorDiv(Mul(Integer(4), Symbol('s0')), Integer(2))"), Ok(d("2*s0")));
         assert_eq!(parse_sym_expr("PythonMod(Symbol('s0'), Integer(3))"), Ok(d("s0 % 3")));
         assert_eq!(parse_sym_expr("Integer(12)"), Ok(Dim::constant(12)));
+    }
+
+    #[test]
+    fn max_and_min_are_decided_by_ranges() {
+        let ranges = Ranges::from([("s15".to_string(), SymRange { min: 2, max: Some(4093) })]);
+        let max = "Max(Integer(0), Add(Symbol('s15', positive=True, integer=True), Integer(-4095)))";
+        assert_eq!(parse_sym_expr_bounded(max, &ranges).map(|r| r.0), Ok(Dim::constant(0)));
+        let min = "Min(Integer(4095), Symbol('s15', positive=True, integer=True))";
+        assert_eq!(parse_sym_expr_bounded(min, &ranges).map(|r| r.0), Ok(d("s15")));
+        let undecided = "Max(Integer(100), Symbol('s15'))";
+        assert!(parse_sym_expr_bounded(undecided, &ranges).is_err(), "100 lies inside s15's range");
+        assert!(parse_sym_expr_bounded(max, &Ranges::new()).is_err(), "no range, no decision");
     }
 
     #[test]
