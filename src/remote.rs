@@ -216,7 +216,10 @@ pub struct Session {
 
 /// Load models (or a plan and its models), compile for the cluster the arguments describe,
 /// start local workers where the spec has no addresses, connect and load the program.
-pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
+/// Compile (or read) the program, start or reach its workers and load it. `inputs`, when known,
+/// bind the symbols of the inputs' shapes for placement's time and memory estimates, so the
+/// plan is made for the call about to run rather than for the symbols' defaults.
+pub fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<String, Tensor>>) -> Result<Session> {
     let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
         let plan = crate::compile::read_plan(&files[0])?;
@@ -231,7 +234,8 @@ pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
         (plan, program.weights)
     } else {
         let mut program = genie_frontends::load(files)?;
-        let options = CompileOptions { max_seq: args.max_seq, ..CompileOptions::default() };
+        let bindings = inputs.map(|t| bindings_from_inputs(&program, t)).unwrap_or_default();
+        let options = CompileOptions { max_seq: args.max_seq, bindings, ..CompileOptions::default() };
         let plan = compile_program(&mut program, &spec, &options)?;
         (plan, program.weights)
     };
@@ -281,6 +285,26 @@ pub fn prepare(files: &[PathBuf], args: &ClusterArgs) -> Result<Session> {
     Ok(Session { runtime, cluster, program, _local: local })
 }
 
+/// Each symbol that is a whole dim of a given input, bound to that input's size there.
+fn bindings_from_inputs(program: &genie_ir::Program, inputs: &BTreeMap<String, Tensor>) -> BTreeMap<String, i64> {
+    let mut bindings = BTreeMap::new();
+    for g in &program.entries {
+        for &v in &g.inputs {
+            let value = g.value(v);
+            let Some(t) = inputs.get(&value.name) else { continue };
+            for (dim, size) in value.ty.shape.iter().zip(t.size()) {
+                let symbols = dim.symbols();
+                if let (Some(s), 1) = (symbols.first(), symbols.len()) {
+                    if *dim == genie_ir::Dim::symbol(s.clone()) {
+                        bindings.insert(s.clone(), size);
+                    }
+                }
+            }
+        }
+    }
+    bindings
+}
+
 fn check_weights(plan: &ProgramPlan, weights: &WeightStore) -> Result<()> {
     let missing: Vec<&str> = plan
         .devices
@@ -297,7 +321,8 @@ fn check_weights(plan: &ProgramPlan, weights: &WeightStore) -> Result<()> {
 
 /// `genie run`.
 pub fn run(args: RunArgs) -> Result<()> {
-    let session = prepare(&args.files, &args.cluster)?;
+    let inputs = read_tensors(&args.inputs)?;
+    let session = prepare(&args.files, &args.cluster, Some(&inputs))?;
     let plan = session.program.plan();
     let entry = match &args.entry {
         Some(e) => e.clone(),
@@ -307,7 +332,6 @@ pub fn run(args: RunArgs) -> Result<()> {
             plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
         ),
     };
-    let inputs = read_tensors(&args.inputs)?;
     let output = session.runtime.block_on(async {
         let mut s = session.program.open_session().await?;
         let out = s.run(&entry, &inputs).await;
@@ -363,7 +387,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         bail!("the prompt is empty");
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
-    let session = prepare(&files, &args.cluster)?;
+    let session = prepare(&files, &args.cluster, None)?;
     let result = session.runtime.block_on(generate::greedy(&session.program, &prompt, args.max_new_tokens))?;
     if args.json {
         let steps: Vec<serde_json::Value> = result

@@ -163,3 +163,16 @@ fn bench_quick_suite_measures_every_mode() {
     assert!(json["compile"][0]["genie_s"].as_f64().unwrap() > 0.0);
     assert!(std::fs::read_to_string(&plot).unwrap().starts_with("<svg"));
 }
+
+/// Batch and sequence are both symbolic and unbounded: the plan is made for the shapes of the
+/// inputs given, not for the symbols' defaults (which would not fit the workers' memory).
+#[test]
+fn run_places_for_the_shapes_of_the_inputs_given() {
+    let model = fixture("hf-t5-encoder/model.pt2");
+    let inputs = fixture("hf-t5-encoder/model.inputs.safetensors");
+    let want = read(&fixture("hf-t5-encoder/model.outputs.safetensors"));
+    let out = tmp("t5.outputs.safetensors");
+    let args = ["run", model.to_str().unwrap(), "--worker-memory", "1GiB", "--inputs", inputs.to_str().unwrap()];
+    genie(&[&args[..], &["--outputs", out.to_str().unwrap()]].concat());
+    assert_matches(&read(&out), &want);
+}

@@ -119,6 +119,13 @@ fn bert_split_across_two_workers_matches_pytorch() {
     check_family("bert");
 }
 
+/// transformers' T5 encoder: `torch.min` in the position buckets, a mask filled with float32's
+/// minimum, symbolic batch and sequence.
+#[test]
+fn transformers_t5_encoder_split_across_two_workers_matches_pytorch() {
+    check_family("hf-t5-encoder");
+}
+
 #[test]
 fn vit_split_across_two_workers_matches_pytorch() {
     check_family("vit");

@@ -683,13 +683,43 @@ def hf_family(out_dir, family):
     print(f"{family} generate: top-2 margins {[round(float(m), 4) for m in margins]}")
 
 
+class HfLastHidden(nn.Module):
+    """A transformers text encoder's `last_hidden_state`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def hf_t5_encoder(out_dir):
+    """T5's encoder: relative position buckets (`torch.min`, `log`), a mask filled with
+    float32's minimum, batch and sequence both symbolic."""
+    import transformers as tf
+    torch.manual_seed(7)
+    cfg = tf.T5Config(vocab_size=VOCAB, d_model=D_MODEL, d_kv=HEAD_DIM, d_ff=D_FF, num_layers=N_LAYER,
+                      num_heads=N_HEAD)
+    model = HfLastHidden(tf.T5EncoderModel(cfg))
+    ids = torch.randint(0, VOCAB, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.int64)
+    mask[1, 6:] = 0
+    auto = {0: Dim.AUTO, 1: Dim.AUTO}
+    export_graph(out_dir, "model", model, {"input_ids": ids, "attention_mask": mask}, (auto, auto), 1e-4,
+                 onnx_too=False)
+
+
 def hf_families(out):
     """Not in `manifest.json`, which describes the families with every form and reference."""
-    for family in HF_PROMPTS:
+    for family in list(HF_PROMPTS) + ["hf-t5-encoder"]:
         d = os.path.join(out, family)
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
-        hf_family(d, family)
+        if family == "hf-t5-encoder":
+            hf_t5_encoder(d)
+        else:
+            hf_family(d, family)
 
 
 if __name__ == "__main__":

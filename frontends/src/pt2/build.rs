@@ -790,6 +790,14 @@ mod tests {
     }
 
     #[test]
+    fn float_arguments_parse_to_the_exact_double() {
+        // float32's minimum, as exporters write `torch.finfo(torch.float32).min` (T5's mask
+        // fill): a double one ulp off overflows float in libtorch.
+        let arg: Argument = serde_json::from_str(r#"{"as_float": -3.4028234663852886e+38}"#).unwrap();
+        assert!(matches!(arg, Argument::Float(f) if f.0 == f32::MIN as f64), "{arg:?}");
+    }
+
+    #[test]
     fn sources() {
         let t = "File \"/tmp/a.py\", line 12, in forward\n    y = s.lin(x)\n  File \"/v/lib/python3.11/site-packages/torch/nn/modules/linear.py\", line 134, in forward\n    return F.linear(input, self.weight, self.bias)";
         assert_eq!(source_of(t).as_deref(), Some("torch/nn/modules/linear.py:134"));

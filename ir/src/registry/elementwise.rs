@@ -399,6 +399,10 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor", Compute, pow_scalar, cost_transcendental),
     op("aten::maximum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::minimum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
+    // `torch.max(a, b)` / `torch.min(a, b)`: the elementwise maximum / minimum (T5's relative
+    // position buckets use `torch.min`).
+    op("aten::max.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
+    op("aten::min.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::atan2(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_transcendental),
     op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
     op("aten::abs(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),

@@ -240,7 +240,21 @@ fn call_kernel(
         ExecError::BadArgument { node: site.node, op: site.op.to_string(), index, reason }
     })?;
     let call = args::Args::resolve(site.op, args, resolve, bindings, device)?;
-    let outputs = kernel(&call).map_err(|e| site.error(e))?;
+    // tch panics where libtorch reports an error it does not expect (e.g. while freeing a
+    // Scalar after a failed conversion); that is a bad call, not a reason to take down the
+    // worker or the caller.
+    let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel(&call)))
+        .map_err(|panic| ExecError::Torch {
+            node: site.node,
+            op: site.op.to_string(),
+            message: panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the kernel panicked")
+                .to_string(),
+        })?
+        .map_err(|e| site.error(e))?;
     if outputs.iter().any(|t| !t.defined()) {
         return Err(ExecError::Torch {
             node: site.node,

@@ -30,6 +30,8 @@ pub(super) const KERNELS: &[(&str, KernelFn)] = &[
     ("aten.pow.Tensor_Tensor", |a| one(a.tensor(0)?.f_pow(a.tensor(1)?)?)),
     ("aten.maximum.default", |a| one(a.tensor(0)?.f_maximum(a.tensor(1)?)?)),
     ("aten.minimum.default", |a| one(a.tensor(0)?.f_minimum(a.tensor(1)?)?)),
+    ("aten.max.other", |a| one(a.tensor(0)?.f_maximum(a.tensor(1)?)?)),
+    ("aten.min.other", |a| one(a.tensor(0)?.f_minimum(a.tensor(1)?)?)),
     ("aten.atan2.default", |a| one(a.tensor(0)?.f_atan2(a.tensor(1)?)?)),
     // Unary math.
     ("aten.neg.default", |a| one(a.tensor(0)?.f_neg()?)),

@@ -171,6 +171,8 @@ def elementwise():
     case("pow.Tensor_Tensor", pos(5), f(5))
     case("maximum", a, b)
     case("minimum", a, b)
+    case("max.other", a, b)
+    case("min.other", a, b)
     case("atan2", a, b)
     for op in ["neg", "abs", "sign", "square", "floor", "ceil", "round", "trunc", "exp", "exp2", "expm1",
                "sin", "cos", "tan", "atan", "sinh", "cosh", "asinh", "erf", "relu", "relu_", "relu6", "silu",
