@@ -40,7 +40,8 @@ pub struct BenchArgs {
     /// Where the default suite's models are generated (once).
     #[arg(long, value_name = "DIR", default_value = "target/bench-models")]
     pub models: PathBuf,
-    /// Workers for the `genie` mode.
+    /// Workers for the `genie` mode; with more than one the model is split across them (each
+    /// gets the least memory that fits), so cut activations cross between workers.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Timed calls per mode and workload (fewer when a mode's time budget runs out).
@@ -258,12 +259,23 @@ struct Timed {
     trips: u64,
 }
 
+/// Compile for `workers` local workers. One worker gets 64 GiB. Several get the least memory
+/// (in steps of 15 %) that placement can fit the program in, so the model is really split
+/// across them and the cut activations show up on the wire.
 fn compile(files: &[PathBuf], workers: usize, no_state: bool) -> Result<(ProgramPlan, WeightStore)> {
-    let mut program = genie_frontends::load(files)?;
-    let cluster = ClusterSpec::local_workers(workers, 64 << 30);
+    const ROOMY: u64 = 64 << 30;
+    let base = genie_frontends::load(files)?;
     let options = CompileOptions { no_state, max_seq: Some(4096), ..CompileOptions::default() };
-    let plan = compile_program(&mut program, &cluster, &options)?;
-    Ok((plan, program.weights))
+    let mut memory = if workers > 1 { (base.weights.total_bytes() / workers as u64).max(1 << 20) } else { ROOMY };
+    loop {
+        let mut program = base.clone();
+        let cluster = ClusterSpec::local_workers(workers, memory.min(ROOMY));
+        match compile_program(&mut program, &cluster, &options) {
+            Ok(plan) => return Ok((plan, program.weights)),
+            Err(e) if memory >= ROOMY => return Err(e.into()),
+            Err(_) => memory = memory.saturating_mul(115) / 100,
+        }
+    }
 }
 
 /// The user inputs of an entry (not the ones read from state).

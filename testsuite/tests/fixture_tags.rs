@@ -59,6 +59,26 @@ test_tags!(resnet_vision, ["resnet/model.pt2", "resnet/model_core.pt2", "resnet/
     "conv_stage" => 8, "pooling" => 2, "residual" => 2,
 });
 
+// transformers' own models, exported as their users export them: the same meaning as the
+// hand-written families above.
+test_tags!(hf_gpt2_prefill, ["hf-gpt2/prefill.pt2"] => Phase::LlmPrefill, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 2, "lm_head" => 1, "residual" => 4,
+});
+test_tags!(hf_gpt2_decode, ["hf-gpt2/decode.pt2"] => Phase::LlmDecode, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 2, "lm_head" => 1, "residual" => 4,
+    "kv_cache_update" => 4,
+});
+test_tags!(hf_llama_and_mistral_prefill, ["hf-llama/prefill.pt2", "hf-mistral/prefill.pt2"] => Phase::LlmPrefill, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 1, "lm_head" => 1, "residual" => 4,
+});
+test_tags!(hf_llama_and_mistral_decode, ["hf-llama/decode.pt2", "hf-mistral/decode.pt2"] => Phase::LlmDecode, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 1, "lm_head" => 1, "residual" => 4,
+    "kv_cache_update" => 4,
+});
+test_tags!(hf_t5_encoder, ["hf-t5-encoder/model.pt2"] => Phase::Encoder, {
+    "attention" => 2, "mlp" => 2, "norm" => 5, "embedding" => 2, "residual" => 4,
+});
+
 /// Prefill and decode together: every decode past input is bound twice (from decode's own
 /// present output and from prefill's), with no hints.
 fn assert_bindings(family: &str, suffix: &str, ext: &str) {
@@ -87,6 +107,13 @@ fn gpt2_state_bindings_in_every_form() {
     assert_bindings("gpt2", "", "pt2");
     assert_bindings("gpt2", "_core", "pt2");
     assert_bindings("gpt2", "", "onnx");
+}
+
+#[test]
+fn hf_decoders_state_bindings() {
+    for family in ["hf-gpt2", "hf-llama", "hf-mistral"] {
+        assert_bindings(family, "", "pt2");
+    }
 }
 
 #[test]
