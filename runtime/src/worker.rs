@@ -410,24 +410,28 @@ impl Worker {
     /// `weight_cache_bytes`, and only as much as the memory budget leaves beside what loaded
     /// programs and sessions have committed.
     fn evict_weights(&self) {
+        let using = self.memory_use(None);
         let allowance = match self.config.memory_bytes {
-            Some(memory) => memory.saturating_sub(self.memory_use(None).total()).min(self.config.weight_cache_bytes),
+            Some(memory) => memory.saturating_sub(using.total()).min(self.config.weight_cache_bytes),
             None => self.config.weight_cache_bytes,
         };
-        let needed: std::collections::HashSet<WeightHash> =
-            lock(&self.programs).values().flat_map(|p| p.needs.iter().map(|(h, _)| h.clone())).collect();
+        self.evict_spare_weights(&using.pinned, allowance);
+    }
+
+    /// Drop resident weights outside `pinned`, least recently used first, until the rest take
+    /// at most `allowance` bytes.
+    fn evict_spare_weights(&self, pinned: &std::collections::HashSet<WeightHash>, allowance: u64) {
         let mut resident = lock(&self.resident);
-        let used = lock(&self.weight_used);
+        let mut used = lock(&self.weight_used);
         let mut spare: Vec<(Instant, WeightHash, u64)> = resident
             .hashes()
             .into_iter()
-            .filter(|h| !needed.contains(h))
+            .filter(|h| !pinned.contains(h))
             .map(|h| {
                 let bytes = resident.get(&h).map_or(0, tensor_bytes);
                 (used.get(&h).copied().unwrap_or_else(Instant::now), h, bytes)
             })
             .collect();
-        drop(used);
         let mut cached: u64 = spare.iter().map(|s| s.2).sum();
         spare.sort_by_key(|s| s.0);
         for (_, h, bytes) in spare {
@@ -435,7 +439,7 @@ impl Worker {
                 break;
             }
             resident.remove(&h);
-            lock(&self.weight_used).remove(&h);
+            used.remove(&h);
             cached -= bytes;
             tracing::info!("evicted weight {} ({bytes} B) from the cache", h.short());
         }
@@ -476,20 +480,6 @@ impl Worker {
             return Ok(());
         }
         let free = memory.saturating_sub(using.total());
-        let mut resident = lock(&self.resident);
-        let mut spare: Vec<(Instant, WeightHash, u64)> = {
-            let used = lock(&self.weight_used);
-            resident
-                .hashes()
-                .into_iter()
-                .filter(|h| !using.pinned.contains(h) && h != hash)
-                .map(|h| {
-                    let b = resident.get(&h).map_or(0, tensor_bytes);
-                    (used.get(&h).copied().unwrap_or_else(Instant::now), h, b)
-                })
-                .collect()
-        };
-        let mut cached: u64 = spare.iter().map(|s| s.2).sum();
         if bytes > free {
             self.counters.refused_for_memory.fetch_add(1, Ordering::Relaxed);
             return Err(format!(
@@ -500,16 +490,7 @@ impl Worker {
                 human(using.total())
             ));
         }
-        spare.sort_by_key(|s| s.0);
-        for (_, h, b) in spare {
-            if cached.saturating_add(bytes) <= free {
-                break;
-            }
-            resident.remove(&h);
-            lock(&self.weight_used).remove(&h);
-            cached -= b;
-            tracing::info!("evicted weight {} ({b} B) from the cache to make room", h.short());
-        }
+        self.evict_spare_weights(&using.pinned, free - bytes);
         Ok(())
     }
 
