@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use genie_codegen::{ProgramPlan, Target, TargetDevice};
+use genie_codegen::ProgramPlan;
 use genie_ir::Program;
-use genie_passes::placement::{self, ClusterSpec, Placement, PlacementOptions};
+use genie_passes::placement::{self, ClusterSpec, PlacementOptions};
 
 /// Why a program could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -74,39 +74,5 @@ pub fn compile_program(
         PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }
     })?;
     placement.apply(program);
-    genie_codegen::generate(program, &target_of(&placement, cluster, &placement_options))
-        .map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })
-}
-
-/// What codegen needs from the cluster and the placement.
-pub fn target_of(placement: &Placement, cluster: &ClusterSpec, options: &PlacementOptions) -> Target {
-    Target {
-        devices: cluster
-            .devices
-            .iter()
-            .map(|d| TargetDevice {
-                name: d.name.clone(),
-                kind: d.kind.name().to_string(),
-                memory_bytes: d.memory,
-                address: d.address.clone(),
-            })
-            .collect(),
-        cost_bindings: placement.cost_bindings.clone(),
-        memory_bindings: placement.memory_bindings.clone(),
-        estimates: placement
-            .estimates
-            .iter()
-            .map(|e| {
-                let est = genie_codegen::Estimate {
-                    latency_s: e.latency_s,
-                    compute_s: e.compute_s,
-                    transfer_s: e.transfer_s,
-                    network_latency_s: e.network_latency_s,
-                };
-                (e.entry.clone(), est)
-            })
-            .collect(),
-        policy: Some(placement.policy.name().to_string()),
-        max_seq: options.max_seq,
-    }
+    genie_codegen::generate(program).map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })
 }

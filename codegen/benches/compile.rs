@@ -21,7 +21,7 @@ fn compile(mut program: Program, cluster: &ClusterSpec, options: &PlacementOptio
     let placement = schedule(&program, cluster, options).expect("placement");
     placement.apply(&mut program);
     let t2 = Instant::now();
-    let plan = genie_codegen::generate(&program, &common::target_of(&placement, cluster, options)).expect("codegen");
+    let plan = genie_codegen::generate(&program).expect("codegen");
     let t3 = Instant::now();
     let bytes = genie_codegen::to_binary(&plan).expect("binary plan");
     let t4 = Instant::now();
@@ -65,7 +65,7 @@ fn bench_compile(c: &mut Criterion) {
     let mut placed = gpt.clone();
     placement.apply(&mut placed);
     let t = Instant::now();
-    let plan = genie_codegen::generate(&placed, &common::target_of(&placement, &tight, &short)).expect("codegen");
+    let plan = genie_codegen::generate(&placed).expect("codegen");
     let codegen_ms = t.elapsed().as_secs_f64() * 1e3;
     let used = placement.memory.iter().filter(|m| m.nodes > 0).count();
     let decode = genie_codegen::summary(&plan).entries["decode"].clone();

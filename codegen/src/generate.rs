@@ -14,73 +14,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use genie_ir::registry::{self, OpClass};
-use genie_ir::{Dim, Graph, NodeId, Port, Program, ValueDef, ValueId, WeightHash};
+use genie_ir::{Dim, Graph, NodeId, PlacementRecord, Port, Program, ValueDef, ValueId, WeightHash, CLIENT};
 
 use crate::plan::*;
 use crate::CodegenError;
-
-/// The largest range maximum used as a default symbol value (as the cost pass does).
-const BIND_CAP: i64 = 4096;
-
-/// Outputs of view and identity ops share their first tensor argument's storage.
-pub(crate) fn aliases_input(op: &str) -> bool {
-    matches!(registry::registry().get(op).map(|d| d.class), Some(OpClass::View | OpClass::Identity))
-}
-
-/// Slots: connected sets of binding ports, in order of first appearance, each named after its
-/// first target. Returns (names, first target port, port → slot).
-type PortKey = (String, String, bool);
-
-fn slots_of(program: &Program) -> (Vec<(String, Port)>, BTreeMap<PortKey, usize>) {
-    let mut ids: BTreeMap<PortKey, usize> = BTreeMap::new();
-    let mut parent: Vec<usize> = Vec::new();
-    let mut id = |k: PortKey, parent: &mut Vec<usize>| {
-        let n = ids.len();
-        *ids.entry(k).or_insert_with(|| {
-            parent.push(n);
-            n
-        })
-    };
-    let mut pairs = Vec::new();
-    for b in &program.state_bindings {
-        let f = id((b.from.entry.clone(), b.from.name.clone(), true), &mut parent);
-        let t = id((b.to.entry.clone(), b.to.name.clone(), false), &mut parent);
-        pairs.push((f, t, b.to.clone()));
-    }
-    fn find(p: &mut [usize], x: usize) -> usize {
-        let mut r = x;
-        while p[r] != r {
-            r = p[r];
-        }
-        p[x] = r;
-        r
-    }
-    for (f, t, _) in &pairs {
-        let (a, b) = (find(&mut parent, *f), find(&mut parent, *t));
-        if a != b {
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            parent[hi] = lo;
-        }
-    }
-    let mut slot_of_root: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut slots = Vec::new();
-    for (f, _, to) in &pairs {
-        let r = find(&mut parent, *f);
-        slot_of_root.entry(r).or_insert_with(|| {
-            slots.push((format!("{}.{}", to.entry, to.name), to.clone()));
-            slots.len() - 1
-        });
-    }
-    let map = ids
-        .into_iter()
-        .map(|(k, p)| {
-            let r = find(&mut parent, p);
-            (k, slot_of_root[&r])
-        })
-        .collect();
-    (slots, map)
-}
 
 fn eval(entry: &str, name: &str, d: &Dim, b: &BTreeMap<String, i64>) -> Result<u64, CodegenError> {
     d.eval(b).map(|v| v.max(0) as u64).map_err(|e| CodegenError::Size {
@@ -146,8 +83,10 @@ fn dedup_inputs(node: &genie_ir::Node) -> Vec<ValueId> {
     node.inputs().into_iter().filter(|v| seen.insert(*v)).collect()
 }
 
-/// Generate the plans of a placed program (every node has `ann.device`).
-pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, CodegenError> {
+/// Generate the plans of a placed program: every node has `ann.device`, and
+/// `program.placement` records the devices and placement's estimates.
+pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
+    let target = program.placement.as_ref().ok_or(CodegenError::NotPlaced)?;
     if target.devices.is_empty() {
         return Err(CodegenError::NoDevices);
     }
@@ -155,7 +94,7 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
     let client = k;
     let names: Vec<String> = target.devices.iter().map(|d| d.name.clone()).chain([CLIENT.to_string()]).collect();
     let index: HashMap<&str, usize> = target.devices.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
-    let (slot_list, port_slot) = slots_of(program);
+    let slots = program.state_slots();
     for b in &program.state_bindings {
         for (p, out) in [(&b.from, true), (&b.to, false)] {
             let g = program.entry(&p.entry).ok_or_else(|| CodegenError::Graph {
@@ -182,7 +121,7 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
 
     // Prepare every entry; gather where each slot's users are.
     let mut preps = Vec::new();
-    let mut slot_devs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); slot_list.len()];
+    let mut slot_devs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); slots.len()];
     for g in &program.entries {
         let order = g.topo_order().map_err(|e| CodegenError::Graph { entry: g.name.clone(), reason: e.to_string() })?;
         let mut pos = vec![0; g.nodes.len()];
@@ -207,8 +146,8 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
             .values
             .iter()
             .map(|val| match &val.def {
-                ValueDef::Input(i) => match port_slot.get(&(g.name.clone(), val.name.clone(), false)) {
-                    Some(&s) => VKind::State(*i, s),
+                ValueDef::Input(i) => match slots.of_input(&g.name, &val.name) {
+                    Some(s) => VKind::State(*i, s),
                     None => VKind::Input(*i),
                 },
                 ValueDef::Weight(h) => VKind::Weight(h.clone()),
@@ -218,7 +157,7 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
             .collect();
         let users = g.users();
         let given = target.cost_bindings.get(&g.name).cloned().unwrap_or_default();
-        let cost_b = g.bind_symbols(&given, BIND_CAP);
+        let cost_b = g.bind_symbols(&given);
         let mut mem_b = cost_b.clone();
         if let Some(m) = target.memory_bindings.get(&g.name) {
             mem_b.extend(m.iter().map(|(k, v)| (k.clone(), *v)));
@@ -226,8 +165,8 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
         let mut state_outputs = Vec::new();
         let mut user_outputs = Vec::new();
         for o in &g.outputs {
-            match port_slot.get(&(g.name.clone(), o.name.clone(), true)) {
-                Some(&s) => state_outputs.push((o.name.clone(), o.value, s)),
+            match slots.of_output(&g.name, &o.name) {
+                Some(s) => state_outputs.push((o.name.clone(), o.value, s)),
                 None => user_outputs.push((o.name.clone(), o.value)),
             }
         }
@@ -245,11 +184,11 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
         }
         preps.push(Prep { g, order, pos, dev, kinds, users, cost_b, mem_b, state_outputs, user_outputs });
     }
-    let mut slot_dev = Vec::with_capacity(slot_list.len());
+    let mut slot_dev = Vec::with_capacity(slots.len());
     for (s, devs) in slot_devs.iter().enumerate() {
         if devs.len() > 1 {
             return Err(CodegenError::StateSplit {
-                slot: slot_list[s].0.clone(),
+                slot: slots.slots[s].name.clone(),
                 devices: devs.iter().map(|d| names[*d].clone()).collect::<Vec<_>>().join(", "),
             });
         }
@@ -262,8 +201,8 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
     let mut entries = Vec::new();
     let mut act_peak = vec![0u64; k];
     let mut node_count = vec![0usize; k];
-    let mut slot_bytes = vec![0u64; slot_list.len()];
-    let mut slot_ty: Vec<Option<genie_ir::TensorType>> = vec![None; slot_list.len()];
+    let mut slot_bytes = vec![0u64; slots.len()];
+    let mut slot_ty: Vec<Option<genie_ir::TensorType>> = vec![None; slots.len()];
     for p in &preps {
         let g = p.g;
         for (vi, kind) in p.kinds.iter().enumerate() {
@@ -292,7 +231,7 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
                 VKind::State(_, s) => {
                     slot_bytes[*s] = slot_bytes[*s].max(eval(&g.name, &val.name, &val.ty.bytes(), &p.mem_b)?);
                     if slot_ty[*s].is_none()
-                        && slot_list[*s].1 == (Port { entry: g.name.clone(), name: val.name.clone() })
+                        && slots.slots[*s].first == (Port { entry: g.name.clone(), name: val.name.clone() })
                     {
                         slot_ty[*s] = Some(val.ty.clone());
                     }
@@ -315,22 +254,11 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
         }
         entries.push(plan);
     }
-    let state_slots: Vec<StateSlot> = slot_list
+    let state_slots: Vec<StateSlot> = slots
+        .slots
         .iter()
-        .enumerate()
-        .map(|(s, (name, first))| {
-            let mut writes = Vec::new();
-            let mut reads = Vec::new();
-            for ((entry, port, out), &ps) in &port_slot {
-                if ps == s {
-                    let p = Port { entry: entry.clone(), name: port.clone() };
-                    if *out {
-                        writes.push(p);
-                    } else {
-                        reads.push(p);
-                    }
-                }
-            }
+        .map(|def| {
+            let (s, first) = (def.id, &def.first);
             let ty = slot_ty[s].clone().unwrap_or_else(|| {
                 program
                     .entry(&first.entry)
@@ -341,12 +269,12 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
             });
             StateSlot {
                 id: s as u32,
-                name: name.clone(),
+                name: def.name.clone(),
                 device: names[slot_dev[s]].clone(),
                 ty,
                 bytes: slot_bytes[s],
-                writes,
-                reads,
+                writes: def.writes.clone(),
+                reads: def.reads.clone(),
             }
         })
         .collect();
@@ -360,16 +288,15 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
                 .map(|(h, (b, n))| ResidentWeight { hash: h.clone(), bytes: *b, name: n.clone() })
                 .collect();
             let weight_bytes = ws.iter().map(|w| w.bytes).fold(const_bytes[d], u64::saturating_add);
-            let slots: Vec<u32> = (0..slot_list.len()).filter(|s| slot_dev[*s] == d).map(|s| s as u32).collect();
-            let kv_bytes = slots.iter().map(|s| slot_bytes[*s as usize]).fold(0, u64::saturating_add);
+            let held: Vec<u32> = (0..slots.len()).filter(|s| slot_dev[*s] == d).map(|s| s as u32).collect();
+            let kv_bytes = held.iter().map(|s| slot_bytes[*s as usize]).fold(0, u64::saturating_add);
             DeviceInfo {
                 name: t.name.clone(),
                 kind: t.kind.clone(),
-                address: t.address.clone(),
                 memory_bytes: t.memory_bytes,
                 weights: ws,
                 weight_bytes,
-                slots,
+                slots: held,
                 kv_bytes,
                 activation_bytes: act_peak[d],
                 peak_bytes: weight_bytes.saturating_add(kv_bytes).saturating_add(act_peak[d]),
@@ -380,7 +307,7 @@ pub fn generate(program: &Program, target: &Target) -> Result<ProgramPlan, Codeg
     Ok(ProgramPlan {
         version: PLAN_FORMAT_VERSION,
         program: program.name.clone(),
-        policy: target.policy.clone(),
+        policy: Some(target.policy.clone()),
         max_seq: target.max_seq,
         devices,
         state_slots,
@@ -394,7 +321,7 @@ fn entry_plan(
     names: &[String],
     client: usize,
     slot_dev: &[usize],
-    target: &Target,
+    target: &PlacementRecord,
 ) -> Result<EntryPlan, CodegenError> {
     let g = p.g;
     let k = client;
@@ -590,6 +517,7 @@ fn entry_plan(
         tensor: v,
         slot: slot.map(|s| s as u32),
         device: names[p.home(v, client, slot_dev)].clone(),
+        role: if slot.is_none() { g.value(v).ann.role } else { None },
     };
     let inputs = g
         .inputs

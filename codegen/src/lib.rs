@@ -25,14 +25,17 @@ use genie_ir::NodeId;
 /// Why a plan could not be generated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodegenError {
-    /// The target lists no devices.
-    #[error("the target has no devices")]
+    /// The program has not been placed (no placement record).
+    #[error("the program has not been placed; run placement first")]
+    NotPlaced,
+    /// The placement record lists no devices.
+    #[error("the placement lists no devices")]
     NoDevices,
     /// A node has no `ann.device` (placement has not run).
     #[error("entry `{entry}`: node {node} has no device; place the program first")]
     Unplaced { entry: String, node: NodeId },
-    /// A node names a device the target does not have.
-    #[error("entry `{entry}`: node {node} is placed on `{device}`, which is not a device of the target")]
+    /// A node names a device the placement record does not have.
+    #[error("entry `{entry}`: node {node} is placed on `{device}`, which is not a device of the placement")]
     UnknownDevice { entry: String, node: NodeId, device: String },
     /// A state slot's users are on more than one device.
     #[error("state `{slot}` must stay on one device but is used on {devices}")]

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use genie_ir::ValueId;
 
-use crate::generate::aliases_input;
 use crate::plan::Step;
+use genie_ir::registry::aliases_input;
 
 /// The activation peak of a sequence of steps; `bytes` gives a tensor's size.
 pub fn activation_peak(steps: &[Step], bytes: impl Fn(ValueId) -> u64) -> u64 {

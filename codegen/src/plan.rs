@@ -6,56 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use genie_ir::{Arg, HexBytes, NodeId, Phase, Port, Residency, TensorType, ValueId, WeightHash};
+use genie_ir::{Arg, HexBytes, InputRole, NodeId, Phase, Port, Residency, TensorType, ValueId, WeightHash};
 use serde::{Deserialize, Serialize};
 
-/// Format version written into every plan (RON and binary).
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// Format version written into every plan (RON and binary). Version 2: devices carry no
+/// address (where a worker runs is the runtime's deployment), inputs carry their role.
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
-/// The pseudo-device that sends user inputs and receives outputs.
-pub const CLIENT: &str = "client";
-
-/// What codegen is told about the devices and the placement's estimates.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Target {
-    /// Devices in the cluster's order. Every `ann.device` must name one.
-    pub devices: Vec<TargetDevice>,
-    /// Per entry: symbol values for bytes per call (as the cost pass bound them). Missing
-    /// entries and symbols take the graph's defaults.
-    #[serde(default)]
-    pub cost_bindings: BTreeMap<String, BTreeMap<String, i64>>,
-    /// Per entry: symbol values for memory (`--max-seq`). Missing ones take the cost bindings.
-    #[serde(default)]
-    pub memory_bindings: BTreeMap<String, BTreeMap<String, i64>>,
-    /// Per entry: the placement's estimate of one call.
-    #[serde(default)]
-    pub estimates: BTreeMap<String, Estimate>,
-    /// The placement policy, for the record.
-    #[serde(default)]
-    pub policy: Option<String>,
-    /// `--max-seq`, for the record.
-    #[serde(default)]
-    pub max_seq: Option<i64>,
-}
-
-/// One device of the target.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TargetDevice {
-    pub name: String,
-    /// `cpu` or `cuda`.
-    pub kind: String,
-    pub memory_bytes: u64,
-    pub address: Option<String>,
-}
-
-/// The placement's estimate of one call of an entry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    pub latency_s: f64,
-    pub compute_s: f64,
-    pub transfer_s: f64,
-    pub network_latency_s: f64,
-}
+/// Placement's estimate of one call of an entry (defined in the IR's placement record).
+pub use genie_ir::Estimate;
+/// The pseudo-device that sends user inputs and receives outputs (defined once, in the IR).
+pub use genie_ir::CLIENT;
 
 /// A compiled program: per entry, a plan per device; the resident set of each device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,7 +36,6 @@ pub struct ProgramPlan {
 pub struct DeviceInfo {
     pub name: String,
     pub kind: String,
-    pub address: Option<String>,
     pub memory_bytes: u64,
     /// Weights resident here (uploaded once, used by every entry), by hash.
     pub weights: Vec<ResidentWeight>,
@@ -174,6 +134,10 @@ pub struct IoPort {
     pub slot: Option<u32>,
     /// The device the tensor is on (the client for user inputs).
     pub device: String,
+    /// For a user input: what it carries (token ids, mask, positions), as the annotate pass
+    /// found it.
+    #[serde(default)]
+    pub role: Option<InputRole>,
 }
 
 /// A tensor of an entry.

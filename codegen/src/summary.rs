@@ -135,10 +135,9 @@ pub fn dump(plan: &ProgramPlan) -> String {
     for d in &plan.devices {
         writeln!(
             s,
-            "device {} ({}{}) memory {}: peak {} = weights {} ({}) + kv {} + activations {}; {} nodes",
+            "device {} ({}) memory {}: peak {} = weights {} ({}) + kv {} + activations {}; {} nodes",
             d.name,
             d.kind,
-            d.address.as_deref().map(|a| format!(" @{a}")).unwrap_or_default(),
             human(d.memory_bytes),
             human(d.peak_bytes),
             human(d.weight_bytes),
@@ -246,7 +245,7 @@ pub fn to_program(plan: &ProgramPlan) -> Program {
                     TensorKind::Const { data } => ValueDef::Const(data.clone()),
                     TensorKind::Node { node, output } => ValueDef::Node { node: *node, index: *output },
                 },
-                ann: ValueAnn { residency: t.residency, modality: None },
+                ann: ValueAnn { residency: t.residency, ..ValueAnn::default() },
             };
         }
         let mut nodes: BTreeMap<u32, Node> = BTreeMap::new();

@@ -219,8 +219,6 @@ fn a_faster_device_gets_the_work() {
         flops: Some(1e14),
         mem_bandwidth: Some(1e12),
         op_overhead: Some(0.0),
-        address: Some("127.0.0.1:7070".into()),
-        fingerprint: None,
     };
     let (_, placement, _) =
         compile(&program, &cluster, &PlacementOptions { max_seq: Some(16), ..Default::default() }).unwrap();
@@ -262,16 +260,19 @@ fn dot_of_a_plan_colours_nodes_by_device() {
 #[test]
 fn codegen_refuses_unplaced_and_split_state() {
     let program = passes(tiny_decoder_pair().unwrap());
-    let target = genie_codegen::Target {
-        devices: vec![genie_codegen::TargetDevice {
-            name: "w".into(),
-            kind: "cpu".into(),
-            memory_bytes: 1,
-            address: None,
-        }],
-        ..Default::default()
+    let device = |name: &str| genie_ir::PlacedDevice { name: name.into(), kind: "cpu".into(), memory_bytes: 1 };
+    let record = genie_ir::PlacementRecord {
+        policy: "min-latency".into(),
+        max_seq: None,
+        devices: vec![device("w")],
+        cost_bindings: Default::default(),
+        memory_bindings: Default::default(),
+        estimates: Default::default(),
     };
-    assert!(matches!(genie_codegen::generate(&program, &target), Err(genie_codegen::CodegenError::Unplaced { .. })));
+    assert!(matches!(genie_codegen::generate(&program), Err(genie_codegen::CodegenError::NotPlaced)));
+    let mut recorded = program.clone();
+    recorded.placement = Some(record.clone());
+    assert!(matches!(genie_codegen::generate(&recorded), Err(genie_codegen::CodegenError::Unplaced { .. })));
     // Put decode's KV-cache update on another device than its attention.
     let mut placed = program.clone();
     for g in &mut placed.entries {
@@ -282,14 +283,10 @@ fn codegen_refuses_unplaced_and_split_state() {
     let decode = placed.entry_mut("decode").unwrap();
     let cat = decode.nodes.iter().position(|n| n.op == "aten.cat.default").unwrap();
     decode.nodes[cat].ann.device = Some("v".into());
-    let mut two = target.clone();
-    two.devices.push(genie_codegen::TargetDevice {
-        name: "v".into(),
-        kind: "cpu".into(),
-        memory_bytes: 1,
-        address: None,
-    });
-    let err = genie_codegen::generate(&placed, &two).unwrap_err();
+    let mut two = record.clone();
+    two.devices.push(device("v"));
+    placed.placement = Some(two);
+    let err = genie_codegen::generate(&placed).unwrap_err();
     assert!(matches!(err, genie_codegen::CodegenError::StateSplit { .. }), "{err}");
 }
 

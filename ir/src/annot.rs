@@ -42,6 +42,22 @@ pub enum Modality {
     Unknown,
 }
 
+/// What a per-call input of an LLM entry carries, found from how the graph uses it, so a
+/// driver (greedy generation, serving) can feed it whatever the exporter named it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputRole {
+    /// The new tokens: the index into the embedding table the LM head's vocabulary matches.
+    TokenIds,
+    /// Which positions of the whole sequence so far may be attended to (`[batch, past + new]`).
+    AttentionMask,
+    /// The positions of the new tokens, `[batch, new]`: an index into a position table or the
+    /// argument of a rotary embedding.
+    PositionIds,
+    /// The positions of the new tokens as one row, `[new]` (transformers' `cache_position`).
+    CachePosition,
+}
+
 /// A semantic pattern a region of nodes matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +103,10 @@ snake_names!(Residency {
     StatefulKvCache => "stateful_kv_cache",
 });
 snake_names!(Modality { Text => "text", Vision => "vision", Audio => "audio", Unknown => "unknown" });
+snake_names!(InputRole {
+    TokenIds => "token_ids", AttentionMask => "attention_mask", PositionIds => "position_ids",
+    CachePosition => "cache_position",
+});
 snake_names!(Tag {
     Attention => "attention", KvCacheUpdate => "kv_cache_update", Mlp => "mlp",
     Residual => "residual", Norm => "norm", Embedding => "embedding", LmHead => "lm_head",
@@ -155,6 +175,9 @@ pub struct ValueAnn {
     pub residency: Option<Residency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modality: Option<Modality>,
+    /// For a per-call graph input: what it carries (token ids, mask, positions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<InputRole>,
 }
 
 /// Index of a region in its graph.

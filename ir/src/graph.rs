@@ -12,6 +12,11 @@ use crate::registry::{self, InferError};
 use crate::types::{DType, TensorType};
 use crate::weights::WeightHash;
 
+/// The largest finite range maximum a symbol takes as its default value where a number is needed
+/// for a symbolic size (cost hints, summaries, plans); larger or unbounded ranges take their
+/// minimum.
+pub const DEFAULT_BIND_CAP: i64 = 4096;
+
 /// A node id, printed `n7`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -463,14 +468,14 @@ impl Graph {
     }
 
     /// A value for every symbol: the given one, else the range's maximum when finite and at
-    /// most `cap`, else the range's minimum (at least 1). Used wherever a number is needed for a
-    /// symbolic size (cost hints, byte totals).
-    pub fn bind_symbols(&self, given: &BTreeMap<String, i64>, cap: i64) -> BTreeMap<String, i64> {
+    /// most [`DEFAULT_BIND_CAP`], else the range's minimum (at least 1). Used wherever a number
+    /// is needed for a symbolic size (cost hints, byte totals, plans).
+    pub fn bind_symbols(&self, given: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
         self.symbols
             .iter()
             .map(|(name, range)| {
                 let v = given.get(name).copied().unwrap_or(match range.max {
-                    Some(m) if m <= cap => m,
+                    Some(m) if m <= DEFAULT_BIND_CAP => m,
                     _ => range.min.max(1),
                 });
                 (name.clone(), v)

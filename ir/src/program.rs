@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
+use crate::placed::PlacementRecord;
+use crate::union_find::UnionFind;
 use crate::weights::WeightStore;
 
 /// Format version written into every serialised program.
@@ -36,6 +38,55 @@ pub struct Program {
     pub weights: WeightStore,
     #[serde(default)]
     pub state_bindings: Vec<StateBinding>,
+    /// Placement's result for the program as a whole (each node's device is `ann.device`);
+    /// `None` until placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementRecord>,
+}
+
+/// State carried between calls: one slot per connected set of state bindings (decode's present
+/// KV written at step t is read at step t+1, and prefill's present KV at decode's first step:
+/// one slot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSlotDef {
+    /// Slots are numbered in the order of their first binding.
+    pub id: usize,
+    /// `entry.input` of the slot's first binding target.
+    pub name: String,
+    /// The slot's first binding target (an input port).
+    pub first: Port,
+    /// Entry outputs written into the slot at the end of a call, sorted.
+    pub writes: Vec<Port>,
+    /// Entry inputs read from the slot at the start of a call, sorted.
+    pub reads: Vec<Port>,
+}
+
+/// The state slots of a program, with each binding port's slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateSlots {
+    pub slots: Vec<StateSlotDef>,
+    /// (port, is an output) → slot.
+    by_port: BTreeMap<(Port, bool), usize>,
+}
+
+impl StateSlots {
+    /// The slot an entry's output writes, if it is bound.
+    pub fn of_output(&self, entry: &str, name: &str) -> Option<usize> {
+        self.by_port.get(&(Port { entry: entry.to_string(), name: name.to_string() }, true)).copied()
+    }
+
+    /// The slot an entry's input reads, if it is bound.
+    pub fn of_input(&self, entry: &str, name: &str) -> Option<usize> {
+        self.by_port.get(&(Port { entry: entry.to_string(), name: name.to_string() }, false)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }
 
 /// Errors reading or writing a serialised program.
@@ -61,7 +112,50 @@ impl Program {
             entries: Vec::new(),
             weights: WeightStore::new(),
             state_bindings: Vec::new(),
+            placement: None,
         }
+    }
+
+    /// The program's state slots: the state bindings grouped into connected sets, in the order
+    /// of each set's first binding, each named after that binding's target.
+    pub fn state_slots(&self) -> StateSlots {
+        let mut port_ids: BTreeMap<(Port, bool), usize> = BTreeMap::new();
+        let mut sets = UnionFind::new(0);
+        let mut id = |key: (Port, bool), sets: &mut UnionFind| *port_ids.entry(key).or_insert_with(|| sets.push());
+        let mut pairs = Vec::with_capacity(self.state_bindings.len());
+        for b in &self.state_bindings {
+            let from = id((b.from.clone(), true), &mut sets);
+            let to = id((b.to.clone(), false), &mut sets);
+            sets.union(from, to);
+            pairs.push((from, b.to.clone()));
+        }
+        let mut slot_of_root: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut slots: Vec<StateSlotDef> = Vec::new();
+        for (from, to) in pairs {
+            let root = sets.find(from);
+            slot_of_root.entry(root).or_insert_with(|| {
+                slots.push(StateSlotDef {
+                    id: slots.len(),
+                    name: format!("{}.{}", to.entry, to.name),
+                    first: to,
+                    writes: Vec::new(),
+                    reads: Vec::new(),
+                });
+                slots.len() - 1
+            });
+        }
+        let mut by_port = BTreeMap::new();
+        for (key, port_id) in port_ids {
+            let slot = slot_of_root[&sets.find(port_id)];
+            let (port, is_output) = &key;
+            if *is_output {
+                slots[slot].writes.push(port.clone());
+            } else {
+                slots[slot].reads.push(port.clone());
+            }
+            by_port.insert(key, slot);
+        }
+        StateSlots { slots, by_port }
     }
 
     /// The entry graph with this name.
@@ -106,5 +200,41 @@ impl Program {
             }
         }
         (seen.len(), seen.values().sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(entry: &str, name: &str) -> Port {
+        Port { entry: entry.into(), name: name.into() }
+    }
+
+    fn bind(from: (&str, &str), to: (&str, &str)) -> StateBinding {
+        StateBinding { from: port(from.0, from.1), to: port(to.0, to.1) }
+    }
+
+    /// Bindings that share a port form one slot: decode's present K feeds decode's past K, and
+    /// so does prefill's; V is another slot. Slots are numbered by their first binding.
+    #[test]
+    fn connected_bindings_form_one_slot() {
+        let mut p = Program::new("p");
+        p.state_bindings = vec![
+            bind(("decode", "present_v"), ("decode", "past_v")),
+            bind(("decode", "present_k"), ("decode", "past_k")),
+            bind(("prefill", "k"), ("decode", "past_k")),
+            bind(("prefill", "v"), ("decode", "past_v")),
+        ];
+        let slots = p.state_slots();
+        assert_eq!(slots.len(), 2);
+        let names: Vec<&str> = slots.slots.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["decode.past_v", "decode.past_k"]);
+        assert_eq!(slots.slots[1].writes, [port("decode", "present_k"), port("prefill", "k")]);
+        assert_eq!(slots.slots[1].reads, [port("decode", "past_k")]);
+        assert_eq!(slots.of_output("prefill", "v"), Some(0));
+        assert_eq!(slots.of_input("decode", "past_k"), Some(1));
+        assert_eq!(slots.of_input("decode", "present_k"), None, "an output is not an input");
+        assert!(Program::new("empty").state_slots().is_empty());
     }
 }

@@ -41,6 +41,9 @@ fn value_line(g: &Graph, v: ValueId) -> String {
     if let Some(m) = val.ann.modality {
         write!(s, " modality={m}").ok();
     }
+    if let Some(r) = val.ann.role {
+        write!(s, " role={r}").ok();
+    }
     s
 }
 
@@ -307,6 +310,9 @@ pub struct PortSummary {
     pub dtype: String,
     /// Ints for static dims, strings for symbolic ones.
     pub shape: Vec<serde_json::Value>,
+    /// What a per-call input carries, once the annotate pass found it (`token_ids`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// Weight totals.
@@ -370,12 +376,10 @@ pub struct SummaryOptions {
     pub bindings: BTreeMap<String, i64>,
 }
 
-/// The largest range maximum a summary uses as a symbol's default value.
-pub const DEFAULT_BIND_CAP: i64 = 4096;
-
-fn port(name: &str, ty: &TensorType) -> PortSummary {
+fn port(name: &str, ty: &TensorType, role: Option<crate::InputRole>) -> PortSummary {
     PortSummary {
         name: name.to_string(),
+        role: role.map(|r| r.name().to_string()),
         dtype: ty.dtype.torch_name().to_string(),
         shape: ty
             .shape
@@ -409,7 +413,7 @@ fn residency_bytes(g: &Graph, bindings: &BTreeMap<String, i64>) -> BTreeMap<Stri
 /// Summarise one entry.
 pub fn entry_summary(p: &Program, g: &Graph, options: &SummaryOptions) -> EntrySummary {
     let (count, bytes) = p.weight_bytes_of(g);
-    let bindings = g.bind_symbols(&options.bindings, DEFAULT_BIND_CAP);
+    let bindings = g.bind_symbols(&options.bindings);
     let mut tags = BTreeMap::new();
     for r in &g.regions {
         *tags.entry(r.tag.name().to_string()).or_insert(0) += 1;
@@ -419,8 +423,8 @@ pub fn entry_summary(p: &Program, g: &Graph, options: &SummaryOptions) -> EntryS
         phase: g.phase.to_string(),
         nodes: g.nodes.len(),
         ops: g.op_counts(),
-        inputs: g.inputs.iter().map(|v| port(&g.value(*v).name, &g.value(*v).ty)).collect(),
-        outputs: g.outputs.iter().map(|o| port(&o.name, &g.value(o.value).ty)).collect(),
+        inputs: g.inputs.iter().map(|v| port(&g.value(*v).name, &g.value(*v).ty, g.value(*v).ann.role)).collect(),
+        outputs: g.outputs.iter().map(|o| port(&o.name, &g.value(o.value).ty, None)).collect(),
         weights: WeightSummary { count, bytes },
         tags,
         residency_bytes: residency_bytes(g, &bindings),

@@ -7,10 +7,13 @@
 //!   it produces KV state without taking any; otherwise `vision` (image stages) or `encoder`.
 //! - Modality: `text` from token inputs into an embedding, `vision` from images into a
 //!   convolution, propagated forward.
+//! - Input roles: what each per-call input carries (token ids, attention mask, positions), from
+//!   dataflow alone (see [`input_roles`]), so drivers feed inputs whatever they are named.
 
 use std::collections::{BTreeSet, HashSet};
 
-use genie_ir::{Arg, Graph, Modality, NodeId, Phase, Program, Residency, Tag, ValueDef, ValueId};
+use genie_ir::registry::{self, Contraction, Layout};
+use genie_ir::{Arg, Graph, InputRole, Modality, NodeId, Phase, Program, Residency, Tag, ValueDef, ValueId};
 
 use crate::manager::{Pass, PassError};
 use crate::tagging::rules::canon::is_look_through;
@@ -41,8 +44,9 @@ fn same_data_forward(g: &Graph, users: &[Vec<NodeId>], v: ValueId) -> Vec<ValueI
         i += 1;
         for &n in &users[cur.index()] {
             let node = g.node(n);
-            let layout = is_look_through(&node.op)
-                || matches!(node.op.as_str(), "aten.transpose.int" | "aten.permute.default" | "aten.slice.Tensor")
+            let facts = registry::facts(&node.op);
+            let layout = facts.same_data()
+                || matches!(facts.layout, Some(Layout::Reorder(_) | Layout::Select))
                 || scales_by_scalar(g, node);
             if layout && node.args.first() == Some(&Arg::Tensor(cur)) {
                 for &o in &node.outputs {
@@ -171,13 +175,14 @@ fn annotate_graph(g: &mut Graph) {
     let mut modality: Vec<Option<Modality>> = vec![None; g.values.len()];
     for &i in &g.inputs {
         let ty = &g.value(i).ty;
-        let consumers: Vec<&str> = same_data_forward(g, &users, i)
+        let consumers: Vec<registry::OpFacts> = same_data_forward(g, &users, i)
             .iter()
-            .flat_map(|v| users[v.index()].iter().map(|n| g.node(*n).op.as_str()))
+            .flat_map(|v| users[v.index()].iter().map(|n| registry::facts(&g.node(*n).op)))
             .collect();
-        let text = ty.dtype.is_integral()
-            && consumers.iter().any(|op| op.contains("embedding") || op.contains("index_select"));
-        let vision = ty.dtype.is_floating() && ty.rank() == 4 && consumers.iter().any(|op| op.contains("conv"));
+        let text = ty.dtype.is_integral() && consumers.iter().any(|f| f.lookup.is_some());
+        let vision = ty.dtype.is_floating()
+            && ty.rank() == 4
+            && consumers.iter().any(|f| f.contraction == Some(Contraction::Convolution));
         modality[i.index()] = if text {
             Some(Modality::Text)
         } else if vision {
@@ -203,6 +208,147 @@ fn annotate_graph(g: &mut Graph) {
     for (vi, v) in g.values.iter_mut().enumerate() {
         v.ann.modality = modality[vi];
     }
+
+    // Roles of the per-call inputs.
+    let roles = input_roles(g, &users, &past_set, &state_outputs);
+    for v in &mut g.values {
+        v.ann.role = None;
+    }
+    for (v, role) in roles {
+        g.values[v.index()].ann.role = Some(role);
+    }
+}
+
+/// The most nodes one walk from an input visits: roles show within a few ops of the input.
+const ROLE_WALK_LIMIT: usize = 256;
+
+/// Walk forward from `from`: every node that consumes a reached value is visited (with the value
+/// it consumes), and its outputs are reached when `through` allows. Returns the visits in
+/// breadth-first order.
+fn walk_forward(
+    g: &Graph,
+    users: &[Vec<NodeId>],
+    from: ValueId,
+    through: &dyn Fn(&genie_ir::Node, ValueId) -> bool,
+) -> Vec<(NodeId, ValueId)> {
+    let mut visits = Vec::new();
+    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut queue = std::collections::VecDeque::from([from]);
+    while let Some(v) = queue.pop_front() {
+        for &n in &users[v.index()] {
+            if visits.len() >= ROLE_WALK_LIMIT || !seen.insert(n) {
+                continue;
+            }
+            visits.push((n, v));
+            let node = g.node(n);
+            if through(node, v) {
+                queue.extend(node.outputs.iter().copied());
+            }
+        }
+    }
+    visits
+}
+
+/// True when `v` is the argument a lookup op reads its indices from.
+fn is_lookup_index(node: &genie_ir::Node, v: ValueId) -> bool {
+    registry::facts(&node.op).lookup.is_some_and(|(_, index)| node.args.get(index) == Some(&Arg::Tensor(v)))
+}
+
+/// The positions of new tokens: `position_ids` shaped `[batch, new]`, `cache_position` `[new]`.
+fn positions_role(ty: &genie_ir::TensorType) -> InputRole {
+    if ty.rank() >= 2 {
+        InputRole::PositionIds
+    } else {
+        InputRole::CachePosition
+    }
+}
+
+/// What each per-call input carries, decided by how the graph uses it, never by its name:
+/// - an integer input that indexes a weight table (an embedding lookup, through layout ops
+///   only): the token ids if the table is the vocabulary (as many rows as the logits have
+///   columns, else the largest table); in an LLM entry, another such input is the positions;
+/// - an input whose values reach a sine or cosine (a rotary embedding): the positions;
+/// - an input that reaches attention (a tagged attention region, fused attention or a softmax)
+///   through no contraction: the attention mask, or, one row wide, the positions
+///   (`cache_position`, which masks are built from).
+fn input_roles(
+    g: &Graph,
+    users: &[Vec<NodeId>],
+    state_inputs: &HashSet<ValueId>,
+    state_outputs: &HashSet<ValueId>,
+) -> Vec<(ValueId, InputRole)> {
+    let per_call: Vec<ValueId> = g.inputs.iter().copied().filter(|v| !state_inputs.contains(v)).collect();
+    let llm = matches!(g.phase, Phase::LlmPrefill | Phase::LlmDecode);
+    let mut roles: Vec<(ValueId, InputRole)> = Vec::new();
+
+    // Lookups: (input, rows of the table it indexes).
+    let mut lookups: Vec<(ValueId, i64)> = Vec::new();
+    for &v in &per_call {
+        if !g.value(v).ty.dtype.is_integral() {
+            continue;
+        }
+        let visits = walk_forward(g, users, v, &|node, _| registry::facts(&node.op).same_data());
+        let rows = visits.iter().find_map(|&(n, arriving)| {
+            let node = g.node(n);
+            let (table, _) = registry::facts(&node.op).lookup?;
+            if !is_lookup_index(node, arriving) {
+                return None;
+            }
+            let Some(Arg::Tensor(t)) = node.args.get(table) else { return None };
+            matches!(g.value(*t).def, ValueDef::Weight(_)).then(|| g.value(*t).ty.shape.first()?.as_const())?
+        });
+        if let Some(rows) = rows {
+            lookups.push((v, rows));
+        }
+    }
+    // The vocabulary: the last dim of the first user output that is not state (the logits).
+    let vocab = g
+        .outputs
+        .iter()
+        .find(|o| !state_outputs.contains(&o.value) && g.value(o.value).ty.dtype.is_floating())
+        .and_then(|o| g.value(o.value).ty.shape.last()?.as_const());
+    let tokens = lookups
+        .iter()
+        .find(|(_, rows)| Some(*rows) == vocab)
+        .or_else(|| lookups.iter().max_by_key(|(v, rows)| (*rows, std::cmp::Reverse(v.0))))
+        .map(|(v, _)| *v);
+    for &(v, _) in &lookups {
+        if Some(v) == tokens {
+            roles.push((v, InputRole::TokenIds));
+        } else if llm {
+            roles.push((v, positions_role(&g.value(v).ty)));
+        }
+    }
+
+    let attention = nodes_tagged(g, Tag::Attention);
+    let is_softmax = |op: &str| matches!(op, "aten._softmax.default" | "aten.softmax.int");
+    for &v in &per_call {
+        if lookups.iter().any(|(l, _)| *l == v) {
+            continue;
+        }
+        let ty = &g.value(v).ty;
+        // Rotary embeddings: positions become angles through any ops, products included.
+        let to_angles = walk_forward(g, users, v, &|node, arriving| !is_lookup_index(node, arriving));
+        if ty.dtype.is_integral()
+            && to_angles.iter().any(|(n, _)| matches!(g.node(*n).op.as_str(), "aten.sin.default" | "aten.cos.default"))
+        {
+            roles.push((v, positions_role(ty)));
+            continue;
+        }
+        // Masks reach attention through comparisons, casts, gathers and arithmetic only.
+        let to_attention = walk_forward(g, users, v, &|node, arriving| {
+            let facts = registry::facts(&node.op);
+            facts.contraction.is_none() && !is_lookup_index(node, arriving)
+        });
+        let reaches = to_attention.iter().any(|(n, _)| {
+            let op = &g.node(*n).op;
+            attention.contains(n) || registry::facts(op).contraction == Some(Contraction::Attention) || is_softmax(op)
+        });
+        if reaches {
+            roles.push((v, if ty.rank() >= 2 { InputRole::AttentionMask } else { InputRole::CachePosition }));
+        }
+    }
+    roles
 }
 
 impl Pass for Annotate {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use genie_ir::registry::{self, OpClass};
+use genie_ir::registry::{self, EvalIdentity, Layout, OpClass, Reorder};
 use genie_ir::{Arg, Graph, NodeId, Program};
 
 use crate::manager::{Pass, PassError};
@@ -36,45 +36,40 @@ fn passthrough(g: &Graph, n: NodeId) -> Option<Option<genie_ir::ValueId>> {
     if tin != tout {
         return None;
     }
-    let identity = match def.class {
-        OpClass::Identity => match node.op.as_str() {
-            // Dropout is the identity only in eval mode (train=false) or with p=0.
-            "aten.dropout.default" | "aten.feature_dropout.default" => {
-                matches!(node.args.get(2), Some(Arg::Bool(false)))
-                    || matches!(node.args.get(1), Some(Arg::Float(p)) if *p == 0.0)
+    let facts = &def.facts;
+    let identity = if let Some(when) = facts.eval_identity {
+        match when {
+            EvalIdentity::Always => true,
+            EvalIdentity::Dropout { p, train } => {
+                matches!(node.args.get(train), Some(Arg::Bool(false)))
+                    || matches!(node.args.get(p), Some(Arg::Float(p)) if *p == 0.0)
             }
-            _ => true,
-        },
-        OpClass::View => match node.op.as_str() {
+        }
+    } else if let Some(layout) = facts.layout {
+        match layout {
             // Same type is not enough for reorderings: a square transpose keeps the type.
-            "aten.permute.default" => match node.args.get(1) {
+            Layout::Reorder(Reorder::Permutation { dims }) => match node.args.get(dims) {
                 Some(Arg::Ints(dims)) => {
                     let r = tin.rank() as i64;
                     dims.iter().enumerate().all(|(i, d)| (if *d < 0 { d + r } else { *d }) == i as i64)
                 }
                 _ => false,
             },
-            "aten.transpose.int" => match (node.args.get(1), node.args.get(2)) {
+            Layout::Reorder(Reorder::Swap { a, b }) => match (node.args.get(a), node.args.get(b)) {
                 (Some(Arg::Int(a)), Some(Arg::Int(b))) => {
                     let r = tin.rank().max(1) as i64;
                     (if *a < 0 { a + r } else { *a }) == (if *b < 0 { b + r } else { *b })
                 }
                 _ => false,
             },
-            "aten.t.default" => tin.rank() < 2,
+            Layout::Reorder(Reorder::Matrix) => tin.rank() < 2,
             // Multi-output views (split) are excluded above; the rest reinterpret row-major data
             // or select a full range, so an unchanged type means unchanged contents.
-            _ => true,
-        },
-        OpClass::Compute => matches!(
-            node.op.as_str(),
-            "aten._to_copy.default"
-                | "aten.to.dtype"
-                | "aten.to.device"
-                | "aten.to.dtype_layout"
-                | "aten.type_as.default"
-        ),
-        _ => false,
+            Layout::Reshape | Layout::Broadcast | Layout::Select => true,
+        }
+    } else {
+        // A conversion to the type the input already has.
+        facts.cast
     };
     identity.then_some(Some(*input))
 }

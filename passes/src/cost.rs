@@ -2,7 +2,7 @@
 //! registry's symbolic cost with symbols bound to sizes.
 //!
 //! A symbol is bound by `--bind s0=512`; otherwise to its range's maximum when that is finite and
-//! at most [`DEFAULT_BIND_CAP`], else to its minimum (at least 1). The choice is logged.
+//! at most [`genie_ir::DEFAULT_BIND_CAP`], else to its minimum (at least 1). The choice is logged.
 
 use std::collections::BTreeMap;
 
@@ -11,17 +11,9 @@ use genie_ir::{CostHints, Dim, Graph, Program};
 
 use crate::manager::{Pass, PassError};
 
-/// The largest range maximum used as a default binding.
-pub const DEFAULT_BIND_CAP: i64 = 4096;
-
 /// The cost-hint pass.
 pub struct CostHintsPass {
     pub bindings: BTreeMap<String, i64>,
-}
-
-/// The binding of every symbol of a graph: given, else a default from its range.
-pub fn bind_symbols(g: &Graph, given: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
-    g.bind_symbols(given, DEFAULT_BIND_CAP)
 }
 
 fn eval(d: &Dim, b: &BTreeMap<String, i64>) -> u64 {
@@ -41,7 +33,7 @@ impl Pass for CostHintsPass {
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
         let mut notes = Vec::new();
         for g in &mut program.entries {
-            let bound = bind_symbols(g, &self.bindings);
+            let bound = g.bind_symbols(&self.bindings);
             for (s, v) in &bound {
                 if !self.bindings.contains_key(s) {
                     tracing::info!(graph = %g.name, "symbol {s} not bound by --bind; using {v}");

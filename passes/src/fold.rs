@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use genie_ir::registry::{self, Comparison, Fold};
 use genie_ir::{Arg, DType, Graph, NodeId, Program, TensorType, ValueDef, ValueId};
 
 use crate::manager::{Pass, PassError};
@@ -165,58 +166,39 @@ fn fold_node(g: &Graph, n: NodeId, known: &[Option<Lit>]) -> Option<Lit> {
     };
     let float = out_ty.dtype.is_floating();
     let reshaped = |l: Lit| Some(Lit { dtype: out_ty.dtype, shape: out_ty.static_shape()?, ..l });
-    match node.op.as_str() {
-        "aten.add.Tensor" | "aten.add.Scalar" => {
+    let compare = |f: fn(f64, f64) -> bool| {
+        Some(elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some(f(a[0], a[1]) as i64 as f64)))
+    };
+    match registry::facts(&node.op).fold? {
+        Fold::Add => {
             let alpha = lit(2).map(|a| a.get_f(0)).unwrap_or(1.0);
             elementwise(out_ty, &[lit(0)?, lit(1)?], float, |a| Some(a[0] + alpha * a[1]))
         }
-        "aten.sub.Tensor" | "aten.sub.Scalar" => {
+        Fold::Sub => {
             let alpha = lit(2).map(|a| a.get_f(0)).unwrap_or(1.0);
             elementwise(out_ty, &[lit(0)?, lit(1)?], float, |a| Some(a[0] - alpha * a[1]))
         }
-        "aten.mul.Tensor" | "aten.mul.Scalar" => elementwise(out_ty, &[lit(0)?, lit(1)?], float, |a| Some(a[0] * a[1])),
-        "aten.div.Tensor" | "aten.div.Scalar" if float => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], true, |a| (a[1] != 0.0).then(|| a[0] / a[1]))
-        }
-        "aten.floor_divide.default" => {
+        Fold::Mul => elementwise(out_ty, &[lit(0)?, lit(1)?], float, |a| Some(a[0] * a[1])),
+        Fold::Div if float => elementwise(out_ty, &[lit(0)?, lit(1)?], true, |a| (a[1] != 0.0).then(|| a[0] / a[1])),
+        Fold::Div => None,
+        Fold::FloorDiv => {
             elementwise(out_ty, &[lit(0)?, lit(1)?], float, |a| (a[1] != 0.0).then(|| (a[0] / a[1]).floor()))
         }
-        "aten.neg.default" => elementwise(out_ty, &[lit(0)?], float, |a| Some(-a[0])),
-        "aten.eq.Tensor" | "aten.eq.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] == a[1]) as i64 as f64))
-        }
-        "aten.ne.Tensor" | "aten.ne.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] != a[1]) as i64 as f64))
-        }
-        "aten.lt.Tensor" | "aten.lt.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] < a[1]) as i64 as f64))
-        }
-        "aten.le.Tensor" | "aten.le.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] <= a[1]) as i64 as f64))
-        }
-        "aten.gt.Tensor" | "aten.gt.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] > a[1]) as i64 as f64))
-        }
-        "aten.ge.Tensor" | "aten.ge.Scalar" => {
-            elementwise(out_ty, &[lit(0)?, lit(1)?], false, |a| Some((a[0] >= a[1]) as i64 as f64))
-        }
-        "aten.logical_not.default" => elementwise(out_ty, &[lit(0)?], false, |a| Some((a[0] == 0.0) as i64 as f64)),
-        "aten.where.self" => {
+        Fold::Neg => elementwise(out_ty, &[lit(0)?], float, |a| Some(-a[0])),
+        Fold::Compare(c) => compare(match c {
+            Comparison::Eq => |a, b| a == b,
+            Comparison::Ne => |a, b| a != b,
+            Comparison::Lt => |a, b| a < b,
+            Comparison::Le => |a, b| a <= b,
+            Comparison::Gt => |a, b| a > b,
+            Comparison::Ge => |a, b| a >= b,
+        })?,
+        Fold::LogicalNot => elementwise(out_ty, &[lit(0)?], false, |a| Some((a[0] == 0.0) as i64 as f64)),
+        Fold::Where => {
             elementwise(out_ty, &[lit(0)?, lit(1)?, lit(2)?], float, |a| Some(if a[0] != 0.0 { a[1] } else { a[2] }))
         }
         // Same elements, another shape or dtype.
-        "aten.view.default"
-        | "aten.reshape.default"
-        | "aten._unsafe_view.default"
-        | "aten.unsqueeze.default"
-        | "aten.squeeze.dim"
-        | "aten.squeeze.dims"
-        | "aten.squeeze.default"
-        | "aten.flatten.using_ints"
-        | "aten._to_copy.default"
-        | "aten.to.dtype"
-        | "aten.to.dtype_layout"
-        | "aten.clone.default" => {
+        Fold::SameElements => {
             let l = lit(0)?;
             let shape = out_ty.static_shape()?;
             if l.is_float() == float {
@@ -237,12 +219,12 @@ fn fold_node(g: &Graph, n: NodeId, known: &[Option<Lit>]) -> Option<Lit> {
                 })
             }
         }
-        "aten.expand.default" => {
+        Fold::Expand => {
             let l = lit(0)?;
             elementwise(out_ty, &[l], float, |a| Some(a[0]))
         }
-        "aten.scalar_tensor.default" | "aten.full.default" => {
-            let v = lit(if node.op == "aten.full.default" { 1 } else { 0 })?.get_f(0);
+        Fold::Fill { value } => {
+            let v = lit(value)?.get_f(0);
             let shape = out_ty.static_shape()?;
             let l = Lit {
                 dtype: out_ty.dtype,
@@ -252,11 +234,14 @@ fn fold_node(g: &Graph, n: NodeId, known: &[Option<Lit>]) -> Option<Lit> {
             };
             Some(if float { Lit { ints: vec![], ..l } } else { Lit { floats: vec![], ..l } })
         }
-        "aten.arange.default" | "aten.arange.start" | "aten.arange.start_step" => {
-            let (start, step) = match node.op.as_str() {
-                "aten.arange.default" => (0.0, 1.0),
-                "aten.arange.start" => (lit(0)?.get_f(0), 1.0),
-                _ => (lit(0)?.get_f(0), lit(2)?.get_f(0)),
+        Fold::Arange { start, step } => {
+            let start = match start {
+                Some(i) => lit(i)?.get_f(0),
+                None => 0.0,
+            };
+            let step = match step {
+                Some(i) => lit(i)?.get_f(0),
+                None => 1.0,
             };
             let vals: Vec<f64> = (0..count).map(|i| start + step * i as f64).collect();
             let shape = out_ty.static_shape()?;
@@ -266,7 +251,7 @@ fn fold_node(g: &Graph, n: NodeId, known: &[Option<Lit>]) -> Option<Lit> {
                 Lit { dtype: out_ty.dtype, shape, ints: vals.into_iter().map(|v| v as i64).collect(), floats: vec![] }
             })
         }
-        "aten.cat.default" => {
+        Fold::Cat => {
             // Only 1-D concatenation of shape vectors.
             let Some(Arg::Tensors(vs)) = node.args.first() else { return None };
             if out_ty.rank() != 1 {
@@ -290,7 +275,6 @@ fn fold_node(g: &Graph, n: NodeId, known: &[Option<Lit>]) -> Option<Lit> {
                 })
             }
         }
-        _ => None,
     }
 }
 

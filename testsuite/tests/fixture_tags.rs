@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use genie_ir::{Phase, Program};
+use genie_ir::{InputRole, Phase, Program};
 use genie_passes::tagging::tag_counts;
 use genie_passes::PassManager;
 
@@ -121,6 +121,74 @@ fn llama_state_bindings_in_every_form() {
     assert_bindings("llama", "", "pt2");
     assert_bindings("llama", "_core", "pt2");
     assert_bindings("llama", "", "onnx");
+}
+
+/// The roles of a graph's per-call inputs, in input order (state inputs left out).
+fn roles(g: &genie_ir::Graph) -> Vec<(String, Option<InputRole>)> {
+    g.inputs
+        .iter()
+        .map(|v| g.value(*v))
+        .filter(|v| v.ann.residency != Some(genie_ir::Residency::StatefulKvCache))
+        .map(|v| (v.name.clone(), v.ann.role))
+        .collect()
+}
+
+/// The same program with every entry's inputs renamed `x0`, `x1`, … (and the state bindings
+/// that name them), before any pass.
+fn renamed_inputs(mut p: Program) -> Program {
+    let mut renames: BTreeMap<(String, String), String> = BTreeMap::new();
+    for g in &mut p.entries {
+        for (i, v) in g.inputs.clone().into_iter().enumerate() {
+            let new = format!("x{i}");
+            renames.insert((g.name.clone(), g.values[v.index()].name.clone()), new.clone());
+            g.values[v.index()].name = new;
+        }
+    }
+    for b in &mut p.state_bindings {
+        if let Some(new) = renames.get(&(b.to.entry.clone(), b.to.name.clone())) {
+            b.to.name = new.clone();
+        }
+    }
+    p
+}
+
+/// Roles come from dataflow: the token ids index the vocabulary's embedding, the mask reaches
+/// attention through no product, the positions index a position table or feed a rotary
+/// embedding. The same roles come out when every input is renamed `x0`, `x1`, ….
+#[test]
+fn input_roles_come_from_dataflow_not_names() {
+    use InputRole::{AttentionMask as Mask, PositionIds as Positions, TokenIds as Tokens};
+    let cases: [(&str, &[InputRole]); 14] = [
+        ("gpt2/prefill.pt2", &[Tokens]),
+        ("gpt2/decode_core.pt2", &[Tokens]),
+        ("gpt2/decode.onnx", &[Tokens]),
+        ("llama/decode.pt2", &[Tokens]),
+        ("llama/decode.onnx", &[Tokens]),
+        ("hf-gpt2/prefill.pt2", &[Tokens, Mask]),
+        ("hf-gpt2/decode.pt2", &[Tokens, Mask, Positions]),
+        ("hf-llama/prefill.pt2", &[Tokens, Mask]),
+        ("hf-llama/decode.pt2", &[Tokens, Mask, Positions]),
+        ("hf-mistral/decode.pt2", &[Tokens, Mask, Positions]),
+        ("bert/model.pt2", &[Tokens, Mask]),
+        ("bert/model.onnx", &[Tokens, Mask]),
+        ("hf-t5-encoder/model_core.pt2", &[Tokens, Mask]),
+        ("vit/model.pt2", &[]),
+    ];
+    for (file, want) in cases {
+        let loaded = genie_frontends::load(&[fixture(file)]).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for (form, mut p) in [("as exported", loaded.clone()), ("renamed", renamed_inputs(loaded))] {
+            PassManager::standard().run(&mut p, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let got: Vec<InputRole> = roles(&p.entries[0]).into_iter().filter_map(|(_, r)| r).collect();
+            assert_eq!(got, want, "{file} ({form}): {:?}", roles(&p.entries[0]));
+        }
+    }
+    // Every per-call input of the LLM fixtures has a role: nothing is left for a driver to guess.
+    for file in ["hf-gpt2/decode.pt2", "hf-llama/decode.pt2", "gpt2/decode.pt2"] {
+        let p = compile(&[file]);
+        let unknown: Vec<String> =
+            roles(&p.entries[0]).into_iter().filter(|(_, r)| r.is_none()).map(|(n, _)| n).collect();
+        assert!(unknown.is_empty(), "{file}: no role for {unknown:?}");
+    }
 }
 
 /// The text dump after each pass of the pipeline, for the GPT-2 prefill fixture.

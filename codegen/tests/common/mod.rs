@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use genie_codegen::{ProgramPlan, Step, Target, TargetDevice, CLIENT};
+use genie_codegen::{ProgramPlan, Step, CLIENT};
 use genie_ir::{Arg, Program, Residency, ValueId};
 use genie_passes::placement::{schedule, ClusterSpec, Placement, PlacementError, PlacementOptions};
 use genie_passes::PassManager;
@@ -24,41 +24,6 @@ pub fn passes(mut p: Program) -> Program {
     p
 }
 
-/// The codegen target for a placement.
-pub fn target_of(placement: &Placement, cluster: &ClusterSpec, options: &PlacementOptions) -> Target {
-    Target {
-        devices: cluster
-            .devices
-            .iter()
-            .map(|d| TargetDevice {
-                name: d.name.clone(),
-                kind: d.kind.name().to_string(),
-                memory_bytes: d.memory,
-                address: d.address.clone(),
-            })
-            .collect(),
-        cost_bindings: placement.cost_bindings.clone(),
-        memory_bindings: placement.memory_bindings.clone(),
-        estimates: placement
-            .estimates
-            .iter()
-            .map(|e| {
-                (
-                    e.entry.clone(),
-                    genie_codegen::Estimate {
-                        latency_s: e.latency_s,
-                        compute_s: e.compute_s,
-                        transfer_s: e.transfer_s,
-                        network_latency_s: e.network_latency_s,
-                    },
-                )
-            })
-            .collect(),
-        policy: Some(placement.policy.name().to_string()),
-        max_seq: options.max_seq,
-    }
-}
-
 /// Place and generate (the program has been through the passes).
 pub fn compile(
     program: &Program,
@@ -68,7 +33,7 @@ pub fn compile(
     let placement = schedule(program, cluster, options)?;
     let mut placed = program.clone();
     placement.apply(&mut placed);
-    let plan = genie_codegen::generate(&placed, &target_of(&placement, cluster, options)).expect("codegen succeeds");
+    let plan = genie_codegen::generate(&placed).expect("codegen succeeds");
     Ok((placed, placement, plan))
 }
 

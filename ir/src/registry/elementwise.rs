@@ -1,5 +1,6 @@
 //! Element-wise math, comparisons and activations.
 
+use super::facts::{Comparison, Fold};
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::Compute, OpDecl, ScalarArg};
 use crate::graph::Arg;
@@ -350,23 +351,29 @@ fn prelu(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// Every element-wise op.
 pub(super) const OPS: &[OpDecl] = &[
     // Arithmetic.
-    op("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, add, cost_elementwise),
-    op("aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, add_scalar, cost_elementwise),
+    op("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, add, cost_elementwise)
+        .fold(Fold::Add),
+    op("aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, add_scalar, cost_elementwise)
+        .fold(Fold::Add),
     op(
         "aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
         Compute,
         add_,
         cost_elementwise,
     ),
-    op("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise),
-    op("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise),
+    op("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise)
+        .fold(Fold::Sub),
+    op("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise)
+        .fold(Fold::Sub),
     op("aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise),
     op("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise),
-    op("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise),
+    op("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise).fold(Fold::Mul),
+    op("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise)
+        .fold(Fold::Mul),
     op("aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)", Compute, mul_, cost_elementwise),
-    op("aten::div.Tensor(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_elementwise),
-    op("aten::div.Scalar(Tensor self, Scalar other) -> Tensor", Compute, true_div_scalar, cost_elementwise),
+    op("aten::div.Tensor(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_elementwise).fold(Fold::Div),
+    op("aten::div.Scalar(Tensor self, Scalar other) -> Tensor", Compute, true_div_scalar, cost_elementwise)
+        .fold(Fold::Div),
     op(
         "aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor",
         Compute,
@@ -379,7 +386,8 @@ pub(super) const OPS: &[OpDecl] = &[
         div_mode_scalar,
         cost_elementwise,
     ),
-    op("aten::floor_divide(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
+    op("aten::floor_divide(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise)
+        .fold(Fold::FloorDiv),
     op("aten::remainder.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
     op("aten::remainder.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar_no_bool, cost_elementwise),
     op("aten::fmod.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary_no_bool, cost_elementwise),
@@ -404,7 +412,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::max.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::min.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
     op("aten::atan2(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_transcendental),
-    op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise).fold(Fold::Neg),
     op("aten::abs(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
     op("aten::sign(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
     op("aten::square(Tensor self) -> Tensor", Compute, square, cost_elementwise),
@@ -494,19 +502,31 @@ pub(super) const OPS: &[OpDecl] = &[
     ),
     op("aten::prelu(Tensor self, Tensor weight) -> Tensor", Compute, prelu, cost_elementwise),
     // Comparisons and logic.
-    op("aten::eq.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::eq.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::ne.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::ne.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::lt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::lt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::le.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::le.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::gt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::gt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::ge.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::ge.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise),
-    op("aten::logical_not(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise),
+    op("aten::eq.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Eq)),
+    op("aten::eq.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Eq)),
+    op("aten::ne.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Ne)),
+    op("aten::ne.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Ne)),
+    op("aten::lt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Lt)),
+    op("aten::lt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Lt)),
+    op("aten::le.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Le)),
+    op("aten::le.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Le)),
+    op("aten::gt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Gt)),
+    op("aten::gt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Gt)),
+    op("aten::ge.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Ge)),
+    op("aten::ge.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
+        .fold(Fold::Compare(Comparison::Ge)),
+    op("aten::logical_not(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise).fold(Fold::LogicalNot),
     op("aten::logical_and(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
     op("aten::logical_or(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
     op("aten::logical_xor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
@@ -525,7 +545,8 @@ pub(super) const OPS: &[OpDecl] = &[
         Compute,
         where_self,
         cost_elementwise,
-    ),
+    )
+    .fold(Fold::Where),
     op(
         "aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor",
         Compute,

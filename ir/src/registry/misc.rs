@@ -1,5 +1,6 @@
 //! Tensor creation, dtype conversion, assertions, reductions, sorting.
 
+use super::facts::Fold;
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::*, OpDecl, ScalarArg};
 use crate::dim::Dim;
@@ -380,10 +381,10 @@ fn one_hot(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// Every creation, conversion, assertion and reduction op.
 pub(super) const OPS: &[OpDecl] = &[
     // Creation.
-    op("aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange, cost_write),
-    op("aten::arange.start(Scalar start, Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange_start, cost_write),
-    op("aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange_start_step, cost_write),
-    op("aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, full, cost_write),
+    op("aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange, cost_write).fold(Fold::Arange { start: None, step: None }),
+    op("aten::arange.start(Scalar start, Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange_start, cost_write).fold(Fold::Arange { start: Some(0), step: None }),
+    op("aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, arange_start_step, cost_write).fold(Fold::Arange { start: Some(0), step: Some(2) }),
+    op("aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, full, cost_write).fold(Fold::Fill { value: 1 }),
     op("aten::zeros(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, fill_default, cost_write),
     op("aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, fill_default, cost_write),
     op("aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor", Creation, fill_default, cost_write),
@@ -395,14 +396,14 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::new_zeros(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, new_sized, cost_write),
     op("aten::new_empty(Tensor self, SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, new_sized, cost_write),
     op("aten::new_full(Tensor self, SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, new_full, cost_write),
-    op("aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, scalar_tensor, cost_write),
+    op("aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, scalar_tensor, cost_write).fold(Fold::Fill { value: 0 }),
     op("aten::eye(SymInt n, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, eye, cost_write),
     // Conversion.
-    op("aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor", Compute, to_copy, cost_copy),
-    op("aten::to.dtype(Tensor(a) self, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy),
-    op("aten::to.device(Tensor(a) self, Device device, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_device, cost_copy),
-    op("aten::to.dtype_layout(Tensor(a) self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy),
-    op("aten::type_as(Tensor self, Tensor other) -> Tensor", Compute, type_as, cost_copy),
+    op("aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor", Compute, to_copy, cost_copy).cast().elementwise().fold(Fold::SameElements),
+    op("aten::to.dtype(Tensor(a) self, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements),
+    op("aten::to.device(Tensor(a) self, Device device, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_device, cost_copy).cast().elementwise(),
+    op("aten::to.dtype_layout(Tensor(a) self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements),
+    op("aten::type_as(Tensor self, Tensor other) -> Tensor", Compute, type_as, cost_copy).cast().elementwise(),
     // Assertions (no outputs; removed by cleanup).
     op("aten::_assert_tensor_metadata(Tensor a, SymInt[]? size=None, SymInt[]? stride=None, ScalarType? dtype=None, *, Device? device=None, Layout? layout=None) -> ()", Assert, assert_metadata, cost_free),
     op("aten::_assert_async.msg(Tensor self, str assert_msg) -> ()", Assert, assert_async, cost_free),

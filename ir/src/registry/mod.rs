@@ -1,11 +1,13 @@
 //! The op registry: every SRG op, keyed by its ATen overload name.
 //!
 //! An entry is one line in a table (`elementwise.rs`, `tensor.rs`, `nn.rs`, `misc.rs`): PyTorch's
-//! schema string, a shape/dtype inference function, a cost function and the op's class. Adding
-//! an op touches one entry. The executor's tch binding lives in `runtime` (only it links
+//! schema string, a shape/dtype inference function, a cost function, the op's class and the
+//! [`OpFacts`] passes rely on (element-wise, layout, cast, identity at inference, how to fold).
+//! Adding an op touches one entry. The executor's tch binding lives in `runtime` (only it links
 //! libtorch) and is keyed by the same name.
 
 mod elementwise;
+pub mod facts;
 mod misc;
 mod nn;
 pub mod schema;
@@ -18,6 +20,7 @@ use std::sync::OnceLock;
 use crate::dim::Dim;
 use crate::graph::{Arg, ValueId};
 use crate::types::{DType, TensorType};
+pub use facts::{Comparison, Contraction, EvalIdentity, Fold, Layout, OpFacts, Reorder};
 pub use schema::{ArgError, ArgKind, ArgSpec, Returns, Schema};
 
 /// How an op treats data, which passes and the cost model rely on.
@@ -77,21 +80,82 @@ pub struct OpDef {
     pub schema_text: &'static str,
     pub schema: Schema,
     pub class: OpClass,
+    pub facts: OpFacts,
     pub infer: InferFn,
     pub cost: CostFn,
+}
+
+impl OpDef {
+    /// The output shares the first tensor argument's storage (views and identities).
+    pub fn aliases_input(&self) -> bool {
+        matches!(self.class, OpClass::View | OpClass::Identity)
+    }
+
+    /// How many arguments are single tensors (`Tensor` or `Tensor?`).
+    pub fn tensor_arity(&self) -> usize {
+        self.schema.args.iter().filter(|a| a.kind == ArgKind::Tensor).count()
+    }
 }
 
 /// A declaration in a table, before its schema is parsed.
 pub(crate) struct OpDecl {
     pub schema: &'static str,
     pub class: OpClass,
+    pub facts: OpFacts,
     pub infer: InferFn,
     pub cost: CostFn,
 }
 
-/// Shorthand for table rows.
+/// Shorthand for table rows; facts are added with the builder methods below.
 pub(crate) const fn op(schema: &'static str, class: OpClass, infer: InferFn, cost: CostFn) -> OpDecl {
-    OpDecl { schema, class, infer, cost }
+    OpDecl { schema, class, facts: OpFacts::NONE, infer, cost }
+}
+
+impl OpDecl {
+    pub(crate) const fn elementwise(mut self) -> OpDecl {
+        self.facts.elementwise = true;
+        self
+    }
+
+    pub(crate) const fn layout(mut self, layout: Layout) -> OpDecl {
+        self.facts.layout = Some(layout);
+        self
+    }
+
+    pub(crate) const fn cast(mut self) -> OpDecl {
+        self.facts.cast = true;
+        self
+    }
+
+    pub(crate) const fn eval_identity(mut self, when: EvalIdentity) -> OpDecl {
+        self.facts.eval_identity = Some(when);
+        self
+    }
+
+    pub(crate) const fn fold(mut self, fold: Fold) -> OpDecl {
+        self.facts.fold = Some(fold);
+        self
+    }
+
+    pub(crate) const fn lookup(mut self, table: usize, index: usize) -> OpDecl {
+        self.facts.lookup = Some((table, index));
+        self
+    }
+
+    pub(crate) const fn contraction(mut self, kind: Contraction) -> OpDecl {
+        self.facts.contraction = Some(kind);
+        self
+    }
+}
+
+/// True when `op` is registered and its output shares its first tensor argument's storage.
+pub fn aliases_input(op: &str) -> bool {
+    registry().get(op).is_some_and(OpDef::aliases_input)
+}
+
+/// The facts of `op` (none for an unknown op).
+pub fn facts(op: &str) -> OpFacts {
+    registry().get(op).map_or(OpFacts::NONE, |d| d.facts)
 }
 
 /// All registered ops.
@@ -102,14 +166,25 @@ pub struct Registry {
 impl Registry {
     fn build() -> Registry {
         let mut ops = BTreeMap::new();
-        for table in [elementwise::OPS, tensor::OPS, nn::OPS, misc::OPS] {
+        // Every op of the element-wise table is element-wise; that table states it once.
+        for (table, elementwise_table) in
+            [(elementwise::OPS, true), (tensor::OPS, false), (nn::OPS, false), (misc::OPS, false)]
+        {
             for decl in table {
                 // Schemas are constants checked by `every_schema_parses`; a bad one is skipped
                 // here rather than taking the process down.
                 let Ok(schema) = Schema::parse(decl.schema) else { continue };
                 let name = schema.name.clone();
-                let def =
-                    OpDef { schema_text: decl.schema, schema, class: decl.class, infer: decl.infer, cost: decl.cost };
+                let mut facts = decl.facts;
+                facts.elementwise |= elementwise_table;
+                let def = OpDef {
+                    schema_text: decl.schema,
+                    schema,
+                    class: decl.class,
+                    facts,
+                    infer: decl.infer,
+                    cost: decl.cost,
+                };
                 ops.insert(name, def);
             }
         }
@@ -124,6 +199,11 @@ impl Registry {
     /// Every op name, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.ops.keys().map(String::as_str)
+    }
+
+    /// Every op with its definition, sorted by name.
+    pub fn ops(&self) -> impl Iterator<Item = (&str, &OpDef)> {
+        self.ops.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     pub fn len(&self) -> usize {
@@ -412,6 +492,36 @@ mod tests {
             }
         }
         assert_eq!(registry().len(), seen.len());
+    }
+
+    /// The facts agree with the classes: views have a layout, identities say when they are the
+    /// identity, casts compute; ops that keep their input's data take one data tensor (two for
+    /// `type_as`/`view_as`/`expand_as`, which take the second's shape or dtype).
+    #[test]
+    fn facts_agree_with_classes() {
+        for (name, def) in registry().ops() {
+            let f = def.facts;
+            assert_eq!(def.class == OpClass::View, f.layout.is_some(), "{name}: views and layouts");
+            assert_eq!(def.class == OpClass::Identity, f.eval_identity.is_some(), "{name}: identities");
+            if f.cast {
+                assert_eq!(def.class, OpClass::Compute, "{name}: a cast computes");
+            }
+            if f.same_data() {
+                assert!(matches!(def.tensor_arity(), 1 | 2), "{name}: same-data ops take one data tensor");
+            }
+            if let Some((table, index)) = f.lookup {
+                let kinds: Vec<&ArgKind> = def.schema.args.iter().map(|a| &a.kind).collect();
+                assert_eq!((kinds.get(table), kinds.get(index)), (Some(&&ArgKind::Tensor), Some(&&ArgKind::Tensor)));
+            }
+        }
+        let f = |op: &str| registry().get(op).map(|d| d.facts).unwrap_or_else(|| panic!("{op} is registered"));
+        assert!(f("aten.add.Tensor").elementwise && f("aten.gelu.default").elementwise);
+        assert!(!f("aten.mm.default").elementwise && f("aten.mm.default").contraction == Some(Contraction::MatMul));
+        assert!(f("aten.view.default").same_data() && f("aten._to_copy.default").same_data());
+        assert!(!f("aten.permute.default").same_data(), "a permute reorders the data");
+        assert_eq!(f("aten.embedding.default").lookup, Some((0, 1)));
+        assert_eq!(f("aten.add.Tensor").fold, Some(Fold::Add));
+        assert!(aliases_input("aten.view.default") && !aliases_input("aten.add.Tensor"));
     }
 
     #[test]

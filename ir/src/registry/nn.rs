@@ -1,5 +1,6 @@
 //! Linear algebra, convolution, normalisation, softmax, attention, embedding, pooling.
 
+use super::facts::Contraction::{Attention, Convolution, MatMul};
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::Compute, OpCost, OpDecl};
 use crate::dim::Dim;
@@ -659,20 +660,20 @@ fn pixel_shuffle(c: &Call) -> Result<Vec<TensorType>, InferError> {
 /// Every neural-network op.
 pub(super) const OPS: &[OpDecl] = &[
     // Matrix products.
-    op("aten::mm(Tensor self, Tensor mat2) -> Tensor", Compute, mm, cost_matmul),
-    op("aten::bmm(Tensor self, Tensor mat2) -> Tensor", Compute, bmm, cost_matmul),
-    op("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, addmm, cost_matmul),
-    op("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, baddbmm, cost_matmul),
-    op("aten::matmul(Tensor self, Tensor other) -> Tensor", Compute, matmul, cost_matmul),
-    op("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", Compute, linear, cost_matmul),
+    op("aten::mm(Tensor self, Tensor mat2) -> Tensor", Compute, mm, cost_matmul).contraction(MatMul),
+    op("aten::bmm(Tensor self, Tensor mat2) -> Tensor", Compute, bmm, cost_matmul).contraction(MatMul),
+    op("aten::addmm(Tensor self, Tensor mat1, Tensor mat2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, addmm, cost_matmul).contraction(MatMul),
+    op("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, baddbmm, cost_matmul).contraction(MatMul),
+    op("aten::matmul(Tensor self, Tensor other) -> Tensor", Compute, matmul, cost_matmul).contraction(MatMul),
+    op("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", Compute, linear, cost_matmul).contraction(MatMul),
     // Convolution.
-    op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv),
-    op("aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], str padding=\"valid\", SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd_padding_str, cost_conv),
-    op("aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor", Compute, convolution, cost_conv),
-    op("aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] output_padding=[0], SymInt groups=1, SymInt[1] dilation=[1]) -> Tensor", Compute, conv_transpose, cost_conv),
-    op("aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] output_padding=[0, 0], SymInt groups=1, SymInt[2] dilation=[1, 1]) -> Tensor", Compute, conv_transpose, cost_conv),
+    op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv).contraction(Convolution),
+    op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv).contraction(Convolution),
+    op("aten::conv3d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[3] stride=[1, 1, 1], SymInt[3] padding=[0, 0, 0], SymInt[3] dilation=[1, 1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv).contraction(Convolution),
+    op("aten::conv2d.padding(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], str padding=\"valid\", SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd_padding_str, cost_conv).contraction(Convolution),
+    op("aten::convolution(Tensor input, Tensor weight, Tensor? bias, SymInt[] stride, SymInt[] padding, SymInt[] dilation, bool transposed, SymInt[] output_padding, SymInt groups) -> Tensor", Compute, convolution, cost_conv).contraction(Convolution),
+    op("aten::conv_transpose1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] output_padding=[0], SymInt groups=1, SymInt[1] dilation=[1]) -> Tensor", Compute, conv_transpose, cost_conv).contraction(Convolution),
+    op("aten::conv_transpose2d.input(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] output_padding=[0, 0], SymInt groups=1, SymInt[2] dilation=[1, 1]) -> Tensor", Compute, conv_transpose, cost_conv).contraction(Convolution),
     // Normalisation.
     op("aten::layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1.0000000000000001e-05, bool cudnn_enable=True) -> Tensor", Compute, layer_norm, cost_normalize),
     op("aten::native_layer_norm(Tensor input, SymInt[] normalized_shape, Tensor? weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_layer_norm, cost_normalize),
@@ -688,8 +689,8 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::log_softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", Compute, softmax, cost_normalize),
     op("aten::_log_softmax(Tensor self, int dim, bool half_to_float) -> Tensor", Compute, softmax, cost_normalize),
     // Embedding and attention.
-    op("aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor", Compute, embedding, cost_embedding),
-    op("aten::scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor", Compute, sdpa, cost_sdpa),
+    op("aten::embedding(Tensor weight, Tensor indices, SymInt padding_idx=-1, bool scale_grad_by_freq=False, bool sparse=False) -> Tensor", Compute, embedding, cost_embedding).lookup(0, 1),
+    op("aten::scaled_dot_product_attention(Tensor query, Tensor key, Tensor value, Tensor? attn_mask=None, float dropout_p=0., bool is_causal=False, *, float? scale=None, bool enable_gqa=False) -> Tensor", Compute, sdpa, cost_sdpa).contraction(Attention),
     // Pooling and resampling.
     op("aten::max_pool1d(Tensor self, int[1] kernel_size, int[1] stride=[], int[1] padding=[0], int[1] dilation=[1], bool ceil_mode=False) -> Tensor", Compute, max_pool1d, cost_pool),
     op("aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor", Compute, max_pool2d, cost_pool),

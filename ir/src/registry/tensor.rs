@@ -1,5 +1,8 @@
 //! Views, reshapes, slicing, joining, indexing and identity ops.
 
+use super::facts::EvalIdentity::Always;
+use super::facts::Layout::{Broadcast, Reorder, Reshape, Select};
+use super::facts::{EvalIdentity, Fold};
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::*, OpDecl};
 use crate::dim::Dim;
@@ -745,42 +748,45 @@ fn diff(c: &Call) -> Result<Vec<TensorType>, InferError> {
 }
 
 /// Every view, reshape, indexing and identity op.
+/// `dropout(input, p, train)`: the identity when `train` is false or `p` is 0.
+const DROPOUT_IN_EVAL: EvalIdentity = EvalIdentity::Dropout { p: 1, train: 2 };
+
 pub(super) const OPS: &[OpDecl] = &[
     // Identity at inference.
-    op("aten::alias(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free),
-    op("aten::detach(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free),
-    op("aten::detach_(Tensor(a!) self) -> Tensor(a!)", Identity, identity, cost_free),
-    op("aten::lift_fresh_copy(Tensor self) -> Tensor", Identity, identity, cost_free),
-    op("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", Identity, identity, cost_copy),
-    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)", Identity, identity, cost_copy),
-    op("aten::dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free),
-    op("aten::feature_dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free),
+    op("aten::alias(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always),
+    op("aten::detach(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always),
+    op("aten::detach_(Tensor(a!) self) -> Tensor(a!)", Identity, identity, cost_free).eval_identity(Always),
+    op("aten::lift_fresh_copy(Tensor self) -> Tensor", Identity, identity, cost_free).eval_identity(Always),
+    op("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", Identity, identity, cost_copy).eval_identity(Always).fold(Fold::SameElements),
+    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)", Identity, identity, cost_copy).eval_identity(Always),
+    op("aten::dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free).eval_identity(DROPOUT_IN_EVAL),
+    op("aten::feature_dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free).eval_identity(DROPOUT_IN_EVAL),
     // Views and reshapes.
-    op("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", View, view, cost_free),
-    op("aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", View, view, cost_free),
-    op("aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor", View, view, cost_free),
-    op("aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, view_as, cost_free),
-    op("aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, view_as, cost_free),
-    op("aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)", View, expand, cost_free),
-    op("aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, expand_as, cost_free),
-    op("aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)", View, permute, cost_free),
-    op("aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)", View, transpose, cost_free),
-    op("aten::t(Tensor(a) self) -> Tensor(a)", View, t_2d, cost_free),
-    op("aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)", View, unsqueeze, cost_free),
-    op("aten::squeeze(Tensor(a) self) -> Tensor(a)", View, squeeze_all, cost_free),
-    op("aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)", View, squeeze_dim, cost_free),
-    op("aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)", View, squeeze_list, cost_free),
-    op("aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)", View, flatten, cost_free),
-    op("aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)", View, unflatten, cost_free),
-    op("aten::slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)", View, slice, cost_free),
-    op("aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)", View, narrow, cost_free),
-    op("aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)", View, select, cost_free),
-    op("aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]", View, split, cost_free),
-    op("aten::split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]", View, split_with_sizes, cost_free),
-    op("aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]", View, chunk, cost_free),
-    op("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", View, unbind, cost_free),
+    op("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", View, view, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", View, view, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor", View, view, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, view_as, cost_free).layout(Reshape),
+    op("aten::reshape_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, view_as, cost_free).layout(Reshape),
+    op("aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)", View, expand, cost_free).layout(Broadcast).fold(Fold::Expand),
+    op("aten::expand_as(Tensor(a) self, Tensor other) -> Tensor(a)", View, expand_as, cost_free).layout(Broadcast),
+    op("aten::permute(Tensor(a) self, int[] dims) -> Tensor(a)", View, permute, cost_free).layout(Reorder(super::facts::Reorder::Permutation { dims: 1 })),
+    op("aten::transpose.int(Tensor(a) self, int dim0, int dim1) -> Tensor(a)", View, transpose, cost_free).layout(Reorder(super::facts::Reorder::Swap { a: 1, b: 2 })),
+    op("aten::t(Tensor(a) self) -> Tensor(a)", View, t_2d, cost_free).layout(Reorder(super::facts::Reorder::Matrix)),
+    op("aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)", View, unsqueeze, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::squeeze(Tensor(a) self) -> Tensor(a)", View, squeeze_all, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)", View, squeeze_dim, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::squeeze.dims(Tensor(a) self, int[] dim) -> Tensor(a)", View, squeeze_list, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1) -> Tensor(a)", View, flatten, cost_free).layout(Reshape).fold(Fold::SameElements),
+    op("aten::unflatten.int(Tensor(a) self, int dim, SymInt[] sizes) -> Tensor(a)", View, unflatten, cost_free).layout(Reshape),
+    op("aten::slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)", View, slice, cost_free).layout(Select),
+    op("aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)", View, narrow, cost_free).layout(Select),
+    op("aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)", View, select, cost_free).layout(Select),
+    op("aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]", View, split, cost_free).layout(Select),
+    op("aten::split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]", View, split_with_sizes, cost_free).layout(Select),
+    op("aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]", View, chunk, cost_free).layout(Select),
+    op("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", View, unbind, cost_free).layout(Select),
     // Joining and copying.
-    op("aten::cat(Tensor[] tensors, int dim=0) -> Tensor", Compute, cat, cost_copy),
+    op("aten::cat(Tensor[] tensors, int dim=0) -> Tensor", Compute, cat, cost_copy).fold(Fold::Cat),
     op("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", Compute, stack, cost_copy),
     op("aten::repeat(Tensor self, SymInt[] repeats) -> Tensor", Compute, repeat, cost_copy),
     op("aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor", Compute, repeat_interleave, cost_copy),
@@ -793,7 +799,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::diff(Tensor self, int n=1, int dim=-1, Tensor? prepend=None, Tensor? append=None) -> Tensor", Compute, diff, cost_elementwise),
     // Indexing and scattering.
     op("aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor", Compute, index, cost_copy),
-    op("aten::index_select(Tensor self, int dim, Tensor index) -> Tensor", Compute, index_select, cost_copy),
+    op("aten::index_select(Tensor self, int dim, Tensor index) -> Tensor", Compute, index_select, cost_copy).lookup(0, 2),
     op("aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor", Compute, gather, cost_copy),
     op("aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", Compute, scatter, cost_copy),
     op("aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor", Compute, scatter, cost_copy),

@@ -1,17 +1,23 @@
-//! The cluster spec: devices (kind, memory, peak FLOP/s, memory bandwidth, address) and the links
-//! between them and the client. Read from RON; `--workers N` builds a local one.
+//! The cluster spec: the hardware placement plans for. Devices (kind, memory, peak FLOP/s,
+//! memory bandwidth) and the links between them and the client. Read from RON; `--workers N`
+//! builds a local one.
 //!
 //! ```ron
 //! (
 //!   devices: [
-//!     (name: "gpu0", kind: cuda, memory: "80GiB", flops: 9.9e14, mem_bandwidth: 3.35e12,
-//!      address: "10.0.0.2:7070"),
-//!     (name: "gpu1", kind: cuda, memory: "80GiB", address: "10.0.0.3:7070"),
+//!     (name: "gpu0", kind: cuda, memory: "80GiB", flops: 9.9e14, mem_bandwidth: 3.35e12),
+//!     (name: "gpu1", kind: cuda, memory: "80GiB"),
 //!   ],
 //!   links: [(from: "client", to: "gpu0", bandwidth: 1.25e9, latency: 2e-4)],
 //!   default_link: (bandwidth: 1.25e9, latency: 1e-4),
+//!   deployment: (workers: {"gpu0": (address: "10.0.0.2:7070", fingerprint: "sha256:…")}),
 //! )
 //! ```
+//! Where each device's worker runs (address, certificate fingerprint, token) is deployment, not
+//! hardware: the file may carry it in a `deployment` section, which the runtime reads
+//! (`genie_runtime::deploy`) and placement ignores, as it ignores the `address` and
+//! `fingerprint` that devices carried before that section existed.
+//!
 //! The client is a node of the cluster named [`CLIENT`]; links may name it. A link applies in both
 //! directions unless the reverse direction is listed too. Pairs without a link use
 //! `default_link`. Sizes are bytes, or strings with a unit (`64MB`, `2GiB`; `K`/`M`/`G`/`T` alone
@@ -23,7 +29,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The name of the client node. No device may take it.
-pub const CLIENT: &str = "client";
+pub use genie_ir::CLIENT;
 
 /// What kind of processor a device is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -90,13 +96,6 @@ pub struct DeviceSpec {
     /// Fixed seconds per op launched; default by kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_overhead: Option<f64>,
-    /// `host:port` of the worker; optional for local workers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<String>,
-    /// The worker's certificate fingerprint (`sha256:…`, as `genie worker` prints it), pinned
-    /// when connecting.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
 }
 
 impl DeviceSpec {
@@ -267,14 +266,14 @@ impl ClusterSpec {
                 flops: None,
                 mem_bandwidth: None,
                 op_overhead: None,
-                address: None,
-                fingerprint: None,
             })
             .collect();
         ClusterSpec { devices, links: Vec::new(), default_link: LinkParams::loopback() }
     }
 
-    /// Parse RON (with implicit `Some`, so `address: "h:7070"` works) and validate.
+    /// Parse RON (with implicit `Some`, so `flops: 1e14` works) and validate. A `deployment`
+    /// section, and the `address`/`fingerprint` devices once carried, are the runtime's and are
+    /// skipped here.
     pub fn from_ron(text: &str) -> Result<ClusterSpec, ClusterError> {
         let opts = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
         let spec: ClusterSpec = opts.from_str(text).map_err(|e| ClusterError::Parse(e.to_string()))?;
@@ -319,11 +318,6 @@ impl ClusterSpec {
             if let Some(o) = d.op_overhead {
                 if !(o.is_finite() && o >= 0.0) {
                     return Err(invalid(f("op_overhead"), format!("must be non-negative, got {o}")));
-                }
-            }
-            if let Some(a) = &d.address {
-                if !a.contains(':') {
-                    return Err(invalid(f("address"), format!("`{a}` is not host:port")));
                 }
             }
         }
@@ -402,7 +396,7 @@ mod tests {
     fn ron_round_trips_and_defaults_apply() {
         let text = r#"(
             devices: [
-                (name: "gpu0", kind: cuda, memory: "80GiB", flops: 9.9e14, address: "10.0.0.2:7070"),
+                (name: "gpu0", kind: cuda, memory: "80GiB", flops: 9.9e14),
                 (name: "cpu0", kind: cpu, memory: 1000000),
             ],
             links: [(from: "client", to: "gpu0", bandwidth: 2e9)],
@@ -410,13 +404,27 @@ mod tests {
         let spec = ClusterSpec::from_ron(text).unwrap();
         assert_eq!(spec.devices[0].memory, 80 << 30);
         assert_eq!(spec.devices[1].peak_flops(), DeviceKind::Cpu.default_flops());
-        assert_eq!(spec.devices[0].address.as_deref(), Some("10.0.0.2:7070"));
         let t = spec.link_table();
         assert_eq!(t[2][0].bandwidth, 2e9, "client -> gpu0 as given");
         assert_eq!(t[0][2].bandwidth, 2e9, "the reverse direction too");
         assert_eq!(t[0][1], LinkParams::default());
         let again = ClusterSpec::from_ron(&spec.to_ron()).unwrap();
         assert_eq!(again, spec);
+    }
+
+    #[test]
+    fn deployment_and_legacy_addresses_are_not_hardware() {
+        let text = r#"(
+            devices: [
+                (name: "gpu0", kind: cuda, memory: "80GiB", address: "10.0.0.2:7070", fingerprint: "sha256:ab"),
+                (name: "gpu1", kind: cuda, memory: "80GiB"),
+            ],
+            deployment: (workers: {"gpu1": (address: "10.0.0.3:7070", fingerprint: "sha256:cd")}, ca: "ca.pem"),
+        )"#;
+        let spec = ClusterSpec::from_ron(text).unwrap();
+        assert_eq!(spec.devices.len(), 2);
+        assert!(!spec.to_ron().contains("address"), "{}", spec.to_ron());
+        assert!(!spec.to_ron().contains("deployment"), "{}", spec.to_ron());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the granularity of layers ([`units`]), keeps state co-located, places each weight once per
 //! device that needs it, and chooses contiguous pipeline cuts with a dynamic program refined by
 //! local moves ([`search`]), judged by the cost model ([`model`]). [`Placement::apply`] writes
-//! `ann.device` on every node.
+//! the result into the program: `ann.device` on every node and the program's placement record
+//! (devices, symbol values, estimates), which is all codegen needs.
 //!
 //! Hard constraints:
 //! - memory: resident weights + KV-cache slots at `--max-seq` + peak activations fit each device;
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use genie_ir::{NodeId, Program};
+use genie_ir::{Estimate, NodeId, PlacedDevice, PlacementRecord, Program};
 use serde::{Deserialize, Serialize};
 
 pub use cluster::{parse_size, ClusterError, ClusterSpec, DeviceKind, DeviceSpec, LinkParams, LinkSpec, CLIENT};
@@ -148,6 +149,8 @@ pub struct Placement {
     pub cost_bindings: BTreeMap<String, BTreeMap<String, i64>>,
     /// Per entry: the symbol values used for the memory check.
     pub memory_bindings: BTreeMap<String, BTreeMap<String, i64>>,
+    /// What [`Placement::apply`] records in the program for codegen.
+    pub record: PlacementRecord,
 }
 
 impl Placement {
@@ -157,7 +160,8 @@ impl Placement {
         e.node_device.get(node.index()).map(|d| self.devices[*d].as_str())
     }
 
-    /// Write `ann.device` on every node of the program.
+    /// Write the result into the program: `ann.device` on every node, and the program's
+    /// [`PlacementRecord`] (devices, symbol values, estimates) that codegen reads.
     pub fn apply(&self, program: &mut Program) {
         for g in &mut program.entries {
             let Some(e) = self.entries.iter().find(|e| e.entry == g.name) else { continue };
@@ -165,6 +169,7 @@ impl Placement {
                 node.ann.device = Some(self.devices[*d].clone());
             }
         }
+        program.placement = Some(self.record.clone());
     }
 
     /// The estimate of one entry.
@@ -252,8 +257,34 @@ pub fn schedule(
             bytes: slot.mem,
         })
         .collect();
-    let cost_bindings = ctx.entries.iter().map(|e| (e.name.clone(), e.cost_bindings.clone())).collect();
-    let memory_bindings = ctx.entries.iter().map(|e| (e.name.clone(), e.mem_bindings.clone())).collect();
+    let cost_bindings: BTreeMap<String, BTreeMap<String, i64>> =
+        ctx.entries.iter().map(|e| (e.name.clone(), e.cost_bindings.clone())).collect();
+    let memory_bindings: BTreeMap<String, BTreeMap<String, i64>> =
+        ctx.entries.iter().map(|e| (e.name.clone(), e.mem_bindings.clone())).collect();
+    let record = PlacementRecord {
+        policy: options.policy.name().to_string(),
+        max_seq: options.max_seq,
+        devices: cluster
+            .devices
+            .iter()
+            .map(|d| PlacedDevice { name: d.name.clone(), kind: d.kind.name().to_string(), memory_bytes: d.memory })
+            .collect(),
+        cost_bindings: cost_bindings.clone(),
+        memory_bindings: memory_bindings.clone(),
+        estimates: ev
+            .estimates
+            .iter()
+            .map(|e| {
+                let estimate = Estimate {
+                    latency_s: e.latency_s,
+                    compute_s: e.compute_s,
+                    transfer_s: e.transfer_s,
+                    network_latency_s: e.network_latency_s,
+                };
+                (e.entry.clone(), estimate)
+            })
+            .collect(),
+    };
     Ok(Placement {
         policy: options.policy,
         devices,
@@ -264,6 +295,7 @@ pub fn schedule(
         estimates: ev.estimates,
         cost_bindings,
         memory_bindings,
+        record,
     })
 }
 

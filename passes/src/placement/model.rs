@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use genie_ir::registry::{self, OpClass};
+use genie_ir::registry;
 use genie_ir::{Graph, NodeId, Program, ValueDef, ValueId, WeightHash};
 
 use super::cluster::{ClusterSpec, LinkParams};
@@ -21,8 +21,6 @@ use super::{EntryEstimate, PlacementError, PlacementOptions, Policy};
 
 /// Unbounded symbols take this value for the memory check when `--max-seq` is not given.
 pub const DEFAULT_MAX_SEQ: i64 = 2048;
-/// The largest range maximum used as a default cost binding (as the cost pass does).
-pub const COST_BIND_CAP: i64 = 4096;
 
 /// What a value is, for placement.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,7 +166,7 @@ pub(crate) fn memory_bindings(g: &Graph, options: &PlacementOptions) -> BTreeMap
                 (Some(m), _) => m,
                 (None, Some(v)) => *v,
                 (None, None) => match r.max {
-                    Some(m) if m <= COST_BIND_CAP => m,
+                    Some(m) if m <= genie_ir::DEFAULT_BIND_CAP => m,
                     _ => DEFAULT_MAX_SEQ,
                 },
             };
@@ -176,71 +174,6 @@ pub(crate) fn memory_bindings(g: &Graph, options: &PlacementOptions) -> BTreeMap
             (name.clone(), v)
         })
         .collect()
-}
-
-/// Node-to-node class of an op, `None` for unknown ops.
-fn op_class(op: &str) -> Option<OpClass> {
-    registry::registry().get(op).map(|d| d.class)
-}
-
-/// Outputs of view and identity ops share their first tensor argument's storage.
-pub(crate) fn aliases_input(op: &str) -> bool {
-    matches!(op_class(op), Some(OpClass::View | OpClass::Identity))
-}
-
-/// Slots: connected sets of binding ports, in order of first appearance; each named after its
-/// first input port. Returns the slots' names and a map from (entry, port name, is_output).
-/// A binding port: (entry, name, is an output).
-pub(crate) type PortKey = (String, String, bool);
-
-pub(crate) fn slot_ports(program: &Program) -> (Vec<String>, BTreeMap<PortKey, usize>) {
-    let mut port_ids: BTreeMap<PortKey, usize> = BTreeMap::new();
-    let mut parent: Vec<usize> = Vec::new();
-    let mut id = |key: PortKey, parent: &mut Vec<usize>| -> usize {
-        let n = port_ids.len();
-        *port_ids.entry(key).or_insert_with(|| {
-            parent.push(n);
-            n
-        })
-    };
-    let mut order = Vec::new();
-    for b in &program.state_bindings {
-        let f = id((b.from.entry.clone(), b.from.name.clone(), true), &mut parent);
-        let t = id((b.to.entry.clone(), b.to.name.clone(), false), &mut parent);
-        order.push((f, t, format!("{}.{}", b.to.entry, b.to.name)));
-    }
-    fn find(p: &mut [usize], x: usize) -> usize {
-        let mut r = x;
-        while p[r] != r {
-            r = p[r];
-        }
-        p[x] = r;
-        r
-    }
-    for (f, t, _) in &order {
-        let (a, b) = (find(&mut parent, *f), find(&mut parent, *t));
-        if a != b {
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            parent[hi] = lo;
-        }
-    }
-    let mut slot_of_root: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut names = Vec::new();
-    for (f, _, name) in &order {
-        let r = find(&mut parent, *f);
-        slot_of_root.entry(r).or_insert_with(|| {
-            names.push(name.clone());
-            names.len() - 1
-        });
-    }
-    let map = port_ids
-        .into_iter()
-        .map(|(k, p)| {
-            let r = find(&mut parent, p);
-            (k, slot_of_root[&r])
-        })
-        .collect();
-    (names, map)
 }
 
 impl<'a> Ctx<'a> {
@@ -252,14 +185,14 @@ impl<'a> Ctx<'a> {
         let units = super::units::compute(program).map_err(PlacementError::Program)?;
         let k = cluster.devices.len();
         let links = cluster.link_table();
-        let (slot_names, port_slot) = slot_ports(program);
-        let mut slot_mem = vec![0u64; slot_names.len()];
-        let mut slot_atom: Vec<Option<usize>> = vec![None; slot_names.len()];
+        let state_slots = program.state_slots();
+        let mut slot_mem = vec![0u64; state_slots.len()];
+        let mut slot_atom: Vec<Option<usize>> = vec![None; state_slots.len()];
         let mut weight_index: HashMap<WeightHash, usize> = HashMap::new();
         let mut weights: Vec<(WeightHash, u64, String)> = Vec::new();
         let mut entries = Vec::new();
         for (e, g) in program.entries.iter().enumerate() {
-            let cost_bindings = g.bind_symbols(&options.bindings, COST_BIND_CAP);
+            let cost_bindings = g.bind_symbols(&options.bindings);
             let mem_bindings = memory_bindings(g, options);
             let order = units.orders[e].clone();
             let mut pos = vec![0; g.nodes.len()];
@@ -267,7 +200,7 @@ impl<'a> Ctx<'a> {
                 pos[n.index()] = p;
             }
             let users = g.users();
-            let input_slot = |v: ValueId| port_slot.get(&(g.name.clone(), g.value(v).name.clone(), false)).copied();
+            let input_slot = |v: ValueId| state_slots.of_input(&g.name, &g.value(v).name);
             let mut vals = Vec::with_capacity(g.values.len());
             for (vi, val) in g.values.iter().enumerate() {
                 let id = ValueId(vi as u32);
@@ -291,7 +224,7 @@ impl<'a> Ctx<'a> {
                     ValueDef::Node { node, .. } => Kind::Node(*node),
                 };
                 let alias = match &val.def {
-                    ValueDef::Node { node, .. } if aliases_input(&g.node(*node).op) => {
+                    ValueDef::Node { node, .. } if registry::aliases_input(&g.node(*node).op) => {
                         g.node(*node).inputs().first().copied()
                     }
                     _ => None,
@@ -309,8 +242,8 @@ impl<'a> Ctx<'a> {
             let mut user_outputs = Vec::new();
             let mut state_outputs = Vec::new();
             for o in &g.outputs {
-                match port_slot.get(&(g.name.clone(), o.name.clone(), true)) {
-                    Some(&s) => {
+                match state_slots.of_output(&g.name, &o.name) {
+                    Some(s) => {
                         if !state_outputs.iter().any(|(v, _)| *v == o.value) {
                             state_outputs.push((o.value, s));
                         }
@@ -387,10 +320,10 @@ impl<'a> Ctx<'a> {
                 mem_bindings,
             });
         }
-        let slots = slot_names
+        let slots = state_slots
+            .slots
             .into_iter()
-            .enumerate()
-            .map(|(i, name)| SlotCtx { name, mem: slot_mem[i], atom: slot_atom[i] })
+            .map(|def| SlotCtx { name: def.name, mem: slot_mem[def.id], atom: slot_atom[def.id] })
             .collect();
         Ok(Ctx { cluster, k, links, units, entries, weights, slots, policy: options.policy })
     }

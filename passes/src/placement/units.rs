@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use genie_ir::union_find::UnionFind;
 use genie_ir::{Graph, Program, Region, Residency, Tag, ValueDef, ValueId};
 
 /// Nodes that find no key are grouped by topological position in chunks of this size.
@@ -171,7 +172,7 @@ fn graph_keys(g: &Graph, order: &[genie_ir::NodeId]) -> Vec<String> {
     }
     let users = g.users();
     // Bytes live across each boundary of the order, counting values nodes produce.
-    let bound = g.bind_symbols(&BTreeMap::new(), 4096);
+    let bound = g.bind_symbols(&BTreeMap::new());
     let mut diff = vec![0i128; n + 2];
     for (vi, val) in g.values.iter().enumerate() {
         let ValueDef::Node { node, .. } = val.def else { continue };
@@ -234,32 +235,6 @@ fn merge_orders(seqs: &[Vec<String>]) -> Vec<String> {
     out
 }
 
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn find(&mut self, x: usize) -> usize {
-        let mut r = x;
-        while self.0[r] != r {
-            r = self.0[r];
-        }
-        let mut c = x;
-        while self.0[c] != r {
-            let n = self.0[c];
-            self.0[c] = r;
-            c = n;
-        }
-        r
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        if a != b {
-            // The smaller index (earlier unit) is the root: deterministic.
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            self.0[hi] = lo;
-        }
-    }
-}
-
 /// The units a value touches in one entry: its producer's and its consumers'.
 fn value_units(g: &Graph, users: &[Vec<genie_ir::NodeId>], node_unit: &[usize], v: ValueId) -> Vec<usize> {
     let mut out: Vec<usize> = users[v.index()].iter().map(|n| node_unit[n.index()]).collect();
@@ -293,7 +268,7 @@ pub fn compute(program: &Program) -> Result<Units, String> {
     let node_unit: Vec<Vec<usize>> = all_keys.iter().map(|ks| ks.iter().map(|k| index[k.as_str()]).collect()).collect();
 
     // Co-location of state.
-    let mut uf = UnionFind((0..keys.len()).collect());
+    let mut uf = UnionFind::new(keys.len());
     let users: Vec<Vec<Vec<genie_ir::NodeId>>> = program.entries.iter().map(Graph::users).collect();
     for (e, g) in program.entries.iter().enumerate() {
         for (vi, val) in g.values.iter().enumerate() {
@@ -305,10 +280,11 @@ pub fn compute(program: &Program) -> Result<Units, String> {
             }
         }
     }
-    // Both ends of each binding.
-    for b in &program.state_bindings {
+    // Every port of each state slot (both ends of every binding).
+    for slot in &program.state_slots().slots {
         let mut us = Vec::new();
-        for (port, output) in [(&b.from, true), (&b.to, false)] {
+        let ports = slot.writes.iter().map(|p| (p, true)).chain(slot.reads.iter().map(|p| (p, false)));
+        for (port, output) in ports {
             let Some(e) = program.entries.iter().position(|g| g.name == port.entry) else { continue };
             let g = &program.entries[e];
             let v = if output {

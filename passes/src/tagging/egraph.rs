@@ -27,35 +27,6 @@ pub struct Facts {
 #[derive(Default)]
 pub struct SrgAnalysis;
 
-/// Ops whose result is an element-wise function of their non-constant tensor inputs.
-const ELEMENTWISE: &[&str] = &[
-    "aten.relu.default",
-    "aten.gelu.default",
-    "aten.silu.default",
-    "aten.tanh.default",
-    "aten.sigmoid.default",
-    "aten.erf.default",
-    "aten.hardswish.default",
-    "aten.hardsigmoid.default",
-    "aten.hardtanh.default",
-    "aten.leaky_relu.default",
-    "aten.elu.default",
-    "aten.mish.default",
-    "aten.softplus.default",
-    "aten.relu6.default",
-    "aten.pow.Tensor_Scalar",
-    "aten.pow.Tensor_Tensor",
-    "aten.mul.Tensor",
-    "aten.mul.Scalar",
-    "aten.add.Tensor",
-    "aten.add.Scalar",
-    "aten.div.Tensor",
-    "aten.div.Scalar",
-    "aten.sub.Tensor",
-    "aten.neg.default",
-    "aten.clamp.default",
-];
-
 fn leaf_kind(op: &str) -> Option<&str> {
     op.split_once(':').map(|(k, _)| k)
 }
@@ -74,7 +45,7 @@ impl Analysis<SymbolLang> for SrgAnalysis {
         }
         if op == "aten.linear.default" {
             f.dense = true;
-        } else if ELEMENTWISE.contains(&op) {
+        } else if registry::facts(op).elementwise {
             let mut root: Option<Id> = None;
             let mut ok = !enode.children().is_empty();
             for &c in enode.children() {

@@ -142,22 +142,9 @@ impl MatchCtx<'_> {
     }
 }
 
+/// Matrix products, convolutions and attention: where a block's FLOPs are.
 fn is_compute_heavy(op: &str) -> bool {
-    matches!(
-        op,
-        "aten.linear.default"
-            | "aten.addmm.default"
-            | "aten.mm.default"
-            | "aten.bmm.default"
-            | "aten.matmul.default"
-            | "aten.baddbmm.default"
-            | "aten.scaled_dot_product_attention.default"
-            | "aten.convolution.default"
-            | "aten.conv1d.default"
-            | "aten.conv2d.default"
-            | "aten.conv3d.default"
-            | "aten.conv2d.padding"
-    )
+    genie_ir::registry::facts(op).contraction.is_some()
 }
 
 /// A found region before deduplication.
@@ -230,10 +217,12 @@ fn tag_graph(g: &mut Graph) -> Result<(Vec<Region>, String), String> {
     let embedding_tables: Vec<ValueId> = g
         .nodes
         .iter()
-        .filter(|n| n.op == "aten.embedding.default" || n.op == "aten.index_select.default")
-        .filter_map(|n| match n.args.first() {
-            Some(genie_ir::Arg::Tensor(w)) if matches!(g.value(*w).def, genie_ir::ValueDef::Weight(_)) => Some(*w),
-            _ => None,
+        .filter_map(|n| {
+            let (table, _) = genie_ir::registry::facts(&n.op).lookup?;
+            match n.args.get(table) {
+                Some(genie_ir::Arg::Tensor(w)) if matches!(g.value(*w).def, genie_ir::ValueDef::Weight(_)) => Some(*w),
+                _ => None,
+            }
         })
         .collect();
 

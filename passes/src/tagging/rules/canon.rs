@@ -3,41 +3,14 @@
 //! e-node per match.
 
 use egg::{rewrite as rw, Rewrite, SymbolLang};
+use genie_ir::registry;
 
 use crate::tagging::egraph::SrgAnalysis;
 
-/// Ops that change layout, dtype or nothing at all: `(op ?x ...)` is treated as `?x`.
-const LOOK_THROUGH: &[&str] = &[
-    "aten.view.default",
-    "aten.reshape.default",
-    "aten._unsafe_view.default",
-    "aten.expand.default",
-    "aten.clone.default",
-    "aten.contiguous.default",
-    "aten.alias.default",
-    "aten.detach.default",
-    "aten.lift_fresh_copy.default",
-    "aten.dropout.default",
-    "aten.feature_dropout.default",
-    "aten._to_copy.default",
-    "aten.to.dtype",
-    "aten.to.dtype_layout",
-    "aten.to.device",
-    "aten.unsqueeze.default",
-    "aten.squeeze.default",
-    "aten.squeeze.dim",
-    "aten.squeeze.dims",
-    "aten.flatten.using_ints",
-    "aten.unflatten.int",
-];
-
-/// Two-tensor ops that take their shape or dtype from the second argument.
-const LOOK_THROUGH_LIKE: &[&str] =
-    &["aten.type_as.default", "aten.view_as.default", "aten.reshape_as.default", "aten.expand_as.default"];
-
-/// True when an op is one that canonicalisation looks through.
+/// True when canonicalisation looks through an op: it changes layout, dtype or nothing at all
+/// (the registry's [`OpFacts::same_data`](genie_ir::registry::OpFacts::same_data)).
 pub fn is_look_through(op: &str) -> bool {
-    LOOK_THROUGH.contains(&op) || LOOK_THROUGH_LIKE.contains(&op)
+    registry::facts(op).same_data()
 }
 
 fn weight(var: &'static str) -> impl Fn(&mut egg::EGraph<SymbolLang, SrgAnalysis>, egg::Id, &egg::Subst) -> bool {
@@ -48,13 +21,15 @@ fn weight(var: &'static str) -> impl Fn(&mut egg::EGraph<SymbolLang, SrgAnalysis
 /// The canonicalising rewrites.
 pub fn rules() -> Vec<Rewrite<SymbolLang, SrgAnalysis>> {
     let mut rules: Vec<Rewrite<SymbolLang, SrgAnalysis>> = Vec::new();
-    for op in LOOK_THROUGH {
-        let lhs: egg::Pattern<SymbolLang> = format!("({op} ?x)").parse().expect("static pattern");
-        let rhs: egg::Pattern<SymbolLang> = "?x".parse().expect("static pattern");
-        rules.push(Rewrite::new(format!("look-through {op}"), lhs, rhs).expect("valid rewrite"));
-    }
-    for op in LOOK_THROUGH_LIKE {
-        let lhs: egg::Pattern<SymbolLang> = format!("({op} ?x ?like)").parse().expect("static pattern");
+    // `(op ?x)` is `?x` for ops that keep their input's data; ops that take their shape or
+    // dtype from a second tensor (`type_as`, `view_as`, `expand_as`) match `(op ?x ?like)`.
+    for (op, def) in registry::registry().ops().filter(|(_, def)| def.facts.same_data()) {
+        let children = match def.tensor_arity() {
+            1 => "?x",
+            2 => "?x ?like",
+            _ => continue,
+        };
+        let lhs: egg::Pattern<SymbolLang> = format!("({op} {children})").parse().expect("an op name is a symbol");
         let rhs: egg::Pattern<SymbolLang> = "?x".parse().expect("static pattern");
         rules.push(Rewrite::new(format!("look-through {op}"), lhs, rhs).expect("valid rewrite"));
     }

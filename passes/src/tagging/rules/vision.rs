@@ -3,6 +3,7 @@
 
 use super::{Rule, RuleTable};
 use crate::tagging::MatchCtx;
+use genie_ir::registry::Contraction;
 use genie_ir::{Arg, Tag};
 
 /// The convolution reads a graph input and steps one whole kernel at a time.
@@ -12,7 +13,7 @@ fn image_patches(m: &MatchCtx) -> bool {
     }
     let (img, w) = (m.class("?img"), m.class("?w"));
     m.graph.nodes.iter().any(|node| {
-        if !node.op.starts_with("aten.conv") {
+        if genie_ir::registry::facts(&node.op).contraction != Some(Contraction::Convolution) {
             return false;
         }
         let (Some(Arg::Tensor(x)), Some(Arg::Tensor(k))) = (node.args.first(), node.args.get(1)) else { return false };
