@@ -51,6 +51,13 @@ pub struct ClientOptions {
     pub upload_concurrency: usize,
 }
 
+impl Default for ClientOptions {
+    /// The defaults with no token (a deployment fills in its own).
+    fn default() -> ClientOptions {
+        ClientOptions::new("")
+    }
+}
+
 impl ClientOptions {
     pub fn new(token: impl Into<String>) -> ClientOptions {
         ClientOptions {

@@ -8,9 +8,11 @@
 //! - `worker.rs`, `client.rs`: the two ends; `generate.rs`: the greedy loop.
 
 pub mod client;
+pub mod deploy;
 pub mod exec;
 pub mod generate;
 pub mod local;
+pub mod per_op;
 pub mod streams;
 pub mod tensor;
 pub mod transport;

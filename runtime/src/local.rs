@@ -14,7 +14,7 @@ use genie_codegen::{EntryPlan, ProgramPlan, Step, CLIENT};
 use genie_ir::{ValueId, WeightHash, WeightStore};
 use tch::{Device, Tensor};
 
-use crate::exec::{self, bind_symbols, run_device_plan, tensor_from_bytes, ExecError, Mailbox, Resident};
+use crate::exec::{self, bind_symbols, run_device_plan, ExecError, Mailbox, Resident};
 
 /// State slot values by slot id.
 type Slots = BTreeMap<u32, Tensor>;
@@ -34,32 +34,12 @@ impl LocalCluster {
     /// each weight's bytes against its hash.
     pub fn load(plan: &ProgramPlan, weights: &WeightStore, device: Device) -> Result<Self, ExecError> {
         let _guard = tch::no_grad_guard();
-        let mut uploaded: HashMap<WeightHash, Tensor> = HashMap::new();
-        let mut residents = Vec::with_capacity(plan.devices.len());
-        for d in &plan.devices {
-            let mut resident = Resident::new(device);
-            for w in &d.weights {
-                if let Some(t) = uploaded.get(&w.hash) {
-                    resident.insert(w.hash.clone(), t.shallow_clone());
-                    continue;
-                }
-                let werr = |reason: String| ExecError::Weight { hash: w.hash.clone(), reason };
-                let entry =
-                    weights.get(&w.hash).ok_or_else(|| werr(format!("`{}` is not in the weight store", w.name)))?;
-                let bytes = weights.read(&w.hash).map_err(|e| werr(e.to_string()))?;
-                if WeightHash::of(&entry.ty, &bytes) != w.hash {
-                    return Err(werr(format!("the bytes of `{}` do not match its hash", w.name)));
-                }
-                let shape = entry
-                    .ty
-                    .static_shape()
-                    .ok_or_else(|| werr(format!("`{}` has the symbolic type {}", w.name, entry.ty)))?;
-                let t = tensor_from_bytes(&entry.ty, &shape, &bytes, device)?;
-                uploaded.insert(w.hash.clone(), t.shallow_clone());
-                resident.insert(w.hash.clone(), t);
-            }
-            residents.push(resident);
-        }
+        let mut shared: HashMap<WeightHash, Tensor> = HashMap::new();
+        let residents = plan
+            .devices
+            .iter()
+            .map(|d| Resident::load_device(d, weights, device, &mut shared))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(LocalCluster { plan: plan.clone(), device, residents, slots: BTreeMap::new() })
     }
 

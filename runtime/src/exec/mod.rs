@@ -5,7 +5,10 @@
 //!   kernel output is checked against the plan's type (dtype, and shape under the call's
 //!   [`Bindings`]), so a wrong kernel or a wrong input is an error naming the tensor, not a wrong
 //!   answer further on.
-//! - [`run_op`] runs one op by name, for per-op remoting and tests.
+//! - [`run_device_plan_with`] is the same walk with the `Exec` steps carried out by an
+//!   [`OpRunner`]: [`LocalOps`] (the kernel table, what [`run_device_plan`] uses) or per-op
+//!   remoting ([`crate::per_op`]), so there is one plan executor whoever runs the ops.
+//! - [`run_op`] runs one op by name through the same kernel call (a worker's `ExecOp`, tests).
 //! - [`bind_symbols`] reads every symbol of an entry from its input shapes and checks them.
 //! - `kernels/`: ONE table keyed by the ATen overload name, as the op registry is, one file per
 //!   domain mirroring the registry's tables (`elementwise`, `tensor`, `nn`, `misc`). Ops whose
@@ -28,9 +31,9 @@ mod kernels;
 
 use std::collections::{BTreeMap, HashMap};
 
-use genie_codegen::{DevicePlan, EntryPlan, Step, TensorKind};
+use genie_codegen::{DeviceInfo, DevicePlan, EntryPlan, Step, TensorKind};
 use genie_ir::registry::ArgError;
-use genie_ir::{Arg, NodeId, ValueId, WeightHash};
+use genie_ir::{Arg, NodeId, ValueId, WeightHash, WeightStore};
 use tch::{Device, Tensor};
 
 pub use bind::{bind_symbols, concrete_shape};
@@ -90,6 +93,9 @@ pub enum ExecError {
     /// The mailbox could not deliver or receive a tensor (the peer is gone, the network failed).
     #[error("mailbox: {0}")]
     Mailbox(String),
+    /// The worker an op was sent to (per-op remoting) failed it or could not be reached.
+    #[error("{node} ({op}) on {worker}: {message}")]
+    Remote { node: NodeId, op: String, worker: String, message: String },
 }
 
 /// `n7`, or `op` when no node is known (per-op execution).
@@ -116,6 +122,36 @@ impl Resident {
     /// No weights yet, on `device`.
     pub fn new(device: Device) -> Self {
         Resident { device, weights: HashMap::new(), bytes: 0 }
+    }
+
+    /// The weights a plan device keeps resident, read from the store on `device`, each one's
+    /// bytes checked against its hash. `shared` holds tensors already loaded for other devices
+    /// of the same plan: a weight several devices use is one tensor, loaded once.
+    pub fn load_device(
+        info: &DeviceInfo,
+        weights: &WeightStore,
+        device: Device,
+        shared: &mut HashMap<WeightHash, Tensor>,
+    ) -> Result<Resident, ExecError> {
+        let mut resident = Resident::new(device);
+        for w in &info.weights {
+            if let Some(t) = shared.get(&w.hash) {
+                resident.insert(w.hash.clone(), t.shallow_clone());
+                continue;
+            }
+            let werr = |reason: String| ExecError::Weight { hash: w.hash.clone(), reason };
+            let entry = weights.get(&w.hash).ok_or_else(|| werr(format!("`{}` is not in the weight store", w.name)))?;
+            let bytes = weights.read(&w.hash).map_err(|e| werr(e.to_string()))?;
+            if WeightHash::of(&entry.ty, &bytes) != w.hash {
+                return Err(werr(format!("the bytes of `{}` do not match its hash", w.name)));
+            }
+            let shape =
+                entry.ty.static_shape().ok_or_else(|| werr(format!("`{}` has the symbolic type {}", w.name, entry.ty)))?;
+            let t = tensor_from_bytes(&entry.ty, &shape, &bytes, device)?;
+            shared.insert(w.hash.clone(), t.shallow_clone());
+            resident.insert(w.hash.clone(), t);
+        }
+        Ok(resident)
     }
 
     /// The device the weights live on, where plans run.
@@ -344,6 +380,49 @@ pub(crate) fn check(entry: &EntryPlan, v: ValueId, t: &Tensor, bindings: &Bindin
     Ok(())
 }
 
+/// How a plan's `Exec` steps are carried out: by the kernel table in this process
+/// ([`LocalOps`], what workers do), or by sending each op elsewhere (per-op remoting,
+/// [`crate::per_op`]). Everything else about running a plan (receiving, sending, freeing,
+/// checking every output against the plan's type) is [`run_device_plan_with`]'s, whoever runs
+/// the ops.
+pub trait OpRunner {
+    /// Run one `Exec` step of `entry`; `resolve` gives the tensor of an id its arguments name.
+    /// The outputs are checked against the plan by the caller.
+    fn exec(
+        &mut self,
+        entry: &EntryPlan,
+        step: ExecStep,
+        resolve: &dyn Fn(ValueId) -> Result<Tensor, ExecError>,
+        bindings: &Bindings,
+        device: Device,
+    ) -> Result<Vec<Tensor>, ExecError>;
+}
+
+/// An `Exec` step, as an [`OpRunner`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecStep<'a> {
+    pub node: NodeId,
+    pub op: &'a str,
+    pub args: &'a [Arg],
+    pub outputs: &'a [ValueId],
+}
+
+/// Ops run here, through the kernel table.
+pub struct LocalOps;
+
+impl OpRunner for LocalOps {
+    fn exec(
+        &mut self,
+        _entry: &EntryPlan,
+        step: ExecStep,
+        resolve: &dyn Fn(ValueId) -> Result<Tensor, ExecError>,
+        bindings: &Bindings,
+        device: Device,
+    ) -> Result<Vec<Tensor>, ExecError> {
+        call_kernel(Site { node: Some(step.node), op: step.op }, step.args, resolve, bindings, device)
+    }
+}
+
 /// Run one device's steps of one call. `state` holds the slot values this device reads (by slot
 /// id). Returns the slot values written by SaveState steps. Checks every Exec output and every
 /// received tensor against the plan's type (dtype + shape under bindings).
@@ -354,6 +433,19 @@ pub fn run_device_plan(
     resident: &Resident,
     state: &BTreeMap<u32, Tensor>,
     mailbox: &mut dyn Mailbox,
+) -> Result<BTreeMap<u32, Tensor>, ExecError> {
+    run_device_plan_with(entry, plan, bindings, resident, state, mailbox, &mut LocalOps)
+}
+
+/// [`run_device_plan`] with the ops carried out by `ops`.
+pub fn run_device_plan_with(
+    entry: &EntryPlan,
+    plan: &DevicePlan,
+    bindings: &Bindings,
+    resident: &Resident,
+    state: &BTreeMap<u32, Tensor>,
+    mailbox: &mut dyn Mailbox,
+    ops: &mut dyn OpRunner,
 ) -> Result<BTreeMap<u32, Tensor>, ExecError> {
     let _guard = tch::no_grad_guard();
     let device = resident.device();
@@ -376,7 +468,8 @@ pub fn run_device_plan(
             }
             Step::Exec { node, op, args, outputs } => {
                 let resolve = |v: ValueId| env.get(v);
-                let outs = call_kernel(Site { node: Some(*node), op }, args, &resolve, bindings, device)?;
+                let step = ExecStep { node: *node, op, args, outputs };
+                let outs = ops.exec(entry, step, &resolve, bindings, device)?;
                 if outs.len() != outputs.len() {
                     return Err(ExecError::OutputCount {
                         node: Some(*node),
