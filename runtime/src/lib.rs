@@ -10,6 +10,7 @@
 pub mod client;
 pub mod exec;
 pub mod generate;
+pub mod handshake;
 pub mod local;
 pub mod streams;
 pub mod tensor;
