@@ -624,11 +624,11 @@ fn check_bindings(entry: &EntryPlan, bindings: &Bindings) -> Result<(), RemoteEr
     Ok(())
 }
 
-pub fn unknown_program(program: u64) -> RemoteError {
+fn unknown_program(program: u64) -> RemoteError {
     RemoteError::new(ErrorKind::UnknownProgram, format!("no program {program} for this client"))
 }
 
-pub fn unknown_session(session: u64) -> RemoteError {
+fn unknown_session(session: u64) -> RemoteError {
     RemoteError::new(ErrorKind::UnknownSession, format!("no session {session} for this client"))
 }
 
