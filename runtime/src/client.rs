@@ -17,12 +17,13 @@ use tch::Tensor;
 use tokio::sync::oneshot;
 
 use crate::exec::{self, Bindings, ExecError};
+use crate::handshake::{self, HandshakeError};
 use crate::streams::{self, ReadFrame};
 use crate::tensor::dtype_of;
 use crate::transport::{self, TransportError, TransportOptions, Trust};
 use crate::wire::{
     ClientId, ErrorKind, Frame, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Role, RunStats, WireError,
-    WorkerStats, PROTOCOL_VERSION,
+    WorkerStats,
 };
 
 /// Where a plan's device runs.
@@ -228,35 +229,11 @@ impl Cluster {
                 })?;
         let lost = |e: String| ClientError::ConnectionLost { device: link.device.clone(), reason: e };
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| lost(e.to_string()))?;
-        let hello = Request::Hello {
-            version: PROTOCOL_VERSION,
-            token: options.token.clone(),
-            client: self.inner.client,
-            role: Role::Client,
-        };
-        streams::write_frame(&mut send, &Frame { id: 0, body: hello }).await.map_err(|e| lost(e.to_string()))?;
-        let welcome = tokio::time::timeout(options.request_timeout, streams::read_frame::<Reply>(&mut recv))
+        let token = &options.token;
+        let timeout = Some(options.request_timeout);
+        handshake::say_hello(&mut send, &mut recv, token, self.inner.client, Role::Client, timeout)
             .await
-            .map_err(|_| ClientError::Timeout {
-                device: link.device.clone(),
-                what: "Hello".into(),
-                after: options.request_timeout,
-            })?;
-        match welcome {
-            Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { .. }, .. })) => {}
-            Ok(ReadFrame::Frame(Frame { body: Reply::Error(error), .. })) => {
-                return Err(ClientError::Refused { device: link.device.clone(), error })
-            }
-            Ok(ReadFrame::End) => return Err(lost("closed during the handshake".into())),
-            Ok(ReadFrame::Frame(other)) => {
-                return Err(ClientError::Protocol {
-                    device: link.device.clone(),
-                    reason: format!("{other:?} to Hello"),
-                })
-            }
-            Err(WireError::Stream(e)) => return Err(lost(e)),
-            Err(e) => return Err(ClientError::Protocol { device: link.device.clone(), reason: e.to_string() }),
-        }
+            .map_err(|e| hello_error(&link.device, e))?;
         let replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>> = Arc::default();
         let tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>> = Arc::default();
         // Replies: dispatched by id until the stream ends; waiters then see their sender dropped.
@@ -590,6 +567,21 @@ fn request_name(r: &Request) -> &'static str {
         Request::ExecOp { .. } => "ExecOp",
         Request::Stats => "Stats",
         Request::Close => "Close",
+    }
+}
+
+/// A failed Hello as the client reports it: the handshake's own failures keep the error kinds
+/// callers match on (a refusal, a timeout, a lost connection, a broken protocol).
+fn hello_error(device: &str, e: HandshakeError) -> ClientError {
+    let device = device.to_string();
+    match e {
+        HandshakeError::Send(e) => ClientError::ConnectionLost { device, reason: e.to_string() },
+        HandshakeError::Timeout(after) => ClientError::Timeout { device, what: "Hello".into(), after },
+        HandshakeError::Refused(error) => ClientError::Refused { device, error },
+        e @ HandshakeError::Closed => ClientError::ConnectionLost { device, reason: e.to_string() },
+        e @ HandshakeError::Unexpected { .. } => ClientError::Protocol { device, reason: e.to_string() },
+        HandshakeError::Read(WireError::Stream(reason)) => ClientError::ConnectionLost { device, reason },
+        HandshakeError::Read(e) => ClientError::Protocol { device, reason: e.to_string() },
     }
 }
 

@@ -5,12 +5,17 @@
 //! - `local.rs`: every device plan in-process (the `local` mode and the executor's harness);
 //! - `wire.rs`: the protocol, every message and header; `streams.rs`: its async I/O;
 //! - `transport/`: quinn endpoints, TLS (pinned or CA), tuning, transport benchmark;
-//! - `worker.rs`, `client.rs`: the two ends; `generate.rs`: the greedy loop.
+//! - `worker/`: the worker, a sans-IO ledger (programs, sessions, weights, memory admission,
+//!   sweeps) inside a quinn/tokio shell (connections, requests, runs, peer links);
+//! - `handshake.rs`: the Hello/Welcome exchange, shared by the client, workers connecting to
+//!   peers and workers accepting;
+//! - `client.rs`: the other end; `generate.rs`: the greedy loop.
 
 pub mod client;
 pub mod deploy;
 pub mod exec;
 pub mod generate;
+pub mod handshake;
 pub mod local;
 pub mod per_op;
 pub mod streams;

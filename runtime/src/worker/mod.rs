@@ -1,0 +1,334 @@
+//! A worker: serves many clients over QUIC, keeps weights and session state resident, runs its
+//! part of each call with the executor, and sends activations at a cut straight to its peers.
+//!
+//! Everything a client owns (programs, sessions, runs) is keyed by its `ClientId`, so one client
+//! cannot name another's. Weights are shared by content hash: an identical weight from another
+//! client's model is resident once.
+//!
+//! Two layers. The **ledger** (`ledger.rs`) is sans-IO: programs, sessions, resident weights,
+//! clients, memory accounting and admission, cache eviction and the idle sweeps, as plain data
+//! and decisions with time passed in. The **shell** (this module and its other children) does
+//! the I/O around it with quinn and tokio, and holds the ledger behind one mutex:
+//! - `connection.rs`: accepting connections, the Hello, the control loop, tensor streams in;
+//! - `requests.rs`: one handler per request (load, weights uploaded, sessions, unload, stats);
+//! - `runs.rs`: `Run` and `ExecOp` on blocking threads, the mailbox and the inbox they use;
+//! - `peers.rs`: connections to peer workers, opened on first use.
+
+mod connection;
+mod ledger;
+mod peers;
+mod requests;
+mod runs;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tch::{Device, Tensor};
+use tokio::sync::Notify;
+
+use crate::transport::{self, Identity, TransportOptions, Trust};
+use crate::wire::ClientId;
+use ledger::{Evicted, Ledger, LedgerConfig, Payload};
+use peers::PeerLink;
+use runs::Inbox;
+
+/// How a worker is set up.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Where to listen (`127.0.0.1:0` picks a port).
+    pub listen: SocketAddr,
+    /// The libtorch device ops run on.
+    pub device: Device,
+    /// The token clients must present. Required: a worker never runs unauthenticated.
+    pub token: String,
+    pub transport: TransportOptions,
+    /// The largest tensor accepted off the wire.
+    pub max_tensor_bytes: u64,
+    /// Sessions unused this long are freed.
+    pub session_idle_timeout: Duration,
+    /// How long a client has to send the Hello after connecting.
+    pub hello_timeout: Duration,
+    /// How long WeightsUploaded waits for weight streams still in flight.
+    pub upload_timeout: Duration,
+    /// Weights no loaded program needs stay cached up to this many bytes (least recently used
+    /// dropped first), so a client that comes back does not upload them again.
+    pub weight_cache_bytes: u64,
+    /// The device memory this worker may fill with weights, sessions' state and activations.
+    /// A load or a session that would not fit is refused with [`ErrorKind::OutOfMemory`]
+    /// instead of running the device (or the process) out of memory. `None`: no limit.
+    pub memory_bytes: Option<u64>,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker on `listen` with `token`.
+    pub fn new(listen: SocketAddr, device: Device, token: impl Into<String>) -> WorkerConfig {
+        WorkerConfig {
+            listen,
+            device,
+            token: token.into(),
+            transport: TransportOptions::default(),
+            max_tensor_bytes: 16 << 30,
+            session_idle_timeout: Duration::from_secs(600),
+            hello_timeout: Duration::from_secs(10),
+            upload_timeout: Duration::from_secs(300),
+            weight_cache_bytes: 4 << 30,
+            memory_bytes: None,
+        }
+    }
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("starting the worker's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("the token must not be empty")]
+    EmptyToken,
+}
+
+/// A running worker (in this process).
+pub struct WorkerHandle {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The certificate fingerprint clients pin.
+    pub fingerprint: String,
+    shutdown: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+}
+
+impl WorkerHandle {
+    /// Stop accepting, close every connection and wait for the worker's thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.endpoint.close(0u32.into(), b"worker shutting down");
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start a worker on its own thread and tokio runtime; returns once it listens.
+pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, WorkerError> {
+    if config.token.is_empty() {
+        return Err(WorkerError::EmptyToken);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("genie-worker")
+        .enable_all()
+        .build()
+        .map_err(WorkerError::Runtime)?;
+    let endpoint = {
+        let _guard = runtime.enter();
+        transport::server_endpoint(config.listen, &identity, &config.transport)?
+    };
+    let addr = endpoint.local_addr().map_err(WorkerError::Runtime)?;
+    let fingerprint = identity.fingerprint().to_string();
+    let shutdown = Arc::new(Notify::new());
+    let worker = Arc::new(Worker::new(config, endpoint.clone(), identity));
+    let stop = shutdown.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("genie-worker-{addr}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = worker.serve() => {}
+                    _ = stop.notified() => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(WorkerError::Runtime)?;
+    Ok(WorkerHandle { addr, fingerprint, shutdown, thread: Some(thread), endpoint })
+}
+
+/// Serve on the current tokio runtime until the endpoint closes (used by `genie worker`).
+pub async fn serve(config: WorkerConfig, identity: Identity) -> Result<(), WorkerError> {
+    if config.token.is_empty() {
+        return Err(WorkerError::EmptyToken);
+    }
+    let endpoint = transport::server_endpoint(config.listen, &identity, &config.transport)?;
+    let worker = Arc::new(Worker::new(config, endpoint, identity));
+    worker.serve().await;
+    Ok(())
+}
+
+/// The shell's state: the ledger and what only the I/O needs (endpoint, inbox, peer links).
+struct Worker {
+    config: WorkerConfig,
+    endpoint: quinn::Endpoint,
+    /// To tune each accepted connection by its peer's path (loopback or network).
+    identity: Identity,
+    /// This worker's own id when it connects to peers.
+    peer_id: ClientId,
+    device_label: String,
+    /// Programs, sessions, resident weights, clients and memory, and the decisions on them.
+    /// One lock, so that an admission check and the insertion it admits happen together.
+    ledger: Mutex<Ledger<Tensor>>,
+    /// Signalled whenever a weight becomes resident (uploads run on their own streams).
+    weight_arrived: Notify,
+    inbox: Inbox,
+    peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    runs: AtomicU64,
+    failed_runs: AtomicU64,
+    ops: AtomicU64,
+    connections: AtomicU64,
+    refused: AtomicU64,
+    peak_tensor_bytes: AtomicU64,
+}
+
+impl Worker {
+    fn new(config: WorkerConfig, endpoint: quinn::Endpoint, identity: Identity) -> Worker {
+        let device_label = device_label(config.device);
+        let ledger = Ledger::new(LedgerConfig {
+            device_label: device_label.clone(),
+            memory_bytes: config.memory_bytes,
+            weight_cache_bytes: config.weight_cache_bytes,
+            session_idle_timeout: config.session_idle_timeout,
+        });
+        Worker {
+            config,
+            endpoint,
+            identity,
+            peer_id: rand::random(),
+            device_label,
+            ledger: Mutex::new(ledger),
+            weight_arrived: Notify::new(),
+            inbox: Inbox::default(),
+            peers: tokio::sync::Mutex::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Free idle sessions, forget departed clients, trim the weight cache and drop deliveries
+    /// nobody claimed, periodically.
+    async fn sweep_forever(&self) {
+        let idle = self.config.session_idle_timeout;
+        let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(period).await;
+            let report = lock(&self.ledger).sweep(Instant::now());
+            for (client, id) in &report.freed_sessions {
+                tracing::info!("session {id} of client {client:016x} idle for {idle:?}: freed");
+            }
+            self.inbox.sweep(Duration::from_secs(300).max(idle));
+            log_evictions(&report.evicted);
+        }
+    }
+
+    fn to_device(&self, tensor: Tensor) -> Result<Tensor, String> {
+        if self.config.device == Device::Cpu {
+            return Ok(tensor);
+        }
+        tensor.f_to_device(self.config.device).map_err(|e| e.to_string())
+    }
+
+    /// Record the largest bytes weights and state have held at once (for `Stats`).
+    fn note_tensor_bytes(&self) {
+        let held = lock(&self.ledger).held_bytes();
+        self.counters.peak_tensor_bytes.fetch_max(held, Ordering::Relaxed);
+    }
+}
+
+/// The executor's tensors in the ledger: shared by a shallow clone (same storage, no copy).
+impl Payload for Tensor {
+    fn bytes(&self) -> u64 {
+        tensor_bytes(self)
+    }
+
+    fn share(&self) -> Tensor {
+        self.shallow_clone()
+    }
+}
+
+fn log_evictions(evicted: &[Evicted]) {
+    for e in evicted {
+        tracing::info!("evicted weight {} ({} B) from the cache", e.hash.short(), e.bytes);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn tensor_bytes(t: &Tensor) -> u64 {
+    t.numel() as u64 * t.kind().elt_size_in_bytes() as u64
+}
+
+/// `cpu` or `cuda:N`.
+pub fn device_label(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        Device::Mps => "mps".into(),
+        Device::Vulkan => "vulkan".into(),
+        _ => "cpu".into(),
+    }
+}
+
+/// Parse `cpu` or `cuda:N` (or `cuda`, meaning `cuda:0`).
+pub fn parse_device(text: &str) -> Option<Device> {
+    match text.trim() {
+        "cpu" => Some(Device::Cpu),
+        "cuda" => Some(Device::Cuda(0)),
+        t => t.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(Device::Cuda),
+    }
+}
+
+/// Workers started in this process on loopback (the embedded default), one per device name.
+pub struct LocalWorkers {
+    pub handles: Vec<WorkerHandle>,
+    /// Where the client finds each, with its pinned fingerprint.
+    pub addresses: Vec<crate::client::WorkerAddress>,
+    /// The random token they share.
+    pub token: String,
+}
+
+/// Start one worker per device name on `127.0.0.1`, each with a self-signed certificate and
+/// no memory limit.
+pub fn start_local(devices: &[String], device: Device) -> Result<LocalWorkers, WorkerError> {
+    let unlimited: Vec<(String, Option<u64>)> = devices.iter().map(|d| (d.clone(), None)).collect();
+    start_local_with_memory(&unlimited, device)
+}
+
+/// Start one worker per `(device name, memory budget)` on `127.0.0.1`, each with a
+/// self-signed certificate; a worker refuses loads and sessions beyond its budget.
+pub fn start_local_with_memory(devices: &[(String, Option<u64>)], device: Device) -> Result<LocalWorkers, WorkerError> {
+    let token = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+    let mut handles = Vec::new();
+    let mut addresses = Vec::new();
+    for (name, memory_bytes) in devices {
+        let identity = Identity::self_signed(&["localhost".to_string(), "127.0.0.1".to_string()])?;
+        let mut config = WorkerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), device, token.clone());
+        config.memory_bytes = *memory_bytes;
+        let handle = spawn(config, identity)?;
+        addresses.push(crate::client::WorkerAddress {
+            device: name.clone(),
+            addr: handle.addr,
+            trust: Trust::Fingerprint(handle.fingerprint.clone()),
+        });
+        handles.push(handle);
+    }
+    Ok(LocalWorkers { handles, addresses, token })
+}
