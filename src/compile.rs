@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use genie::pipeline::{compile_program, CompileOptions};
 use genie_codegen::ProgramPlan;
+use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_passes::placement::{self, cluster, ClusterSpec, Policy};
 
 /// Arguments of `genie compile`.

@@ -1,4 +1,6 @@
-//! `genie worker`, `genie run` and `genie generate`: the CLI side of the runtime.
+//! `genie worker`, `genie run` and `genie generate`: arguments and output. Compiling is
+//! `genie_driver::pipeline`'s; starting, reaching and loading workers is the runtime's
+//! deployment (`genie_runtime::deploy`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use genie::pipeline::{compile_program, CompileOptions};
-use genie_codegen::ProgramPlan;
-use genie_ir::WeightStore;
+use genie_driver::pipeline::{bindings_from_shapes, compile_program, CompileOptions};
 use genie_passes::placement;
-use genie_runtime::client::{CallStats, ClientOptions, Cluster, Program, WorkerAddress};
+use genie_runtime::client::{CallStats, ClientOptions};
+use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
-use genie_runtime::transport::{Identity, Trust};
-use genie_runtime::worker::{self, WorkerConfig, WorkerHandle};
+use genie_runtime::transport::Identity;
+use genie_runtime::worker::{self, WorkerConfig};
 use tch::Tensor;
 
 /// Arguments of `genie worker`.
@@ -54,8 +55,9 @@ pub struct WorkerArgs {
 /// Where runs go and how to reach the workers.
 #[derive(clap::Args)]
 pub struct ClusterArgs {
-    /// The cluster spec (RON): devices with `address` and `fingerprint` for remote workers.
-    /// Without addresses, or without this flag, local workers are started in this process.
+    /// The cluster file (RON): the devices placement plans for and, in its `deployment`
+    /// section, where each device's worker listens. Without a deployment section, or without
+    /// this flag, local workers are started in this process.
     #[arg(long, value_name = "FILE")]
     pub cluster: Option<PathBuf>,
     /// Start N local workers on loopback (default 2).
@@ -132,11 +134,14 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
+fn parse_device(text: &str) -> Result<tch::Device> {
+    worker::parse_device(text).with_context(|| format!("--device `{text}` is not `cpu` or `cuda:N`"))
+}
+
 /// `genie worker`: serve until killed.
 pub fn worker(args: WorkerArgs) -> Result<()> {
-    let device = worker::parse_device(&args.device)
-        .with_context(|| format!("--device `{}` is not `cpu` or `cuda:N`", args.device))?;
-    check_device(device)?;
+    let device = parse_device(&args.device)?;
+    worker::check_device(device)?;
     let identity = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
         _ => Identity::self_signed(&["localhost".to_string(), args.listen.ip().to_string()])?,
@@ -154,13 +159,11 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     config.weight_cache_bytes = placement::parse_size(&args.weight_cache).context("--weight-cache")?;
     config.memory_bytes = match &args.memory {
         Some(size) => Some(placement::parse_size(size).context("--memory")?),
-        None if device == tch::Device::Cpu => physical_memory(),
-        None => None,
+        None => WorkerConfig::default_memory_bytes(device),
     };
-    let memory_bytes = config.memory_bytes;
+    let memory = config.memory_bytes.map_or_else(|| "unlimited".to_string(), genie_ir::render::human_bytes);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let handle = worker::spawn(config, identity)?;
-    let memory = memory_bytes.map_or_else(|| "unlimited".to_string(), genie_ir::render::human_bytes);
     println!(
         "genie worker listening on {} device {} fingerprint {} memory {memory}",
         handle.addr, args.device, handle.fingerprint
@@ -170,14 +173,6 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     });
     handle.shutdown();
     Ok(())
-}
-
-/// `MemTotal` from `/proc/meminfo`, in bytes (None where it cannot be read).
-fn physical_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>> {
@@ -195,31 +190,31 @@ fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Result<Option<S
     Ok(None)
 }
 
-fn check_device(device: tch::Device) -> Result<()> {
-    if let tch::Device::Cuda(n) = device {
-        let count = tch::Cuda::device_count();
-        if n as i64 >= count {
-            bail!("cuda:{n} requested but libtorch sees {count} CUDA device(s)");
-        }
-    }
-    Ok(())
+/// Where the arguments say the workers are: the cluster file's deployment section (with the
+/// token and CA from the flags), else embedded workers enforcing their devices' memory.
+fn deployment(args: &ClusterArgs) -> Result<Deployment> {
+    let local = || -> Result<Deployment> {
+        Ok(Deployment::Local { device: parse_device(&args.device)?, memory: LocalMemory::FromPlan })
+    };
+    let Some(path) = &args.cluster else { return local() };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = DeploymentSpec::from_cluster_ron(&text).with_context(|| format!("cluster file {}", path.display()))?;
+    let Some(spec) = spec else { return local() };
+    let token = read_token(&args.token, &args.token_file)?
+        .context("the cluster has remote workers: give their token with --token or --token-file")?;
+    spec.resolve(token, args.ca.as_deref()).with_context(|| format!("cluster file {}", path.display()))
 }
 
-/// A cluster to run on: its spec for placement, and (once started) the connection.
-pub struct Session {
-    pub runtime: tokio::runtime::Runtime,
-    pub cluster: Cluster,
-    pub program: Program,
-    /// Local workers started for this command (stopped on drop).
-    _local: Vec<WorkerHandle>,
+/// A program compiled (or read) and deployed, and the runtime its calls run on.
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    deployed: Deployed,
 }
 
-/// Load models (or a plan and its models), compile for the cluster the arguments describe,
-/// start local workers where the spec has no addresses, connect and load the program.
-/// Compile (or read) the program, start or reach its workers and load it. `inputs`, when known,
-/// bind the symbols of the inputs' shapes for placement's time and memory estimates, so the
-/// plan is made for the call about to run rather than for the symbols' defaults.
-pub fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<String, Tensor>>) -> Result<Session> {
+/// Compile the models (or read a plan and the models it was compiled from) for the cluster the
+/// arguments describe, then deploy it. `inputs`, when known, bind the symbols of their shapes
+/// for placement's estimates, so the plan is made for the call about to run.
+fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<String, Tensor>>) -> Result<Running> {
     let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
         let plan = crate::compile::read_plan(&files[0])?;
@@ -229,101 +224,29 @@ pub fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<S
                 files[0].display()
             );
         }
-        let program = genie_frontends::load(&files[1..])?;
-        check_weights(&plan, &program.weights)?;
-        (plan, program.weights)
+        (plan, genie_frontends::load(&files[1..])?.weights)
     } else {
         let mut program = genie_frontends::load(files)?;
-        let bindings = inputs.map(|t| bindings_from_inputs(&program, t)).unwrap_or_default();
+        let shapes: BTreeMap<String, Vec<i64>> =
+            inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
+        let bindings = bindings_from_shapes(&program, &shapes);
         let options = CompileOptions { max_seq: args.max_seq, bindings, ..CompileOptions::default() };
         let plan = compile_program(&mut program, &spec, &options)?;
         (plan, program.weights)
     };
-    let device = worker::parse_device(&args.device)
-        .with_context(|| format!("--device `{}` is not `cpu` or `cuda:N`", args.device))?;
+    let deployment = deployment(args)?;
+    let options = ClientOptions { run_timeout: Duration::from_secs(args.timeout.max(1)), ..ClientOptions::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let remote = plan.devices.iter().any(|d| d.address.is_some());
-    let mut local = Vec::new();
-    let (addresses, token) = if remote {
-        let token = read_token(&args.token, &args.token_file)?
-            .context("the cluster has remote workers: give their token with --token or --token-file")?;
-        let mut addresses = Vec::new();
-        for d in &plan.devices {
-            let address = d.address.as_deref().with_context(|| format!("device {} has no address", d.name))?;
-            let addr = std::net::ToSocketAddrs::to_socket_addrs(address)
-                .with_context(|| format!("resolving {address} of {}", d.name))?
-                .next()
-                .with_context(|| format!("{address} of {} resolves to nothing", d.name))?;
-            let fingerprint = spec.devices.iter().find(|s| s.name == d.name).and_then(|s| s.fingerprint.clone());
-            let trust = match (&args.ca, fingerprint) {
-                (Some(ca), _) => Trust::CaFile(ca.clone()),
-                (None, Some(fp)) => Trust::Fingerprint(fp),
-                (None, None) => {
-                    bail!("device {} has no `fingerprint` in the cluster spec, and no --ca was given", d.name)
-                }
-            };
-            addresses.push(WorkerAddress { device: d.name.clone(), addr, trust });
-        }
-        (addresses, token)
-    } else {
-        check_device(device)?;
-        // Each embedded worker enforces the memory its device has in the cluster spec.
-        let devices: Vec<(String, Option<u64>)> =
-            plan.devices.iter().map(|d| (d.name.clone(), Some(d.memory_bytes))).collect();
-        let workers = worker::start_local_with_memory(&devices, device).context("starting local workers")?;
-        local = workers.handles;
-        (workers.addresses, workers.token)
-    };
-    let mut options = ClientOptions::new(token);
-    options.run_timeout = Duration::from_secs(args.timeout.max(1));
-    let plan = Arc::new(plan);
-    let (cluster, program) = runtime.block_on(async {
-        let cluster = Cluster::connect(addresses, options).await?;
-        let program = cluster.load(plan, &weights).await?;
-        Ok::<_, genie_runtime::client::ClientError>((cluster, program))
-    })?;
-    Ok(Session { runtime, cluster, program, _local: local })
-}
-
-/// Each symbol that is a whole dim of a given input, bound to that input's size there.
-fn bindings_from_inputs(program: &genie_ir::Program, inputs: &BTreeMap<String, Tensor>) -> BTreeMap<String, i64> {
-    let mut bindings = BTreeMap::new();
-    for g in &program.entries {
-        for &v in &g.inputs {
-            let value = g.value(v);
-            let Some(t) = inputs.get(&value.name) else { continue };
-            for (dim, size) in value.ty.shape.iter().zip(t.size()) {
-                let symbols = dim.symbols();
-                if let (Some(s), 1) = (symbols.first(), symbols.len()) {
-                    if *dim == genie_ir::Dim::symbol(s.clone()) {
-                        bindings.insert(s.clone(), size);
-                    }
-                }
-            }
-        }
-    }
-    bindings
-}
-
-fn check_weights(plan: &ProgramPlan, weights: &WeightStore) -> Result<()> {
-    let missing: Vec<&str> = plan
-        .devices
-        .iter()
-        .flat_map(|d| &d.weights)
-        .filter(|w| !weights.contains(&w.hash))
-        .map(|w| w.name.as_str())
-        .collect();
-    if !missing.is_empty() {
-        bail!("the model files lack {} weight(s) the plan needs: {}", missing.len(), missing.join(", "));
-    }
-    Ok(())
+    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan), &weights, &deployment, &options))?;
+    Ok(Running { runtime, deployed })
 }
 
 /// `genie run`.
 pub fn run(args: RunArgs) -> Result<()> {
     let inputs = read_tensors(&args.inputs)?;
-    let session = prepare(&args.files, &args.cluster, Some(&inputs))?;
-    let plan = session.program.plan();
+    let running = prepare(&args.files, &args.cluster, Some(&inputs))?;
+    let program = running.deployed.program();
+    let plan = program.plan();
     let entry = match &args.entry {
         Some(e) => e.clone(),
         None if plan.entries.len() == 1 => plan.entries[0].name.clone(),
@@ -332,8 +255,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
         ),
     };
-    let output = session.runtime.block_on(async {
-        let mut s = session.program.open_session().await?;
+    let output = running.runtime.block_on(async {
+        let mut s = program.open_session().await?;
         let out = s.run(&entry, &inputs).await;
         let _ = s.close().await;
         out
@@ -343,12 +266,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.stats {
         println!("{}", stats_line(&entry, &output.stats));
     }
-    session.runtime.block_on(session.cluster.close());
+    running.runtime.block_on(running.deployed.close());
     Ok(())
 }
 
 /// One line per call: wall time, bytes per link, round trips.
-pub fn stats_line(label: &str, s: &CallStats) -> String {
+fn stats_line(label: &str, s: &CallStats) -> String {
     let links: Vec<String> = s.links.iter().map(|(k, v)| format!("{k} {v} B")).collect();
     format!(
         "{label}: {:.3} ms, {} B on the wire ({}), {} round trip(s)",
@@ -387,8 +310,9 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         bail!("the prompt is empty");
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
-    let session = prepare(&files, &args.cluster, None)?;
-    let result = session.runtime.block_on(generate::greedy(&session.program, &prompt, args.max_new_tokens))?;
+    let running = prepare(&files, &args.cluster, None)?;
+    let result =
+        running.runtime.block_on(generate::greedy(running.deployed.program(), &prompt, args.max_new_tokens))?;
     if args.json {
         let steps: Vec<serde_json::Value> = result
             .steps
@@ -407,6 +331,6 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
             }
         }
     }
-    session.runtime.block_on(session.cluster.close());
+    running.runtime.block_on(running.deployed.close());
     Ok(())
 }

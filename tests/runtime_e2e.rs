@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use genie::pipeline::{compile_program, CompileOptions};
 use genie_codegen::ProgramPlan;
+use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::Program as SrgProgram;
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
-use genie_runtime::worker::{self, LocalWorkers};
+use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
+use genie_runtime::worker;
 use tch::{Device, Kind, Tensor};
 
 fn fixture(rel: &str) -> PathBuf {
@@ -24,7 +25,10 @@ fn read(path: &Path) -> BTreeMap<String, Tensor> {
 
 /// Compile for two workers with memory just small enough that the program must be split.
 fn compile_split(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
-    let base = genie_frontends::load(files).expect("fixture loads");
+    compile_split_program(genie_frontends::load(files).expect("fixture loads"), files)
+}
+
+fn compile_split_program(base: SrgProgram, files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
     let weights = base.weights.total_bytes();
     // Start below the weights and grow until placement finds a split that fits.
     let mut memory = weights * 6 / 10 + 4096;
@@ -51,7 +55,8 @@ fn compile_one(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
 
 struct Running {
     runtime: tokio::runtime::Runtime,
-    _workers: LocalWorkers,
+    /// Keeps the embedded workers up.
+    deployed: Deployed,
     cluster: Cluster,
     program: Program,
 }
@@ -60,16 +65,12 @@ fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     // Each worker enforces its device's memory from the cluster spec, so the plan's peak must
     // fit where placement put it.
-    let devices: Vec<(String, Option<u64>)> =
-        plan.devices.iter().map(|d| (d.name.clone(), Some(d.memory_bytes))).collect();
-    let workers = worker::start_local_with_memory(&devices, Device::Cpu).expect("workers start");
-    let options = ClientOptions::new(workers.token.clone());
-    let (cluster, program) = runtime.block_on(async {
-        let cluster = Cluster::connect(workers.addresses.clone(), options).await.expect("connects");
-        let program = cluster.load(Arc::new(plan), &srg.weights).await.expect("loads");
-        (cluster, program)
-    });
-    Running { runtime, _workers: workers, cluster, program }
+    let local = Deployment::Local { device: Device::Cpu, memory: LocalMemory::FromPlan };
+    let deployed = runtime
+        .block_on(deploy::deploy(Arc::new(plan), &srg.weights, &local, &ClientOptions::default()))
+        .expect("deploys");
+    let (cluster, program) = (deployed.cluster().clone(), deployed.program().clone());
+    Running { runtime, deployed, cluster, program }
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
@@ -216,6 +217,35 @@ fn check_generate(family: &str, growth: u64) {
     );
 }
 
+/// A decoder whose every input (token ids, mask, positions, past K/V) is renamed `x0`, `x1`, …
+/// generates the same tokens: the state bindings and what generate feeds each input come from
+/// how the graphs use them, not from their names.
+#[test]
+fn renamed_inputs_generate_the_same_tokens() {
+    for family in ["hf-llama", "gpt2"] {
+        let reference = read(&fixture(&format!("{family}/generate.safetensors")));
+        let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
+        let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+        let files = [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))];
+        let mut renamed = genie_frontends::load(&files).expect("fixture loads");
+        for g in &mut renamed.entries {
+            for (i, v) in g.inputs.clone().into_iter().enumerate() {
+                g.values[v.index()].name = format!("x{i}");
+            }
+        }
+        let (plan, srg) = compile_split_program(renamed, &files);
+        let names: Vec<&str> = plan.entries.iter().flat_map(|e| &e.inputs).map(|i| i.name.as_str()).collect();
+        assert!(names.iter().all(|n| n.starts_with('x')), "{family}: {names:?}");
+        assert!(!plan.state_slots.is_empty(), "{family}: the KV state is bound without its names");
+        let r = start(plan, &srg);
+        let generated = r
+            .runtime
+            .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
+            .unwrap_or_else(|e| panic!("{family} renamed: {e:#}"));
+        assert_eq!(generated.tokens, want_tokens, "{family} renamed: tokens");
+    }
+}
+
 #[test]
 fn gpt2_generate_16_tokens_matches_eager_greedy_loop() {
     check_generate("gpt2", 0);
@@ -292,10 +322,9 @@ fn sessions_are_private_to_their_client() {
         let mut mine = r.program.open_session().await.unwrap();
         mine.run("prefill", &prefill_in).await.unwrap();
         // A second client with the same token loads the same model: nothing is uploaded again.
-        let other = Cluster::connect(r._workers.addresses.clone(), ClientOptions::new(r._workers.token.clone()))
-            .await
-            .unwrap();
-        let theirs = other.load(Arc::new(plan), &srg.weights).await.unwrap();
+        let same_workers = r.deployed.connected().as_remote();
+        let other = deploy::deploy(Arc::new(plan), &srg.weights, &same_workers, &ClientOptions::default()).await.unwrap();
+        let theirs = other.program();
         assert_eq!(theirs.stats.weights_uploaded, 0, "{:?}", theirs.stats);
         assert!(theirs.stats.weights_resident > 0);
         // It cannot see or use the first client's session, even knowing its id.
@@ -311,7 +340,7 @@ fn sessions_are_private_to_their_client() {
 
 #[test]
 fn unloaded_programs_free_their_weights_beyond_the_cache() {
-    use genie_runtime::client::WorkerAddress;
+    use genie_runtime::deploy::RemoteWorker;
     use genie_runtime::transport::{Identity, Trust};
     use genie_runtime::worker::WorkerConfig;
     let (plan, srg) = compile_one(&[fixture("edge/model.pt2")]);
@@ -320,15 +349,12 @@ fn unloaded_programs_free_their_weights_beyond_the_cache() {
     config.session_idle_timeout = std::time::Duration::from_millis(200);
     let identity = Identity::self_signed(&["localhost".to_string()]).unwrap();
     let handle = worker::spawn(config, identity).unwrap();
-    let address = WorkerAddress {
-        device: "worker0".into(),
-        addr: handle.addr,
-        trust: Trust::Fingerprint(handle.fingerprint.clone()),
-    };
+    let worker = RemoteWorker { address: handle.addr, trust: Trust::Fingerprint(handle.fingerprint.clone()) };
+    let remote = Deployment::Remote { workers: [("worker0".to_string(), worker)].into(), token: "token".into() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let cluster = Cluster::connect(vec![address], ClientOptions::new("token")).await.unwrap();
-        let program = cluster.load(Arc::new(plan), &srg.weights).await.unwrap();
+        let deployed = deploy::deploy(Arc::new(plan), &srg.weights, &remote, &ClientOptions::default()).await.unwrap();
+        let (cluster, program) = (deployed.cluster(), deployed.program());
         let before = cluster.stats("worker0").await.unwrap();
         assert!(before.resident_weight_bytes > 0, "{before:?}");
         // Still loaded: the sweeper keeps what a program needs.

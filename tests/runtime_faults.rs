@@ -8,13 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use genie::pipeline::{compile_program, CompileOptions};
+use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_passes::placement::ClusterSpec;
-use genie_runtime::client::{ClientError, ClientOptions, Cluster, WorkerAddress};
+use genie_runtime::client::{ClientError, ClientOptions, WorkerAddress};
+use genie_runtime::deploy::{self, Connected, DeployError, Deployment, LocalMemory, RemoteWorker};
 use genie_runtime::streams::{self, ReadFrame};
 use genie_runtime::transport::{self, TransportOptions, Trust};
 use genie_runtime::wire::{self, ErrorKind, Frame, Reply, Request, Role, PROTOCOL_VERSION};
-use genie_runtime::worker::{self, LocalWorkers};
 use tch::{Device, Tensor};
 
 fn fixture(rel: &str) -> PathBuf {
@@ -25,23 +25,39 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-fn one_worker() -> LocalWorkers {
-    worker::start_local(&["worker0".to_string()], Device::Cpu).expect("worker starts")
+/// One embedded worker `worker0` with `memory` (or none), connected.
+fn one_worker_with(rt: &tokio::runtime::Runtime, memory: Option<u64>) -> Connected {
+    let limit = if memory.is_some() { LocalMemory::FromPlan } else { LocalMemory::Unlimited };
+    let local = Deployment::Local { device: Device::Cpu, memory: limit };
+    let devices = [("worker0".to_string(), memory.unwrap_or(0))];
+    rt.block_on(deploy::connect(&local, &devices, &ClientOptions::default())).expect("worker starts")
 }
 
-/// A small single-device program to prove a worker still serves.
-fn check_still_serves(rt: &tokio::runtime::Runtime, workers: &LocalWorkers) {
+fn one_worker(rt: &tokio::runtime::Runtime) -> Connected {
+    one_worker_with(rt, None)
+}
+
+/// The client error inside a deployment error.
+fn client_error(err: DeployError) -> ClientError {
+    match err {
+        DeployError::Client(e) => e,
+        other => panic!("expected a client error, got {other}"),
+    }
+}
+
+/// A small single-device program to prove a worker still serves a fresh client.
+fn check_still_serves(rt: &tokio::runtime::Runtime, workers: &Connected) {
     let mut program = genie_frontends::load(&[fixture("edge/model.pt2")]).unwrap();
     let plan =
         compile_program(&mut program, &ClusterSpec::local_workers(1, 1 << 30), &CompileOptions::default()).unwrap();
     let inputs: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(fixture("edge/model.inputs.safetensors")).unwrap().into_iter().collect();
     rt.block_on(async {
-        let cluster = Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone()))
-            .await
-            .expect("a fresh client connects");
-        let program = cluster.load(Arc::new(plan), &program.weights).await.expect("loads");
-        let mut s = program.open_session().await.unwrap();
+        let deployed =
+            deploy::deploy(Arc::new(plan), &program.weights, &workers.as_remote(), &ClientOptions::default())
+                .await
+                .expect("a fresh client connects and loads");
+        let mut s = deployed.program().open_session().await.unwrap();
         let out = s.run("model", &inputs).await.expect("runs");
         assert!(!out.outputs.is_empty());
     });
@@ -49,18 +65,19 @@ fn check_still_serves(rt: &tokio::runtime::Runtime, workers: &LocalWorkers) {
 
 #[test]
 fn a_wrong_token_is_refused_before_anything_is_accepted() {
-    let workers = one_worker();
     let rt = runtime();
-    let err = rt
-        .block_on(Cluster::connect(workers.addresses.clone(), ClientOptions::new("not-the-token")))
-        .err()
-        .expect("refused");
+    let workers = one_worker(&rt);
+    let Deployment::Remote { workers: remote, .. } = workers.as_remote() else { panic!("remote") };
+    let wrong = Deployment::Remote { workers: remote, token: "not-the-token".into() };
+    let devices = [("worker0".to_string(), 0)];
+    let err =
+        client_error(rt.block_on(deploy::connect(&wrong, &devices, &ClientOptions::default())).err().expect("refused"));
     assert!(
         matches!(&err, ClientError::Refused { error, .. } if error.kind == ErrorKind::Unauthorized),
         "expected Unauthorized, got {err}"
     );
     // A request other than Hello first is refused the same way.
-    let addr = workers.addresses[0].clone();
+    let addr = workers.addresses()[0].clone();
     rt.block_on(async {
         let (mut send, mut recv) = raw_control(&addr).await;
         streams::write_frame(&mut send, &Frame { id: 9, body: Request::Stats }).await.unwrap();
@@ -92,12 +109,12 @@ async fn hello(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, token
 
 #[test]
 fn corrupt_and_oversized_frames_are_refused_and_the_worker_keeps_serving() {
-    let workers = one_worker();
     let rt = runtime();
-    let addr = workers.addresses[0].clone();
+    let workers = one_worker(&rt);
+    let addr = workers.addresses()[0].clone();
     rt.block_on(async {
         let (mut send, mut recv) = raw_control(&addr).await;
-        hello(&mut send, &mut recv, &workers.token).await;
+        hello(&mut send, &mut recv, workers.token()).await;
         // A frame of the right length whose body is garbage: refused, the stream goes on.
         let mut garbage = 16u32.to_le_bytes().to_vec();
         garbage.extend_from_slice(&[0xee; 16]);
@@ -117,7 +134,7 @@ fn corrupt_and_oversized_frames_are_refused_and_the_worker_keeps_serving() {
             let endpoint = transport::client_endpoint(&options).unwrap();
             let conn = transport::connect(&endpoint, addr.addr, "genie-worker", &addr.trust, &options).await.unwrap();
             let (mut s, mut r) = conn.open_bi().await.unwrap();
-            hello(&mut s, &mut r, &workers.token).await;
+            hello(&mut s, &mut r, workers.token()).await;
             let mut uni = conn.open_uni().await.unwrap();
             // Left open, so the worker's refusal (STOP_SENDING) is what ends it.
             uni.write_all(b"XXXXjunkjunkjunk").await.unwrap();
@@ -182,19 +199,21 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     let plan = compile_program(&mut program, &cluster, &CompileOptions { max_seq: Some(16), ..Default::default() })
         .expect("compiles for two workers");
     assert!(plan.devices.iter().all(|d| d.nodes > 0));
-    let healthy = worker::start_local(&["worker0".to_string()], Device::Cpu).unwrap();
-    let mut victim = spawn_child_worker("worker1", &healthy.token);
-    let addresses = vec![healthy.addresses[0].clone(), victim.address.clone()];
-    let mut options = ClientOptions::new(healthy.token.clone());
-    options.run_timeout = Duration::from_secs(5);
+    let rt = runtime();
+    let healthy = one_worker(&rt);
+    let mut victim = spawn_child_worker("worker1", healthy.token());
+    let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
+    let victim_worker = RemoteWorker { address: victim.address.addr, trust: victim.address.trust.clone() };
+    both.insert("worker1".into(), victim_worker);
+    let deployment = Deployment::Remote { workers: both, token };
+    let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
     options.transport.idle_timeout = Duration::from_secs(3);
     let prefill_in: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
-    let rt = runtime();
     rt.block_on(async {
-        let cluster = Cluster::connect(addresses, options.clone()).await.unwrap();
-        let program = cluster.load(Arc::new(plan), &program.weights).await.unwrap();
-        let mut s = program.open_session().await.unwrap();
+        let deployed = deploy::deploy(Arc::new(plan), &program.weights, &deployment, &options).await.unwrap();
+        let cluster = deployed.cluster();
+        let mut s = deployed.program().open_session().await.unwrap();
         s.run("prefill", &prefill_in).await.expect("runs while both are up");
         // Keep calls going, and kill the second worker while they run.
         let runner = tokio::spawn(async move {
@@ -256,11 +275,10 @@ fn a_worker_refuses_loads_and_sessions_beyond_its_memory_and_keeps_serving() {
 
     // One byte short of the weights and the activation peak: the load is refused, by name.
     let tight = weight_bytes + activations - 1;
-    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(tight))], Device::Cpu).unwrap();
+    let workers = one_worker_with(&rt, Some(tight));
     rt.block_on(async {
-        let cluster =
-            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
-        let err = cluster.load(plan.clone(), &weights).await.err().expect("the load does not fit");
+        let cluster = workers.cluster();
+        let err = client_error(workers.load(plan.clone(), &weights).await.err().expect("the load does not fit"));
         assert!(out_of_memory(&err), "expected OutOfMemory, got {err}");
         assert!(err.to_string().contains("weights"), "the message says what did not fit: {err}");
         let stats = cluster.stats("worker0").await.unwrap();
@@ -272,11 +290,10 @@ fn a_worker_refuses_loads_and_sessions_beyond_its_memory_and_keeps_serving() {
     // Room for the program and exactly one session: a second session is refused until the
     // first one closes.
     let one_session = weight_bytes + activations + kv;
-    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(one_session))], Device::Cpu).unwrap();
+    let workers = one_worker_with(&rt, Some(one_session));
     rt.block_on(async {
-        let cluster =
-            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
-        let program = cluster.load(plan.clone(), &weights).await.expect("the program fits");
+        let cluster = workers.cluster();
+        let program = workers.load(plan.clone(), &weights).await.expect("the program fits");
         let mut first = program.open_session().await.expect("one session fits");
         let prompt = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[1i64, 2, 3]).reshape([1, 3]))]);
         first.run("prefill", &prompt).await.expect("prefill runs");
@@ -302,16 +319,15 @@ fn cached_weights_of_an_unloaded_program_make_room_for_the_next() {
     // Room for either program alone, not for both.
     let memory = (weight_bytes + activations + kv).max(info.weight_bytes + info.activation_bytes + info.kv_bytes);
     assert!(memory < weight_bytes + info.weight_bytes, "the budget must not hold both programs' weights");
-    let workers = worker::start_local_with_memory(&[("worker0".to_string(), Some(memory))], Device::Cpu).unwrap();
     let rt = runtime();
+    let workers = one_worker_with(&rt, Some(memory));
     rt.block_on(async {
-        let cluster =
-            Cluster::connect(workers.addresses.clone(), ClientOptions::new(workers.token.clone())).await.unwrap();
-        let gpt2 = cluster.load(Arc::new(plan), &weights).await.unwrap();
+        let cluster = workers.cluster();
+        let gpt2 = workers.load(Arc::new(plan), &weights).await.unwrap();
         gpt2.unload().await.unwrap();
         let cached = cluster.stats("worker0").await.unwrap();
         assert_eq!(cached.resident_weight_bytes, weight_bytes, "unloaded weights stay cached");
-        let llama = cluster.load(Arc::new(llama_plan), &llama.weights).await.expect("the cache makes room");
+        let llama = workers.load(Arc::new(llama_plan), &llama.weights).await.expect("the cache makes room");
         let mut s = llama.open_session().await.unwrap();
         let prompt = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[5i64, 6]).reshape([1, 2]))]);
         s.run("prefill", &prompt).await.expect("runs");

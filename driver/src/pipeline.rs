@@ -76,3 +76,25 @@ pub fn compile_program(
     placement.apply(program);
     genie_codegen::generate(program).map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })
 }
+
+/// Symbol values read off the shapes of the inputs a call is about to be made with: each symbol
+/// that is a whole dim of an input, bound to that input's size there. Compiling with them plans
+/// time and memory for that call rather than for the symbols' defaults.
+pub fn bindings_from_shapes(program: &Program, shapes: &BTreeMap<String, Vec<i64>>) -> BTreeMap<String, i64> {
+    let mut bindings = BTreeMap::new();
+    for g in &program.entries {
+        for &v in &g.inputs {
+            let value = g.value(v);
+            let Some(shape) = shapes.get(&value.name) else { continue };
+            for (dim, size) in value.ty.shape.iter().zip(shape) {
+                let symbols = dim.symbols();
+                if let (Some(s), 1) = (symbols.first(), symbols.len()) {
+                    if *dim == genie_ir::Dim::symbol(s.clone()) {
+                        bindings.insert(s.clone(), *size);
+                    }
+                }
+            }
+        }
+    }
+    bindings
+}

@@ -81,9 +81,6 @@ pub enum DeployError {
     /// The weight store lacks weights the plan makes resident.
     #[error("the model files lack {} weight(s) the plan needs: {}", names.len(), names.join(", "))]
     MissingWeights { names: Vec<String> },
-    /// The embedded workers asked for a CUDA device libtorch does not see.
-    #[error("cuda:{index} requested but libtorch sees {count} CUDA device(s)")]
-    NoSuchDevice { index: usize, count: i64 },
     /// Starting the embedded workers failed.
     #[error("starting local workers")]
     StartWorkers(#[source] WorkerError),
@@ -204,9 +201,19 @@ impl Connected {
         &self.token
     }
 
+    /// The same workers as a deployment another client can connect to.
+    pub fn as_remote(&self) -> Deployment {
+        let workers = self
+            .addresses
+            .iter()
+            .map(|a| (a.device.clone(), RemoteWorker { address: a.addr, trust: a.trust.clone() }))
+            .collect();
+        Deployment::Remote { workers, token: self.token.clone() }
+    }
+
     /// Load a plan: check the weight store holds every weight the plan makes resident, then
     /// install the plan on every worker, uploading only the weights a worker lacks.
-    pub async fn load(self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Deployed, DeployError> {
+    pub async fn load(&self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Program, DeployError> {
         let mut missing: Vec<String> = plan
             .devices
             .iter()
@@ -218,8 +225,7 @@ impl Connected {
         if !missing.is_empty() {
             return Err(DeployError::MissingWeights { names: missing });
         }
-        let program = self.cluster.load(plan, weights).await?;
-        Ok(Deployed { connected: self, program })
+        Ok(self.cluster.load(plan, weights).await?)
     }
 
     /// Tell every worker this client is done (embedded workers stop when this is dropped).
@@ -256,7 +262,8 @@ impl Deployed {
 }
 
 /// Reach the workers of `devices` (name, memory) as `deployment` says, starting them for a local
-/// deployment. The token in `options` is replaced by the deployment's.
+/// deployment (where [`LocalMemory::FromPlan`] makes each enforce the memory given here). The
+/// token in `options` is replaced by the deployment's.
 pub async fn connect(
     deployment: &Deployment,
     devices: &[(String, u64)],
@@ -264,12 +271,7 @@ pub async fn connect(
 ) -> Result<Connected, DeployError> {
     let (addresses, token, local) = match deployment {
         Deployment::Local { device, memory } => {
-            if let Device::Cuda(index) = *device {
-                let count = tch::Cuda::device_count();
-                if index as i64 >= count {
-                    return Err(DeployError::NoSuchDevice { index, count });
-                }
-            }
+            worker::check_device(*device).map_err(DeployError::StartWorkers)?;
             let budgets: Vec<(String, Option<u64>)> = devices
                 .iter()
                 .map(|(name, bytes)| (name.clone(), (*memory == LocalMemory::FromPlan).then_some(*bytes)))
@@ -303,7 +305,9 @@ pub async fn deploy(
     options: &ClientOptions,
 ) -> Result<Deployed, DeployError> {
     let devices: Vec<(String, u64)> = plan.devices.iter().map(|d| (d.name.clone(), d.memory_bytes)).collect();
-    connect(deployment, &devices, options).await?.load(plan, weights).await
+    let connected = connect(deployment, &devices, options).await?;
+    let program = connected.load(plan, weights).await?;
+    Ok(Deployed { connected, program })
 }
 
 #[cfg(test)]
@@ -326,8 +330,7 @@ mod tests {
         // gpu1 has no fingerprint: without a CA it cannot be trusted, with one it can.
         let err = spec.resolve("t".into(), None).unwrap_err();
         assert!(matches!(&err, DeployError::NoTrust { device } if device == "gpu1"), "{err}");
-        let Deployment::Remote { workers, token } = spec.resolve("t".into(), Some(Path::new("ca.pem"))).unwrap()
-        else {
+        let Deployment::Remote { workers, token } = spec.resolve("t".into(), Some(Path::new("ca.pem"))).unwrap() else {
             panic!("a remote deployment")
         };
         assert_eq!(token, "t");

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use genie_codegen::EntryPlan;
+use genie_ir::InputRole;
 use tch::{Kind, Tensor};
 
 use crate::client::{CallStats, ClientError, Program};
@@ -37,8 +38,8 @@ pub struct Generated {
     pub steps: Vec<CallStats>,
 }
 
-/// What the loop feeds a per-call input, recognised by its name (as exporters of decoder
-/// models name them) and type.
+/// What the loop feeds a per-call input, from the input's role (found by the annotate pass from
+/// how the graph uses it, whatever its name).
 #[derive(Clone, Debug, PartialEq)]
 enum Feed {
     /// The new token ids: the prompt at prefill, the last token at each decode step.
@@ -57,24 +58,20 @@ struct Fed {
     kind: Kind,
 }
 
-/// The per-call inputs of an entry and what each is fed. Exactly one must be the token ids:
-/// the input named like `input_ids`/`tokens`, or the only integer input left over.
+/// The per-call inputs of an entry and what each is fed, by role. Exactly one must be the token
+/// ids: the input whose role says so, or else the only integer input without a role.
 fn feeds(e: &EntryPlan) -> Result<Vec<Fed>, GenerateError> {
     let mut out = Vec::new();
     let mut unknown = Vec::new();
     for port in e.inputs.iter().filter(|i| i.slot.is_none()) {
-        let name = port.name.to_ascii_lowercase();
         let ty = e.tensors.get(&port.tensor).map(|t| &t.ty);
         let rank = ty.map_or(2, |t| t.rank());
         let kind = ty.and_then(|t| crate::tensor::kind_of(t.dtype)).unwrap_or(Kind::Int64);
-        let feed = if name.contains("mask") {
-            Some(Feed::Mask)
-        } else if name.contains("position") {
-            Some(Feed::Positions { rank })
-        } else if name.contains("ids") || name.contains("token") {
-            Some(Feed::Tokens)
-        } else {
-            None
+        let feed = match port.role {
+            Some(InputRole::TokenIds) => Some(Feed::Tokens),
+            Some(InputRole::AttentionMask) => Some(Feed::Mask),
+            Some(InputRole::PositionIds | InputRole::CachePosition) => Some(Feed::Positions { rank }),
+            None => None,
         };
         match feed {
             Some(feed) => out.push(Fed { name: port.name.clone(), feed, kind }),
@@ -88,17 +85,25 @@ fn feeds(e: &EntryPlan) -> Result<Vec<Fed>, GenerateError> {
     }
     let tokens = out.iter().filter(|f| f.feed == Feed::Tokens).count();
     if tokens != 1 || !unknown.is_empty() {
-        let all: Vec<&str> = e.inputs.iter().filter(|i| i.slot.is_none()).map(|i| i.name.as_str()).collect();
+        let all: Vec<String> = e
+            .inputs
+            .iter()
+            .filter(|i| i.slot.is_none())
+            .map(|i| match i.role {
+                Some(r) => format!("{} ({r})", i.name),
+                None => i.name.clone(),
+            })
+            .collect();
         return Err(GenerateError::Unsupported(format!(
-            "{} takes per-call inputs {}; generate feeds one token-ids input (`input_ids`), and optionally \
-             `attention_mask` and `position_ids`/`cache_position`{}",
+            "{} takes per-call inputs {}; generate feeds one token-ids input, and optionally an \
+             attention mask and positions{}",
             e.name,
             all.join(", "),
             if unknown.is_empty() {
                 String::new()
             } else {
                 format!(
-                    ", and does not know what to feed {}",
+                    ", and found no role for {}",
                     unknown.iter().map(|(n, _, _)| format!("`{n}`")).collect::<Vec<_>>().join(", ")
                 )
             }

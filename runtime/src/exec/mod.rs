@@ -145,8 +145,10 @@ impl Resident {
             if WeightHash::of(&entry.ty, &bytes) != w.hash {
                 return Err(werr(format!("the bytes of `{}` do not match its hash", w.name)));
             }
-            let shape =
-                entry.ty.static_shape().ok_or_else(|| werr(format!("`{}` has the symbolic type {}", w.name, entry.ty)))?;
+            let shape = entry
+                .ty
+                .static_shape()
+                .ok_or_else(|| werr(format!("`{}` has the symbolic type {}", w.name, entry.ty)))?;
             let t = tensor_from_bytes(&entry.ty, &shape, &bytes, device)?;
             shared.insert(w.hash.clone(), t.shallow_clone());
             resident.insert(w.hash.clone(), t);

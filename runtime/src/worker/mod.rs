@@ -78,6 +78,29 @@ impl WorkerConfig {
             memory_bytes: None,
         }
     }
+
+    /// The memory a worker on `device` may fill when none is given: the machine's physical
+    /// memory for the CPU, no limit for a GPU (libtorch reports its own out-of-memory there).
+    pub fn default_memory_bytes(device: Device) -> Option<u64> {
+        if device != Device::Cpu {
+            return None;
+        }
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    }
+}
+
+/// Check that libtorch can run on `device` (a `cuda:N` it does not see is refused).
+pub fn check_device(device: Device) -> Result<(), WorkerError> {
+    if let Device::Cuda(index) = device {
+        let count = tch::Cuda::device_count();
+        if index as i64 >= count {
+            return Err(WorkerError::NoSuchDevice { index, count });
+        }
+    }
+    Ok(())
 }
 
 /// Why a worker could not start.
@@ -89,6 +112,9 @@ pub enum WorkerError {
     Runtime(#[source] std::io::Error),
     #[error("the token must not be empty")]
     EmptyToken,
+    /// A CUDA device libtorch does not see.
+    #[error("cuda:{index} requested but libtorch sees {count} CUDA device(s)")]
+    NoSuchDevice { index: usize, count: i64 },
 }
 
 /// A running worker (in this process).

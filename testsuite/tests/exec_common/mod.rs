@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use genie::pipeline::{compile_program, CompileOptions};
 use genie_codegen::{ProgramPlan, Step, CLIENT};
+use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::Program;
 use genie_passes::placement::ClusterSpec;
 use tch::{Device, Kind, Tensor};

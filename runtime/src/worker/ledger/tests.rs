@@ -75,7 +75,6 @@ fn plan(weights: &[(&str, u64)], kv: u64, activations: u64) -> ProgramPlan {
     let device = DeviceInfo {
         name: DEVICE.into(),
         kind: "cpu".into(),
-        address: None,
         memory_bytes: 0,
         weights: weights
             .iter()

@@ -1,0 +1,7 @@
+//! Genie's pipelines as library calls, shared by the CLI, the benchmark and the tests:
+//! - [`pipeline`]: compile a program for a cluster (passes → placement → codegen);
+//! - [`bench`]: `genie bench`, the semantic advantage measured against in-process execution,
+//!   per-op remoting and semantics-blind remoting, all through the runtime's deployment API.
+
+pub mod bench;
+pub mod pipeline;
