@@ -195,17 +195,9 @@ fn llama_prefill_and_decode_split_across_two_workers_match_pytorch() {
 /// A decode step's bytes may grow by at most `growth` per step (an attention mask over the
 /// whole sequence grows by 8 B; a KV cache would grow by hundreds).
 fn check_generate(family: &str, growth: u64) {
-    let reference = read(&fixture(&format!("{family}/generate.safetensors")));
-    let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
-    let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
-    let files = [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))];
-    let (plan, srg) = compile_split(&files);
-    let r = start(plan, &srg);
-    let generated = r
-        .runtime
-        .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
-        .unwrap_or_else(|e| panic!("{family}: {e:#}"));
-    assert_eq!(generated.tokens, want_tokens, "{family}: tokens");
+    let files = decoder_files(family);
+    let program = genie_frontends::load(&files).expect("fixture loads");
+    let (generated, reference) = generate_on_two_workers(family, program);
     for (i, got) in generated.logits.iter().enumerate() {
         assert_close(&format!("{family} step {i} logits"), got, &reference["logits"].get(i as i64));
     }
@@ -217,32 +209,46 @@ fn check_generate(family: &str, growth: u64) {
     );
 }
 
+fn decoder_files(family: &str) -> [PathBuf; 2] {
+    [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))]
+}
+
+/// Greedy generation of as many tokens as the family's reference has, on two workers; asserts
+/// the tokens are the reference's. Returns what it generated and the reference.
+fn generate_on_two_workers(
+    family: &str,
+    program: SrgProgram,
+) -> (genie_runtime::generate::Generated, BTreeMap<String, Tensor>) {
+    let reference = read(&fixture(&format!("{family}/generate.safetensors")));
+    let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
+    let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let (plan, srg) = compile_split_program(program, &decoder_files(family));
+    let r = start(plan, &srg);
+    let generated = r
+        .runtime
+        .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
+        .unwrap_or_else(|e| panic!("{family}: {e:#}"));
+    assert_eq!(generated.tokens, want_tokens, "{family}: tokens");
+    (generated, reference)
+}
+
 /// A decoder whose every input (token ids, mask, positions, past K/V) is renamed `x0`, `x1`, …
 /// generates the same tokens: the state bindings and what generate feeds each input come from
 /// how the graphs use them, not from their names.
 #[test]
 fn renamed_inputs_generate_the_same_tokens() {
     for family in ["hf-llama", "gpt2"] {
-        let reference = read(&fixture(&format!("{family}/generate.safetensors")));
-        let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
-        let want_tokens = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
-        let files = [fixture(&format!("{family}/prefill.pt2")), fixture(&format!("{family}/decode.pt2"))];
-        let mut renamed = genie_frontends::load(&files).expect("fixture loads");
+        let mut renamed = genie_frontends::load(&decoder_files(family)).expect("fixture loads");
         for g in &mut renamed.entries {
             for (i, v) in g.inputs.clone().into_iter().enumerate() {
                 g.values[v.index()].name = format!("x{i}");
             }
         }
-        let (plan, srg) = compile_split_program(renamed, &files);
+        let (plan, _) = compile_split_program(renamed.clone(), &decoder_files(family));
         let names: Vec<&str> = plan.entries.iter().flat_map(|e| &e.inputs).map(|i| i.name.as_str()).collect();
         assert!(names.iter().all(|n| n.starts_with('x')), "{family}: {names:?}");
         assert!(!plan.state_slots.is_empty(), "{family}: the KV state is bound without its names");
-        let r = start(plan, &srg);
-        let generated = r
-            .runtime
-            .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
-            .unwrap_or_else(|e| panic!("{family} renamed: {e:#}"));
-        assert_eq!(generated.tokens, want_tokens, "{family} renamed: tokens");
+        generate_on_two_workers(family, renamed);
     }
 }
 

@@ -73,7 +73,7 @@ pub struct PlacementOptions {
     pub policy: Policy,
     /// The sequence length the memory check plans for (`--max-seq`): every symbol is bound to it,
     /// clamped to the symbol's range. Without it, a symbol takes its range maximum when at most
-    /// 4096, else 2048.
+    /// [`genie_ir::DEFAULT_BIND_CAP`], else 2048.
     pub max_seq: Option<i64>,
     /// Symbol values for time estimates (`--bind s0=512`), as the cost pass uses them.
     pub bindings: BTreeMap<String, i64>,
