@@ -360,24 +360,64 @@ fn local_network_ip() -> Option<IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_tuning_carries_a_large_stream() {
-    // Network tuning (1452-byte packets, GSO on) applies to non-loopback addresses; this
-    // machine's own address exercises it without leaving the host.
-    let Some(ip) = local_network_ip() else {
-        eprintln!("no non-loopback address on this machine; network tuning not exercised");
-        return;
+/// A non-loopback address for this thread to listen on and connect to without leaving the
+/// host: a dummy interface in a private network namespace of this thread (as root, with
+/// iproute2), else this machine's own address. Panics naming both failures when neither works:
+/// the test must not pass without exercising the network path.
+fn network_address() -> IpAddr {
+    match private_network_namespace() {
+        Ok(ip) => ip,
+        Err(e) => local_network_ip().unwrap_or_else(|| {
+            panic!("no non-loopback address: this machine has none, and a private network namespace failed: {e}")
+        }),
+    }
+}
+
+/// Move this thread into a new network namespace whose `lo` also carries `10.77.0.1`, a
+/// non-loopback address. Threads and processes this thread starts afterwards share it; the rest
+/// of the test process and the host are untouched. On failure the thread goes back to its
+/// namespace.
+fn private_network_namespace() -> Result<IpAddr, String> {
+    use std::os::fd::AsRawFd;
+    let original =
+        std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| format!("the current namespace: {e}"))?;
+    // SAFETY: `unshare` takes no pointers; CLONE_NEWNET changes only the calling thread's
+    // network namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error()));
+    }
+    let configure = || -> Result<(), String> {
+        for args in [["link", "set", "lo", "up"].as_slice(), &["addr", "add", "10.77.0.1/32", "dev", "lo"]] {
+            let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip {args:?}: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        Ok(())
     };
+    if let Err(e) = configure() {
+        // SAFETY: the fd is a namespace file opened above and open for the call.
+        unsafe { libc::setns(original.as_raw_fd(), libc::CLONE_NEWNET) };
+        return Err(e);
+    }
+    Ok(IpAddr::from([10, 77, 0, 1]))
+}
+
+/// Network tuning (1452-byte packets, GSO on) applies to non-loopback addresses.
+#[test]
+fn network_tuning_carries_a_large_stream() {
+    // The namespace must be entered before the runtime's threads exist, so they share it.
+    let ip = network_address();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(carry_a_large_stream(ip));
+}
+
+async fn carry_a_large_stream(ip: IpAddr) {
     const LEN: usize = 16 << 20;
     let options = TransportOptions::default();
     let identity = Identity::self_signed(&names()).unwrap();
-    let server = match server_endpoint(SocketAddr::new(ip, 0), &identity, &options) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("cannot listen on {ip}: {e}; network tuning not exercised");
-            return;
-        }
-    };
+    let server = server_endpoint(SocketAddr::new(ip, 0), &identity, &options)
+        .unwrap_or_else(|e| panic!("cannot listen on {ip}: {e}"));
     let addr = server.local_addr().unwrap();
     let receiver = tokio::spawn(async move {
         let connection = server.accept().await.unwrap().await.unwrap();

@@ -1,19 +1,18 @@
 """Check imported ONNX models numerically against the reference outputs the onnx package ships.
 
-The ONNX reader's `onnx_write_json_for_numeric_check` test writes each imported program as JSON
-(into `GENIE_JSON_DIR`, with a `.path` file naming the model): the generated cases of
-`frontends/tests/onnx_cases/`, the onnx package's backend suites, and the transformers exports of
-`onnx_census.py` when `GENIE_ONNX_MODELS` names their folder. This script interprets the SRG with PyTorch (every node is an ATen
-overload, called through `torch.ops.aten`), feeds it `test_data_set_*/input_*.pb` from beside the
-model, and compares with `output_*.pb`. It checks the lowering's semantics, independent of any
-Genie runtime.
+`genie inspect --pass import --format json` writes each model as Genie imports it; this script
+interprets that SRG with PyTorch (every node is an ATen overload, called through
+`torch.ops.aten`), feeds it `test_data_set_*/input_*.pb` from beside the model, and compares with
+`output_*.pb`. It checks the ONNX lowering's semantics, independent of any Genie runtime. The
+models: the generated cases of `frontends/tests/onnx_cases/`, the onnx package's backend suites
+(`pytorch-converted`, `pytorch-operator`, `simple`), and with `--models DIR` the transformers
+exports `onnx_census.py DIR` made.
 
-Usage:
-  GENIE_JSON_DIR=/tmp/j [GENIE_ONNX_MODELS=/tmp/genie_onnx] \
-      cargo test -p genie-frontends --test onnx onnx_write_json_for_numeric_check
-  .venv/bin/python testsuite/scripts/onnx_numeric_check.py /tmp/j
+Usage (after `cargo xtask setup` and a release build):
+  .venv/bin/python testsuite/scripts/onnx_numeric_check.py [--models DIR] [--keep JSON_DIR]
 """
 import glob
+import subprocess
 import json
 import os
 import re
@@ -178,5 +177,43 @@ def main(jdir):
     return 1 if bad else 0
 
 
+def onnx_models(root, extra):
+    """Every model the check covers, in a stable order."""
+    paths = sorted(glob.glob(os.path.join(root, "frontends/tests/onnx_cases/*/model.onnx")))
+    data = os.path.join(os.path.dirname(onnx.__file__), "backend/test/data")
+    for suite in ["pytorch-converted", "pytorch-operator", "simple"]:
+        paths += sorted(glob.glob(os.path.join(data, suite, "*/model.onnx")))
+    if extra:
+        paths += sorted(glob.glob(os.path.join(extra, "**/*.onnx"), recursive=True))
+    return paths
+
+
+def collect(genie, paths, jdir):
+    """Import each model with `genie inspect`; models Genie cannot import are skipped."""
+    os.makedirs(jdir, exist_ok=True)
+    n = 0
+    for path in paths:
+        out = os.path.join(jdir, f"{n}.json")
+        done = subprocess.run([genie, "inspect", "--pass", "import", "--format", "json", path, "-o", out],
+                              capture_output=True)
+        if done.returncode != 0:
+            continue
+        with open(os.path.join(jdir, f"{n}.path"), "w") as f:
+            f.write(path)
+        n += 1
+    print(f"imported {n} of {len(paths)} models")
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    import argparse
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", help="also check the .onnx files under this folder")
+    parser.add_argument("--keep", help="write the imported programs here instead of a temporary folder")
+    parser.add_argument("--genie", default=os.path.join(root, "target/release/genie"))
+    args = parser.parse_args()
+    jdir = args.keep or tempfile.mkdtemp(prefix="genie-onnx-json-")
+    collect(args.genie, onnx_models(root, args.models), jdir)
+    sys.exit(main(jdir))

@@ -256,14 +256,13 @@ fn light_models_run_and_match() {
     check_suite("light");
 }
 
-/// The `node/` suite (one model per ONNX operator case) when the installed onnx package ships
-/// it; the pinned wheel in this workspace does not.
+/// The `node/` suite (one model per ONNX operator case). The pinned onnx wheel does not ship it
+/// (only `light/`, `pytorch-*`, `real/`, `simple/`); an onnx source tree does:
+/// `GENIE_ONNX_DATA=<onnx>/onnx/backend/test/data cargo test ... -- --ignored node_models`.
 #[test]
+#[ignore = "the pinned onnx wheel does not ship backend/test/data/node; point GENIE_ONNX_DATA at an onnx source tree's data"]
 fn node_models_run_and_match() {
     let data = backend_data_dir();
-    if suite_models(&data, "node").is_empty() {
-        println!("node: not installed under {}", data.display());
-        return;
-    }
+    assert!(!suite_models(&data, "node").is_empty(), "no node/ suite under {}", data.display());
     check_suite("node");
 }
