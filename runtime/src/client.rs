@@ -647,7 +647,13 @@ impl Program {
 
     /// Open a session: its state (KV cache) lives on the workers between calls.
     pub async fn open_session(&self) -> Result<Session, ClientError> {
-        let session = rand::random::<u64>();
+        self.open_session_with_id(rand::random::<u64>()).await
+    }
+
+    /// Open a session under a chosen id. Opening it again (a retried request) is accepted while
+    /// the id names a session of this program; another program's session of that id is refused
+    /// (`BadRequest`).
+    pub async fn open_session_with_id(&self, session: u64) -> Result<Session, ClientError> {
         let timeout = self.cluster.inner.options.request_timeout;
         let opens: Vec<_> = self
             .plan

@@ -19,7 +19,7 @@ use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to a message or header.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
@@ -163,6 +163,8 @@ pub struct WorkerStats {
     pub committed_bytes: u64,
     /// Loads and sessions refused with `OutOfMemory`.
     pub refused_for_memory: u64,
+    /// The most runs this worker executed at once.
+    pub peak_concurrent_runs: u64,
 }
 
 /// An error a worker reports: what kind, and a message naming the problem and where.

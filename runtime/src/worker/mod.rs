@@ -170,6 +170,7 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
     let shutdown = Arc::new(Notify::new());
     let worker = Arc::new(Worker::new(config, endpoint.clone(), identity));
     let stop = shutdown.clone();
+    let closing = endpoint.clone();
     let thread = std::thread::Builder::new()
         .name(format!("genie-worker-{addr}"))
         .spawn(move || {
@@ -178,6 +179,9 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
                     _ = worker.serve() => {}
                     _ = stop.notified() => {}
                 }
+                // Let the connections' close frames go out before the runtime stops, so clients
+                // learn at once that this worker is gone instead of waiting out their timeouts.
+                let _ = tokio::time::timeout(Duration::from_secs(1), closing.wait_idle()).await;
             });
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
@@ -223,6 +227,26 @@ struct Counters {
     connections: AtomicU64,
     refused: AtomicU64,
     peak_tensor_bytes: AtomicU64,
+    /// Runs being executed now, and the most there ever were at once.
+    runs_in_flight: AtomicU64,
+    peak_runs_in_flight: AtomicU64,
+}
+
+/// Counts a run as in flight while it lives.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn start(counters: &'a Counters) -> InFlight<'a> {
+        let now = counters.runs_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.peak_runs_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.runs_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Worker {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use genie_codegen::ProgramPlan;
 
 use super::connection::Conn;
-use super::{lock, log_evictions, Worker};
+use super::{lock, log_evictions, InFlight, Worker};
 use crate::wire::{ClientId, ErrorKind, PeerInfo, RemoteError, Reply, Request, Role, WorkerStats};
 
 impl Worker {
@@ -34,7 +34,9 @@ impl Worker {
             }
             Request::Run { run, program, session, entry, bindings, timeout_ms } => {
                 let timeout = Duration::from_millis(timeout_ms.clamp(1, 24 * 3600 * 1000));
+                let in_flight = InFlight::start(&self.counters);
                 let result = self.run(conn, run, program, session, &entry, bindings, timeout).await;
+                drop(in_flight);
                 self.inbox.clear(client, run, true);
                 self.counters.runs.fetch_add(1, Ordering::Relaxed);
                 if result.is_err() {
@@ -72,6 +74,7 @@ impl Worker {
             connections: self.counters.connections.load(Ordering::Relaxed),
             refused: self.counters.refused.load(Ordering::Relaxed),
             peak_tensor_bytes: self.counters.peak_tensor_bytes.load(Ordering::Relaxed),
+            peak_concurrent_runs: self.counters.peak_runs_in_flight.load(Ordering::Relaxed),
             memory_bytes: self.config.memory_bytes,
             committed_bytes: ledger.committed_bytes,
             refused_for_memory: ledger.refused_for_memory,
