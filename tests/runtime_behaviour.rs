@@ -3,12 +3,15 @@
 //! idempotent `OpenSession`, and the worker's idle-session and departed-client sweeps. Waits are
 //! polls against a deadline, never a sleep followed by an assertion.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::poll;
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::{Arg, DType, Graph, Program as SrgProgram, TensorType};
 use genie_passes::placement::ClusterSpec;
@@ -16,7 +19,7 @@ use genie_runtime::client::{ClientError, ClientOptions};
 use genie_runtime::deploy::{self, Deployment, RemoteWorker};
 use genie_runtime::handshake::accept_hello;
 use genie_runtime::streams::{self, ReadFrame};
-use genie_runtime::transport::{self, Identity, TransportOptions, Trust};
+use genie_runtime::transport::{self, Identity, TransportOptions};
 use genie_runtime::wire::{ErrorKind, Frame, Reply, Request};
 use genie_runtime::worker::{self, WorkerConfig};
 use tch::{Device, Tensor};
@@ -30,22 +33,13 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn remote(addr: SocketAddr, identity: &Identity, token: &str) -> Deployment {
-    let worker = RemoteWorker { address: addr, trust: Trust::Fingerprint(identity.fingerprint().to_string()) };
+    let worker = RemoteWorker::pinned(addr, identity.fingerprint());
     Deployment::Remote { workers: [("worker0".to_string(), worker)].into(), token: token.into() }
 }
 
-/// Poll `check` every 20 ms until it holds or `within` has passed; returns whether it held.
+/// Wait (polling) until `check` holds or `within` has passed; returns whether it held.
 async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll(within, async || check().await.then_some(())).await.is_some()
 }
 
 /// The edge fixture compiled for one worker, with its inputs.

@@ -33,9 +33,13 @@ fn read(path: &Path) -> BTreeMap<String, Tensor> {
     Tensor::read_safetensors(path).unwrap().into_iter().collect()
 }
 
+/// The outputs file holds exactly the reference's outputs, each with its shape, dtype and values
+/// (within rtol 1e-4, atol 1e-5).
 fn assert_matches(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, Tensor>) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "output names");
     for (name, w) in want {
         let g = got.get(name).unwrap_or_else(|| panic!("no output {name}"));
+        assert_eq!((g.size(), g.kind()), (w.size(), w.kind()), "{name}: shape and dtype");
         let excess = ((g.to_kind(Kind::Double) - w.to_kind(Kind::Double)).abs()
             - (w.to_kind(Kind::Double).abs() * 1e-4 + 1e-5))
             .max()
@@ -175,4 +179,122 @@ fn run_places_for_the_shapes_of_the_inputs_given() {
     let args = ["run", model.to_str().unwrap(), "--worker-memory", "1GiB", "--inputs", inputs.to_str().unwrap()];
     genie(&[&args[..], &["--outputs", out.to_str().unwrap()]].concat());
     assert_matches(&read(&out), &want);
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A `genie worker` process, killed when dropped.
+struct WorkerProcess {
+    child: std::process::Child,
+    address: String,
+    fingerprint: String,
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `genie worker` on a free loopback port with `extra` flags and read where it listens.
+fn worker_process(extra: &[&str]) -> WorkerProcess {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("genie worker starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // "genie worker listening on ADDR device cpu fingerprint FP memory M"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
+    WorkerProcess { address: after("on"), fingerprint: after("fingerprint"), child }
+}
+
+/// A cluster file for two 100 KB devices (so the model is split) on `workers`, pinning their
+/// fingerprints when `pin`.
+fn cluster_file(name: &str, workers: &[WorkerProcess], pin: bool) -> PathBuf {
+    let entries: Vec<String> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match pin {
+            true => format!("\"w{i}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint),
+            false => format!("\"w{i}\": (address: \"{}\")", w.address),
+        })
+        .collect();
+    let text = format!(
+        "(devices: [(name: \"w0\", kind: cpu, memory: \"100KB\"), (name: \"w1\", kind: cpu, memory: \"100KB\")],\n \
+         deployment: (workers: {{{}}}))",
+        entries.join(", ")
+    );
+    let path = tmp(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `genie run --cluster` against real `genie worker` processes: certificates pinned by
+/// fingerprint with the token from a file, and certificates signed by a CA (`genie worker
+/// --cert/--key`) trusted with `--ca`. A wrong token and a worker that cannot be trusted are
+/// refused by name.
+#[test]
+fn run_on_genie_worker_processes_pinned_and_through_a_ca() {
+    let model = fixture("bert/model.pt2");
+    let inputs = fixture("bert/model.inputs.safetensors");
+    let want = read(&fixture("bert/model.outputs.safetensors"));
+    let token = tmp("token.txt");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let run = |cluster: &Path, token: &Path, extra: &[&str], out: &str| {
+        let out = tmp(out);
+        let mut args = vec!["run", model.to_str().unwrap(), "--cluster", cluster.to_str().unwrap()];
+        args.extend(["--token-file", token.to_str().unwrap(), "--inputs", inputs.to_str().unwrap()]);
+        args.extend(["--outputs", out.to_str().unwrap(), "--stats"]);
+        args.extend(extra);
+        (args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), out)
+    };
+
+    // Self-signed certificates, pinned.
+    let pinned = [worker_process(&["--token-file", token.to_str().unwrap()]), worker_process(&["--token", "s3cret"])];
+    let cluster = cluster_file("pinned.ron", &pinned, true);
+    let (args, out) = run(&cluster, &token, &[], "pinned.outputs.safetensors");
+    let text = genie(&strs(&args));
+    assert!(text.contains("w0→w1") || text.contains("w1→w0"), "the model is split across the workers: {text}");
+    assert_matches(&read(&out), &want);
+    let wrong = tmp("wrong-token.txt");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let (args, _) = run(&cluster, &wrong, &[], "refused.outputs.safetensors");
+    let err = genie_fails(&strs(&args));
+    assert!(err.contains("Unauthorized") && err.contains("w0"), "{err}");
+
+    // Certificates a CA signed, trusted through the CA with no fingerprints.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "genie test CA");
+    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_pem, chain, key_pem) = (tmp("ca.pem"), tmp("chain.pem"), tmp("key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&chain, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let signed_flags = ["--token-file", token.to_str().unwrap(), "--cert", chain.to_str().unwrap()];
+    let signed_flags = [&signed_flags[..], &["--key", key_pem.to_str().unwrap()]].concat();
+    let signed = [worker_process(&signed_flags), worker_process(&signed_flags)];
+    let cluster = cluster_file("ca.ron", &signed, false);
+    let (args, out) = run(&cluster, &token, &["--ca", ca_pem.to_str().unwrap()], "ca.outputs.safetensors");
+    genie(&strs(&args));
+    assert_matches(&read(&out), &want);
+    // Without the CA and without fingerprints, nothing says the workers are who they claim.
+    let (args, _) = run(&cluster, &token, &[], "untrusted.outputs.safetensors");
+    let err = genie_fails(&strs(&args));
+    assert!(err.contains("no `fingerprint`") && err.contains("w0"), "{err}");
 }

@@ -2,13 +2,16 @@
 //! two workers matches its PyTorch reference; greedy generation matches the eager loop token for
 //! token; many concurrent runs; sessions are private; weights are uploaded once.
 
-use std::collections::BTreeMap;
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use genie_codegen::ProgramPlan;
+use common::poll;
+use genie_codegen::{EntryPlan, ProgramPlan};
 use genie_driver::pipeline::{compile_program, CompileOptions};
-use genie_ir::Program as SrgProgram;
+use genie_ir::{OutputKind, Program as SrgProgram};
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
 use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
@@ -85,6 +88,35 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     }
 }
 
+/// One call's outputs against the reference: exactly the plan's user outputs came back; every
+/// reference output is either one of them (same shape, dtype and values within tolerance) or a
+/// state output the plan keeps on its worker; any user output the reference lacks is the new
+/// value of a mutated buffer or input (`torch.export` returns those; eager PyTorch does not).
+fn assert_outputs(
+    what: &str,
+    got: &BTreeMap<String, Tensor>,
+    want: &BTreeMap<String, Tensor>,
+    entry: &EntryPlan,
+    graph: &genie_ir::Graph,
+) {
+    let user: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_none()).map(|o| o.name.as_str()).collect();
+    let state: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_some()).map(|o| o.name.as_str()).collect();
+    let received: BTreeSet<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(received, user, "{what}: the outputs that came back");
+    for (name, w) in want {
+        match got.get(name) {
+            Some(g) => assert_close(&format!("{what}.{name}"), g, w),
+            None => assert!(state.contains(name.as_str()), "{what}: reference output {name} did not come back"),
+        }
+    }
+    let inputs: BTreeSet<&str> = graph.inputs.iter().map(|v| graph.value(*v).name.as_str()).collect();
+    for name in received.iter().filter(|n| !want.contains_key(**n)) {
+        let output = graph.outputs.iter().find(|o| o.name == *name).expect("a graph output");
+        let mutation = matches!(output.kind, OutputKind::BufferMutation { .. }) || inputs.contains(name);
+        assert!(mutation, "{what}: output {name} has no reference and is no mutation");
+    }
+}
+
 /// Run a single-entry fixture split across two workers and compare every output.
 fn check_family(family: &str) {
     check_family_on(family, true)
@@ -95,17 +127,13 @@ fn check_family_on(family: &str, split: bool) {
     let (plan, srg) = if split { compile_split(&files) } else { compile_one(&files) };
     let inputs = read(&fixture(&format!("{family}/model.inputs.safetensors")));
     let want = read(&fixture(&format!("{family}/model.outputs.safetensors")));
+    let entry = plan.entry("model").expect("a model entry").clone();
     let r = start(plan, &srg);
     let out = r.runtime.block_on(async {
         let mut s = r.program.open_session().await.unwrap();
         s.run("model", &inputs).await.unwrap_or_else(|e| panic!("{family}: {e:#}"))
     });
-    // Every reference output comes back (the edge fixture also returns its mutated buffers).
-    assert!(out.outputs.len() >= want.len(), "{family}: outputs {:?}", out.outputs.keys().collect::<Vec<_>>());
-    for (name, w) in &want {
-        let got = out.outputs.get(name).unwrap_or_else(|| panic!("{family}: no output {name}"));
-        assert_close(&format!("{family}.{name}"), got, w);
-    }
+    assert_outputs(family, &out.outputs, &want, &entry, srg.entry("model").expect("the model graph"));
     if !split {
         return;
     }
@@ -152,19 +180,18 @@ fn check_decoder(family: &str) {
     let prefill_want = read(&fixture(&format!("{family}/prefill.outputs.safetensors")));
     let decode_in = read(&fixture(&format!("{family}/decode.inputs.safetensors")));
     let decode_want = read(&fixture(&format!("{family}/decode.outputs.safetensors")));
+    let prefill_entry = plan.entry("prefill").unwrap().clone();
     let decode_entry = plan.entry("decode").unwrap().clone();
     let r = start(plan, &srg);
     r.runtime.block_on(async {
         let mut s = r.program.open_session().await.unwrap();
         let out = s.run("prefill", &prefill_in).await.unwrap_or_else(|e| panic!("{family} prefill: {e:#}"));
-        for (name, got) in &out.outputs {
-            assert_close(&format!("{family}.prefill.{name}"), got, &prefill_want[name]);
-        }
+        // The present K/V stay on the workers; the decode step below reads them.
+        let graph = |name: &str| srg.entry(name).expect("the entry's graph");
+        assert_outputs(&format!("{family}.prefill"), &out.outputs, &prefill_want, &prefill_entry, graph("prefill"));
         let ids = BTreeMap::from([("input_ids".to_string(), decode_in["input_ids"].shallow_clone())]);
         let out = s.run("decode", &ids).await.unwrap_or_else(|e| panic!("{family} decode: {e:#}"));
-        for (name, got) in &out.outputs {
-            assert_close(&format!("{family}.decode.{name}"), got, &decode_want[name]);
-        }
+        assert_outputs(&format!("{family}.decode"), &out.outputs, &decode_want, &decode_entry, graph("decode"));
         // A decode step moves no weight and no KV cache: only the token in, the logits out and
         // the activations at the cut.
         let user_out: u64 = decode_entry
@@ -287,6 +314,7 @@ fn two_hundred_concurrent_runs_against_one_worker_are_all_correct() {
     let (plan, srg) = compile_one(&[fixture("bert/model.pt2")]);
     let inputs = read(&fixture("bert/model.inputs.safetensors"));
     let want = read(&fixture("bert/model.outputs.safetensors"));
+    let entry = plan.entry("model").unwrap().clone();
     let r = start(plan, &srg);
     let results = r.runtime.block_on(async {
         let mut tasks = Vec::new();
@@ -306,14 +334,15 @@ fn two_hundred_concurrent_runs_against_one_worker_are_all_correct() {
         }
         all
     });
+    assert_eq!(results.len(), 200);
     for (i, outputs) in results.into_iter().enumerate() {
         let outputs = outputs.unwrap_or_else(|e| panic!("run {i}: {e:#}"));
-        for (name, w) in &want {
-            assert_close(&format!("run {i} {name}"), &outputs[name], w);
-        }
+        assert_outputs(&format!("run {i}"), &outputs, &want, &entry, srg.entry("model").unwrap());
     }
     let stats = r.runtime.block_on(r.cluster.stats("worker0")).unwrap();
-    assert!(stats.runs >= 200, "{stats:?}");
+    assert_eq!(stats.runs, 200, "{stats:?}");
+    // The calls ran on the worker at the same time, not one after another.
+    assert!(stats.peak_concurrent_runs >= 2, "runs never overlapped: {stats:?}");
     assert_eq!(stats.failed_runs, 0, "{stats:?}");
     assert_eq!(stats.sessions, 0, "closed sessions are freed: {stats:?}");
 }
@@ -347,7 +376,7 @@ fn sessions_are_private_to_their_client() {
 #[test]
 fn unloaded_programs_free_their_weights_beyond_the_cache() {
     use genie_runtime::deploy::RemoteWorker;
-    use genie_runtime::transport::{Identity, Trust};
+    use genie_runtime::transport::Identity;
     use genie_runtime::worker::WorkerConfig;
     let (plan, srg) = compile_one(&[fixture("edge/model.pt2")]);
     let mut config = WorkerConfig::new(([127, 0, 0, 1], 0).into(), Device::Cpu, "token");
@@ -355,7 +384,7 @@ fn unloaded_programs_free_their_weights_beyond_the_cache() {
     config.session_idle_timeout = std::time::Duration::from_millis(200);
     let identity = Identity::self_signed(&["localhost".to_string()]).unwrap();
     let handle = worker::spawn(config, identity).unwrap();
-    let worker = RemoteWorker { address: handle.addr, trust: Trust::Fingerprint(handle.fingerprint.clone()) };
+    let worker = RemoteWorker::pinned(handle.addr, handle.fingerprint.clone());
     let remote = Deployment::Remote { workers: [("worker0".to_string(), worker)].into(), token: "token".into() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
@@ -363,13 +392,21 @@ fn unloaded_programs_free_their_weights_beyond_the_cache() {
         let (cluster, program) = (deployed.cluster(), deployed.program());
         let before = cluster.stats("worker0").await.unwrap();
         assert!(before.resident_weight_bytes > 0, "{before:?}");
-        // Still loaded: the sweeper keeps what a program needs.
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        assert_eq!(cluster.stats("worker0").await.unwrap().resident_weight_bytes, before.resident_weight_bytes);
+        // Still loaded after three sweeps: the sweeper keeps what a program needs.
+        let swept = poll(std::time::Duration::from_secs(10), async || {
+            let s = cluster.stats("worker0").await.unwrap();
+            (s.sweeps >= before.sweeps + 3).then_some(s)
+        })
+        .await
+        .expect("the worker sweeps");
+        assert_eq!(swept.resident_weight_bytes, before.resident_weight_bytes, "{swept:?}");
         program.unload().await.unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        let after = cluster.stats("worker0").await.unwrap();
-        assert_eq!(after.resident_weight_bytes, 0, "{after:?}");
+        let after = poll(std::time::Duration::from_secs(10), async || {
+            let s = cluster.stats("worker0").await.unwrap();
+            (s.resident_weight_bytes == 0).then_some(s)
+        })
+        .await
+        .expect("an unloaded program's weights leave the cache of size 0");
         assert_eq!(after.programs, 0);
     });
 }

@@ -188,7 +188,9 @@ fn spawn_child_worker(device: &str, token: &str) -> ChildWorker {
     let words: Vec<&str> = line.split_whitespace().collect();
     let addr = words.iter().position(|w| *w == "on").map(|i| words[i + 1]).expect(&line).parse().unwrap();
     let fp = words.iter().position(|w| *w == "fingerprint").map(|i| words[i + 1]).expect(&line).to_string();
-    ChildWorker { child, address: WorkerAddress { device: device.into(), addr, trust: Trust::Fingerprint(fp) } }
+    let address =
+        WorkerAddress { device: device.into(), addr, trust: Trust::Fingerprint(fp), server_name: "localhost".into() };
+    ChildWorker { child, address }
 }
 
 #[test]
@@ -203,7 +205,11 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     let healthy = one_worker(&rt);
     let mut victim = spawn_child_worker("worker1", healthy.token());
     let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
-    let victim_worker = RemoteWorker { address: victim.address.addr, trust: victim.address.trust.clone() };
+    let victim_worker = RemoteWorker {
+        address: victim.address.addr,
+        trust: victim.address.trust.clone(),
+        server_name: victim.address.server_name.clone(),
+    };
     both.insert("worker1".into(), victim_worker);
     let deployment = Deployment::Remote { workers: both, token };
     let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
@@ -235,7 +241,7 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
         ) || matches!(&err, ClientError::Remote { error, .. }
             if matches!(error.kind, ErrorKind::Timeout | ErrorKind::PeerUnreachable));
         assert!(clear, "unclear error: {err}");
-        assert!(err.to_string().contains("worker"), "the error should name a worker: {err}");
+        assert!(err.to_string().contains("worker1"), "the error should name the killed worker, worker1: {err}");
         // The failed call may have left the workers' caches out of step: the session forgets its
         // state, and a decode step says so instead of reading it.
         let ids = BTreeMap::from([("input_ids".to_string(), Tensor::from_slice(&[1i64]).reshape([1, 1]))]);

@@ -143,6 +143,7 @@ fn every_fixture_imports_verifies_and_matches_the_manifest() {
                 strs(&m[out_key])
             };
             assert_eq!(names, want_names, "{at}");
+            assert_eq!(outs.len(), m["outputs"].as_array().expect("outputs").len(), "{at}: output count");
             for (o, want) in outs.iter().zip(m["outputs"].as_array().expect("outputs")) {
                 let ty = &g.value(o.value).ty;
                 assert_eq!(ty.dtype.torch_name(), want["dtype"].as_str().expect("dtype"), "{at} {}", o.name);

@@ -33,6 +33,9 @@ pub struct WorkerAddress {
     pub device: String,
     pub addr: SocketAddr,
     pub trust: Trust,
+    /// The name sent as SNI, which a CA-signed certificate must carry: the host as the address
+    /// was written (`gpu0.example.com`, `10.0.0.2`). Not checked for a pinned fingerprint.
+    pub server_name: String,
 }
 
 /// Client settings.
@@ -146,6 +149,7 @@ struct WorkerLink {
     device: String,
     addr: SocketAddr,
     trust: Trust,
+    server_name: String,
     live: tokio::sync::Mutex<Option<Arc<Live>>>,
 }
 
@@ -173,8 +177,13 @@ impl Cluster {
         let links = workers
             .into_iter()
             .map(|w| {
-                let link =
-                    WorkerLink { device: w.device.clone(), addr: w.addr, trust: w.trust, live: Default::default() };
+                let link = WorkerLink {
+                    device: w.device.clone(),
+                    addr: w.addr,
+                    trust: w.trust,
+                    server_name: w.server_name,
+                    live: Default::default(),
+                };
                 (w.device, Arc::new(link))
             })
             .collect();
@@ -220,7 +229,7 @@ impl Cluster {
         }
         let options = &self.inner.options;
         let connection =
-            transport::connect(&self.inner.endpoint, link.addr, "genie-worker", &link.trust, &options.transport)
+            transport::connect(&self.inner.endpoint, link.addr, &link.server_name, &link.trust, &options.transport)
                 .await
                 .map_err(|source| ClientError::Connect {
                     device: link.device.clone(),

@@ -56,6 +56,22 @@ pub enum LocalMemory {
 pub struct RemoteWorker {
     pub address: SocketAddr,
     pub trust: Trust,
+    /// The name a CA-signed certificate must carry (and the SNI): the host as the address was
+    /// written.
+    pub server_name: String,
+}
+
+impl RemoteWorker {
+    /// A worker at `address` whose certificate is pinned by `fingerprint`.
+    pub fn pinned(address: SocketAddr, fingerprint: impl Into<String>) -> RemoteWorker {
+        RemoteWorker { address, trust: Trust::Fingerprint(fingerprint.into()), server_name: address.ip().to_string() }
+    }
+}
+
+/// The host of a `host:port` address as written (brackets of an IPv6 literal removed).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Why a deployment could not be made.
@@ -170,7 +186,8 @@ impl DeploymentSpec {
                 (None, Some(fp)) => Trust::Fingerprint(fp.clone()),
                 (None, None) => return Err(DeployError::NoTrust { device: device.clone() }),
             };
-            workers.insert(device.clone(), RemoteWorker { address, trust });
+            let server_name = host_of(&entry.address).to_string();
+            workers.insert(device.clone(), RemoteWorker { address, trust, server_name });
         }
         Ok(Deployment::Remote { workers, token })
     }
@@ -206,7 +223,11 @@ impl Connected {
         let workers = self
             .addresses
             .iter()
-            .map(|a| (a.device.clone(), RemoteWorker { address: a.addr, trust: a.trust.clone() }))
+            .map(|a| {
+                let worker =
+                    RemoteWorker { address: a.addr, trust: a.trust.clone(), server_name: a.server_name.clone() };
+                (a.device.clone(), worker)
+            })
             .collect();
         Deployment::Remote { workers, token: self.token.clone() }
     }
@@ -286,7 +307,12 @@ pub async fn connect(
                     device: name.clone(),
                     have: workers.keys().cloned().collect::<Vec<_>>().join(", "),
                 })?;
-                addresses.push(WorkerAddress { device: name.clone(), addr: w.address, trust: w.trust.clone() });
+                addresses.push(WorkerAddress {
+                    device: name.clone(),
+                    addr: w.address,
+                    trust: w.trust.clone(),
+                    server_name: w.server_name.clone(),
+                });
             }
             (addresses, token.clone(), None)
         }
@@ -335,6 +361,9 @@ mod tests {
         };
         assert_eq!(token, "t");
         assert_eq!(workers["gpu1"].address, "127.0.0.1:7071".parse().unwrap());
+        assert_eq!(workers["gpu1"].server_name, "127.0.0.1", "a CA-signed certificate is checked for the host written");
+        assert_eq!(host_of("[::1]:7070"), "::1");
+        assert_eq!(host_of("gpu0.example.com:7070"), "gpu0.example.com");
         assert!(matches!(&workers["gpu0"].trust, Trust::CaFile(p) if p == Path::new("ca.pem")));
     }
 

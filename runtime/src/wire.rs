@@ -165,6 +165,8 @@ pub struct WorkerStats {
     pub refused_for_memory: u64,
     /// The most runs this worker executed at once.
     pub peak_concurrent_runs: u64,
+    /// Sweeps of idle sessions, departed clients and the weight cache done so far.
+    pub sweeps: u64,
 }
 
 /// An error a worker reports: what kind, and a message naming the problem and where.

@@ -15,11 +15,24 @@ fn matmul_through_libtorch_gives_the_right_values() {
     assert_eq!(c.device(), Device::Cpu);
 }
 
+/// The libtorch this process loaded is the pinned wheel's (`torch==2.11.0` in the project's
+/// `.venv`, found through the rpath the build embeds), not some other copy on the machine.
 #[test]
 fn libtorch_is_the_pinned_version() {
-    // tch 0.24 is built against PyTorch 2.11.0; a mismatched libtorch would fail to link or load,
-    // and ops would disagree. Check a numerically exact op as a second witness.
     let x = Tensor::arange(10, (Kind::Int64, Device::Cpu));
-    let s: i64 = x.sum(Kind::Int64).int64_value(&[]);
-    assert_eq!(s, 45);
+    assert_eq!(x.sum(Kind::Int64).int64_value(&[]), 45);
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("this process's mappings");
+    let loaded: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.ends_with("/libtorch_cpu.so"))
+        .collect();
+    let first = *loaded.first().expect("libtorch_cpu.so is mapped");
+    assert!(loaded.iter().all(|p| *p == first), "two copies of libtorch are loaded: {loaded:?}");
+    let lib = std::path::Path::new(first).canonicalize().unwrap();
+    let torch = lib.parent().and_then(|l| l.parent()).expect("torch/lib/libtorch_cpu.so");
+    let version = std::fs::read_to_string(torch.join("version.py")).expect("torch/version.py beside the library");
+    assert!(version.contains("__version__ = '2.11.0"), "{} is not torch 2.11.0:\n{version}", lib.display());
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv").canonicalize().unwrap();
+    assert!(lib.starts_with(&venv), "{} is not the project's pinned wheel under {}", lib.display(), venv.display());
 }

@@ -191,20 +191,41 @@ fn input_roles_come_from_dataflow_not_names() {
     }
 }
 
-/// The text dump after each pass of the pipeline, for the GPT-2 prefill fixture.
+/// The text dump of a fixture's program after the passes up to `stop` (`None`: import only),
+/// without the weights' file locations (which depend on where the checkout is).
+fn dump_after(file: &str, stop: Option<&str>) -> String {
+    let mut p = genie_frontends::load(&[fixture(file)]).expect("fixture loads");
+    if let Some(name) = stop {
+        PassManager::standard().run(&mut p, Some(name)).expect("passes run");
+    }
+    genie_ir::render::dump_program(&p)
+        .lines()
+        .filter(|l| !(l.starts_with("  #") && l.contains('@')))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The text dump after each pass of the pipeline, on a fixture where that pass changes the
+/// graph (a snapshot equal to the one before it would show nothing about the pass).
 #[test]
 fn snapshots_after_each_pass() {
-    let path = fixture("gpt2/prefill.pt2");
+    let cases = [
+        ("remove-noops", "gpt2/prefill.pt2"),
+        ("dead-code", "hf-gpt2/decode.pt2"),
+        ("cse", "hf-gpt2/decode.pt2"),
+        ("fold-constants", "hf-gpt2/decode.pt2"),
+        ("tag-patterns", "gpt2/prefill.pt2"),
+        ("annotate", "gpt2/prefill.pt2"),
+        ("state-bindings", "hf-gpt2/decode.pt2"),
+        ("cost", "gpt2/prefill.pt2"),
+    ];
     let names = PassManager::standard().names();
-    for name in names {
-        let mut p = genie_frontends::load(std::slice::from_ref(&path)).expect("fixture loads");
-        PassManager::standard().run(&mut p, Some(name)).expect("passes run");
-        // Weight locations depend on where the checkout is; the graph does not.
-        let dump: String = genie_ir::render::dump_program(&p)
-            .lines()
-            .filter(|l| !(l.starts_with("  #") && l.contains('@')))
-            .collect::<Vec<_>>()
-            .join("\n");
-        insta::assert_snapshot!(format!("gpt2_prefill_after_{name}"), dump);
+    assert_eq!(cases.iter().map(|c| c.0).collect::<Vec<_>>(), names, "one case per pass, in order");
+    for (i, (pass, file)) in cases.iter().enumerate() {
+        let before = dump_after(file, i.checked_sub(1).map(|p| names[p]));
+        let after = dump_after(file, Some(pass));
+        assert_ne!(before, after, "{pass} changes nothing on {file}");
+        let slug = file.trim_end_matches(".pt2").replace(['/', '-'], "_");
+        insta::assert_snapshot!(format!("{slug}_after_{pass}"), after);
     }
 }

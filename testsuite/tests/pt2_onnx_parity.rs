@@ -142,6 +142,7 @@ fn resnet_pt2_and_onnx_agree() {
     for (va, vb) in a.inputs.iter().zip(&b.inputs) {
         assert!(same_shape(&a.value(*va).ty, &b.value(*vb).ty), "{stem}: inputs");
     }
+    assert_eq!(a.outputs.len(), b.outputs.len(), "{stem}: output count");
     for (oa, ob) in a.outputs.iter().zip(&b.outputs) {
         assert!(same_shape(&a.value(oa.value).ty, &b.value(ob.value).ty), "{stem}: outputs");
     }

@@ -39,6 +39,8 @@ pub fn compile(
 
 /// Check every invariant a plan must hold; panics with a message naming the breakage.
 pub fn check_plan(program: &Program, placement: &Placement, plan: &ProgramPlan) {
+    assert_eq!(program.entries.len(), plan.entries.len(), "one entry plan per entry");
+    assert_eq!(plan.devices.len(), placement.memory.len(), "one device use per device");
     for (g, ep) in program.entries.iter().zip(&plan.entries) {
         assert_eq!(g.name, ep.name);
         // Every node is executed exactly once, on its placed device.

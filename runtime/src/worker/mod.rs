@@ -227,6 +227,8 @@ struct Counters {
     connections: AtomicU64,
     refused: AtomicU64,
     peak_tensor_bytes: AtomicU64,
+    /// Sweeps done (idle sessions, departed clients, the weight cache).
+    sweeps: AtomicU64,
     /// Runs being executed now, and the most there ever were at once.
     runs_in_flight: AtomicU64,
     peak_runs_in_flight: AtomicU64,
@@ -285,6 +287,7 @@ impl Worker {
             }
             self.inbox.sweep(Duration::from_secs(300).max(idle));
             log_evictions(&report.evicted);
+            self.counters.sweeps.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -377,6 +380,7 @@ pub fn start_local_with_memory(devices: &[(String, Option<u64>)], device: Device
             device: name.clone(),
             addr: handle.addr,
             trust: Trust::Fingerprint(handle.fingerprint.clone()),
+            server_name: "localhost".into(),
         });
         handles.push(handle);
     }

@@ -75,6 +75,7 @@ impl Worker {
             refused: self.counters.refused.load(Ordering::Relaxed),
             peak_tensor_bytes: self.counters.peak_tensor_bytes.load(Ordering::Relaxed),
             peak_concurrent_runs: self.counters.peak_runs_in_flight.load(Ordering::Relaxed),
+            sweeps: self.counters.sweeps.load(Ordering::Relaxed),
             memory_bytes: self.config.memory_bytes,
             committed_bytes: ledger.committed_bytes,
             refused_for_memory: ledger.refused_for_memory,
