@@ -18,8 +18,12 @@
 //! | 11 | enum variant | LEB128 variant index, then unit (0), the newtype's value, or a sequence |
 //!
 //! Structs are written as their fields in declaration order, so types written this way must not
-//! skip fields conditionally (`skip_serializing_if`). Lengths read off the input are checked
-//! against the bytes left before anything is allocated, and nesting is limited.
+//! skip fields conditionally (`skip_serializing_if`).
+//!
+//! Decoding trusts nothing: a length is checked against the bytes left before anything is
+//! allocated (every element takes at least one byte), nesting is limited to [`MAX_DEPTH`], an
+//! integer longer than ten bytes or wider than 64 bits is refused, a sequence or map must be read
+//! to its end, and every refusal is a typed [`BinaryError`] naming the byte offset.
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
@@ -39,9 +43,21 @@ pub enum BinaryError {
     /// A length larger than what is left of the input.
     #[error("length {len} at byte {at} exceeds the {left} bytes left")]
     Length { len: u64, at: usize, left: usize },
-    /// Values nested deeper than the limit.
-    #[error("nesting deeper than {0}")]
-    Depth(usize),
+    /// Values nested deeper than [`MAX_DEPTH`].
+    #[error("values nest deeper than {max} at byte {at}")]
+    Depth { max: usize, at: usize },
+    /// A LEB128 integer longer than ten bytes or wider than 64 bits.
+    #[error("integer at byte {at} does not fit 64 bits")]
+    Integer { at: usize },
+    /// A string that is not UTF-8.
+    #[error("string at byte {at} is not UTF-8")]
+    Utf8 { at: usize },
+    /// An enum variant index beyond `u32`.
+    #[error("variant index {index} at byte {at} is too large")]
+    VariantIndex { index: u64, at: usize },
+    /// A sequence or map whose value was complete before its elements ran out.
+    #[error("{left} unread elements in the sequence or map ending at byte {at}")]
+    Elements { left: usize, at: usize },
     /// Bytes left after the value.
     #[error("{0} trailing bytes")]
     Trailing(usize),
@@ -74,7 +90,10 @@ const BYTES: u8 = 8;
 const SEQ: u8 = 9;
 const MAP: u8 = 10;
 const ENUM: u8 = 11;
-const MAX_DEPTH: usize = 128;
+
+/// The deepest values may nest (sequences, maps, enums, options). Plans nest about a dozen
+/// levels; the limit bounds the decoder's recursion whatever the input says.
+pub const MAX_DEPTH: usize = 128;
 
 /// Encode a value.
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, BinaryError> {
@@ -334,15 +353,20 @@ impl<'de> De<'de> {
         self.input.get(self.pos).copied().ok_or(BinaryError::Eof(self.pos))
     }
     fn uleb(&mut self) -> Result<u64, BinaryError> {
+        let at = self.pos;
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
+            // The tenth byte holds bit 63 only: anything more would be shifted out.
+            if shift == 63 && b > 1 {
+                return Err(BinaryError::Integer { at });
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        Err(BinaryError::Message(format!("integer too long at byte {}", self.pos)))
+        Err(BinaryError::Integer { at })
     }
     /// A length that must fit in what is left (each element takes at least one byte).
     fn len(&mut self) -> Result<usize, BinaryError> {
@@ -371,9 +395,24 @@ impl<'de> De<'de> {
     fn enter(&mut self) -> Result<(), BinaryError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(BinaryError::Depth(MAX_DEPTH));
+            return Err(BinaryError::Depth { max: MAX_DEPTH, at: self.pos });
         }
         Ok(())
+    }
+    /// Hand `n` elements to a visitor, then check it read all of them: a visitor that stops
+    /// early (a struct with fewer fields) would leave them to be misread as what follows.
+    fn elements<V, F>(&mut self, n: usize, visit: F) -> Result<V, BinaryError>
+    where
+        F: FnOnce(&mut Seq<'_, 'de>) -> Result<V, BinaryError>,
+    {
+        self.enter()?;
+        let mut seq = Seq { de: &mut *self, left: n };
+        let v = visit(&mut seq)?;
+        if seq.left != 0 {
+            return Err(BinaryError::Elements { left: seq.left, at: self.pos });
+        }
+        self.depth -= 1;
+        Ok(v)
     }
 }
 
@@ -405,7 +444,8 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
             }
             STR => {
                 let n = self.len()?;
-                let s = std::str::from_utf8(self.take(n)?).map_err(|e| BinaryError::Message(e.to_string()))?;
+                let start = self.pos;
+                let s = std::str::from_utf8(self.take(n)?).map_err(|_| BinaryError::Utf8 { at: start })?;
                 visitor.visit_borrowed_str(s)
             }
             BYTES => {
@@ -414,17 +454,11 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
             }
             SEQ => {
                 let n = self.len()?;
-                self.enter()?;
-                let v = visitor.visit_seq(Seq { de: &mut *self, left: n })?;
-                self.depth -= 1;
-                Ok(v)
+                self.elements(n, |seq| visitor.visit_seq(seq))
             }
             MAP => {
                 let n = self.len()?;
-                self.enter()?;
-                let v = visitor.visit_map(Seq { de: &mut *self, left: n })?;
-                self.depth -= 1;
-                Ok(v)
+                self.elements(n, |map| visitor.visit_map(map))
             }
             ENUM => {
                 self.enter()?;
@@ -520,9 +554,9 @@ impl<'de, 'a> de::EnumAccess<'de> for Enum<'a, 'de> {
     type Error = BinaryError;
     type Variant = Self;
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), BinaryError> {
+        let at = self.de.pos;
         let index = self.de.uleb()?;
-        let index =
-            u32::try_from(index).map_err(|_| BinaryError::Message(format!("variant index {index} too large")))?;
+        let index = u32::try_from(index).map_err(|_| BinaryError::VariantIndex { index, at })?;
         let v = seed.deserialize(IntoDeserializer::<BinaryError>::into_deserializer(index))?;
         Ok((v, self))
     }
@@ -612,5 +646,67 @@ mod tests {
         assert!(matches!(from_bytes::<Vec<u8>>(&bytes), Err(BinaryError::Length { .. })));
         let deep = vec![SOME; 10_000];
         assert!(from_bytes::<Option<Option<u8>>>(&deep).is_err());
+    }
+
+    /// Nesting is refused where it crosses the limit, whatever type is being read.
+    #[test]
+    fn deep_nesting_is_refused_with_its_offset() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Nest(Vec<Nest>);
+        let mut bytes = vec![];
+        for _ in 0..10_000 {
+            bytes.extend([SEQ, 1]);
+        }
+        let err = from_bytes::<Nest>(&bytes).unwrap_err();
+        assert_eq!(err, BinaryError::Depth { max: MAX_DEPTH, at: 2 * MAX_DEPTH + 2 });
+        // A dim is an integer or a string: nested sequences in its place are refused at once.
+        let err = from_bytes::<genie_ir::Dim>(&bytes).unwrap_err();
+        assert!(matches!(err, BinaryError::Message(ref m) if m.contains("an integer or a dim expression")), "{err}");
+    }
+
+    /// A dim's text goes through `Dim::parse` and its limits.
+    #[test]
+    fn hostile_dim_text_is_refused() {
+        let text = format!("{}s0{}", "(".repeat(1000), ")".repeat(1000));
+        let bytes = to_bytes(&text).unwrap();
+        let err = from_bytes::<genie_ir::Dim>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("nests deeper than 64 levels at byte 64"), "{err}");
+        let text = format!("s0{}", "//s1".repeat(25_000));
+        let err = from_bytes::<genie_ir::Dim>(&to_bytes(&text).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("exceeds the 4096-byte limit"), "{err}");
+    }
+
+    #[test]
+    fn malformed_scalars_are_typed_errors() {
+        // Ten bytes whose last carries more than bit 63; eleven bytes.
+        let mut wide = vec![UINT];
+        wide.extend([0xff; 9]);
+        wide.push(0x02);
+        assert_eq!(from_bytes::<u64>(&wide), Err(BinaryError::Integer { at: 1 }));
+        let mut long = vec![UINT];
+        long.extend([0x80; 10]);
+        long.push(0);
+        assert_eq!(from_bytes::<u64>(&long), Err(BinaryError::Integer { at: 1 }));
+        let mut max = vec![UINT];
+        max.extend([0xff; 9]);
+        max.push(0x01);
+        assert_eq!(from_bytes::<u64>(&max), Ok(u64::MAX));
+        assert_eq!(from_bytes::<String>(&[STR, 2, 0xc3, 0x28]), Err(BinaryError::Utf8 { at: 2 }));
+        let mut variant = vec![ENUM];
+        variant.extend([0xff, 0xff, 0xff, 0xff, 0x10]);
+        variant.push(UNIT);
+        assert_eq!(from_bytes::<E>(&variant), Err(BinaryError::VariantIndex { index: 1 << 32 | 0x0fff_ffff, at: 1 }));
+    }
+
+    /// A struct's fields are a sequence of exactly that many values; extra ones are refused
+    /// rather than left to be read as whatever follows.
+    #[test]
+    fn sequences_must_be_read_to_their_end() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Two(u8, u8);
+        assert_eq!(from_bytes::<Two>(&to_bytes(&Two(1, 2)).unwrap()), Ok(Two(1, 2)));
+        let three = to_bytes(&(1u8, 2u8, 3u8)).unwrap();
+        assert_eq!(from_bytes::<Two>(&three), Err(BinaryError::Elements { left: 1, at: 6 }));
     }
 }

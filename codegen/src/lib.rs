@@ -85,7 +85,7 @@ pub fn to_ron(plan: &ProgramPlan) -> Result<String, PlanIoError> {
 
 /// Parse a RON plan.
 pub fn from_ron(text: &str) -> Result<ProgramPlan, PlanIoError> {
-    let plan: ProgramPlan = ron::from_str(text)?;
+    let plan: ProgramPlan = genie_ir::program::ron_read_options().from_str(text)?;
     if plan.version != PLAN_FORMAT_VERSION {
         return Err(PlanIoError::Version { found: plan.version, expected: PLAN_FORMAT_VERSION });
     }

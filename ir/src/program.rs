@@ -12,6 +12,17 @@ use crate::weights::WeightStore;
 /// Format version written into every serialised program.
 pub const PROGRAM_FORMAT_VERSION: u32 = 1;
 
+/// The deepest RON values may nest when reading a program or a plan (both nest about a dozen
+/// levels). RON's parser recurses per level, so the limit keeps a hostile file (ten thousand
+/// `[` in an ignored field) from overflowing the stack; dims inside are text, bounded by
+/// [`Dim::parse`](crate::Dim::parse).
+pub const MAX_RON_DEPTH: usize = 128;
+
+/// RON options for reading programs and plans: the stated nesting limit.
+pub fn ron_read_options() -> ron::Options {
+    ron::Options::default().with_recursion_limit(MAX_RON_DEPTH)
+}
+
 /// One end of a state binding: a named input or output of an entry graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Port {
@@ -182,7 +193,7 @@ impl Program {
 
     /// Parse RON text written by [`Program::to_ron`] (or by hand).
     pub fn from_ron(text: &str) -> Result<Program, ProgramIoError> {
-        let program: Program = ron::from_str(text)?;
+        let program: Program = ron_read_options().from_str(text)?;
         if program.version != PROGRAM_FORMAT_VERSION {
             return Err(ProgramIoError::Version { found: program.version, expected: PROGRAM_FORMAT_VERSION });
         }

@@ -37,9 +37,13 @@ impl<'de> Deserialize<'de> for HexBytes {
         if text.len() % 2 != 0 {
             return Err(serde::de::Error::custom("hex string has odd length"));
         }
+        // Digits only: `from_str_radix` alone would also take a sign (`+f`).
+        if let Some(at) = text.bytes().position(|b| !b.is_ascii_hexdigit()) {
+            return Err(serde::de::Error::custom(format!("invalid hex digit at byte {at}")));
+        }
         (0..text.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16))
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
             .collect::<Result<Vec<u8>, _>>()
             .map(HexBytes)
             .map_err(|_| serde::de::Error::custom("invalid hex digit"))
@@ -229,6 +233,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<HexBytes>(&json).unwrap(), b);
         assert!(serde_json::from_str::<HexBytes>("\"abc\"").is_err());
         assert!(serde_json::from_str::<HexBytes>("\"zz\"").is_err());
+        // A sign is not a digit, and a character of two bytes does not pair up with the next.
+        assert!(serde_json::from_str::<HexBytes>("\"+f\"").is_err());
+        assert!(serde_json::from_str::<HexBytes>("\"\u{e9}\"").is_err());
     }
 
     #[test]

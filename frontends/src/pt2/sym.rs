@@ -303,7 +303,12 @@ pub fn parse_sym_expr_bounded(text: &str, ranges: &Ranges) -> Result<(Dim, u128)
     match p.expr(0) {
         Ok(e) if p.peek().is_none() => {
             let b = bound(&e)?;
-            Ok((to_dim(&e, ranges)?, b.l1))
+            let dim = to_dim(&e, ranges)?;
+            // Held to the limits of a dim read from text, so the program's RON reads back.
+            if !dim.fits_limits() {
+                return Err("expression nests floor divisions too deeply or is too large".into());
+            }
+            Ok((dim, b.l1))
         }
         Ok(_) => Err(format!("unexpected text at byte {}", p.pos)),
         Err(e) => Err(e),
@@ -366,5 +371,21 @@ mod tests {
             (0..50).map(|i| format!("Symbol('s{i}')")).collect::<Vec<_>>().join(", ")
         );
         assert!(parse_sym_expr(&wide).is_err());
+    }
+
+    /// Floor divisions nest one level per `FloorDiv`; past the dim limit the expression is
+    /// refused, so every dim a program holds prints as text that reads back.
+    #[test]
+    fn nested_floor_divisions_stay_within_the_dim_limits() {
+        let nest = |n: usize| {
+            let mut e = "Symbol('s0')".to_string();
+            for _ in 0..n {
+                e = format!("FloorDiv({e}, Integer(2))");
+            }
+            e
+        };
+        let ok = parse_sym_expr(&nest(genie_ir::dim::MAX_DIM_ATOM_DEPTH)).unwrap();
+        assert_eq!(Dim::parse(&ok.to_string()), Ok(ok));
+        assert!(parse_sym_expr(&nest(genie_ir::dim::MAX_DIM_ATOM_DEPTH + 1)).is_err());
     }
 }

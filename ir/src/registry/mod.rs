@@ -241,6 +241,19 @@ pub fn infer<'a>(
             return Err(InferError::new(op, format!("inference gave {} outputs, schema says {n}", out.len())));
         }
     }
+    // Every dim a graph holds comes from a file (parsed within the limits) or from here, so
+    // holding inferred dims to the same limits stops a chain of ops (a thousand `slice`s with
+    // step 2) from nesting floor divisions deeper than any walk over a dim can recurse.
+    if let Some(d) = out.iter().flat_map(|t| &t.shape).find(|d| !d.fits_limits()) {
+        return Err(InferError::new(
+            op,
+            format!(
+                "output dim `{d}` nests floor divisions deeper than {} or has more than {} nodes",
+                crate::dim::MAX_DIM_ATOM_DEPTH,
+                crate::dim::MAX_DIM_NODES
+            ),
+        ));
+    }
     Ok(out)
 }
 
@@ -522,6 +535,31 @@ mod tests {
         assert_eq!(f("aten.embedding.default").lookup, Some((0, 1)));
         assert_eq!(f("aten.add.Tensor").fold, Some(Fold::Add));
         assert!(aliases_input("aten.view.default") && !aliases_input("aten.add.Tensor"));
+    }
+
+    /// Each `x[::2]` of a symbolic dim nests one more floor division (`((s0 + 1)//(2) + 1)//(2)`):
+    /// inference refuses the first output past the depth limit instead of letting a long chain
+    /// of ops build a dim that deep walks cannot print or drop without overflowing the stack.
+    #[test]
+    fn inferred_dims_stay_within_the_dim_limits() {
+        let mut g = crate::Graph::new("g");
+        let mut x = g.add_input("x", TensorType::with_dims(DType::Float32, vec![crate::Dim::symbol("s0")]));
+        let mut sliced = 0;
+        let err = loop {
+            let args = vec![Arg::Tensor(x), Arg::Int(0), Arg::None, Arg::None, Arg::Int(2)];
+            match g.add_op("aten.slice.Tensor", args) {
+                Ok(v) => {
+                    x = v;
+                    sliced += 1;
+                }
+                Err(e) => break e,
+            }
+            assert!(sliced <= 1000, "never refused");
+        };
+        assert_eq!(sliced, crate::dim::MAX_DIM_ATOM_DEPTH);
+        assert!(
+            matches!(&err, InferError::Invalid { op, reason } if op == "aten.slice.Tensor" && reason.contains("nests"))
+        );
     }
 
     #[test]

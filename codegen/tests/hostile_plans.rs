@@ -1,0 +1,97 @@
+//! Plans built to hurt the readers, RON and binary: each is refused with a typed error, on a
+//! test thread's stack, before it can overflow the stack or allocate what it claims.
+
+mod common;
+
+use common::*;
+use genie_codegen::{from_binary, from_ron, to_binary, to_ron, PlanIoError, ProgramPlan};
+use genie_passes::placement::ClusterSpec;
+
+fn plan() -> ProgramPlan {
+    let program = passes(gpt_pair(Gpt::small(1)));
+    compile(&program, &ClusterSpec::local_workers(2, 1 << 30), &opts(Some(16))).expect("compiles").2
+}
+
+/// The RON plan with its first symbolic dim replaced by `dim`.
+fn ron_with_dim(dim: &str) -> String {
+    let text = to_ron(&plan()).unwrap();
+    assert!(text.contains("\"s0\""), "the plan has a symbolic dim");
+    text.replacen("\"s0\"", &format!("\"{dim}\""), 1)
+}
+
+/// The binary plan with its first symbolic dim replaced by `dim` (same length prefix width, so
+/// the rest of the encoding is untouched).
+fn binary_with_dim(dim: &str) -> Vec<u8> {
+    let bytes = to_binary(&plan()).unwrap();
+    // A string is tag 7, its LEB128 length, the bytes.
+    let needle = [7u8, 2, b's', b'0'];
+    let at = bytes.windows(4).position(|w| w == needle).expect("the plan has `s0`");
+    let mut out = bytes[..at].to_vec();
+    out.push(7);
+    let mut len = dim.len() as u64;
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(dim.as_bytes());
+    out.extend_from_slice(&bytes[at + 4..]);
+    out
+}
+
+#[test]
+fn plans_round_trip_through_the_splicing_helpers() {
+    let p = plan();
+    assert_eq!(from_ron(&ron_with_dim("s0")).unwrap(), p);
+    assert_eq!(from_binary(&binary_with_dim("s0")).unwrap(), p);
+    // And what they splice in is read: another dim makes another plan.
+    assert_ne!(from_ron(&ron_with_dim("s0 + 1")).unwrap(), p);
+    assert_ne!(from_binary(&binary_with_dim("s0 + 1")).unwrap(), p);
+}
+
+#[test]
+fn a_dim_of_100000_nested_parentheses_is_refused() {
+    let dim = format!("{}s0{}", "(".repeat(100_000), ")".repeat(100_000));
+    let err = from_ron(&ron_with_dim(&dim)).unwrap_err();
+    assert!(matches!(err, PlanIoError::Ron(_)), "{err}");
+    assert!(err.to_string().contains("exceeds the 4096-byte limit"), "{err}");
+    let err = from_binary(&binary_with_dim(&dim)).unwrap_err();
+    assert!(matches!(err, PlanIoError::Binary(_)), "{err}");
+    assert!(err.to_string().contains("exceeds the 4096-byte limit"), "{err}");
+}
+
+#[test]
+fn deep_dims_are_refused_where_they_cross_the_limit() {
+    let dim = format!("{}s0{}", "(".repeat(1000), ")".repeat(1000));
+    for err in [from_ron(&ron_with_dim(&dim)).unwrap_err(), from_binary(&binary_with_dim(&dim)).unwrap_err()] {
+        assert!(err.to_string().contains("nests deeper than 64 levels at byte 64"), "{err}");
+    }
+    let chain = format!("s0{}", "//s1".repeat(500));
+    for err in [from_ron(&ron_with_dim(&chain)).unwrap_err(), from_binary(&binary_with_dim(&chain)).unwrap_err()] {
+        assert!(err.to_string().contains("nests deeper than 32 levels"), "{err}");
+    }
+}
+
+#[test]
+fn deep_ron_structure_is_refused() {
+    let text = to_ron(&plan()).unwrap();
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let hostile = text.replacen("version: 2,", &format!("version: 2, junk: {deep},"), 1);
+    assert_ne!(hostile, text);
+    let err = from_ron(&hostile).unwrap_err();
+    assert!(err.to_string().contains("recursion limit"), "{err}");
+}
+
+#[test]
+fn truncated_and_corrupted_binary_plans_are_errors() {
+    let bytes = to_binary(&plan()).unwrap();
+    for cut in (0..bytes.len()).step_by(97) {
+        assert!(from_binary(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    // Every byte flipped in turn: an error or a plan, never a panic.
+    for i in (12..bytes.len()).step_by(13) {
+        let mut b = bytes.clone();
+        b[i] ^= 0xff;
+        let _ = from_binary(&b);
+    }
+}
