@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use common::poll;
 use genie_driver::pipeline::{compile_program, CompileOptions};
-use genie_ir::{Arg, DType, Graph, Program as SrgProgram, TensorType};
+use genie_ir::{Arg, DType, Graph, HexBytes, Program as SrgProgram, TensorType};
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions};
 use genie_runtime::deploy::{self, Deployment, RemoteWorker};
-use genie_runtime::handshake::accept_hello;
+use genie_runtime::handshake::{accept_hello, Accepting};
 use genie_runtime::streams::{self, ReadFrame};
 use genie_runtime::transport::{self, Identity, TransportOptions};
-use genie_runtime::wire::{ErrorKind, Frame, Reply, Request};
+use genie_runtime::wire::{ErrorKind, Frame, Reply, Request, Resume};
 use genie_runtime::worker::{self, WorkerConfig};
 use tch::{Device, Tensor};
 
@@ -67,12 +67,17 @@ async fn serve_then_drop(endpoint: quinn::Endpoint, seen: Arc<Mutex<Seen>>) {
         tokio::spawn(async move {
             let Ok(connection) = incoming.await else { return };
             let Ok((mut send, mut recv)) = connection.accept_bi().await else { return };
-            if accept_hello(&mut send, &mut recv, "token", "cpu", "fake").await.is_err() {
+            let fake = Accepting { token: "token", device: "cpu", worker: "fake" };
+            let identity = Resume { client: 1, ticket: HexBytes(vec![1; 16]) };
+            if accept_hello(&mut send, &mut recv, fake, |_| Ok(Some(identity))).await.is_err() {
                 return;
             }
             while let Ok(ReadFrame::Frame(frame)) = streams::read_frame::<Request>(&mut recv).await {
                 let reply = match frame.body {
-                    Request::LoadProgram { .. } => Reply::MissingWeights { hashes: Vec::new() },
+                    Request::LoadProgram { .. } => {
+                        Reply::ProveWeights { nonce: HexBytes(vec![0; 32]), hashes: Vec::new() }
+                    }
+                    Request::ProveWeights { .. } => Reply::MissingWeights { hashes: Vec::new() },
                     Request::WeightsUploaded { .. } | Request::OpenSession { .. } => Reply::Ok,
                     Request::Stats => {
                         seen.lock().unwrap().stats.push(Instant::now());

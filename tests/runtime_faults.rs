@@ -12,9 +12,10 @@ use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, WorkerAddress};
 use genie_runtime::deploy::{self, Connected, DeployError, Deployment, LocalMemory, RemoteWorker};
+use genie_runtime::handshake;
 use genie_runtime::streams::{self, ReadFrame};
 use genie_runtime::transport::{self, TransportOptions, Trust};
-use genie_runtime::wire::{self, ErrorKind, Frame, Reply, Request, Role, PROTOCOL_VERSION};
+use genie_runtime::wire::{self, ErrorKind, Frame, Hello, Reply, Request, Role, PROTOCOL_VERSION};
 use tch::{Device, Tensor};
 
 fn fixture(rel: &str) -> PathBuf {
@@ -99,12 +100,9 @@ async fn raw_control(addr: &WorkerAddress) -> (quinn::SendStream, quinn::RecvStr
 }
 
 async fn hello(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, token: &str) {
-    let body = Request::Hello { version: PROTOCOL_VERSION, token: token.into(), client: 42, role: Role::Client };
-    streams::write_frame(send, &Frame { id: 1, body }).await.unwrap();
-    match streams::read_frame::<Reply>(recv).await.unwrap() {
-        ReadFrame::Frame(Frame { body: Reply::Welcome { .. }, .. }) => {}
-        _ => panic!("no welcome"),
-    }
+    let hello = Hello { version: PROTOCOL_VERSION, token: token.into(), role: Role::Client, resume: None };
+    let welcome = handshake::say_hello(send, recv, &hello, Duration::from_secs(10)).await.expect("welcomed");
+    assert!(welcome.client.is_some(), "a client is given its identity");
 }
 
 #[test]
@@ -293,8 +291,8 @@ fn a_worker_refuses_loads_and_sessions_beyond_its_memory_and_keeps_serving() {
     });
     check_still_serves(&rt, &workers);
 
-    // Room for the program and exactly one session: a second session is refused until the
-    // first one closes.
+    // Room for the program, one session and one run: a second session (which must leave room
+    // for a run too) is refused until the first one closes.
     let one_session = weight_bytes + activations + kv;
     let workers = one_worker_with(&rt, Some(one_session));
     rt.block_on(async {
@@ -310,7 +308,7 @@ fn a_worker_refuses_loads_and_sessions_beyond_its_memory_and_keeps_serving() {
         let mut second = program.open_session().await.expect("its memory is free again");
         second.run("prefill", &prompt).await.expect("runs");
         let stats = cluster.stats("worker0").await.unwrap();
-        assert_eq!(stats.committed_bytes, one_session);
+        assert_eq!(stats.committed_bytes, weight_bytes + kv, "the run's activations are released");
         assert!(stats.peak_tensor_bytes <= one_session, "{} > {one_session}", stats.peak_tensor_bytes);
     });
 }

@@ -11,11 +11,13 @@
 //!   ([`to_binary`], format in [`binary`]); both deterministic for the same inputs.
 
 pub mod binary;
+mod check;
 mod generate;
 pub mod memory;
 pub mod plan;
 pub mod summary;
 
+pub use check::{check_types, PlanCheckError};
 pub use generate::generate;
 pub use plan::*;
 pub use summary::{summary, PlanSummary};

@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use genie_codegen::{from_binary, from_ron, to_binary, to_ron, PlanIoError, ProgramPlan};
+use genie_codegen::{
+    check_types, from_binary, from_ron, to_binary, to_ron, PlanCheckError, PlanIoError, ProgramPlan, Step,
+};
+use genie_ir::TensorType;
 use genie_passes::placement::ClusterSpec;
 
 fn plan() -> ProgramPlan {
@@ -94,4 +97,56 @@ fn truncated_and_corrupted_binary_plans_are_errors() {
         b[i] ^= 0xff;
         let _ = from_binary(&b);
     }
+}
+
+/// The first `Exec` step of the plan: (entry index, device plan index, step index).
+fn first_exec(p: &ProgramPlan) -> (usize, usize, usize) {
+    for (e, entry) in p.entries.iter().enumerate() {
+        for (d, dp) in entry.plans.iter().enumerate() {
+            if let Some(s) = dp.steps.iter().position(|s| matches!(s, Step::Exec { .. })) {
+                return (e, d, s);
+            }
+        }
+    }
+    panic!("the plan executes nothing")
+}
+
+#[test]
+fn a_compiled_plan_passes_the_type_check() {
+    assert_eq!(check_types(&plan()), Ok(()));
+}
+
+#[test]
+fn an_output_typed_larger_than_its_op_makes_is_refused_naming_the_node() {
+    let mut p = plan();
+    let (e, d, s) = first_exec(&p);
+    let Step::Exec { node, outputs, .. } = p.entries[e].plans[d].steps[s].clone() else { unreachable!() };
+    let info = p.entries[e].tensors.get_mut(&outputs[0]).unwrap();
+    let honest = info.ty.clone();
+    // A worker sizing memory from this type would admit far more than the kernel makes.
+    info.ty = TensorType::new(honest.dtype, &[1 << 20, 1 << 20]);
+    match check_types(&p).unwrap_err() {
+        PlanCheckError::Mismatch { node: n, tensor, types, .. } => {
+            assert_eq!((n, tensor), (node, outputs[0]));
+            assert_eq!(types.1, honest, "the inferred type is the honest one");
+        }
+        other => panic!("expected a mismatch, got {other}"),
+    }
+}
+
+#[test]
+fn a_step_naming_a_missing_tensor_or_an_unknown_op_is_refused() {
+    let mut p = plan();
+    let (e, d, s) = first_exec(&p);
+    let Step::Exec { outputs, .. } = p.entries[e].plans[d].steps[s].clone() else { unreachable!() };
+    p.entries[e].tensors.remove(&outputs[0]);
+    let err = check_types(&p).unwrap_err();
+    assert!(matches!(&err, PlanCheckError::UnknownTensor { tensor, .. } if *tensor == outputs[0]), "{err}");
+
+    let mut p = plan();
+    if let Step::Exec { op, .. } = &mut p.entries[e].plans[d].steps[s] {
+        *op = "aten::launch_missiles".into();
+    }
+    let err = check_types(&p).unwrap_err();
+    assert!(matches!(&err, PlanCheckError::Inference { op, .. } if op == "aten::launch_missiles"), "{err}");
 }

@@ -162,6 +162,12 @@ impl WeightStore {
         }
     }
 
+    /// A store of just the entries of `hashes` this one has (external data stays where it is).
+    pub fn subset(&self, hashes: &[WeightHash]) -> WeightStore {
+        let entries = hashes.iter().filter_map(|h| self.entries.get(h).map(|e| (h.clone(), e.clone()))).collect();
+        WeightStore { entries }
+    }
+
     pub fn get(&self, hash: &WeightHash) -> Option<&WeightEntry> {
         self.entries.get(hash)
     }

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use genie_codegen::{EntryPlan, ProgramPlan, Step, CLIENT};
 use genie_ir::{WeightHash, WeightStore};
 use quinn::{Connection, SendStream};
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 use tokio::sync::oneshot;
 
@@ -22,8 +21,8 @@ use crate::streams::{self, ReadFrame};
 use crate::tensor::dtype_of;
 use crate::transport::{self, TransportError, TransportOptions, Trust};
 use crate::wire::{
-    ClientId, ErrorKind, Frame, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Role, RunStats, WireError,
-    WorkerStats,
+    ErrorKind, Frame, Hello, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Resume, Role, RunStats,
+    WireError, WorkerStats, PROTOCOL_VERSION,
 };
 
 /// Where a plan's device runs.
@@ -138,7 +137,6 @@ pub struct Cluster {
 }
 
 struct Inner {
-    client: ClientId,
     options: ClientOptions,
     endpoint: quinn::Endpoint,
     workers: BTreeMap<String, Arc<WorkerLink>>,
@@ -150,6 +148,9 @@ struct WorkerLink {
     addr: SocketAddr,
     trust: Trust,
     server_name: String,
+    /// This client's identity on the worker (its id and resume ticket), once welcomed: a new
+    /// connection resumes it, so the client keeps reaching its programs and sessions.
+    identity: Mutex<Option<Resume>>,
     live: tokio::sync::Mutex<Option<Arc<Live>>>,
 }
 
@@ -182,20 +183,13 @@ impl Cluster {
                     addr: w.addr,
                     trust: w.trust,
                     server_name: w.server_name,
+                    identity: Mutex::new(None),
                     live: Default::default(),
                 };
                 (w.device, Arc::new(link))
             })
             .collect();
-        let cluster = Cluster {
-            inner: Arc::new(Inner {
-                client: rand::random(),
-                options,
-                endpoint,
-                workers: links,
-                ids: AtomicU64::new(1),
-            }),
-        };
+        let cluster = Cluster { inner: Arc::new(Inner { options, endpoint, workers: links, ids: AtomicU64::new(1) }) };
         let connects: Vec<_> = cluster.inner.workers.values().map(|w| cluster.live(w)).collect();
         for r in futures_join(connects).await {
             r?;
@@ -221,12 +215,21 @@ impl Cluster {
 
     /// The open connection to a worker, connecting (and saying Hello) if there is none.
     async fn live(&self, link: &WorkerLink) -> Result<Arc<Live>, ClientError> {
-        let mut slot = link.live.lock().await;
+        let slot = link.live.lock().await;
         if let Some(live) = slot.as_ref() {
             if live.connection.close_reason().is_none() {
                 return Ok(live.clone());
             }
         }
+        self.live_locked(link, slot).await
+    }
+
+    /// Connect to a worker and say Hello, holding its connection slot.
+    async fn live_locked(
+        &self,
+        link: &WorkerLink,
+        mut slot: tokio::sync::MutexGuard<'_, Option<Arc<Live>>>,
+    ) -> Result<Arc<Live>, ClientError> {
         let options = &self.inner.options;
         let connection =
             transport::connect(&self.inner.endpoint, link.addr, &link.server_name, &link.trust, &options.transport)
@@ -238,11 +241,25 @@ impl Cluster {
                 })?;
         let lost = |e: String| ClientError::ConnectionLost { device: link.device.clone(), reason: e };
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| lost(e.to_string()))?;
-        let token = &options.token;
-        let timeout = Some(options.request_timeout);
-        handshake::say_hello(&mut send, &mut recv, token, self.inner.client, Role::Client, timeout)
-            .await
-            .map_err(|e| hello_error(&link.device, e))?;
+        let resume = lock(&link.identity).clone();
+        let hello = Hello { version: PROTOCOL_VERSION, token: options.token.clone(), role: Role::Client, resume };
+        let welcome = match handshake::say_hello(&mut send, &mut recv, &hello, options.request_timeout).await {
+            Err(HandshakeError::Refused(e)) if e.kind == ErrorKind::UnknownClient => {
+                // The worker no longer knows this client (it restarted, or forgot a client gone
+                // too long): start over as a new one on a fresh connection.
+                *lock(&link.identity) = None;
+                connection.close(0u32.into(), b"resuming as a new client");
+                return Box::pin(self.live_locked(link, slot)).await;
+            }
+            other => other.map_err(|e| hello_error(&link.device, e))?,
+        };
+        let Some(identity) = welcome.client else {
+            return Err(ClientError::Protocol {
+                device: link.device.clone(),
+                reason: "a Welcome without an id".into(),
+            });
+        };
+        *lock(&link.identity) = Some(identity);
         let replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>> = Arc::default();
         let tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>> = Arc::default();
         // Replies: dispatched by id until the stream ends; waiters then see their sender dropped.
@@ -294,7 +311,7 @@ impl Cluster {
                 }
             });
         }
-        let fingerprint = peer_fingerprint(&connection).unwrap_or_default();
+        let fingerprint = transport::peer_fingerprint(&connection).unwrap_or_default();
         let live = Arc::new(Live { connection, writer: tokio::sync::Mutex::new(send), replies, tensors, fingerprint });
         *slot = Some(live.clone());
         Ok(live)
@@ -341,17 +358,22 @@ impl Cluster {
 
     /// Install a plan on its workers. Each worker reports the weights it lacks; only those are
     /// uploaded (a weight resident from an earlier load, or from another client's identical
-    /// model, is not sent again).
+    /// model, is not sent again once this client proves it holds the bytes).
     pub async fn load(&self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Program, ClientError> {
         let program = rand::random::<u64>();
         let mut peers = Vec::new();
         for d in &plan.devices {
             let link = self.link(&d.name)?.clone();
             let live = self.live(&link).await?;
+            let client = lock(&link.identity).as_ref().map(|r| r.client).ok_or_else(|| ClientError::Protocol {
+                device: d.name.clone(),
+                reason: "connected without an identity".into(),
+            })?;
             peers.push(PeerInfo {
                 device: d.name.clone(),
                 address: link.addr.to_string(),
                 fingerprint: live.fingerprint.clone(),
+                client,
             });
         }
         let mut stats = LoadStats::default();
@@ -377,7 +399,12 @@ impl Cluster {
         let timeout = self.inner.options.request_timeout;
         let needed = plan.device(device).map_or(0, |d| d.weights.len()) as u64;
         let body = Request::LoadProgram { program, device: device.to_string(), plan: Box::new((*plan).clone()), peers };
-        let missing = match self.request(device, body, timeout, true).await? {
+        let (nonce, asked) = match self.request(device, body, timeout, true).await? {
+            Reply::ProveWeights { nonce, hashes } => (nonce, hashes),
+            other => return Err(unexpected(device, &other)),
+        };
+        let proofs = prove_weights(device, &nonce, &asked, weights).await?;
+        let missing = match self.request(device, Request::ProveWeights { program, proofs }, timeout, true).await? {
             Reply::MissingWeights { hashes } => hashes,
             other => return Err(unexpected(device, &other)),
         };
@@ -454,22 +481,40 @@ impl Cluster {
             receivers.push(rx);
         }
         let lost = |e: WireError| ClientError::ConnectionLost { device: device.to_string(), reason: e.to_string() };
+        // The tensors' types go with the request (the worker sizes the call before any byte
+        // arrives); their bytes follow on their own streams.
         let mut wire_inputs = Vec::new();
-        let mut sent = 0;
+        let mut payloads = Vec::new();
         for (index, input) in inputs.iter().enumerate() {
             match input {
                 OpArgument::Tensor(t) => {
-                    sent += streams::send_tensor(&live.connection, Purpose::OpInput { call, index: index as u32 }, t)
-                        .await
-                        .map_err(lost)?;
-                    wire_inputs.push(OpInput::Sent);
+                    let (dtype, shape, bytes) = streams::tensor_payload(t).map_err(lost)?;
+                    wire_inputs.push(OpInput::Sent { dtype, shape: shape.clone() });
+                    payloads.push((index as u32, dtype, shape, bytes));
                 }
                 OpArgument::Weight(h) => wire_inputs.push(OpInput::Weight((*h).clone())),
             }
         }
         let body = Request::ExecOp { call, op: op.to_string(), args, inputs: wire_inputs, outputs };
         let timeout = self.inner.options.run_timeout;
-        let reply = live.call(device, self.next_id(), body, timeout).await;
+        let sends = async {
+            let mut sent = 0;
+            for (index, dtype, shape, bytes) in payloads {
+                let purpose = Purpose::OpInput { call, index };
+                sent += streams::send_payload(&live.connection, purpose, dtype, shape, bytes).await.map_err(lost)?;
+            }
+            Ok::<u64, ClientError>(sent)
+        };
+        let (reply, sent) = tokio::join!(live.call(device, self.next_id(), body, timeout), sends);
+        let sent = match sent {
+            Ok(n) => n,
+            Err(e) => {
+                for index in 0..outputs {
+                    lock(&live.tensors).remove(&Purpose::OpOutput { call, index });
+                }
+                return Err(e);
+            }
+        };
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
@@ -514,6 +559,33 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Proofs that this client holds the weights a worker asked about: each weight's bytes hashed
+/// under the worker's nonce (on a blocking thread: it reads every byte).
+async fn prove_weights(
+    device: &str,
+    nonce: &genie_ir::HexBytes,
+    asked: &[WeightHash],
+    weights: &WeightStore,
+) -> Result<Vec<(WeightHash, genie_ir::HexBytes)>, ClientError> {
+    let nonce: [u8; 32] = nonce.0.as_slice().try_into().map_err(|_| ClientError::Protocol {
+        device: device.to_string(),
+        reason: format!("a nonce of {} bytes, not 32", nonce.0.len()),
+    })?;
+    let store = weights.subset(asked);
+    let asked = asked.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut proofs = Vec::with_capacity(asked.len());
+        for hash in asked {
+            // A weight this program does not have cannot be proved; it will be asked for again.
+            let Ok(bytes) = store.read(&hash) else { continue };
+            proofs.push((hash, genie_ir::HexBytes(crate::wire::weight_proof(&nonce, &bytes).to_vec())));
+        }
+        proofs
+    })
+    .await
+    .map_err(|e| ClientError::Protocol { device: device.to_string(), reason: format!("proving weights: {e}") })
 }
 
 /// An output a call waits for: its tensor, the sender, the stream's purpose and connection.
@@ -566,8 +638,9 @@ impl Live {
 
 fn request_name(r: &Request) -> &'static str {
     match r {
-        Request::Hello { .. } => "Hello",
         Request::LoadProgram { .. } => "LoadProgram",
+        Request::ProveWeights { .. } => "ProveWeights",
+        Request::CancelRun { .. } => "CancelRun",
         Request::WeightsUploaded { .. } => "WeightsUploaded",
         Request::OpenSession { .. } => "OpenSession",
         Request::Run { .. } => "Run",
@@ -596,15 +669,6 @@ fn hello_error(device: &str, e: HandshakeError) -> ClientError {
 
 fn unexpected(device: &str, reply: &Reply) -> ClientError {
     ClientError::Protocol { device: device.to_string(), reason: format!("unexpected reply {reply:?}") }
-}
-
-/// `sha256:<hex>` of the worker's leaf certificate, as the worker prints it.
-fn peer_fingerprint(connection: &Connection) -> Option<String> {
-    let identity = connection.peer_identity()?;
-    let certs = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
-    let leaf = certs.first()?;
-    let digest = Sha256::digest(leaf.as_ref());
-    Some(format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 /// Await futures concurrently (on this task), keeping their order.
@@ -748,14 +812,32 @@ impl Session {
         let prepared = self.prepare(entry_name, inputs);
         async move {
             let (entry_name, bindings, payloads) = prepared?;
-            let result = self.run_prepared(&entry_name, bindings, payloads).await;
+            let run = rand::random::<u64>();
+            let result = self.run_prepared(run, &entry_name, bindings, payloads).await;
             if result.is_err() {
                 // A failed call may have updated the state on some workers and not on others:
                 // forget it, so the next call that reads state fails clearly (StateNotReady)
-                // instead of reading caches of different lengths.
+                // instead of reading caches of different lengths. Parts still running on a
+                // worker (waiting for a tensor that will not come) are cancelled, so their
+                // sessions are free for the next call.
                 self.slot_shapes.clear();
+                self.cancel(run, &entry_name).await;
             }
             result
+        }
+    }
+
+    /// Best effort: cancel run `run` on every worker of `entry` still connected.
+    async fn cancel(&self, run: u64, entry: &str) {
+        let cluster = &self.program.cluster;
+        let Some(e) = self.program.plan.entry(entry) else { return };
+        for device in e.plans.iter().map(|p| p.device.as_str()).filter(|d| *d != CLIENT) {
+            let Ok(link) = cluster.link(device) else { continue };
+            let live = link.live.lock().await.clone();
+            if let Some(live) = live.filter(|l| l.connection.close_reason().is_none()) {
+                let wait = Duration::from_secs(2);
+                let _ = live.call(device, cluster.next_id(), Request::CancelRun { run }, wait).await;
+            }
         }
     }
 
@@ -788,6 +870,7 @@ impl Session {
 
     async fn run_prepared(
         &mut self,
+        run: u64,
         entry_name: &str,
         bindings: Bindings,
         by_tensor: HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>,
@@ -800,7 +883,6 @@ impl Session {
             have: plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
         })?;
         let options = &cluster.inner.options;
-        let run = rand::random::<u64>();
         let client_plan = entry.plan(CLIENT);
         let client_steps: &[Step] = client_plan.map_or(&[], |p| &p.steps);
         let workers: Vec<&str> = entry.plans.iter().filter(|p| p.device != CLIENT).map(|p| p.device.as_str()).collect();

@@ -3,16 +3,19 @@
 //! peer worker ([`say_hello`] with [`Role::Peer`]), and a worker accepting either
 //! ([`accept_hello`]).
 //!
-//! The connecting side sends [`Request::Hello`] (protocol version, token, client id, role) as the
-//! first frame of the control stream; the worker answers [`Reply::Welcome`] or a
-//! [`Reply::Error`] refusal. Nothing else is accepted on a connection before a valid Hello.
+//! The connecting side sends a [`Hello`] (protocol version, token, role, and for a client that
+//! reconnects the id and ticket it was given) as the first frame of the control stream. The
+//! worker reads nothing else first, at most [`MAX_HELLO_FRAME`] bytes of it, and answers
+//! [`Reply::Welcome`] (with the client's identity on this worker) or a [`Reply::Error`] refusal.
 
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 
 use crate::streams::{self, ReadFrame};
-use crate::wire::{ClientId, ErrorKind, Frame, RemoteError, Reply, Request, Role, WireError, PROTOCOL_VERSION};
+use crate::wire::{
+    ErrorKind, Frame, Hello, RemoteError, Reply, Resume, Role, WireError, MAX_HELLO_FRAME, PROTOCOL_VERSION,
+};
 
 /// What the worker answered to a valid Hello.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,13 +25,8 @@ pub struct Welcome {
     pub device: String,
     /// The worker's bound address.
     pub worker: String,
-}
-
-/// Who said a valid Hello.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hello {
-    pub client: ClientId,
-    pub role: Role,
+    /// A client's identity on this worker (its id and resume ticket); none for a peer.
+    pub client: Option<Resume>,
 }
 
 /// Why saying Hello failed. Callers map these onto their own errors (`ClientError`, a peer's
@@ -41,7 +39,7 @@ pub enum HandshakeError {
     /// No answer within the timeout.
     #[error("no answer to Hello within {0:?}")]
     Timeout(Duration),
-    /// The worker refused (wrong token, other protocol version).
+    /// The worker refused (wrong token, other protocol version, unknown ticket).
     #[error("refused: {0}")]
     Refused(RemoteError),
     /// The stream ended before any answer.
@@ -55,27 +53,20 @@ pub enum HandshakeError {
     Read(#[source] WireError),
 }
 
-/// Send the Hello on a fresh control stream and wait for the answer (at most `timeout`, if
-/// given; the wait for the answer only, as the write is bounded by the transport).
+/// Send `hello` on a fresh control stream and wait for the answer (at most `timeout`).
 pub async fn say_hello(
     send: &mut SendStream,
     recv: &mut RecvStream,
-    token: &str,
-    client: ClientId,
-    role: Role,
-    timeout: Option<Duration>,
+    hello: &Hello,
+    timeout: Duration,
 ) -> Result<Welcome, HandshakeError> {
-    let hello = Request::Hello { version: PROTOCOL_VERSION, token: token.to_string(), client, role };
-    streams::write_frame(send, &Frame { id: 0, body: hello }).await.map_err(HandshakeError::Send)?;
-    let answer = match timeout {
-        Some(after) => tokio::time::timeout(after, streams::read_frame::<Reply>(recv))
-            .await
-            .map_err(|_| HandshakeError::Timeout(after))?,
-        None => streams::read_frame::<Reply>(recv).await,
-    };
+    streams::write_frame(send, &Frame { id: 0, body: hello.clone() }).await.map_err(HandshakeError::Send)?;
+    let answer = tokio::time::timeout(timeout, streams::read_frame::<Reply>(recv))
+        .await
+        .map_err(|_| HandshakeError::Timeout(timeout))?;
     match answer {
-        Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { version, device, worker }, .. })) => {
-            Ok(Welcome { version, device, worker })
+        Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { version, device, worker, client }, .. })) => {
+            Ok(Welcome { version, device, worker, client })
         }
         Ok(ReadFrame::Frame(Frame { body: Reply::Error(error), .. })) => Err(HandshakeError::Refused(error)),
         Ok(ReadFrame::End) => Err(HandshakeError::Closed),
@@ -90,57 +81,85 @@ pub enum AcceptError {
     /// The first frame could not be read (nothing was answered).
     #[error("{0}")]
     Read(#[source] WireError),
-    /// Not a valid Hello; the refusal was sent.
+    /// Not a valid Hello, or one the worker does not admit; the refusal was sent.
     #[error("{0}")]
     Refused(RemoteError),
 }
 
-/// Read the first frame of a connection's control stream and answer it: Welcome (naming
-/// `device` and the `worker` address) if it is a Hello of this protocol version with `token`,
-/// else a refusal. A failed write of the answer is ignored: the connection is closed anyway
-/// after a refusal, and a lost Welcome shows up as the client's own error.
+/// What the worker knows about its side of a handshake.
+pub struct Accepting<'a> {
+    /// The cluster's token.
+    pub token: &'a str,
+    /// The worker's device and address, for the Welcome.
+    pub device: &'a str,
+    pub worker: &'a str,
+}
+
+/// Read the first frame of a connection's control stream (a [`Hello`] of at most
+/// [`MAX_HELLO_FRAME`] bytes, nothing else is decoded) and answer it. A Hello of this protocol
+/// version with the token is passed to `admit`, which gives the identity to welcome it with (a
+/// client's id and ticket) or the refusal; anything else is refused. A failed write of the
+/// answer is ignored: the connection is closed anyway after a refusal, and a lost Welcome shows
+/// up as the other side's own error.
 pub async fn accept_hello(
     send: &mut SendStream,
     recv: &mut RecvStream,
-    token: &str,
-    device: &str,
-    worker: &str,
-) -> Result<Hello, AcceptError> {
-    let first = streams::read_frame::<Request>(recv).await.map_err(AcceptError::Read)?;
-    let (id, verdict) = check_hello(first, token);
+    worker: Accepting<'_>,
+    admit: impl FnOnce(&Hello) -> Result<Option<Resume>, RemoteError>,
+) -> Result<(Hello, Option<Resume>), AcceptError> {
+    let first = match streams::read_frame_within::<Hello>(recv, MAX_HELLO_FRAME).await {
+        Ok(first) => first,
+        Err(e @ WireError::FrameTooLarge { .. }) => {
+            let refusal = RemoteError::new(ErrorKind::FrameTooLarge, format!("the first frame must be a Hello: {e}"));
+            let _ = streams::write_frame(send, &Frame { id: 0, body: Reply::Error(refusal.clone()) }).await;
+            return Err(AcceptError::Refused(refusal));
+        }
+        Err(e @ WireError::Malformed { .. }) => {
+            let refusal = RemoteError::new(ErrorKind::Unauthorized, format!("the first frame must be a Hello: {e}"));
+            let _ = streams::write_frame(send, &Frame { id: 0, body: Reply::Error(refusal.clone()) }).await;
+            return Err(AcceptError::Refused(refusal));
+        }
+        Err(e) => return Err(AcceptError::Read(e)),
+    };
+    let (id, verdict) = match first {
+        ReadFrame::Frame(Frame { id, body }) => {
+            let verdict = check_hello(&body, worker.token).and_then(|()| admit(&body)).map(|who| (body, who));
+            (id, verdict)
+        }
+        ReadFrame::End => (0, Err(RemoteError::new(ErrorKind::Unauthorized, "no Hello"))),
+    };
     let reply = match &verdict {
-        Ok(_) => Reply::Welcome { version: PROTOCOL_VERSION, device: device.to_string(), worker: worker.to_string() },
+        Ok((_, client)) => Reply::Welcome {
+            version: PROTOCOL_VERSION,
+            device: worker.device.to_string(),
+            worker: worker.worker.to_string(),
+            client: client.clone(),
+        },
         Err(e) => Reply::Error(e.clone()),
     };
     let _ = streams::write_frame(send, &Frame { id, body: reply }).await;
     verdict.map_err(AcceptError::Refused)
 }
 
-/// The verdict on a connection's first frame, with the id to answer it under.
-fn check_hello(first: ReadFrame<Request>, token: &str) -> (u64, Result<Hello, RemoteError>) {
-    match first {
-        ReadFrame::Frame(Frame { id, body: Request::Hello { version, token: theirs, client, role } }) => {
-            let verdict = if version != PROTOCOL_VERSION {
-                Err(RemoteError::new(
-                    ErrorKind::VersionMismatch,
-                    format!("client speaks protocol {version}, worker {PROTOCOL_VERSION}"),
-                ))
-            } else if !constant_time_eq(theirs.as_bytes(), token.as_bytes()) {
-                Err(RemoteError::new(ErrorKind::Unauthorized, "wrong token"))
-            } else {
-                Ok(Hello { client, role })
-            };
-            (id, verdict)
-        }
-        ReadFrame::Frame(Frame { id, .. }) => {
-            (id, Err(RemoteError::new(ErrorKind::Unauthorized, "the first request must be Hello with the token")))
-        }
-        ReadFrame::End => (0, Err(RemoteError::new(ErrorKind::Unauthorized, "no Hello"))),
+/// The version and token of a Hello.
+fn check_hello(hello: &Hello, token: &str) -> Result<(), RemoteError> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(RemoteError::new(
+            ErrorKind::VersionMismatch,
+            format!("client speaks protocol {}, worker {PROTOCOL_VERSION}", hello.version),
+        ));
     }
+    if !constant_time_eq(hello.token.as_bytes(), token.as_bytes()) {
+        return Err(RemoteError::new(ErrorKind::Unauthorized, "wrong token"));
+    }
+    if hello.role == Role::Peer && hello.resume.is_some() {
+        return Err(RemoteError::new(ErrorKind::BadRequest, "a peer has no client identity to resume"));
+    }
+    Ok(())
 }
 
-/// Compare tokens in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compare secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -151,30 +170,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn hello(version: u32, token: &str) -> ReadFrame<Request> {
-        ReadFrame::Frame(Frame {
-            id: 7,
-            body: Request::Hello { version, token: token.into(), client: 42, role: Role::Peer },
-        })
+    fn hello(version: u32, token: &str) -> Hello {
+        Hello { version, token: token.into(), role: Role::Client, resume: None }
     }
 
     #[test]
-    fn a_hello_with_the_token_and_version_is_accepted_under_its_id() {
-        let (id, verdict) = check_hello(hello(PROTOCOL_VERSION, "secret"), "secret");
-        assert_eq!((id, verdict.unwrap()), (7, Hello { client: 42, role: Role::Peer }));
+    fn a_hello_with_the_token_and_version_passes() {
+        assert!(check_hello(&hello(PROTOCOL_VERSION, "secret"), "secret").is_ok());
     }
 
     #[test]
-    fn anything_else_first_is_refused_with_its_reason() {
-        let refusal = |first, token| check_hello(first, token).1.unwrap_err();
-        let wrong = refusal(hello(PROTOCOL_VERSION, "guess"), "secret");
+    fn a_wrong_token_version_or_peer_resume_is_refused_with_its_reason() {
+        let wrong = check_hello(&hello(PROTOCOL_VERSION, "guess"), "secret").unwrap_err();
         assert_eq!((wrong.kind, wrong.message.as_str()), (ErrorKind::Unauthorized, "wrong token"));
-        assert_eq!(refusal(hello(PROTOCOL_VERSION, "secre"), "secret").kind, ErrorKind::Unauthorized);
-        let old = refusal(hello(PROTOCOL_VERSION + 1, "secret"), "secret");
+        assert_eq!(check_hello(&hello(PROTOCOL_VERSION, "secre"), "secret").unwrap_err().kind, ErrorKind::Unauthorized);
+        let old = check_hello(&hello(PROTOCOL_VERSION + 1, "secret"), "secret").unwrap_err();
         assert_eq!(old.kind, ErrorKind::VersionMismatch);
-        let stats = ReadFrame::Frame(Frame { id: 3, body: Request::Stats });
-        let (id, verdict) = check_hello(stats, "secret");
-        assert_eq!((id, verdict.unwrap_err().kind), (3, ErrorKind::Unauthorized));
-        assert_eq!(refusal(ReadFrame::End, "secret").message, "no Hello");
+        let resume = Resume { client: 1, ticket: genie_ir::HexBytes(vec![0; 32]) };
+        let peer = Hello { role: Role::Peer, resume: Some(resume), ..hello(PROTOCOL_VERSION, "secret") };
+        assert_eq!(check_hello(&peer, "secret").unwrap_err().kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn a_request_is_not_a_hello() {
+        // A worker decodes the first frame as a Hello only: any request, however well formed,
+        // fails to decode or fails the token check.
+        let stats = crate::wire::encode_frame(&Frame { id: 3, body: crate::wire::Request::Stats }).unwrap();
+        match crate::wire::decode_frame::<Hello>(&stats[4..]) {
+            Err(WireError::Malformed { .. }) => {}
+            Ok(frame) => assert!(check_hello(&frame.body, "secret").is_err()),
+            Err(other) => panic!("{other}"),
+        }
     }
 }

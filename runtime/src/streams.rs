@@ -26,8 +26,21 @@ pub enum ReadFrame<T> {
     End,
 }
 
-/// Read one control frame; the length is checked before the body is allocated.
+/// Read one control frame of at most [`wire::MAX_CONTROL_FRAME`] bytes.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(recv: &mut RecvStream) -> Result<ReadFrame<T>, WireError> {
+    read_frame_within(recv, wire::MAX_CONTROL_FRAME).await
+}
+
+/// How much of a frame's body is read at a time: memory grows with what arrives, not with what
+/// a length prefix claims.
+const FRAME_CHUNK: usize = 64 << 10;
+
+/// Read one control frame of at most `max` bytes. The length is checked before anything is
+/// allocated, and the body grows as its bytes arrive.
+pub async fn read_frame_within<T: for<'de> Deserialize<'de>>(
+    recv: &mut RecvStream,
+    max: u32,
+) -> Result<ReadFrame<T>, WireError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -35,12 +48,16 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(recv: &mut RecvStream) -> 
         Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(WireError::Truncated("inside a frame length")),
         Err(quinn::ReadExactError::ReadError(e)) => return Err(WireError::Stream(e.to_string())),
     }
-    let len = wire::frame_len(prefix)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => WireError::Truncated("inside a frame"),
-        quinn::ReadExactError::ReadError(e) => WireError::Stream(e.to_string()),
-    })?;
+    let len = wire::frame_len_within(prefix, max)?;
+    let mut body = Vec::with_capacity(len.min(FRAME_CHUNK));
+    while body.len() < len {
+        let want = (len - body.len()).min(FRAME_CHUNK);
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(WireError::Truncated("inside a frame")),
+            Err(e) => return Err(WireError::Stream(e.to_string())),
+        }
+    }
     Ok(ReadFrame::Frame(wire::decode_frame(&body)?))
 }
 

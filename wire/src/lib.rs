@@ -4,8 +4,9 @@
 //! A connection carries:
 //! - one **control stream** (bidirectional, opened by the connecting side). Each frame is a
 //!   little-endian `u32` length then a [`Frame`] encoded with `genie_codegen::binary` (tagged,
-//!   bounded). The first request must be [`Request::Hello`]; requests carry an id and replies
-//!   answer that id, possibly out of order (many runs share one connection).
+//!   bounded). The first frame is a [`Hello`] of at most [`MAX_HELLO_FRAME`] bytes, the only
+//!   thing a worker decodes before authentication; after its [`Reply::Welcome`], requests carry
+//!   an id and replies answer that id, possibly out of order (many runs share one connection).
 //! - **tensor streams** (unidirectional, one per tensor, either direction). Each starts with the
 //!   magic `GTNS`, a `u32` header length and a [`TensorHeader`]; then exactly `byte_len` raw
 //!   little-endian bytes, which the receiver reads straight into the destination tensor.
@@ -25,10 +26,14 @@ use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to a message or header.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
+
+/// The largest first frame, the [`Hello`]: what a worker reads from anyone before knowing who
+/// they are.
+pub const MAX_HELLO_FRAME: u32 = 4 << 10;
 
 /// The largest tensor header.
 pub const MAX_TENSOR_HEADER: u32 = 64 << 10;
@@ -39,9 +44,34 @@ pub const MAX_RANK: usize = 16;
 /// First bytes of every tensor stream.
 pub const TENSOR_MAGIC: [u8; 4] = *b"GTNS";
 
-/// A client's random identity for the life of its connection set; sessions, programs and runs
-/// are owned by it.
+/// A client's identity on one worker, assigned by that worker at its first Hello; sessions,
+/// programs and runs are owned by it. A client that reconnects resumes it with its [`Ticket`].
 pub type ClientId = u64;
+
+/// The secret that resumes a [`ClientId`] on a new connection (a worker hands it out with the
+/// id and never accepts the id without it).
+pub type Ticket = genie_ir::HexBytes;
+
+/// A nonce or a keyed hash: 32 bytes.
+pub type Digest = genie_ir::HexBytes;
+
+/// The first frame of every connection, and the only thing decoded before authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    /// The cluster's token.
+    pub token: String,
+    pub role: Role,
+    /// A client reconnecting: the id and ticket an earlier Welcome gave it.
+    pub resume: Option<Resume>,
+}
+
+/// An identity to resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub client: ClientId,
+    pub ticket: Ticket,
+}
 
 /// Who is connecting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,18 +96,23 @@ pub struct PeerInfo {
     pub device: String,
     /// `host:port`.
     pub address: String,
-    /// The peer's certificate fingerprint (`sha256:…`), pinned when connecting.
+    /// The peer's certificate fingerprint (`sha256:…`): pinned when this worker connects to it,
+    /// and the only certificate an activation from that device is accepted over.
     pub fingerprint: String,
+    /// The client's id on that peer (activations for the client's runs there are tagged so).
+    pub client: ClientId,
 }
 
-/// Client → worker.
+/// Client → worker, after the [`Hello`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    /// Must come first: protocol version and the cluster's token.
-    Hello { version: u32, token: String, client: ClientId, role: Role },
     /// Install a program: the whole plan, the device this worker plays, and its peers. Answered
-    /// by [`Reply::MissingWeights`]; the client then uploads those on tensor streams.
+    /// by [`Reply::ProveWeights`]: the weights the client must show it holds.
     LoadProgram { program: u64, device: String, plan: Box<ProgramPlan>, peers: Vec<PeerInfo> },
+    /// The proofs asked for by [`Reply::ProveWeights`]: per weight, the keyed BLAKE3 hash of its
+    /// bytes under the nonce (see [`weight_proof`]); a weight left out is to be uploaded.
+    /// Answered by [`Reply::MissingWeights`].
+    ProveWeights { program: u64, proofs: Vec<(WeightHash, Digest)> },
     /// All missing weights were sent; answered by [`Reply::Ok`] once every weight the device
     /// needs is resident, or an error naming what is still missing.
     WeightsUploaded { program: u64 },
@@ -92,6 +127,9 @@ pub enum Request {
     /// Execute one op (per-op remoting, the baseline `genie bench` compares with). Tensor
     /// arguments arrive on tensor streams tagged `OpInput { op_call }`, or name cached weights.
     ExecOp { call: u64, op: String, args: Vec<genie_ir::Arg>, inputs: Vec<OpInput>, outputs: u32 },
+    /// Stop a run of this client that is still executing (its session is freed for the next
+    /// call; what it may have written to its state is dropped).
+    CancelRun { run: u64 },
     /// Counters and resident sizes.
     Stats,
     /// The client is done with this connection.
@@ -101,23 +139,39 @@ pub enum Request {
 /// A tensor argument of [`Request::ExecOp`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OpInput {
-    /// Sent with this call on a tensor stream (`Purpose::OpInput { call, index }`).
-    Sent,
-    /// A weight already resident on the worker.
+    /// Sent with this call on a tensor stream (`Purpose::OpInput { call, index }`): its type
+    /// (so the worker can size the op before any byte arrives).
+    Sent { dtype: DType, shape: Vec<i64> },
+    /// A weight resident on the worker that this client uploaded or proved it holds.
     Weight(WeightHash),
+}
+
+/// The proof that a client holds a weight's bytes: BLAKE3 keyed by the worker's fresh nonce
+/// over the bytes, so it can be made only by reading them, and only for this nonce.
+pub fn weight_proof(nonce: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
+    *blake3::keyed_hash(nonce, bytes).as_bytes()
 }
 
 /// Worker → client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     Ok,
-    /// Answer to Hello.
+    /// Answer to Hello: the worker's identity, and the client's on this worker (a peer gets
+    /// none).
     Welcome {
         version: u32,
         device: String,
         worker: String,
+        client: Option<Resume>,
     },
-    /// The weights this worker still needs for the program (by hash).
+    /// Answer to LoadProgram: every weight the program needs that this client has neither
+    /// uploaded nor proved, whether or not the worker holds it (so the answer says nothing of
+    /// other clients' weights), and the nonce to prove them under.
+    ProveWeights {
+        nonce: Digest,
+        hashes: Vec<WeightHash>,
+    },
+    /// Answer to ProveWeights: the weights to upload (not held, or not proved).
     MissingWeights {
         hashes: Vec<WeightHash>,
     },
@@ -215,6 +269,14 @@ pub enum ErrorKind {
     /// A load or session that would not fit in the worker's memory budget; the message gives
     /// what was asked and what is committed.
     OutOfMemory,
+    /// A per-client limit (programs, sessions, concurrent runs) was reached; the message names
+    /// it and its value.
+    LimitReached,
+    /// The run was cancelled (by its client, or because its session closed).
+    Cancelled,
+    /// A Hello resumed a client id this worker does not know, or with the wrong ticket (the
+    /// worker restarted, or forgot a client gone too long): say Hello as a new client.
+    UnknownClient,
 }
 
 impl RemoteError {
@@ -232,7 +294,8 @@ pub enum Purpose {
     Input { run: u64, transfer: u32 },
     /// A user output of a run (worker → client).
     Output { run: u64, transfer: u32 },
-    /// An activation at a cut (worker → worker), for a run of `client`.
+    /// An activation at a cut (worker → worker), for a run of `client` (the client's id on the
+    /// receiving worker, from the sender's [`PeerInfo`]).
     Activation { client: ClientId, run: u64, transfer: u32 },
     /// An argument of a per-op call (client → worker).
     OpInput { call: u64, index: u32 },
@@ -326,9 +389,14 @@ pub fn decode_frame<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<Frame<T
 
 /// Check a control frame's length prefix.
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    frame_len_within(prefix, MAX_CONTROL_FRAME)
+}
+
+/// Check a frame's length prefix against `max` ([`MAX_HELLO_FRAME`] before authentication).
+pub fn frame_len_within(prefix: [u8; 4], max: u32) -> Result<usize, WireError> {
     let len = u32::from_le_bytes(prefix);
-    if len > MAX_CONTROL_FRAME {
-        return Err(WireError::FrameTooLarge { len: len as u64, max: MAX_CONTROL_FRAME as u64 });
+    if len > max {
+        return Err(WireError::FrameTooLarge { len: len as u64, max: max as u64 });
     }
     Ok(len as usize)
 }

@@ -25,9 +25,13 @@
 //!
 //! Both sides: TLS 1.3 with aws-lc-rs, AES-128-GCM preferred, ALPN [`ALPN`]; at most
 //! [`MAX_BIDI_STREAMS`] concurrent bidirectional and [`MAX_UNI_STREAMS`] concurrent
-//! unidirectional streams opened by the peer; keep-alive and idle timeout from
-//! [`TransportOptions`]. Stream and connection flow-control windows stay at quinn's defaults
-//! (bigger ones did not help).
+//! unidirectional streams opened by the peer (a server may start accepted connections lower, see
+//! [`TransportOptions::accepted_uni_streams`]); keep-alive and idle timeout from
+//! [`TransportOptions`]. Stream flow-control windows stay at quinn's defaults (bigger ones did
+//! not help); the connection's window is bounded ([`TransportOptions::receive_window`]) so one
+//! connection cannot make the other side buffer without limit. A server asks for, but does not
+//! require, a client certificate: a worker connecting to its peers presents its own
+//! ([`connect_as`]), which is how a peer proves which worker it is.
 //!
 //! Making an endpoint also raises glibc's malloc trim and mmap thresholds once per process
 //! ([`tune_allocator`]): quinn allocates a 64 KB buffer per received datagram, and with the
@@ -51,7 +55,7 @@ use quinn::congestion::CubicConfig;
 use quinn::{EndpointConfig, IdleTimeout, TokioRuntime, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub use tls::{fingerprint_of, Identity, Trust};
+pub use tls::{fingerprint_of, peer_fingerprint, Identity, Trust};
 
 /// The ALPN protocol of Genie's wire protocol, version 1.
 pub const ALPN: &[u8] = b"genie/1";
@@ -152,6 +156,14 @@ pub struct TransportOptions {
     pub idle_timeout: Duration,
     /// How long [`connect`] waits for the handshake. Default 5 s.
     pub connect_timeout: Duration,
+    /// Bytes the other side may have in flight, unread, on one connection (all its streams
+    /// together): what a connection can make this side buffer. Default 128 MiB.
+    pub receive_window: u64,
+    /// Streams a client may open on a connection a server accepts, until the server raises the
+    /// limits (a worker does once the client has said a valid Hello). Defaults:
+    /// [`MAX_BIDI_STREAMS`] and [`MAX_UNI_STREAMS`].
+    pub accepted_bidi_streams: u32,
+    pub accepted_uni_streams: u32,
 }
 
 impl Default for TransportOptions {
@@ -160,8 +172,20 @@ impl Default for TransportOptions {
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            receive_window: 128 << 20,
+            accepted_bidi_streams: MAX_BIDI_STREAMS,
+            accepted_uni_streams: MAX_UNI_STREAMS,
         }
     }
+}
+
+/// Which end of a connection a configuration is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Connections this side opens.
+    Connecting,
+    /// Connections a server accepts (stream limits from `accepted_*`).
+    Accepting,
 }
 
 /// The kind of network path to a peer, which decides the connection's tuning (see the module
@@ -201,7 +225,11 @@ fn endpoint_config() -> EndpointConfig {
 }
 
 /// The per-connection transport configuration for a path of `kind`.
-fn transport_config(kind: PathKind, options: &TransportOptions) -> Result<Arc<TransportConfig>, TransportError> {
+fn transport_config(
+    kind: PathKind,
+    side: Side,
+    options: &TransportOptions,
+) -> Result<Arc<TransportConfig>, TransportError> {
     let idle = if options.idle_timeout.is_zero() {
         None
     } else {
@@ -220,10 +248,18 @@ fn transport_config(kind: PathKind, options: &TransportOptions) -> Result<Arc<Tr
             });
         }
     }
+    let (bidi, uni) = match side {
+        Side::Connecting => (MAX_BIDI_STREAMS, MAX_UNI_STREAMS),
+        Side::Accepting => (options.accepted_bidi_streams, options.accepted_uni_streams),
+    };
+    let window = VarInt::from_u64(options.receive_window).map_err(|_| TransportError::Options {
+        reason: format!("receive_window {} is too large", options.receive_window),
+    })?;
     let mut config = TransportConfig::default();
     config
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS))
-        .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
+        .max_concurrent_bidi_streams(VarInt::from_u32(bidi))
+        .max_concurrent_uni_streams(VarInt::from_u32(uni))
+        .receive_window(window)
         .keep_alive_interval(keep_alive)
         .max_idle_timeout(idle);
     match kind {
@@ -252,7 +288,7 @@ fn server_config(
     options: &TransportOptions,
 ) -> Result<quinn::ServerConfig, TransportError> {
     let mut config = quinn::ServerConfig::with_crypto(identity.server_crypto());
-    config.transport_config(transport_config(kind, options)?);
+    config.transport_config(transport_config(kind, Side::Accepting, options)?);
     Ok(config)
 }
 
@@ -405,7 +441,7 @@ pub fn accept(
 /// dual-stack sockets. Must be called within a tokio runtime.
 pub fn client_endpoint(options: &TransportOptions) -> Result<quinn::Endpoint, TransportError> {
     // Validate the options now rather than at the first connect.
-    transport_config(PathKind::Network, options)?;
+    transport_config(PathKind::Network, Side::Connecting, options)?;
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0));
     match endpoint_on(v6, None) {
         Ok(endpoint) => Ok(endpoint),
@@ -429,9 +465,22 @@ pub async fn connect(
     trust: &Trust,
     options: &TransportOptions,
 ) -> Result<quinn::Connection, TransportError> {
+    connect_as(endpoint, addr, server_name, trust, options, None).await
+}
+
+/// [`connect`], presenting `identity`'s certificate as the client's (a worker connecting to a
+/// peer proves which worker it is).
+pub async fn connect_as(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    trust: &Trust,
+    options: &TransportOptions,
+    identity: Option<&Identity>,
+) -> Result<quinn::Connection, TransportError> {
     let seen: tls::Seen = Arc::new(Mutex::new(None));
-    let mut config = quinn::ClientConfig::new(tls::client_crypto(trust, &seen)?);
-    config.transport_config(transport_config(PathKind::of(addr), options)?);
+    let mut config = quinn::ClientConfig::new(tls::client_crypto(trust, &seen, identity)?);
+    config.transport_config(transport_config(PathKind::of(addr), Side::Connecting, options)?);
     let connecting = endpoint
         .connect_with(config, addr, server_name)
         .map_err(|e| TransportError::Connect { addr, reason: e.to_string() })?;
@@ -490,12 +539,18 @@ mod tests {
             idle_timeout: Duration::from_secs(5),
             ..Default::default()
         };
-        assert!(matches!(transport_config(PathKind::Network, &bad), Err(TransportError::Options { .. })));
+        assert!(matches!(
+            transport_config(PathKind::Network, Side::Connecting, &bad),
+            Err(TransportError::Options { .. })
+        ));
         let huge = TransportOptions { idle_timeout: Duration::from_secs(u64::MAX / 4), ..Default::default() };
-        assert!(matches!(transport_config(PathKind::Network, &huge), Err(TransportError::Options { .. })));
+        assert!(matches!(
+            transport_config(PathKind::Network, Side::Connecting, &huge),
+            Err(TransportError::Options { .. })
+        ));
         let never = TransportOptions { keep_alive: Duration::ZERO, idle_timeout: Duration::ZERO, ..Default::default() };
-        assert!(transport_config(PathKind::Loopback, &never).is_ok());
-        assert!(transport_config(PathKind::Loopback, &TransportOptions::default()).is_ok());
+        assert!(transport_config(PathKind::Loopback, Side::Connecting, &never).is_ok());
+        assert!(transport_config(PathKind::Loopback, Side::Accepting, &TransportOptions::default()).is_ok());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 #[derive(Clone)]
 pub struct Identity {
     chain: Arc<[CertificateDer<'static>]>,
+    /// Kept to present the certificate as a client (a worker connecting to its peers).
+    key: Arc<PrivateKeyDer<'static>>,
     fingerprint: String,
     server: Arc<QuicServerConfig>,
 }
@@ -82,17 +84,23 @@ impl Identity {
     fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Identity, String> {
         let leaf = chain.first().ok_or_else(|| "no certificate".to_string())?;
         let fingerprint = fingerprint_of(leaf.as_ref());
+        let client_certs = Arc::new(AnyClientCertificate { algorithms: provider().signature_verification_algorithms });
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(chain.clone(), key)
+            .with_client_cert_verifier(client_certs)
+            .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         // Our order (AES-128-GCM first), not the client's.
         config.ignore_client_order = true;
         let server = QuicServerConfig::try_from(config).map_err(|e| e.to_string())?;
-        Ok(Identity { chain: chain.into(), fingerprint, server: Arc::new(server) })
+        Ok(Identity { chain: chain.into(), key: Arc::new(key), fingerprint, server: Arc::new(server) })
+    }
+
+    /// The certificate chain and a copy of the key, to present as a client.
+    pub(crate) fn client_auth(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (self.chain.to_vec(), self.key.clone_key())
     }
 
     /// `sha256:<64 lowercase hex>` of the leaf certificate's DER: what a client pins.
@@ -199,21 +207,88 @@ fn pem_reason(e: rustls::pki_types::pem::Error, section: &str) -> String {
 /// What the pinning verifier saw, so that `connect` can name it in a mismatch.
 pub(crate) type Seen = Arc<Mutex<Option<String>>>;
 
+/// The fingerprint of the certificate a connection's other side presented (a client
+/// certificate, seen from the server; the server's, seen from a client), if any.
+pub fn peer_fingerprint(connection: &quinn::Connection) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().map(|leaf| fingerprint_of(leaf.as_ref()))
+}
+
+/// A server's view of client certificates: optional, any certificate accepted as long as the
+/// client proves it holds the key (the handshake signature is verified). Which certificate may
+/// do what is the application's decision, made on its fingerprint: a worker accepts activations
+/// only from the certificates a program's peer list pins.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// The rustls client configuration for `trust`. With a pinned fingerprint, the verifier records
-/// the fingerprint it was shown in `seen`.
-pub(crate) fn client_crypto(trust: &Trust, seen: &Seen) -> Result<Arc<QuicClientConfig>, TransportError> {
+/// the fingerprint it was shown in `seen`. With `identity`, its certificate is presented as the
+/// client's (a worker proving itself to a peer).
+pub(crate) fn client_crypto(
+    trust: &Trust,
+    seen: &Seen,
+    identity: Option<&Identity>,
+) -> Result<Arc<QuicClientConfig>, TransportError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls { what: "client configuration".into(), reason: e.to_string() })?;
-    let mut config = match trust {
+    let builder = match trust {
         Trust::Fingerprint(text) => {
             let verifier = PinnedVerifier {
                 expected: parse_fingerprint(text)?,
                 seen: seen.clone(),
                 algorithms: provider.signature_verification_algorithms,
             };
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
         Trust::CaFile(path) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -223,7 +298,16 @@ pub(crate) fn client_crypto(trust: &Trust, seen: &Seen) -> Result<Arc<QuicClient
                     reason: format!("not a usable CA certificate: {e}"),
                 })?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
+        }
+    };
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) = identity.client_auth();
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TransportError::Tls { what: "client certificate".into(), reason: e.to_string() })?
         }
     };
     config.alpn_protocols = vec![ALPN.to_vec()];

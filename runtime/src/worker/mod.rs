@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tch::{Device, Tensor};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::transport::{self, Identity, TransportOptions, Trust};
-use crate::wire::ClientId;
+pub use ledger::Limits;
 use ledger::{Evicted, Ledger, LedgerConfig, Payload};
 use peers::PeerLink;
 use runs::Inbox;
@@ -60,6 +60,25 @@ pub struct WorkerConfig {
     /// A load or a session that would not fit is refused with [`ErrorKind::OutOfMemory`]
     /// instead of running the device (or the process) out of memory. `None`: no limit.
     pub memory_bytes: Option<u64>,
+    /// What one client may hold at once (programs, sessions, calls in flight).
+    pub limits: Limits,
+    /// Connections still in their TLS handshake or before their Hello; more are refused.
+    pub max_unauthenticated: usize,
+    /// Requests of one connection handled at once; the next is read when one finishes.
+    pub max_requests_per_connection: usize,
+    /// Runs and per-op calls executing at once on blocking threads; more wait their turn.
+    pub max_executions: usize,
+    /// The longest a run may take, whatever timeout its client asks for.
+    pub max_run_timeout: Duration,
+    /// How long a per-op call waits for the inputs sent with it.
+    pub op_input_timeout: Duration,
+    /// How long a tensor stream may arrive before the call it is for: the request may still
+    /// be on its way.
+    pub early_tensor_wait: Duration,
+    /// Every tensor stream, in or out, must move at least this many bytes per second after
+    /// [`WorkerConfig::stream_grace`], or it is cut (a stalled peer holds nothing for long).
+    pub min_stream_rate: u64,
+    pub stream_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -76,7 +95,21 @@ impl WorkerConfig {
             upload_timeout: Duration::from_secs(300),
             weight_cache_bytes: 4 << 30,
             memory_bytes: None,
+            limits: Limits::default(),
+            max_unauthenticated: 64,
+            max_requests_per_connection: 256,
+            max_executions: 64,
+            max_run_timeout: Duration::from_secs(600),
+            op_input_timeout: Duration::from_secs(10),
+            early_tensor_wait: Duration::from_secs(10),
+            min_stream_rate: 1 << 20,
+            stream_grace: Duration::from_secs(10),
         }
+    }
+
+    /// How long a tensor stream of `bytes` may take (see [`WorkerConfig::min_stream_rate`]).
+    fn stream_deadline(&self, bytes: u64) -> Duration {
+        self.stream_grace + Duration::from_secs(bytes / self.min_stream_rate.max(1))
     }
 
     /// The memory a worker on `device` may fill when none is given: the machine's physical
@@ -163,7 +196,7 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
         .map_err(WorkerError::Runtime)?;
     let endpoint = {
         let _guard = runtime.enter();
-        transport::server_endpoint(config.listen, &identity, &config.transport)?
+        transport::server_endpoint(config.listen, &identity, &accepting(&config.transport))?
     };
     let addr = endpoint.local_addr().map_err(WorkerError::Runtime)?;
     let fingerprint = identity.fingerprint().to_string();
@@ -194,21 +227,32 @@ pub async fn serve(config: WorkerConfig, identity: Identity) -> Result<(), Worke
     if config.token.is_empty() {
         return Err(WorkerError::EmptyToken);
     }
-    let endpoint = transport::server_endpoint(config.listen, &identity, &config.transport)?;
+    let endpoint = transport::server_endpoint(config.listen, &identity, &accepting(&config.transport))?;
     let worker = Arc::new(Worker::new(config, endpoint, identity));
     worker.serve().await;
     Ok(())
+}
+
+/// Connections a worker accepts may open one control stream and no tensor stream until their
+/// Hello is accepted (the worker then allows [`transport::MAX_UNI_STREAMS`]).
+fn accepting(options: &TransportOptions) -> TransportOptions {
+    TransportOptions { accepted_bidi_streams: 1, accepted_uni_streams: 0, ..options.clone() }
 }
 
 /// The shell's state: the ledger and what only the I/O needs (endpoint, inbox, peer links).
 struct Worker {
     config: WorkerConfig,
     endpoint: quinn::Endpoint,
-    /// To tune each accepted connection by its peer's path (loopback or network).
+    /// To tune each accepted connection by its peer's path (loopback or network), and to
+    /// prove which worker this is to its peers.
     identity: Identity,
-    /// This worker's own id when it connects to peers.
-    peer_id: ClientId,
     device_label: String,
+    /// Connections not yet past their Hello hold one each.
+    unauthenticated: Arc<Semaphore>,
+    /// A run or per-op call holds one while it executes on a blocking thread.
+    executions: Arc<Semaphore>,
+    /// Signalled whenever a call starts, for tensor streams that arrived before it.
+    call_started: Notify,
     /// Programs, sessions, resident weights, clients and memory, and the decisions on them.
     /// One lock, so that an admission check and the insertion it admits happen together.
     ledger: Mutex<Ledger<Tensor>>,
@@ -229,6 +273,8 @@ struct Counters {
     peak_tensor_bytes: AtomicU64,
     /// Sweeps done (idle sessions, departed clients, the weight cache).
     sweeps: AtomicU64,
+    /// Connections refused before their handshake (too many unauthenticated at once).
+    refused_unauthenticated: AtomicU64,
     /// Runs being executed now, and the most there ever were at once.
     runs_in_flight: AtomicU64,
     peak_runs_in_flight: AtomicU64,
@@ -259,12 +305,15 @@ impl Worker {
             memory_bytes: config.memory_bytes,
             weight_cache_bytes: config.weight_cache_bytes,
             session_idle_timeout: config.session_idle_timeout,
+            limits: config.limits,
         });
         Worker {
+            unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated.max(1))),
+            executions: Arc::new(Semaphore::new(config.max_executions.max(1))),
+            call_started: Notify::new(),
             config,
             endpoint,
             identity,
-            peer_id: rand::random(),
             device_label,
             ledger: Mutex::new(ledger),
             weight_arrived: Notify::new(),

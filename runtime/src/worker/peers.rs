@@ -1,5 +1,6 @@
 //! Worker-to-worker links: a run's activations at a cut go straight to the worker of the next
-//! device, over a connection opened (and authenticated, pinned by fingerprint) on first use.
+//! device, over a connection opened on first use: the peer's certificate pinned by the
+//! fingerprint the client's program lists, this worker's own presented to the peer.
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use super::Worker;
 use crate::handshake::{self, HandshakeError};
 use crate::transport::{self, Trust};
-use crate::wire::{ErrorKind, PeerInfo, RemoteError, Role};
+use crate::wire::{ErrorKind, Hello, PeerInfo, RemoteError, Role, PROTOCOL_VERSION};
 
 /// A connection to another worker, with the control stream kept open.
 pub(super) struct PeerLink {
@@ -34,14 +35,16 @@ impl Worker {
             .next()
             .ok_or_else(|| unreachable("address does not resolve".into()))?;
         let trust = Trust::Fingerprint(info.fingerprint.clone());
-        let connection = transport::connect(&self.endpoint, addr, "genie-worker", &trust, &self.config.transport)
+        // This worker's own certificate proves to the peer which worker sends its activations.
+        let options = &self.config.transport;
+        let identity = Some(&self.identity);
+        let connection = transport::connect_as(&self.endpoint, addr, "genie-worker", &trust, options, identity)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| unreachable(e.to_string()))?;
-        // `None`: a peer's Hello has never had a timeout of its own (only the client's has);
-        // adding one would change behaviour, so this split leaves it as it was.
-        let token = &self.config.token;
-        handshake::say_hello(&mut send, &mut recv, token, self.peer_id, Role::Peer, None).await.map_err(|e| {
+        let hello =
+            Hello { version: PROTOCOL_VERSION, token: self.config.token.clone(), role: Role::Peer, resume: None };
+        handshake::say_hello(&mut send, &mut recv, &hello, self.config.hello_timeout).await.map_err(|e| {
             unreachable(match e {
                 HandshakeError::Send(e) | HandshakeError::Read(e) => e.to_string(),
                 HandshakeError::Refused(e) => e.to_string(),

@@ -1,15 +1,19 @@
 //! One handler per control request. The decisions are the ledger's; what is left here is
-//! waiting (for uploads in flight), logging and the replies.
+//! waiting (for uploads in flight), checking proofs of possession, logging and the replies.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use genie_codegen::ProgramPlan;
+use genie_ir::WeightHash;
 
 use super::connection::Conn;
+use super::ledger::{ProofTargets, Sender};
 use super::{lock, log_evictions, InFlight, Worker};
-use crate::wire::{ClientId, ErrorKind, PeerInfo, RemoteError, Reply, Request, Role, WorkerStats};
+use crate::exec;
+use crate::handshake::constant_time_eq;
+use crate::wire::{self, ClientId, Digest, ErrorKind, PeerInfo, RemoteError, Reply, Request, WorkerStats};
 
 impl Worker {
     pub(super) async fn handle_request(
@@ -17,15 +21,18 @@ impl Worker {
         conn: &Arc<Conn>,
         request: Request,
     ) -> Result<Reply, RemoteError> {
-        if conn.role == Role::Peer && !matches!(request, Request::Stats) {
-            return Err(RemoteError::new(ErrorKind::BadRequest, "peer connections only deliver activations"));
-        }
-        let client = conn.client;
+        let client = match &conn.sender {
+            Sender::Client(id) => *id,
+            Sender::Peer(_) if matches!(request, Request::Stats) => return Ok(Reply::Stats(self.stats())),
+            Sender::Peer(_) => {
+                return Err(RemoteError::new(ErrorKind::BadRequest, "peer connections only deliver activations"))
+            }
+        };
         match request {
-            Request::Hello { .. } => Err(RemoteError::new(ErrorKind::BadRequest, "Hello sent twice")),
             Request::LoadProgram { program, device, plan, peers } => {
                 self.load_program(client, program, device, *plan, peers)
             }
+            Request::ProveWeights { program, proofs } => self.prove_weights(client, program, proofs).await,
             Request::WeightsUploaded { program } => self.weights_uploaded(client, program).await,
             Request::OpenSession { program, session } => {
                 let evicted = lock(&self.ledger).open_session(client, program, session, Instant::now())?;
@@ -33,7 +40,7 @@ impl Worker {
                 Ok(Reply::Ok)
             }
             Request::Run { run, program, session, entry, bindings, timeout_ms } => {
-                let timeout = Duration::from_millis(timeout_ms.clamp(1, 24 * 3600 * 1000));
+                let timeout = Duration::from_millis(timeout_ms.max(1)).min(self.config.max_run_timeout);
                 let in_flight = InFlight::start(&self.counters);
                 let result = self.run(conn, run, program, session, &entry, bindings, timeout).await;
                 drop(in_flight);
@@ -44,7 +51,17 @@ impl Worker {
                 }
                 result.map(|stats| Reply::RunDone { stats })
             }
-            Request::CloseSession { session } => lock(&self.ledger).close_session(client, session).map(|()| Reply::Ok),
+            Request::CancelRun { run } => {
+                self.inbox.cancel(client, run);
+                Ok(Reply::Ok)
+            }
+            Request::CloseSession { session } => {
+                let busy = lock(&self.ledger).close_session(client, session)?;
+                if let Some(run) = busy {
+                    self.inbox.cancel(client, run);
+                }
+                Ok(Reply::Ok)
+            }
             Request::UnloadProgram { program } => {
                 lock(&self.ledger).unload_program(client, program).map(|()| Reply::Ok)
             }
@@ -72,7 +89,8 @@ impl Worker {
             failed_runs: self.counters.failed_runs.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
             connections: self.counters.connections.load(Ordering::Relaxed),
-            refused: self.counters.refused.load(Ordering::Relaxed),
+            refused: self.counters.refused.load(Ordering::Relaxed)
+                + self.counters.refused_unauthenticated.load(Ordering::Relaxed),
             peak_tensor_bytes: self.counters.peak_tensor_bytes.load(Ordering::Relaxed),
             peak_concurrent_runs: self.counters.peak_runs_in_flight.load(Ordering::Relaxed),
             sweeps: self.counters.sweeps.load(Ordering::Relaxed),
@@ -82,7 +100,8 @@ impl Worker {
         }
     }
 
-    /// Admit and install a program; the reply names the weights the client must upload.
+    /// Check the plan's types, admit and install a program; the reply asks the client to prove
+    /// the weights it needs and does not own yet.
     fn load_program(
         &self,
         client: ClientId,
@@ -91,13 +110,45 @@ impl Worker {
         plan: ProgramPlan,
         peers: Vec<PeerInfo>,
     ) -> Result<Reply, RemoteError> {
-        let loaded = lock(&self.ledger).load_program(client, program, device, plan, peers, Instant::now())?;
+        // Sizes are reckoned from the plan's types: a type that disagrees with what its op makes
+        // would let a run allocate more than was admitted.
+        genie_codegen::check_types(&plan).map_err(|e| RemoteError::new(ErrorKind::BadRequest, e.to_string()))?;
+        let nonce: [u8; 32] = rand::random();
+        let loaded = lock(&self.ledger).load_program(client, program, device, plan, peers, nonce, Instant::now())?;
         log_evictions(&loaded.evicted);
-        Ok(Reply::MissingWeights { hashes: loaded.missing })
+        Ok(Reply::ProveWeights { nonce: genie_ir::HexBytes(nonce.to_vec()), hashes: loaded.prove })
     }
 
-    /// The program is ready once every weight it needs is resident; uploads may still be in
-    /// flight on their own streams, so wait for them up to the upload timeout.
+    /// Check each proof against the resident weight's bytes under the load's nonce (on a
+    /// blocking thread: it reads every byte); a weight proved becomes the client's. The reply
+    /// names what is left to upload.
+    async fn prove_weights(
+        &self,
+        client: ClientId,
+        program: u64,
+        proofs: Vec<(WeightHash, Digest)>,
+    ) -> Result<Reply, RemoteError> {
+        let claimed: Vec<WeightHash> = proofs.iter().map(|(h, _)| h.clone()).collect();
+        let ProofTargets { weights: targets, nonce } = lock(&self.ledger).proof_targets(client, program, &claimed)?;
+        let proven = tokio::task::spawn_blocking(move || {
+            let mut proven = Vec::new();
+            for (hash, tensor) in targets {
+                let Some((_, proof)) = proofs.iter().find(|(h, _)| *h == hash) else { continue };
+                let Ok(bytes) = exec::tensor_to_bytes(&tensor) else { continue };
+                if constant_time_eq(&wire::weight_proof(&nonce, &bytes), &proof.0) {
+                    proven.push(hash);
+                }
+            }
+            proven
+        })
+        .await
+        .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("checking proofs: {e}")))?;
+        let missing = lock(&self.ledger).grant(client, program, &proven)?;
+        Ok(Reply::MissingWeights { hashes: missing })
+    }
+
+    /// The program is ready once every weight it needs is resident and the client's; uploads
+    /// may still be in flight on their own streams, so wait for them up to the upload timeout.
     async fn weights_uploaded(&self, client: ClientId, program: u64) -> Result<Reply, RemoteError> {
         let deadline = Instant::now() + self.config.upload_timeout;
         loop {

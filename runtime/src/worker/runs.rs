@@ -1,11 +1,14 @@
-//! Runs and per-op calls: each executes on a blocking thread (libtorch blocks), receiving from
-//! the [`Inbox`] and sending through the [`WorkerMailbox`] to the client or straight to peers.
+//! Runs and per-op calls: each executes on a blocking thread (libtorch blocks), at most
+//! `max_executions` at once, receiving from the [`Inbox`] and sending through the
+//! [`WorkerMailbox`] to the client or straight to peers. A call's deadline is the worker's,
+//! whatever its client asked; a call can be cancelled while it waits for a tensor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use genie_codegen::{ProgramPlan, CLIENT};
+use genie_ir::{DType, TensorType, ValueId};
 use tch::Tensor;
 
 use super::connection::Conn;
@@ -37,46 +40,81 @@ struct Delivered {
     at: Instant,
 }
 
-/// Received tensors by key; executor threads block on it.
+/// Why a take came back empty.
+#[derive(Debug, PartialEq, Eq)]
+enum Missed {
+    Timeout,
+    Cancelled,
+}
+
+#[derive(Default)]
+struct InboxState {
+    delivered: HashMap<InboxKey, Delivered>,
+    /// Runs whose client cancelled them (or closed their session).
+    cancelled: HashSet<(ClientId, u64)>,
+}
+
+/// Received tensors by key; executor threads block on it, async waiters are notified.
 #[derive(Default)]
 pub(super) struct Inbox {
-    map: Mutex<HashMap<InboxKey, Delivered>>,
+    state: Mutex<InboxState>,
     arrived: Condvar,
+    arrived_async: tokio::sync::Notify,
 }
 
 impl Inbox {
     pub(super) fn deliver(&self, key: InboxKey, tensor: Tensor, from: String) {
-        let mut map = lock(&self.map);
-        map.insert(key, Delivered { tensor, from, at: Instant::now() });
+        let mut state = lock(&self.state);
+        state.delivered.insert(key, Delivered { tensor, from, at: Instant::now() });
+        self.arrived.notify_all();
+        self.arrived_async.notify_waiters();
+    }
+
+    /// Cancel run `run` of `client`: a step waiting for one of its tensors gives up now.
+    pub(super) fn cancel(&self, client: ClientId, run: u64) {
+        lock(&self.state).cancelled.insert((client, run));
         self.arrived.notify_all();
     }
 
-    fn take(&self, key: InboxKey, deadline: Instant) -> Option<Delivered> {
-        let mut map = lock(&self.map);
+    fn is_cancelled(&self, client: ClientId, run: u64) -> bool {
+        lock(&self.state).cancelled.contains(&(client, run))
+    }
+
+    fn take(&self, key: InboxKey, deadline: Instant) -> Result<Delivered, Missed> {
+        let mut state = lock(&self.state);
         loop {
-            if let Some(d) = map.remove(&key) {
-                return Some(d);
+            if let InboxKey::Run { client, run, .. } = key {
+                if state.cancelled.contains(&(client, run)) {
+                    return Err(Missed::Cancelled);
+                }
+            }
+            if let Some(d) = state.delivered.remove(&key) {
+                return Ok(d);
             }
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                return Err(Missed::Timeout);
             }
-            map = match self.arrived.wait_timeout(map, deadline - now) {
-                Ok((m, _)) => m,
+            state = match self.arrived.wait_timeout(state, deadline - now) {
+                Ok((s, _)) => s,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
     }
 
-    /// Drop what is left of a run or op call.
+    /// Drop what is left of a run or op call, and its cancellation.
     pub(super) fn clear(&self, client: ClientId, id: u64, is_run: bool) {
-        lock(&self.map).retain(|k, _| k.batch() != (client, id, is_run));
+        let mut state = lock(&self.state);
+        state.delivered.retain(|k, _| k.batch() != (client, id, is_run));
+        if is_run {
+            state.cancelled.remove(&(client, id));
+        }
     }
 
     /// Drop deliveries nobody claimed within `age`.
     pub(super) fn sweep(&self, age: Duration) {
         let now = Instant::now();
-        lock(&self.map).retain(|_, d| now.duration_since(d.at) < age);
+        lock(&self.state).delivered.retain(|_, d| now.duration_since(d.at) < age);
     }
 }
 
@@ -93,22 +131,31 @@ impl Worker {
         timeout: Duration,
     ) -> Result<RunStats, RemoteError> {
         let started = Instant::now();
-        let client = conn.client;
-        // Check the call and take the session's state and the device's weights, shared; the
-        // session stays busy until its state is put back (updated on success) below.
-        let ticket = lock(&self.ledger).begin_run(client, program, session, entry_name, &bindings, started)?;
+        let client = conn.client();
+        // Check the call, reserve its activations and take the session's state and the device's
+        // weights, shared; the session stays busy until its state is put back below.
+        let ticket = lock(&self.ledger).begin_run(client, run, program, session, entry_name, &bindings, started)?;
+        self.call_started.notify_waiters();
+        let finish = |written: Option<BTreeMap<u32, Tensor>>| {
+            lock(&self.ledger).end_run(client, run, session, written, Instant::now());
+        };
+        let deadline = started + timeout;
+        let Ok(slot) = self.executions.clone().acquire_owned().await else {
+            finish(None);
+            return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
+        };
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
             resident.insert(hash, weight);
         }
-        let deadline = started + timeout;
         let me = self.clone();
         let conn2 = conn.clone();
         let handle = tokio::runtime::Handle::current();
         let plan2 = plan.clone();
         let device2 = device.clone();
         let outcome = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let entry = &plan2.entries[entry_index];
             let Some(dplan) = entry.plan(&device2) else {
                 return (
@@ -136,13 +183,10 @@ impl Worker {
             (result, mailbox.pending, mailbox.received, exec_s)
         })
         .await;
-        let finish_session = |written: Option<BTreeMap<u32, Tensor>>| {
-            lock(&self.ledger).end_run(client, session, written, Instant::now());
-        };
         let (result, pending, bytes_received, exec_s) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                finish_session(None);
+                finish(None);
                 return Err(RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")));
             }
         };
@@ -156,20 +200,25 @@ impl Worker {
                 Err(e) => send_error = Some(RemoteError::new(ErrorKind::Exec, format!("send task failed: {e}"))),
             }
         }
+        if self.inbox.is_cancelled(client, run) {
+            finish(None);
+            return Err(RemoteError::new(ErrorKind::Cancelled, format!("run {run} was cancelled")));
+        }
         match result {
             Ok(written) => {
                 if let Some(e) = send_error {
-                    finish_session(None);
+                    finish(None);
                     return Err(e);
                 }
-                finish_session(Some(written));
+                finish(Some(written));
                 self.note_tensor_bytes();
                 Ok(RunStats { wall_s: started.elapsed().as_secs_f64(), exec_s, bytes_sent, bytes_received })
             }
             Err(e) => {
-                finish_session(None);
+                finish(None);
                 let kind = match &e {
                     ExecError::Mailbox(m) if m.contains("did not arrive") => ErrorKind::Timeout,
+                    ExecError::Mailbox(m) if m.contains("cancelled") => ErrorKind::Cancelled,
                     ExecError::Mailbox(m) if m.contains("peer") => ErrorKind::PeerUnreachable,
                     _ => ErrorKind::Exec,
                 };
@@ -178,6 +227,10 @@ impl Worker {
         }
     }
 
+    /// One op, for per-op remoting. Its inputs are the tensors sent with it (their types
+    /// declared in the request) and resident weights this client owns; its outputs' types
+    /// come from the registry before anything runs, so the call's whole size is admitted (or
+    /// refused) first. It waits for its inputs on no thread, then executes in turn.
     pub(super) async fn exec_op(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
@@ -187,71 +240,128 @@ impl Worker {
         inputs: Vec<OpInput>,
         outputs: u32,
     ) -> Result<Reply, RemoteError> {
-        let client = conn.client;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = conn.client();
+        let bad = |why: String| RemoteError::new(ErrorKind::BadRequest, format!("{op}: {why}"));
         // A weight uploaded just before this call may still be on its stream: wait for it.
-        let upload_deadline = Instant::now() + self.config.upload_timeout.min(Duration::from_secs(30));
-        loop {
+        let upload_deadline = Instant::now() + self.config.op_input_timeout;
+        let weights: Vec<Option<Tensor>> = loop {
             let arrived = self.weight_arrived.notified();
-            let missing = {
+            let found: Vec<Option<Tensor>> = {
                 let ledger = lock(&self.ledger);
-                inputs.iter().any(|i| matches!(i, OpInput::Weight(h) if !ledger.has_weight(h)))
+                inputs
+                    .iter()
+                    .map(|i| match i {
+                        OpInput::Weight(h) => ledger.weight_of(client, h),
+                        OpInput::Sent { .. } => None,
+                    })
+                    .collect()
             };
-            if !missing || Instant::now() >= upload_deadline {
-                break;
+            let missing = inputs.iter().zip(&found).position(|(i, w)| matches!(i, OpInput::Weight(_)) && w.is_none());
+            match missing {
+                None => break found,
+                Some(i) if Instant::now() >= upload_deadline => {
+                    let OpInput::Weight(h) = &inputs[i] else { unreachable!("a weight input") };
+                    return Err(RemoteError::new(
+                        ErrorKind::MissingWeights,
+                        format!("input {i}: weight {} is not one this client uploaded or proved", h.short()),
+                    ));
+                }
+                Some(_) => {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), arrived).await;
+                }
             }
-            let _ = tokio::time::timeout(Duration::from_millis(200), arrived).await;
-        }
-        let weights: Vec<Option<Tensor>> = {
-            let ledger = lock(&self.ledger);
-            inputs
-                .iter()
-                .map(|i| match i {
-                    OpInput::Weight(h) => ledger.weight(h),
-                    OpInput::Sent => None,
-                })
-                .collect()
         };
-        for (i, (input, w)) in inputs.iter().zip(&weights).enumerate() {
-            if let (OpInput::Weight(h), None) = (input, w) {
-                return Err(RemoteError::new(
-                    ErrorKind::MissingWeights,
-                    format!("input {i}: weight {} not resident", h.short()),
-                ));
-            }
+        // Every input's type, then the outputs' from the registry: the call's size, up front.
+        let mut types: HashMap<ValueId, TensorType> = HashMap::new();
+        let mut sent: Vec<Option<(DType, Vec<i64>)>> = Vec::with_capacity(inputs.len());
+        let mut in_bytes = 0u64;
+        for (i, (input, weight)) in inputs.iter().zip(&weights).enumerate() {
+            let ty = match (input, weight) {
+                (OpInput::Sent { dtype, shape }, _) => {
+                    let ty = TensorType::new(*dtype, shape);
+                    in_bytes = in_bytes.saturating_add(ty.bytes().as_const().unwrap_or(i64::MAX).max(0) as u64);
+                    sent.push(Some((*dtype, shape.clone())));
+                    ty
+                }
+                (OpInput::Weight(_), Some(t)) => {
+                    sent.push(None);
+                    let dtype = crate::tensor::dtype_of(t.kind()).ok_or_else(|| bad(format!("input {i}: no dtype")))?;
+                    TensorType::new(dtype, &t.size())
+                }
+                (OpInput::Weight(_), None) => return Err(bad(format!("input {i}: no weight"))),
+            };
+            types.insert(ValueId(i as u32), ty);
         }
-        let me = self.clone();
+        let lookup = |v: ValueId| types.get(&v);
+        let out_types = genie_ir::registry::infer(&op, &args, &lookup).map_err(|e| bad(e.to_string()))?;
+        if out_types.len() != outputs as usize {
+            return Err(bad(format!("the op makes {} outputs, {outputs} were asked for", out_types.len())));
+        }
+        let mut out_bytes = 0u64;
+        for (k, t) in out_types.iter().enumerate() {
+            let b = t.bytes().as_const().ok_or_else(|| bad(format!("output {k} has no static size ({t})")))?;
+            out_bytes = out_bytes.saturating_add(b.max(0) as u64);
+        }
+        lock(&self.ledger).begin_op(client, call, sent, in_bytes.saturating_add(out_bytes))?;
+        self.call_started.notify_waiters();
+        let result = self.exec_op_admitted(conn, call, op, args, inputs, weights, out_types).await;
+        lock(&self.ledger).end_op(client, call);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_op_admitted(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        call: u64,
+        op: String,
+        args: Vec<genie_ir::Arg>,
+        inputs: Vec<OpInput>,
+        weights: Vec<Option<Tensor>>,
+        out_types: Vec<TensorType>,
+    ) -> Result<Reply, RemoteError> {
+        let client = conn.client();
+        let deadline = Instant::now() + self.config.op_input_timeout;
+        // Wait for the inputs without holding a thread.
+        let mut tensors: HashMap<ValueId, Tensor> = HashMap::new();
+        for (i, (input, weight)) in inputs.iter().zip(weights).enumerate() {
+            let t = match (input, weight) {
+                (_, Some(t)) => t,
+                (_, None) => {
+                    let key = InboxKey::Op { client, call, index: i as u32 };
+                    let d = self
+                        .take_async(key, deadline)
+                        .await
+                        .ok_or_else(|| RemoteError::new(ErrorKind::Timeout, format!("op input {i} did not arrive")))?;
+                    self.to_device(d.tensor).map_err(|e| RemoteError::new(ErrorKind::Exec, e))?
+                }
+            };
+            tensors.insert(ValueId(i as u32), t);
+        }
+        let Ok(slot) = self.executions.clone().acquire_owned().await else {
+            return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
+        };
         let device = self.config.device;
         let result = tokio::task::spawn_blocking(move || {
-            let mut tensors: HashMap<genie_ir::ValueId, Tensor> = HashMap::new();
-            for (i, (input, w)) in inputs.iter().zip(weights).enumerate() {
-                let t = match (input, w) {
-                    (_, Some(t)) => t,
-                    _ => {
-                        let key = InboxKey::Op { client, call, index: i as u32 };
-                        let d = me.inbox.take(key, deadline).ok_or_else(|| {
-                            RemoteError::new(ErrorKind::Timeout, format!("op input {i} did not arrive"))
-                        })?;
-                        me.to_device(d.tensor).map_err(|e| RemoteError::new(ErrorKind::Exec, e))?
-                    }
-                };
-                tensors.insert(genie_ir::ValueId(i as u32), t);
-            }
+            let _slot = slot;
             let t = Instant::now();
-            let lookup = |v: genie_ir::ValueId| tensors.get(&v).map(|t| t.shallow_clone());
+            let lookup = |v: ValueId| tensors.get(&v).map(|t| t.shallow_clone());
             let out = exec::run_op(&op, &args, &lookup, &Bindings::new(), device)
                 .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("{op}: {e}")))?;
+            for (k, (t, want)) in out.iter().zip(&out_types).enumerate() {
+                let got = crate::tensor::dtype_of(t.kind()).map(|d| TensorType::new(d, &t.size()));
+                if got.as_ref() != Some(want) {
+                    return Err(RemoteError::new(
+                        ErrorKind::Exec,
+                        format!("{op}: output {k} is {got:?}, the registry says {want}"),
+                    ));
+                }
+            }
             Ok::<_, RemoteError>((out, t.elapsed().as_secs_f64()))
         })
         .await
         .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")))??;
         let (out, exec_s) = result;
-        if out.len() != outputs as usize {
-            return Err(RemoteError::new(
-                ErrorKind::Exec,
-                format!("op gave {} outputs, {outputs} expected", out.len()),
-            ));
-        }
         // Lay the outputs out as bytes first: tensors cannot be held across an await.
         let mut payloads = Vec::with_capacity(out.len());
         for t in out {
@@ -260,17 +370,30 @@ impl Worker {
             );
         }
         for (index, (dtype, shape, bytes)) in payloads.into_iter().enumerate() {
-            streams::send_payload(
-                &conn.connection,
-                Purpose::OpOutput { call, index: index as u32 },
-                dtype,
-                shape,
-                bytes,
-            )
-            .await
-            .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("sending output {index}: {e}")))?;
+            let limit = self.config.stream_deadline(bytes.len() as u64);
+            let purpose = Purpose::OpOutput { call, index: index as u32 };
+            let send = streams::send_payload(&conn.connection, purpose, dtype, shape, bytes);
+            tokio::time::timeout(limit, send)
+                .await
+                .map_err(|_| RemoteError::new(ErrorKind::Timeout, format!("sending output {index}: too slow")))?
+                .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("sending output {index}: {e}")))?;
         }
         Ok(Reply::OpDone { exec_s })
+    }
+
+    /// Wait (asynchronously) for a delivery, up to `deadline`.
+    async fn take_async(&self, key: InboxKey, deadline: Instant) -> Option<Delivered> {
+        loop {
+            let arrived = self.inbox.arrived_async.notified();
+            if let Ok(d) = self.inbox.take(key, Instant::now()) {
+                return Some(d);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), arrived).await;
+        }
     }
 }
 
@@ -290,11 +413,14 @@ pub(super) struct WorkerMailbox {
 
 impl Mailbox for WorkerMailbox {
     fn recv(&mut self, transfer: u32, tensor: genie_ir::ValueId) -> Result<Tensor, ExecError> {
-        let key = InboxKey::Run { client: self.conn.client, run: self.run, transfer };
+        let key = InboxKey::Run { client: self.conn.client(), run: self.run, transfer };
         let entry = &self.entry.entries[self.entry_index];
         let from = entry.transfers.iter().find(|t| t.id == transfer).map(|t| t.from.clone()).unwrap_or_default();
-        let d = self.worker.inbox.take(key, self.deadline).ok_or_else(|| {
-            ExecError::Mailbox(format!("transfer {transfer} ({tensor}) from {from} did not arrive in time"))
+        let d = self.worker.inbox.take(key, self.deadline).map_err(|missed| match missed {
+            Missed::Timeout => {
+                ExecError::Mailbox(format!("transfer {transfer} ({tensor}) from {from} did not arrive in time"))
+            }
+            Missed::Cancelled => ExecError::Mailbox(format!("run {} was cancelled", self.run)),
         })?;
         *self.received.entry(if from.is_empty() { d.from } else { from }).or_default() += tensor_bytes(&d.tensor);
         self.worker.to_device(d.tensor).map_err(ExecError::Mailbox)
@@ -315,21 +441,30 @@ impl Mailbox for WorkerMailbox {
         let run = self.run;
         let peer = self.peers.get(&to).cloned();
         let dest = to.clone();
+        let limit = worker.config.stream_deadline(payload.len() as u64);
         let task = self.handle.spawn(async move {
+            let too_slow = |what: String| RemoteError::new(ErrorKind::Timeout, format!("sending {what}: too slow"));
             if dest == CLIENT {
                 let purpose = Purpose::Output { run, transfer };
-                return streams::send_payload(&conn.connection, purpose, dtype, shape, payload).await.map_err(|e| {
-                    RemoteError::new(ErrorKind::Exec, format!("sending output {tensor} to the client: {e}"))
-                });
+                let send = streams::send_payload(&conn.connection, purpose, dtype, shape, payload);
+                return tokio::time::timeout(limit, send)
+                    .await
+                    .map_err(|_| too_slow(format!("output {tensor} to the client")))?
+                    .map_err(|e| {
+                        RemoteError::new(ErrorKind::Exec, format!("sending output {tensor} to the client: {e}"))
+                    });
             }
             let info = peer.ok_or_else(|| {
                 RemoteError::new(ErrorKind::PeerUnreachable, format!("no address for peer {dest} in the program"))
             })?;
             let connection = worker.peer(&info).await?;
-            let purpose = Purpose::Activation { client: conn.client, run, transfer };
-            streams::send_payload(&connection, purpose, dtype, shape, payload).await.map_err(|e| {
-                RemoteError::new(ErrorKind::PeerUnreachable, format!("sending {tensor} to peer {dest}: {e}"))
-            })
+            // Tagged with the client's id on the receiving worker, which checks this worker's
+            // certificate against the one the client's program pins for this device.
+            let purpose = Purpose::Activation { client: info.client, run, transfer };
+            let send = streams::send_payload(&connection, purpose, dtype, shape, payload);
+            tokio::time::timeout(limit, send).await.map_err(|_| too_slow(format!("{tensor} to peer {dest}")))?.map_err(
+                |e| RemoteError::new(ErrorKind::PeerUnreachable, format!("sending {tensor} to peer {dest}: {e}")),
+            )
         });
         self.pending.push((to, task));
         Ok(())
