@@ -15,7 +15,7 @@ use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
 use genie_runtime::transport::Identity;
-use genie_runtime::worker::{self, WorkerConfig};
+use genie_runtime::worker::{self, Limits, WorkerConfig};
 use tch::Tensor;
 
 /// Arguments of `genie worker`.
@@ -50,6 +50,36 @@ pub struct WorkerArgs {
     /// the machine's physical memory for `cpu`, no limit for `cuda:N`.
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
+    /// Programs one client may have loaded at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().programs)]
+    pub max_programs: usize,
+    /// Sessions one client may have open at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().sessions)]
+    pub max_sessions: usize,
+    /// Runs and per-op calls one client may have in flight at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().calls)]
+    pub max_calls: usize,
+    /// Runs and per-op calls executing at once (the rest wait their turn).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_executions: usize,
+    /// The longest a run may take in seconds, whatever its client asks for.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub max_run_secs: u64,
+    /// Connections at once still in their handshake or before their Hello; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_unauthenticated: usize,
+    /// Seconds a connection has for its TLS handshake and Hello.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub hello_secs: u64,
+    /// The slowest a tensor stream may move, per second, after its grace (e.g. `1MiB`).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB")]
+    pub min_stream_rate: String,
+    /// Seconds every tensor stream has before its rate counts.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stream_grace_secs: u64,
+    /// Seconds a per-op call waits for its inputs, and a tensor stream for the call it is for.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub input_wait_secs: u64,
 }
 
 /// Where runs go and how to reach the workers.
@@ -155,6 +185,15 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         }
     };
     let mut config = WorkerConfig::new(args.listen, device, token);
+    config.limits = Limits { programs: args.max_programs, sessions: args.max_sessions, calls: args.max_calls };
+    config.max_executions = args.max_executions.max(1);
+    config.max_run_timeout = Duration::from_secs(args.max_run_secs.max(1));
+    config.max_unauthenticated = args.max_unauthenticated.max(1);
+    config.hello_timeout = Duration::from_secs(args.hello_secs.max(1));
+    config.min_stream_rate = placement::parse_size(&args.min_stream_rate).context("--min-stream-rate")?.max(1);
+    config.stream_grace = Duration::from_secs(args.stream_grace_secs);
+    config.op_input_timeout = Duration::from_secs(args.input_wait_secs.max(1));
+    config.early_tensor_wait = Duration::from_secs(args.input_wait_secs.max(1));
     config.session_idle_timeout = Duration::from_secs(args.session_idle_secs.max(1));
     config.weight_cache_bytes = placement::parse_size(&args.weight_cache).context("--weight-cache")?;
     config.memory_bytes = match &args.memory {

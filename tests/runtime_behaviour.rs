@@ -7,11 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::poll;
+use common::{fixture, poll};
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::{Arg, DType, Graph, HexBytes, Program as SrgProgram, TensorType};
 use genie_passes::placement::ClusterSpec;
@@ -23,10 +22,6 @@ use genie_runtime::transport::{self, Identity, TransportOptions};
 use genie_runtime::wire::{ErrorKind, Frame, Reply, Request, Resume};
 use genie_runtime::worker::{self, WorkerConfig};
 use tch::{Device, Tensor};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()

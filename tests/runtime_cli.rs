@@ -1,15 +1,14 @@
 //! `genie run`, `genie generate` and `genie bench` through the binary, on the embedded default
 //! (in-process workers on loopback).
 
+mod common;
+
+use common::{fixture, worker_process, WorkerProcess};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tch::{Kind, Tensor};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
-}
 
 fn genie(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_genie")).args(args).output().expect("genie runs");
@@ -183,38 +182,6 @@ fn run_places_for_the_shapes_of_the_inputs_given() {
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-/// A `genie worker` process, killed when dropped.
-struct WorkerProcess {
-    child: std::process::Child,
-    address: String,
-    fingerprint: String,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start `genie worker` on a free loopback port with `extra` flags and read where it listens.
-fn worker_process(extra: &[&str]) -> WorkerProcess {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
-        .args(["worker", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("genie worker starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    // "genie worker listening on ADDR device cpu fingerprint FP memory M"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
-    WorkerProcess { address: after("on"), fingerprint: after("fingerprint"), child }
 }
 
 /// A cluster file for two 100 KB devices (so the model is split) on `workers`, pinning their

@@ -4,27 +4,19 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::poll;
-use genie_codegen::{EntryPlan, ProgramPlan};
+use common::{assert_close, assert_outputs, fixture, poll, read};
+use genie_codegen::ProgramPlan;
 use genie_driver::pipeline::{compile_program, CompileOptions};
-use genie_ir::{OutputKind, Program as SrgProgram};
+use genie_ir::Program as SrgProgram;
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
 use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
 use genie_runtime::worker;
-use tch::{Device, Kind, Tensor};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
-}
-
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
-}
+use tch::{Device, Tensor};
 
 /// Compile for two workers with memory just small enough that the program must be split.
 fn compile_split(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
@@ -74,47 +66,6 @@ fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
         .expect("deploys");
     let (cluster, program) = (deployed.cluster().clone(), deployed.program().clone());
     Running { runtime, deployed, cluster, program }
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.size(), want.size(), "{what}: shape");
-    assert_eq!(got.kind(), want.kind(), "{what}: dtype");
-    if want.is_floating_point() {
-        let (g, w) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
-        let excess = ((&g - &w).abs() - (w.abs() * 1e-4 + 1e-5)).max().double_value(&[]);
-        assert!(excess <= 0.0, "{what}: differs beyond rtol 1e-4, atol 1e-5 (by {excess})");
-    } else {
-        assert!(got.equal(want), "{what}: values differ");
-    }
-}
-
-/// One call's outputs against the reference: exactly the plan's user outputs came back; every
-/// reference output is either one of them (same shape, dtype and values within tolerance) or a
-/// state output the plan keeps on its worker; any user output the reference lacks is the new
-/// value of a mutated buffer or input (`torch.export` returns those; eager PyTorch does not).
-fn assert_outputs(
-    what: &str,
-    got: &BTreeMap<String, Tensor>,
-    want: &BTreeMap<String, Tensor>,
-    entry: &EntryPlan,
-    graph: &genie_ir::Graph,
-) {
-    let user: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_none()).map(|o| o.name.as_str()).collect();
-    let state: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_some()).map(|o| o.name.as_str()).collect();
-    let received: BTreeSet<&str> = got.keys().map(String::as_str).collect();
-    assert_eq!(received, user, "{what}: the outputs that came back");
-    for (name, w) in want {
-        match got.get(name) {
-            Some(g) => assert_close(&format!("{what}.{name}"), g, w),
-            None => assert!(state.contains(name.as_str()), "{what}: reference output {name} did not come back"),
-        }
-    }
-    let inputs: BTreeSet<&str> = graph.inputs.iter().map(|v| graph.value(*v).name.as_str()).collect();
-    for name in received.iter().filter(|n| !want.contains_key(**n)) {
-        let output = graph.outputs.iter().find(|o| o.name == *name).expect("a graph output");
-        let mutation = matches!(output.kind, OutputKind::BufferMutation { .. }) || inputs.contains(name);
-        assert!(mutation, "{what}: output {name} has no reference and is no mutation");
-    }
 }
 
 /// Run a single-entry fixture split across two workers and compare every output.

@@ -1,26 +1,22 @@
 //! Faults over real sockets: a wrong token, oversized and corrupt frames, a worker killed in the
 //! middle of a run. Each gets a typed error naming the problem, and healthy workers keep serving.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{fixture, worker_process};
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, WorkerAddress};
 use genie_runtime::deploy::{self, Connected, DeployError, Deployment, LocalMemory, RemoteWorker};
 use genie_runtime::handshake;
 use genie_runtime::streams::{self, ReadFrame};
-use genie_runtime::transport::{self, TransportOptions, Trust};
+use genie_runtime::transport::{self, TransportOptions};
 use genie_runtime::wire::{self, ErrorKind, Frame, Hello, Reply, Request, Role, PROTOCOL_VERSION};
 use tch::{Device, Tensor};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -159,38 +155,6 @@ fn corrupt_and_oversized_frames_are_refused_and_the_worker_keeps_serving() {
     check_still_serves(&rt, &workers);
 }
 
-/// `genie worker` as a child process, killed with SIGKILL by the test.
-struct ChildWorker {
-    child: Child,
-    address: WorkerAddress,
-}
-
-impl Drop for ChildWorker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_child_worker(device: &str, token: &str) -> ChildWorker {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
-        .args(["worker", "--listen", "127.0.0.1:0", "--token", token])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("genie worker starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    // "genie worker listening on ADDR device cpu fingerprint FP"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let addr = words.iter().position(|w| *w == "on").map(|i| words[i + 1]).expect(&line).parse().unwrap();
-    let fp = words.iter().position(|w| *w == "fingerprint").map(|i| words[i + 1]).expect(&line).to_string();
-    let address =
-        WorkerAddress { device: device.into(), addr, trust: Trust::Fingerprint(fp), server_name: "localhost".into() };
-    ChildWorker { child, address }
-}
-
 #[test]
 fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
@@ -201,13 +165,9 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     assert!(plan.devices.iter().all(|d| d.nodes > 0));
     let rt = runtime();
     let healthy = one_worker(&rt);
-    let mut victim = spawn_child_worker("worker1", healthy.token());
+    let mut victim = worker_process(&["--token", healthy.token()]);
     let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
-    let victim_worker = RemoteWorker {
-        address: victim.address.addr,
-        trust: victim.address.trust.clone(),
-        server_name: victim.address.server_name.clone(),
-    };
+    let victim_worker = RemoteWorker::pinned(victim.address.parse().unwrap(), victim.fingerprint.clone());
     both.insert("worker1".into(), victim_worker);
     let deployment = Deployment::Remote { workers: both, token };
     let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };

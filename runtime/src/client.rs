@@ -21,7 +21,7 @@ use crate::streams::{self, ReadFrame};
 use crate::tensor::dtype_of;
 use crate::transport::{self, TransportError, TransportOptions, Trust};
 use crate::wire::{
-    ErrorKind, Frame, Hello, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Resume, Role, RunStats,
+    ClientId, ErrorKind, Frame, Hello, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Resume, Role, RunStats,
     WireError, WorkerStats, PROTOCOL_VERSION,
 };
 
@@ -200,6 +200,12 @@ impl Cluster {
     /// The devices this cluster has workers for.
     pub fn devices(&self) -> Vec<String> {
         self.inner.workers.keys().cloned().collect()
+    }
+
+    /// The id `device`'s worker gave this client (for logs; it grants nothing without the
+    /// ticket that came with it). `None` before the first connection.
+    pub fn client_id(&self, device: &str) -> Result<Option<ClientId>, ClientError> {
+        Ok(lock(&self.link(device)?.identity).as_ref().map(|r| r.client))
     }
 
     fn next_id(&self) -> u64 {

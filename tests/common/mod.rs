@@ -2,7 +2,25 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use genie_codegen::EntryPlan;
+use genie_ir::OutputKind;
+use tch::{Kind, Tensor};
+
+/// A file of the committed test fixtures.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testsuite/fixtures").join(rel)
+}
+
+/// A safetensors file as named tensors.
+pub fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_iter().collect()
+}
 
 /// Poll `check` every 20 ms until it gives a value or `within` has passed: tests wait for a
 /// worker to do something (a sweep, an eviction) this way, never by sleeping and then asserting.
@@ -16,5 +34,86 @@ pub async fn poll<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>
             return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `genie worker` process, killed when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub address: String,
+    /// Its certificate's fingerprint, to pin.
+    pub fingerprint: String,
+}
+
+impl WorkerProcess {
+    /// Whether the process is still running (it neither exited nor was killed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `genie worker` on a free loopback port with `extra` flags and read where it listens.
+pub fn worker_process(extra: &[&str]) -> WorkerProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("genie worker starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // "genie worker listening on ADDR device cpu fingerprint FP memory M"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
+    WorkerProcess { address: after("on"), fingerprint: after("fingerprint"), child }
+}
+
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.size(), want.size(), "{what}: shape");
+    assert_eq!(got.kind(), want.kind(), "{what}: dtype");
+    if want.is_floating_point() {
+        let (g, w) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
+        let excess = ((&g - &w).abs() - (w.abs() * 1e-4 + 1e-5)).max().double_value(&[]);
+        assert!(excess <= 0.0, "{what}: differs beyond rtol 1e-4, atol 1e-5 (by {excess})");
+    } else {
+        assert!(got.equal(want), "{what}: values differ");
+    }
+}
+
+/// One call's outputs against the reference: exactly the plan's user outputs came back; every
+/// reference output is either one of them (same shape, dtype and values within tolerance) or a
+/// state output the plan keeps on its worker; any user output the reference lacks is the new
+/// value of a mutated buffer or input (`torch.export` returns those; eager PyTorch does not).
+pub fn assert_outputs(
+    what: &str,
+    got: &BTreeMap<String, Tensor>,
+    want: &BTreeMap<String, Tensor>,
+    entry: &EntryPlan,
+    graph: &genie_ir::Graph,
+) {
+    let user: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_none()).map(|o| o.name.as_str()).collect();
+    let state: BTreeSet<&str> = entry.outputs.iter().filter(|o| o.slot.is_some()).map(|o| o.name.as_str()).collect();
+    let received: BTreeSet<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(received, user, "{what}: the outputs that came back");
+    for (name, w) in want {
+        match got.get(name) {
+            Some(g) => assert_close(&format!("{what}.{name}"), g, w),
+            None => assert!(state.contains(name.as_str()), "{what}: reference output {name} did not come back"),
+        }
+    }
+    let inputs: BTreeSet<&str> = graph.inputs.iter().map(|v| graph.value(*v).name.as_str()).collect();
+    for name in received.iter().filter(|n| !want.contains_key(**n)) {
+        let output = graph.outputs.iter().find(|o| o.name == *name).expect("a graph output");
+        let mutation = matches!(output.kind, OutputKind::BufferMutation { .. }) || inputs.contains(name);
+        assert!(mutation, "{what}: output {name} has no reference and is no mutation");
     }
 }

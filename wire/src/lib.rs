@@ -213,15 +213,23 @@ pub struct WorkerStats {
     pub failed_runs: u64,
     pub ops: u64,
     pub connections: u64,
+    /// Connections refused at their Hello (wrong token, version, ticket).
     pub refused: u64,
+    /// Connections refused before their handshake: too many were not yet past their Hello.
+    pub refused_unauthenticated: u64,
+    /// Tensor streams refused (unexpected, wrong sender or type, too slow, corrupt).
+    pub refused_streams: u64,
+    /// Runs and per-op calls in flight now.
+    pub calls_in_flight: u64,
     /// Peak bytes of resident tensors the worker held at once: weights + sessions' state
     /// (activations, which live only during a call, are not counted).
     pub peak_tensor_bytes: u64,
     /// The memory budget admission checks against (`None`: no limit).
     pub memory_bytes: Option<u64>,
-    /// What loaded programs (weights, largest activation peak) and sessions have committed.
+    /// What loaded programs' weights, sessions' state, calls in flight and uploads being read
+    /// have committed.
     pub committed_bytes: u64,
-    /// Loads and sessions refused with `OutOfMemory`.
+    /// Loads, sessions, calls and uploads refused with `OutOfMemory`.
     pub refused_for_memory: u64,
     /// The most runs this worker executed at once.
     pub peak_concurrent_runs: u64,

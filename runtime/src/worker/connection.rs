@@ -17,7 +17,7 @@ use genie_ir::{TensorType, WeightHash};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::ledger::{Expectation, Sender};
+use super::ledger::{Expectation, Sender, Upload};
 use super::runs::InboxKey;
 use super::{lock, log_evictions, Worker};
 use crate::exec;
@@ -245,6 +245,7 @@ impl Worker {
             let conn = conn.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.receive_tensor(&conn, &mut recv).await {
+                    me.counters.refused_streams.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("{}: tensor stream refused: {e}", conn.remote);
                     let _ = recv.stop(4u32.into());
                 }
@@ -265,10 +266,13 @@ impl Worker {
         )
         .await
         .map_err(|_| refuse("no header in time"))??;
+        let mut upload = None;
         match (&header.purpose, &conn.sender) {
             (Purpose::Weight { hash }, Sender::Client(_)) => {
-                let room = lock(&self.ledger).make_room_for_weight(hash, header.byte_len);
-                log_evictions(&room.map_err(|e| refuse(&e.message))?);
+                let (admitted, evicted) =
+                    lock(&self.ledger).admit_upload(hash, header.byte_len).map_err(|e| refuse(&e.message))?;
+                log_evictions(&evicted);
+                upload = Some(UploadGuard { ledger: &self.ledger, upload: Some(admitted) });
             }
             (Purpose::Output { .. } | Purpose::OpOutput { .. }, _) => {
                 return Err(refuse("outputs flow to clients only"))
@@ -307,6 +311,7 @@ impl Worker {
                 }
                 let on_device = self.to_device(tensor).map_err(|e| refuse(&e))?;
                 lock(&self.ledger).insert_weight(hash, on_device, Some(*client), Instant::now());
+                drop(upload);
                 self.note_tensor_bytes();
                 self.weight_arrived.notify_waiters();
             }
@@ -322,5 +327,19 @@ impl Worker {
             (purpose, _) => return Err(refuse(&format!("{purpose:?} is not accepted on this connection"))),
         }
         Ok(())
+    }
+}
+
+/// Hands an admitted upload back to the ledger however its stream ends.
+struct UploadGuard<'a> {
+    ledger: &'a std::sync::Mutex<super::ledger::Ledger<tch::Tensor>>,
+    upload: Option<Upload>,
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(u) = self.upload.take() {
+            lock(self.ledger).upload_done(u);
+        }
     }
 }

@@ -197,12 +197,24 @@ pub struct MemoryUse {
     /// What the calls in flight reserved (each run its entry's activation peak, each per-op
     /// call its inputs and outputs).
     pub calls: u64,
+    /// Weight uploads being read that no load admitted (see [`Ledger::admit_upload`]).
+    pub uploads: u64,
 }
 
 impl MemoryUse {
     pub fn total(&self) -> u64 {
-        self.weights.saturating_add(self.sessions).saturating_add(self.calls)
+        self.weights.saturating_add(self.sessions).saturating_add(self.calls).saturating_add(self.uploads)
     }
+}
+
+/// A weight upload being read, admitted by [`Ledger::admit_upload`]; hand it back to
+/// [`Ledger::upload_done`] however the upload ends.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upload {
+    hash: WeightHash,
+    /// Bytes reserved for it (0: the first upload of a weight a loaded program needs, which the
+    /// load admitted).
+    reserved: u64,
 }
 
 /// A weight dropped from the cache.
@@ -281,6 +293,10 @@ pub struct Ledger<P> {
     weight_bytes: u64,
     clients: HashMap<ClientId, ClientRecord>,
     calls: HashMap<CallKey, ActiveCall>,
+    /// Weights a loaded program needs whose first upload is being read.
+    uploading: HashSet<WeightHash>,
+    /// Bytes reserved by the other uploads being read.
+    upload_bytes: u64,
     refused_for_memory: u64,
 }
 
@@ -294,6 +310,8 @@ impl<P: Payload> Ledger<P> {
             weight_bytes: 0,
             clients: HashMap::new(),
             calls: HashMap::new(),
+            uploading: HashSet::new(),
+            upload_bytes: 0,
             refused_for_memory: 0,
         }
     }
@@ -722,17 +740,46 @@ impl<P: Payload> Ledger<P> {
         self.weights.get(hash).map(|w| w.payload.share())
     }
 
-    /// Before a weight's bytes are read: a weight no loaded program needs (a per-op upload)
-    /// must fit beside what is committed and the other cached weights, least recently used
-    /// of which are dropped to make room. Weights a loaded program needs were admitted with it.
-    pub fn make_room_for_weight(&mut self, hash: &WeightHash, bytes: u64) -> Result<Vec<Evicted>, RemoteError> {
+    /// Before a weight's bytes are read (they are allocated as the header says). The first
+    /// upload of a weight a loaded program needs was admitted with the load, and must have the
+    /// size the plan's type gives it. Any other upload (a per-op weight, a second copy of one
+    /// being read) must fit beside what is committed and the other uploads being read, least
+    /// recently used cached weights dropped to make room, and holds its bytes until
+    /// [`Ledger::upload_done`].
+    pub fn admit_upload(&mut self, hash: &WeightHash, bytes: u64) -> Result<(Upload, Vec<Evicted>), RemoteError> {
+        let needed = self.programs.values().flat_map(|p| &p.needs).find(|(h, _)| h == hash).map(|(_, b)| *b);
+        if let Some(needed) = needed {
+            if bytes != needed {
+                return Err(RemoteError::new(
+                    ErrorKind::BadRequest,
+                    format!("weight {} is {needed} B by its type, the upload says {bytes} B", hash.short()),
+                ));
+            }
+            if !self.weights.contains_key(hash) && self.uploading.insert(hash.clone()) {
+                return Ok((Upload { hash: hash.clone(), reserved: 0 }, Vec::new()));
+            }
+        }
+        let evicted = self.make_room_for_weight(hash, bytes)?;
+        self.upload_bytes = self.upload_bytes.saturating_add(bytes);
+        Ok((Upload { hash: hash.clone(), reserved: bytes }, evicted))
+    }
+
+    /// An upload admitted by [`Ledger::admit_upload`] ended (its weight inserted or not).
+    pub fn upload_done(&mut self, upload: Upload) {
+        if upload.reserved == 0 {
+            self.uploading.remove(&upload.hash);
+        } else {
+            self.upload_bytes = self.upload_bytes.saturating_sub(upload.reserved);
+        }
+    }
+
+    /// Room for `bytes` of a weight outside what loads admitted: refused beyond the budget;
+    /// cached weights no program needs are dropped, least recently used first, to make it.
+    fn make_room_for_weight(&mut self, hash: &WeightHash, bytes: u64) -> Result<Vec<Evicted>, RemoteError> {
         let Some(memory) = self.config.memory_bytes else {
             return Ok(Vec::new());
         };
         let using = self.memory_use();
-        if using.pinned.contains(hash) {
-            return Ok(Vec::new());
-        }
         let free = memory.saturating_sub(using.total());
         if bytes > free {
             self.refused_for_memory += 1;
@@ -875,6 +922,7 @@ impl<P: Payload> Ledger<P> {
             }
         }
         using.calls = self.calls.values().map(|c| c.reserved).fold(0, u64::saturating_add);
+        using.uploads = self.upload_bytes;
         for s in self.sessions.values() {
             let holds: u64 = s.slots.values().map(Payload::bytes).sum();
             using.sessions = using.sessions.saturating_add(holds.max(s.reserved_bytes));

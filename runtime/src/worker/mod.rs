@@ -275,6 +275,8 @@ struct Counters {
     sweeps: AtomicU64,
     /// Connections refused before their handshake (too many unauthenticated at once).
     refused_unauthenticated: AtomicU64,
+    /// Tensor streams refused.
+    refused_streams: AtomicU64,
     /// Runs being executed now, and the most there ever were at once.
     runs_in_flight: AtomicU64,
     peak_runs_in_flight: AtomicU64,

@@ -89,8 +89,10 @@ impl Worker {
             failed_runs: self.counters.failed_runs.load(Ordering::Relaxed),
             ops: self.counters.ops.load(Ordering::Relaxed),
             connections: self.counters.connections.load(Ordering::Relaxed),
-            refused: self.counters.refused.load(Ordering::Relaxed)
-                + self.counters.refused_unauthenticated.load(Ordering::Relaxed),
+            refused: self.counters.refused.load(Ordering::Relaxed),
+            refused_unauthenticated: self.counters.refused_unauthenticated.load(Ordering::Relaxed),
+            refused_streams: self.counters.refused_streams.load(Ordering::Relaxed),
+            calls_in_flight: ledger.calls,
             peak_tensor_bytes: self.counters.peak_tensor_bytes.load(Ordering::Relaxed),
             peak_concurrent_runs: self.counters.peak_runs_in_flight.load(Ordering::Relaxed),
             sweeps: self.counters.sweeps.load(Ordering::Relaxed),

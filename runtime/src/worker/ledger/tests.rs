@@ -286,11 +286,15 @@ fn eviction_keeps_cached_weights_within_the_memory_budget() {
     // 700 committed leaves 300 for the cache, far below its own limit.
     assert_eq!(ledger.sweep(at(3)).evicted, vec![Evicted { hash: hash("x"), bytes: 200 }]);
     // An upload no program needs evicts to make room, or is refused when it cannot fit at all.
-    let evicted = ledger.make_room_for_weight(&hash("w"), 250).expect("y makes room");
+    let (upload, evicted) = ledger.admit_upload(&hash("w"), 250).expect("y makes room");
     assert_eq!(evicted, vec![Evicted { hash: hash("y"), bytes: 200 }]);
-    let message = out_of_memory(ledger.make_room_for_weight(&hash("big"), 301));
+    // While w is read its bytes are held: a second upload does not fit beside it.
+    let message = out_of_memory(ledger.admit_upload(&hash("v"), 51));
+    assert!(message.contains("no room for weight v (51 B)"), "{message}");
+    ledger.upload_done(upload);
+    let message = out_of_memory(ledger.admit_upload(&hash("big"), 301));
     assert!(message.contains("no room for weight big (301 B)"), "{message}");
-    assert_eq!(ledger.stats().refused_for_memory, 1);
+    assert_eq!(ledger.stats().refused_for_memory, 2);
 }
 
 #[test]
@@ -623,4 +627,25 @@ fn one_client_cannot_name_anothers_programs_or_sessions() {
     assert_eq!(ledger.unload_program(BOB, 1).unwrap_err().kind, ErrorKind::UnknownProgram);
     assert!(ledger.proof_targets(BOB, 1, &[hash("a")]).is_err(), "nor prove against them");
     assert_eq!(ledger.stats().sessions, 1, "Alice's session is untouched");
+}
+
+#[test]
+fn an_upload_is_admitted_once_at_the_size_its_type_gives() {
+    let t0 = Instant::now();
+    let mut ledger = ledger_with(config(Some(150), 0), &[ALICE], t0);
+    load(&mut ledger, ALICE, 1, plan(&[("a", 100)], 0, 50), t0).unwrap();
+    let err = ledger.admit_upload(&hash("a"), 1 << 40).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
+    assert_eq!(err.message, "weight a is 100 B by its type, the upload says 1099511627776 B");
+    // The first upload was admitted with the load; a second copy at the same time needs room
+    // of its own, which a budget of exactly the load does not have.
+    let (first, _) = ledger.admit_upload(&hash("a"), 100).expect("admitted with the load");
+    assert_eq!(ledger.memory_use().total(), 100);
+    out_of_memory(ledger.admit_upload(&hash("a"), 100));
+    ledger.upload_done(first);
+    let (again, _) = ledger.admit_upload(&hash("a"), 100).expect("the first one ended");
+    ledger.insert_weight(hash("a"), Blob(100), Some(ALICE), t0);
+    ledger.upload_done(again);
+    assert_eq!(ledger.memory_use().total(), 100, "the weight counted once");
+    out_of_memory(ledger.admit_upload(&hash("a"), 100));
 }
