@@ -23,7 +23,7 @@ use genie_runtime::handshake::{self, HandshakeError};
 use genie_runtime::streams::{self, ReadFrame};
 use genie_runtime::transport::{self, Identity, TransportOptions, Trust};
 use genie_runtime::wire::{
-    self, ErrorKind, Frame, Hello, OpInput, Purpose, RemoteError, Reply, Request, Resume, Role, TensorHeader,
+    self, ErrorKind, Frame, Hello, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Resume, Role, TensorHeader,
     WorkerStats, PROTOCOL_VERSION,
 };
 use tch::Tensor;
@@ -180,8 +180,8 @@ impl Raw {
         frame.body
     }
 
-    /// Load `plan` as `program`, proving nothing; upload every weight asked for when `upload`.
-    /// Returns the weights the worker asked to be proved.
+    /// Load `plan` as `program` playing `worker0`, proving nothing; upload every weight asked
+    /// for when `upload`. Returns the weights the worker asked to be proved.
     async fn load(
         &mut self,
         program: u64,
@@ -189,8 +189,20 @@ impl Raw {
         weights: &genie_ir::WeightStore,
         upload: bool,
     ) -> Vec<WeightHash> {
-        let body =
-            Request::LoadProgram { program, device: "worker0".into(), plan: Box::new(plan.clone()), peers: vec![] };
+        self.load_as(program, plan, "worker0", Vec::new(), weights, upload).await
+    }
+
+    /// [`Raw::load`] playing `device`, with `peers`.
+    async fn load_as(
+        &mut self,
+        program: u64,
+        plan: &ProgramPlan,
+        device: &str,
+        peers: Vec<PeerInfo>,
+        weights: &genie_ir::WeightStore,
+        upload: bool,
+    ) -> Vec<WeightHash> {
+        let body = Request::LoadProgram { program, device: device.into(), plan: Box::new(plan.clone()), peers };
         let Reply::ProveWeights { hashes: asked, .. } = self.request(body).await else { panic!("no ProveWeights") };
         let missing = match self.request(Request::ProveWeights { program, proofs: vec![] }).await {
             Reply::MissingWeights { hashes } => hashes,
@@ -636,28 +648,36 @@ fn weights_without_bytes(weights: &genie_ir::WeightStore) -> genie_ir::WeightSto
 }
 
 /// A token holder posing as a peer worker: without a certificate it is refused; with one of
-/// its own, the activations it sends into a client's runs are refused, since only the
-/// certificate the plan's peer list pins for the sending device is accepted. The client's runs
-/// match their reference. (Before: any token holder could say it was a peer and its tensors were
-/// delivered into the run they named.)
+/// its own it is a peer, but an activation is accepted only over the certificate the run's
+/// plan pins for the sending device. Here the attacker is also the client (so it knows the
+/// run's id, which a victim's random run ids would hide): its run on worker1 waits for
+/// worker0's activation, the impersonated one is refused, and the run times out instead of
+/// running on injected values. Legitimate runs across both workers match their reference.
+/// (Before: any token holder could say it was a peer, and its tensors were delivered into the
+/// run they named.)
 #[test]
 fn a_peer_impersonator_cannot_join_or_inject_activations() {
     let rt = runtime();
     let mut w0 = worker(&[]);
-    let mut w1 = worker(&["--input-wait-secs", "5"]);
-    let files = [fixture("gpt2/prefill.pt2")];
-    let mut program = genie_frontends::load(&files).unwrap();
+    let mut w1 = worker(&["--max-run-secs", "3"]);
+    let mut program = genie_frontends::load(&[fixture("gpt2/prefill.pt2")]).unwrap();
     let options = CompileOptions { max_seq: Some(16), ..Default::default() };
     let plan = compile_program(&mut program, &ClusterSpec::local_workers(2, 80_000), &options).unwrap();
     let plan = Arc::new(plan);
     let entry = plan.entry("prefill").unwrap().clone();
-    let into_w1: Vec<_> =
-        entry.transfers.iter().filter(|t| t.from == "worker0" && t.to == "worker1").cloned().collect();
-    assert!(!into_w1.is_empty(), "the plan sends activations from worker0 to worker1");
+    let into_w1 = |from: &str| -> Vec<genie_codegen::Transfer> {
+        entry.transfers.iter().filter(|t| t.from == from && t.to == "worker1").cloned().collect()
+    };
+    assert!(!into_w1("worker0").is_empty(), "the plan sends activations from worker0 to worker1");
     let inputs = read(&fixture("gpt2/prefill.inputs.safetensors"));
     let want = read(&fixture("gpt2/prefill.outputs.safetensors"));
-    let prompt_len = inputs["input_ids"].size()[1];
-    let bindings: BTreeMap<String, i64> = entry.symbols.iter().map(|s| (s.name.clone(), prompt_len)).collect();
+    let bindings: BTreeMap<String, i64> =
+        entry.symbols.iter().map(|s| (s.name.clone(), inputs["input_ids"].size()[1])).collect();
+    let zeros_for = |t: &genie_codegen::Transfer| {
+        let ty = &entry.tensors[&t.tensor].ty;
+        let shape: Vec<i64> = ty.shape.iter().map(|d| d.eval(&bindings).unwrap()).collect();
+        Tensor::zeros(shape.as_slice(), (genie_runtime::tensor::kind_of(ty.dtype).unwrap(), tch::Device::Cpu))
+    };
 
     rt.block_on(async {
         // No certificate: not a peer.
@@ -665,39 +685,54 @@ fn a_peer_impersonator_cannot_join_or_inject_activations() {
         let err = bare.hello(Role::Peer, None).await.unwrap_err();
         assert!(matches!(&err, HandshakeError::Refused(e) if e.kind == ErrorKind::Unauthorized), "{err}");
 
+        // The attacker's own run of worker1's part, its peer worker0 pinned as the real one.
+        let mut client = Raw::client(&w1).await;
+        let me = client.me.clone().unwrap().client;
+        let peers = vec![PeerInfo {
+            device: "worker0".into(),
+            address: w0.address.clone(),
+            fingerprint: w0.fingerprint.clone(),
+            client: 1,
+        }];
+        client.load_as(1, &plan, "worker1", peers, &program.weights, true).await;
+        assert_eq!(client.request(Request::OpenSession { program: 1, session: 1 }).await, Reply::Ok);
+        let run = Request::Run {
+            run: 77,
+            program: 1,
+            session: 1,
+            entry: "prefill".into(),
+            bindings: bindings.clone(),
+            timeout_ms: 24 * 3600 * 1000,
+        };
+        let run_frame = client.send(run).await;
+        for t in into_w1(genie_codegen::CLIENT) {
+            let purpose = Purpose::Input { run: 77, transfer: t.id };
+            streams::send_tensor(&client.conn, purpose, &inputs[&t.name]).await.expect("input sent");
+        }
+        // The impersonator, with a certificate of its own, sends what worker0 would.
+        let imposter = Identity::self_signed(&["localhost".to_string()]).unwrap();
+        let mut peer = Raw::connect(&w1, Some(&imposter)).await;
+        peer.hello(Role::Peer, None).await.expect("a token holder with a certificate is a peer");
+        let injected = into_w1("worker0");
+        for t in &injected {
+            let purpose = Purpose::Activation { client: me, run: 77, transfer: t.id };
+            let _ = streams::send_tensor(&peer.conn, purpose, &zeros_for(t)).await;
+        }
+        let reply = client.reply().await;
+        assert_eq!(reply.id, run_frame);
+        let e = error_of(&reply.body);
+        assert_eq!(e.kind, ErrorKind::Timeout, "the run waited for worker0's activation: {e}");
+        let stats = client.stats().await;
+        assert_eq!(stats.refused_streams, injected.len() as u64, "{stats:?}");
+
+        // A legitimate client across both workers gets its reference.
         let deployment = deployment(&[("worker0", &w0), ("worker1", &w1)]);
         let deployed = deploy::deploy(plan.clone(), &program.weights, &deployment, &ClientOptions::default())
             .await
             .expect("deploys on both workers");
-        let victim = deployed.cluster().client_id("worker1").unwrap().expect("an id on worker1");
         let mut session = deployed.program().open_session().await.unwrap();
-
-        // A certificate of its own: welcomed as a peer, but what it sends is not the pinned
-        // worker0's. It sprays zeros for the client's next runs (ids are small counters).
-        let imposter = Identity::self_signed(&["localhost".to_string()]).unwrap();
-        let mut peer = Raw::connect(&w1, Some(&imposter)).await;
-        peer.hello(Role::Peer, None).await.expect("a token holder with a certificate is a peer");
-        let mut sprayed = 0u64;
-        for run in 1..=64u64 {
-            for t in &into_w1 {
-                let info = &entry.tensors[&t.tensor];
-                let shape: Vec<i64> = info.ty.shape.iter().map(|d| d.eval(&bindings).unwrap()).collect();
-                let zeros = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, tch::Device::Cpu));
-                let purpose = Purpose::Activation { client: victim, run, transfer: t.id };
-                let _ = streams::send_tensor(&peer.conn, purpose, &zeros).await;
-                sprayed += 1;
-            }
-        }
-        for round in 0..3 {
-            let out = session.run("prefill", &inputs).await.expect("runs");
-            assert_outputs(&format!("round {round}"), &out.outputs, &want, &entry, program.entry("prefill").unwrap());
-        }
-        let refused = poll(Duration::from_secs(20), async || {
-            let s = deployed.cluster().stats("worker1").await.unwrap();
-            (s.refused_streams == sprayed).then_some(())
-        })
-        .await;
-        assert!(refused.is_some(), "every injected activation is refused");
+        let out = session.run("prefill", &inputs).await.expect("runs");
+        assert_outputs("the legitimate client", &out.outputs, &want, &entry, program.entry("prefill").unwrap());
         deployed.close().await;
     });
     assert!(w0.alive() && w1.alive());

@@ -316,13 +316,20 @@ impl Worker {
                 self.weight_arrived.notify_waiters();
             }
             (Purpose::Input { run, transfer }, Sender::Client(client)) => {
-                self.inbox.deliver(InboxKey::Run { client: *client, run, transfer }, tensor, "client".into());
+                let key = InboxKey::Run { client: *client, run, transfer };
+                if !self.inbox.deliver(key, tensor, "client".into()) {
+                    return Err(refuse(&format!("input {transfer} of run {run} was already delivered")));
+                }
             }
             (Purpose::OpInput { call, index }, Sender::Client(client)) => {
-                self.inbox.deliver(InboxKey::Op { client: *client, call, index }, tensor, "client".into());
+                if !self.inbox.deliver(InboxKey::Op { client: *client, call, index }, tensor, "client".into()) {
+                    return Err(refuse(&format!("input {index} of op call {call} was already delivered")));
+                }
             }
             (Purpose::Activation { client, run, transfer }, Sender::Peer(_)) => {
-                self.inbox.deliver(InboxKey::Run { client, run, transfer }, tensor, conn.remote.to_string());
+                if !self.inbox.deliver(InboxKey::Run { client, run, transfer }, tensor, conn.remote.to_string()) {
+                    return Err(refuse(&format!("activation {transfer} of run {run} was already delivered")));
+                }
             }
             (purpose, _) => return Err(refuse(&format!("{purpose:?} is not accepted on this connection"))),
         }

@@ -63,11 +63,17 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub(super) fn deliver(&self, key: InboxKey, tensor: Tensor, from: String) {
+    /// Hold a received tensor for the step that takes it. Each key is delivered once: a second
+    /// tensor for a transfer already waiting is refused (returns false), never swapped in.
+    pub(super) fn deliver(&self, key: InboxKey, tensor: Tensor, from: String) -> bool {
         let mut state = lock(&self.state);
+        if state.delivered.contains_key(&key) {
+            return false;
+        }
         state.delivered.insert(key, Delivered { tensor, from, at: Instant::now() });
         self.arrived.notify_all();
         self.arrived_async.notify_waiters();
+        true
     }
 
     /// Cancel run `run` of `client`: a step waiting for one of its tensors gives up now.
