@@ -15,6 +15,7 @@ use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
 use genie_runtime::transport::Identity;
+use genie_runtime::wire::tensor_file;
 use genie_runtime::worker::{self, Limits, WorkerConfig};
 use tch::Tensor;
 
@@ -321,9 +322,19 @@ fn stats_line(label: &str, s: &CallStats) -> String {
     )
 }
 
+/// Tensors by name from a safetensors file, through the bounded reader (a hostile header gets a
+/// typed error naming the problem, never an allocation beyond the file's size).
 fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let list = Tensor::read_safetensors(path).with_context(|| format!("reading tensors from {}", path.display()))?;
-    Ok(list.into_iter().collect())
+    let file =
+        tensor_file::read_safetensors(path).with_context(|| format!("reading tensors from {}", path.display()))?;
+    let mut tensors = BTreeMap::new();
+    for (name, t) in file.tensors {
+        let ty = genie_ir::TensorType::new(t.dtype, &t.shape);
+        let tensor = genie_runtime::exec::tensor_from_bytes(&ty, &t.shape, &t.data, tch::Device::Cpu)
+            .with_context(|| format!("{}: tensor `{name}`", path.display()))?;
+        tensors.insert(name, tensor);
+    }
+    Ok(tensors)
 }
 
 fn write_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> {

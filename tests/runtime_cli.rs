@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture, worker_process, WorkerProcess};
+use common::{assert_close, fixture, read, worker_process, WorkerProcess};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,22 +28,41 @@ fn tmp(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
-}
-
 /// The outputs file holds exactly the reference's outputs, each with its shape, dtype and values
 /// (within rtol 1e-4, atol 1e-5).
 fn assert_matches(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, Tensor>) {
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "output names");
     for (name, w) in want {
-        let g = got.get(name).unwrap_or_else(|| panic!("no output {name}"));
-        assert_eq!((g.size(), g.kind()), (w.size(), w.kind()), "{name}: shape and dtype");
-        let excess = ((g.to_kind(Kind::Double) - w.to_kind(Kind::Double)).abs()
-            - (w.to_kind(Kind::Double).abs() * 1e-4 + 1e-5))
-            .max()
-            .double_value(&[]);
-        assert!(excess <= 0.0, "{name} differs");
+        assert_close(name, &got[name], w);
+    }
+}
+
+/// An inputs file built to hurt the reader: `genie run` names the file and the problem and
+/// exits non-zero, without a panic or an allocation beyond the file.
+#[test]
+fn run_refuses_a_hostile_inputs_file_with_a_typed_error() {
+    let model = fixture("edge/model.pt2");
+    let good = std::fs::read(fixture("edge/model.inputs.safetensors")).unwrap();
+    let huge_header = {
+        let mut b = (1u64 << 60).to_le_bytes().to_vec();
+        b.extend_from_slice(b"{}");
+        b
+    };
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("huge-header", huge_header, "header length"),
+        ("truncated", good[..good.len() - 8].to_vec(), "data offsets"),
+        ("short", vec![1, 2, 3], "too short"),
+    ];
+    for (name, bytes, says) in cases {
+        let path = tmp(&format!("{name}.safetensors"));
+        std::fs::write(&path, bytes).unwrap();
+        let out = tmp(&format!("{name}.outputs.safetensors"));
+        let args =
+            ["run", model.to_str().unwrap(), "--inputs", path.to_str().unwrap(), "--outputs", out.to_str().unwrap()];
+        let err = genie_fails(&args);
+        assert!(!out.exists(), "{name}: no outputs are written");
+        assert!(err.contains(path.to_str().unwrap()) && err.contains(says), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }
 
