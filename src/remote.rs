@@ -60,6 +60,10 @@ pub struct WorkerArgs {
     /// Runs and per-op calls one client may have in flight at once.
     #[arg(long, value_name = "N", default_value_t = Limits::default().calls)]
     pub max_calls: usize,
+    /// The most memory one client's weights, sessions, calls and uploads may hold (e.g. `8GiB`),
+    /// so one client cannot fill the worker. Default: the whole `--memory`.
+    #[arg(long, value_name = "SIZE")]
+    pub max_client_memory: Option<String>,
     /// Runs and per-op calls executing at once (the rest wait their turn).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_executions: usize,
@@ -186,7 +190,17 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         }
     };
     let mut config = WorkerConfig::new(args.listen, device, token);
-    config.limits = Limits { programs: args.max_programs, sessions: args.max_sessions, calls: args.max_calls };
+    config.limits = Limits {
+        programs: args.max_programs,
+        sessions: args.max_sessions,
+        calls: args.max_calls,
+        memory: args
+            .max_client_memory
+            .as_deref()
+            .map(placement::parse_size)
+            .transpose()
+            .context("--max-client-memory")?,
+    };
     config.max_executions = args.max_executions.max(1);
     config.max_run_timeout = Duration::from_secs(args.max_run_secs.max(1));
     config.max_unauthenticated = args.max_unauthenticated.max(1);

@@ -268,9 +268,9 @@ impl Worker {
         .map_err(|_| refuse("no header in time"))??;
         let mut upload = None;
         match (&header.purpose, &conn.sender) {
-            (Purpose::Weight { hash }, Sender::Client(_)) => {
+            (Purpose::Weight { hash }, Sender::Client(client)) => {
                 let (admitted, evicted) =
-                    lock(&self.ledger).admit_upload(hash, header.byte_len).map_err(|e| refuse(&e.message))?;
+                    lock(&self.ledger).admit_upload(*client, hash, header.byte_len).map_err(|e| refuse(&e.message))?;
                 log_evictions(&evicted);
                 upload = Some(UploadGuard { ledger: &self.ledger, upload: Some(admitted) });
             }

@@ -69,11 +69,14 @@ pub struct Limits {
     /// a bounded number at a time and queues the rest); it bounds what a worker without a
     /// memory budget holds for one client.
     pub calls: usize,
+    /// The most memory one client's programs (their weights), sessions, calls and uploads may
+    /// hold, so that one client cannot fill the whole budget; `None`: the whole budget.
+    pub memory: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { programs: 64, sessions: 1024, calls: 1024 }
+        Limits { programs: 64, sessions: 1024, calls: 1024, memory: None }
     }
 }
 
@@ -212,6 +215,7 @@ impl MemoryUse {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Upload {
     hash: WeightHash,
+    client: ClientId,
     /// Bytes reserved for it (0: the first upload of a weight a loaded program needs, which the
     /// load admitted).
     reserved: u64,
@@ -295,8 +299,9 @@ pub struct Ledger<P> {
     calls: HashMap<CallKey, ActiveCall>,
     /// Weights a loaded program needs whose first upload is being read.
     uploading: HashSet<WeightHash>,
-    /// Bytes reserved by the other uploads being read.
+    /// Bytes reserved by the other uploads being read, in all and per client.
     upload_bytes: u64,
+    client_uploads: HashMap<ClientId, u64>,
     refused_for_memory: u64,
 }
 
@@ -312,6 +317,7 @@ impl<P: Payload> Ledger<P> {
             calls: HashMap::new(),
             uploading: HashSet::new(),
             upload_bytes: 0,
+            client_uploads: HashMap::new(),
             refused_for_memory: 0,
         }
     }
@@ -407,6 +413,17 @@ impl<P: Payload> Ledger<P> {
             .filter(|(h, _)| !using.pinned.contains(h) && new_hashes.insert(h.clone()))
             .map(|(_, bytes)| *bytes)
             .sum();
+        let mine = self.client_weights(client, Some(program));
+        let my_new: u64 = needs
+            .iter()
+            .filter(|(h, _)| !mine.contains_key(h))
+            .map(|(h, b)| (h, *b))
+            .collect::<HashMap<_, _>>()
+            .values()
+            .sum();
+        self.within_share(client, Some(program), my_new.saturating_add(largest), || {
+            format!("program {program} needs {} of weights and {} for a run", human(my_new), human(largest))
+        })?;
         self.admit(&using, new_weight_bytes.saturating_add(largest), || {
             format!(
                 "program {program} needs {} of weights not already resident for other programs and \
@@ -534,6 +551,13 @@ impl<P: Payload> Ledger<P> {
         }
         let have = self.sessions.keys().filter(|(c, _)| *c == client).count();
         self.limit("sessions", have, self.config.limits.sessions)?;
+        self.within_share(client, None, reserved_bytes.saturating_add(largest_run), || {
+            format!(
+                "a new session of program {program} needs {} and a run {}",
+                human(reserved_bytes),
+                human(largest_run)
+            )
+        })?;
         let using = self.memory_use();
         self.admit(&using, reserved_bytes.saturating_add(largest_run), || {
             format!(
@@ -605,6 +629,7 @@ impl<P: Payload> Ledger<P> {
         if s.busy {
             return Err(RemoteError::new(ErrorKind::SessionBusy, format!("session {session} is running a call")));
         }
+        self.within_share(client, None, reserve, || format!("a run of `{entry}` needs {}", human(reserve)))?;
         let using = self.memory_use();
         self.admit(&using, reserve, || format!("a run of `{entry}` needs {} for its activations", human(reserve)))?;
         let s = self.sessions.get_mut(&(client, session)).ok_or_else(|| unknown_session(session))?;
@@ -653,6 +678,7 @@ impl<P: Payload> Ledger<P> {
         }
         let in_flight = self.calls.keys().filter(|k| k.client() == client).count();
         self.limit("calls in flight", in_flight, self.config.limits.calls)?;
+        self.within_share(client, None, bytes, || format!("an op call needs {}", human(bytes)))?;
         let using = self.memory_use();
         self.admit(&using, bytes, || format!("an op call needs {} for its inputs and outputs", human(bytes)))?;
         self.calls.insert(key, ActiveCall { reserved: bytes, receives: Receives::Op { inputs } });
@@ -746,7 +772,12 @@ impl<P: Payload> Ledger<P> {
     /// being read) must fit beside what is committed and the other uploads being read, least
     /// recently used cached weights dropped to make room, and holds its bytes until
     /// [`Ledger::upload_done`].
-    pub fn admit_upload(&mut self, hash: &WeightHash, bytes: u64) -> Result<(Upload, Vec<Evicted>), RemoteError> {
+    pub fn admit_upload(
+        &mut self,
+        client: ClientId,
+        hash: &WeightHash,
+        bytes: u64,
+    ) -> Result<(Upload, Vec<Evicted>), RemoteError> {
         let needed = self.programs.values().flat_map(|p| &p.needs).find(|(h, _)| h == hash).map(|(_, b)| *b);
         if let Some(needed) = needed {
             if bytes != needed {
@@ -756,12 +787,14 @@ impl<P: Payload> Ledger<P> {
                 ));
             }
             if !self.weights.contains_key(hash) && self.uploading.insert(hash.clone()) {
-                return Ok((Upload { hash: hash.clone(), reserved: 0 }, Vec::new()));
+                return Ok((Upload { hash: hash.clone(), client, reserved: 0 }, Vec::new()));
             }
         }
+        self.within_share(client, None, bytes, || format!("uploading weight {} needs {}", hash.short(), human(bytes)))?;
         let evicted = self.make_room_for_weight(hash, bytes)?;
         self.upload_bytes = self.upload_bytes.saturating_add(bytes);
-        Ok((Upload { hash: hash.clone(), reserved: bytes }, evicted))
+        *self.client_uploads.entry(client).or_default() += bytes;
+        Ok((Upload { hash: hash.clone(), client, reserved: bytes }, evicted))
     }
 
     /// An upload admitted by [`Ledger::admit_upload`] ended (its weight inserted or not).
@@ -770,6 +803,12 @@ impl<P: Payload> Ledger<P> {
             self.uploading.remove(&upload.hash);
         } else {
             self.upload_bytes = self.upload_bytes.saturating_sub(upload.reserved);
+            if let Some(mine) = self.client_uploads.get_mut(&upload.client) {
+                *mine = mine.saturating_sub(upload.reserved);
+                if *mine == 0 {
+                    self.client_uploads.remove(&upload.client);
+                }
+            }
         }
     }
 
@@ -905,6 +944,56 @@ impl<P: Payload> Ledger<P> {
     }
 
     // ---- accounting -----------------------------------------------------------------------
+
+    /// The weights `client`'s programs need (but `except`), each once, with their bytes.
+    fn client_weights(&self, client: ClientId, except: Option<u64>) -> HashMap<&WeightHash, u64> {
+        self.programs
+            .iter()
+            .filter(|((c, id), _)| *c == client && Some(*id) != except)
+            .flat_map(|(_, p)| p.needs.iter().map(|(h, b)| (h, *b)))
+            .collect()
+    }
+
+    /// What `client` holds: its programs' weights (but `except`'s), its sessions, calls and
+    /// uploads being read.
+    fn client_use(&self, client: ClientId, except: Option<u64>) -> u64 {
+        let weights: u64 = self.client_weights(client, except).values().sum();
+        let sessions: u64 = self
+            .sessions
+            .iter()
+            .filter(|((c, _), _)| *c == client)
+            .map(|(_, s)| s.slots.values().map(Payload::bytes).sum::<u64>().max(s.reserved_bytes))
+            .sum();
+        let calls: u64 = self.calls.iter().filter(|(k, _)| k.client() == client).map(|(_, c)| c.reserved).sum();
+        let uploads = self.client_uploads.get(&client).copied().unwrap_or(0);
+        weights.saturating_add(sessions).saturating_add(calls).saturating_add(uploads)
+    }
+
+    /// Refuse `extra` bytes for `client` beyond its share of the memory ([`Limits::memory`]).
+    fn within_share(
+        &self,
+        client: ClientId,
+        except: Option<u64>,
+        extra: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), RemoteError> {
+        let Some(share) = self.config.limits.memory else {
+            return Ok(());
+        };
+        let have = self.client_use(client, except);
+        if have.saturating_add(extra) <= share {
+            return Ok(());
+        }
+        Err(RemoteError::new(
+            ErrorKind::LimitReached,
+            format!(
+                "{}; this client holds {} of its {} share of this worker's memory",
+                what(),
+                human(have),
+                human(share)
+            ),
+        ))
+    }
 
     /// What loaded programs and open sessions hold or have promised.
     pub fn memory_use(&self) -> MemoryUse {

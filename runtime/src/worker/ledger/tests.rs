@@ -286,13 +286,13 @@ fn eviction_keeps_cached_weights_within_the_memory_budget() {
     // 700 committed leaves 300 for the cache, far below its own limit.
     assert_eq!(ledger.sweep(at(3)).evicted, vec![Evicted { hash: hash("x"), bytes: 200 }]);
     // An upload no program needs evicts to make room, or is refused when it cannot fit at all.
-    let (upload, evicted) = ledger.admit_upload(&hash("w"), 250).expect("y makes room");
+    let (upload, evicted) = ledger.admit_upload(ALICE, &hash("w"), 250).expect("y makes room");
     assert_eq!(evicted, vec![Evicted { hash: hash("y"), bytes: 200 }]);
     // While w is read its bytes are held: a second upload does not fit beside it.
-    let message = out_of_memory(ledger.admit_upload(&hash("v"), 51));
+    let message = out_of_memory(ledger.admit_upload(ALICE, &hash("v"), 51));
     assert!(message.contains("no room for weight v (51 B)"), "{message}");
     ledger.upload_done(upload);
-    let message = out_of_memory(ledger.admit_upload(&hash("big"), 301));
+    let message = out_of_memory(ledger.admit_upload(ALICE, &hash("big"), 301));
     assert!(message.contains("no room for weight big (301 B)"), "{message}");
     assert_eq!(ledger.stats().refused_for_memory, 2);
 }
@@ -522,7 +522,7 @@ fn a_per_op_call_expects_exactly_the_inputs_it_declared() {
 fn each_client_is_held_to_its_limits() {
     let t0 = Instant::now();
     let mut limited = config(None, 0);
-    limited.limits = Limits { programs: 2, sessions: 2, calls: 1 };
+    limited.limits = Limits { programs: 2, sessions: 2, calls: 1, memory: None };
     let mut ledger = ledger_with(limited, &[ALICE, BOB], t0);
     load_ready(&mut ledger, ALICE, 1, plan(&[("a", 10)], 0, 0), t0);
     load_ready(&mut ledger, ALICE, 2, plan(&[("a", 10)], 0, 0), t0);
@@ -634,18 +634,44 @@ fn an_upload_is_admitted_once_at_the_size_its_type_gives() {
     let t0 = Instant::now();
     let mut ledger = ledger_with(config(Some(150), 0), &[ALICE], t0);
     load(&mut ledger, ALICE, 1, plan(&[("a", 100)], 0, 50), t0).unwrap();
-    let err = ledger.admit_upload(&hash("a"), 1 << 40).unwrap_err();
+    let err = ledger.admit_upload(ALICE, &hash("a"), 1 << 40).unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
     assert_eq!(err.message, "weight a is 100 B by its type, the upload says 1099511627776 B");
     // The first upload was admitted with the load; a second copy at the same time needs room
     // of its own, which a budget of exactly the load does not have.
-    let (first, _) = ledger.admit_upload(&hash("a"), 100).expect("admitted with the load");
+    let (first, _) = ledger.admit_upload(ALICE, &hash("a"), 100).expect("admitted with the load");
     assert_eq!(ledger.memory_use().total(), 100);
-    out_of_memory(ledger.admit_upload(&hash("a"), 100));
+    out_of_memory(ledger.admit_upload(ALICE, &hash("a"), 100));
     ledger.upload_done(first);
-    let (again, _) = ledger.admit_upload(&hash("a"), 100).expect("the first one ended");
+    let (again, _) = ledger.admit_upload(ALICE, &hash("a"), 100).expect("the first one ended");
     ledger.insert_weight(hash("a"), Blob(100), Some(ALICE), t0);
     ledger.upload_done(again);
     assert_eq!(ledger.memory_use().total(), 100, "the weight counted once");
-    out_of_memory(ledger.admit_upload(&hash("a"), 100));
+    out_of_memory(ledger.admit_upload(ALICE, &hash("a"), 100));
+}
+
+#[test]
+fn each_client_is_held_to_its_share_of_the_memory() {
+    let t0 = Instant::now();
+    let mut shared = config(Some(10_000), 0);
+    shared.limits.memory = Some(500);
+    let mut ledger = ledger_with(shared, &[ALICE, BOB], t0);
+    // 300 of weights and a 100-byte run: within 500. A second program's 200 more is not.
+    load_ready(&mut ledger, ALICE, 1, plan(&[("a", 300)], 50, 100), t0);
+    let err = load(&mut ledger, ALICE, 2, plan(&[("b", 200)], 0, 10), t0).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::LimitReached);
+    assert_eq!(err.message, "program 2 needs 200 B of weights and 10 B for a run; this client holds 300 B of its 500 B share of this worker's memory");
+    // A program sharing Alice's weight adds nothing for it.
+    load_ready(&mut ledger, ALICE, 3, plan(&[("a", 300)], 0, 100), t0);
+    // Sessions and runs count too: 300 + 50 + 50 = 400, and a run's 100 fills the share.
+    ledger.open_session(ALICE, 1, 10, t0).unwrap();
+    ledger.open_session(ALICE, 1, 11, t0).unwrap();
+    begin(&mut ledger, ALICE, 1, 1, 10, t0).unwrap();
+    assert_eq!(begin(&mut ledger, ALICE, 2, 1, 11, t0).unwrap_err().kind, ErrorKind::LimitReached);
+    let upload = ledger.admit_upload(ALICE, &hash("z"), 1);
+    assert_eq!(upload.unwrap_err().kind, ErrorKind::LimitReached, "an upload counts against the share too");
+    // Bob has a share of his own.
+    load_ready(&mut ledger, BOB, 1, plan(&[("b", 200), ("c", 200)], 0, 100), t0);
+    ledger.end_run(ALICE, 1, 10, None, t0);
+    begin(&mut ledger, ALICE, 2, 1, 11, t0).expect("run 1 ended");
 }
