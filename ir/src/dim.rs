@@ -243,7 +243,10 @@ impl Dim {
     /// canonical text of at most [`MAX_DIM_TEXT`] bytes, so that its text reads back. The walks
     /// stop at the first level or byte past a limit, so this is safe on a dim of any size.
     pub fn fits_limits(&self) -> bool {
-        self.measure(0).is_some_and(|(nodes, _)| nodes <= MAX_DIM_NODES) && self.prints_within(MAX_DIM_TEXT)
+        // A constant prints in at most 24 bytes (`-9223372036854775807 - 1`); inference checks
+        // every output dim, and most are constants.
+        self.is_const()
+            || (self.measure(0).is_some_and(|(nodes, _)| nodes <= MAX_DIM_NODES) && self.prints_within(MAX_DIM_TEXT))
     }
 
     /// True when the canonical text has at most `max` bytes; stops writing at `max + 1`.
@@ -1086,6 +1089,9 @@ mod tests {
         assert!(matches!(Dim::constant(768).0, Repr::Const(768)));
         assert!(matches!(d("2*(s0 + 4) - 2*s0").0, Repr::Const(8)), "symbolic terms that cancel leave a constant");
         assert!(matches!(Dim::default().0, Repr::Const(0)));
+        // `fits_limits` takes every constant as fitting: the longest prints in 24 bytes.
+        assert_eq!(Dim::constant(i64::MIN).to_string(), "-9223372036854775807 - 1");
+        assert!(Dim::constant(i64::MIN).fits_limits());
     }
 
     #[test]
