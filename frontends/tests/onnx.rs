@@ -828,6 +828,23 @@ fn onnx_lowering_errors_name_the_node() {
     let _ = float_attr;
 }
 
+/// Found by the `onnx_read` fuzzer: a Concat of scalar constants folded at import indexed axis 0
+/// of a scalar and panicked.
+#[test]
+fn onnx_concat_of_scalars_is_a_typed_error() {
+    let m = model(
+        graph(
+            vec![node("Concat", &["a", "b"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![i64_tensor("a", &[], &[1]), i64_tensor("b", &[], &[2])],
+        ),
+        18,
+    );
+    let e = import(&m).unwrap_err();
+    assert!(e.to_string().contains("cannot concatenate scalars"), "{e}");
+}
+
 /// xorshift64*, for reproducible garbage.
 struct Rng(u64);
 

@@ -556,6 +556,10 @@ fn transpose(x: &HostTensor, perm: &[usize]) -> HostTensor {
 fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
     let xs: Vec<&HostTensor> = i.iter().map(|h| h.as_deref()).collect::<Option<_>>().unwrap_or_default();
     let Some(first) = xs.first() else { return Ok(None) };
+    // Before the axis is used: a scalar has no axis 0 to index (the fuzzer's crash).
+    if first.rank() == 0 {
+        return Err(c.err("cannot concatenate scalars"));
+    }
     let axis = c.axis(c.opt_int("axis")?.unwrap_or(0), first.rank(), "axis")?;
     let mut shape = first.shape.clone();
     let mut total = 0usize;
@@ -567,9 +571,6 @@ fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
             return Err(c.err("concatenated shapes differ outside the axis"));
         }
         total += x.shape[axis];
-    }
-    if first.rank() == 0 {
-        return Err(c.err("cannot concatenate scalars"));
     }
     shape[axis] = total;
     let outer: usize = first.shape[..axis].iter().product();
