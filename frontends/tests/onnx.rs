@@ -845,6 +845,40 @@ fn onnx_concat_of_scalars_is_a_typed_error() {
     assert!(e.to_string().contains("cannot concatenate scalars"), "{e}");
 }
 
+/// Found by the `onnx_read` fuzzer: `GatherElements` of a rank-0 input indexed its dim at axis
+/// 0 (which `axis` accepts for a scalar, as PyTorch does) and panicked. Every lowering that picks
+/// a dim by axis refuses a rank-0 input instead.
+#[test]
+fn onnx_axes_of_scalars_are_typed_errors() {
+    let int = |name: &str, v: i64| AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::INT,
+        i: v,
+        ..Default::default()
+    };
+    let idx = || i64_tensor("i", &[], &[0]);
+    let axes = || i64_tensor("a", &[1], &[0]);
+    let cases: Vec<(&str, NodeProto, Vec<TensorProto>)> = vec![
+        ("GatherElements", node("GatherElements", &["x", "i"], &["y"], vec![]), vec![idx()]),
+        ("Gather", node("Gather", &["x", "i"], &["y"], vec![]), vec![idx()]),
+        ("Squeeze", node("Squeeze", &["x", "a"], &["y"], vec![]), vec![axes()]),
+        ("Split", node("Split", &["x"], &["y", "z"], vec![int("num_outputs", 2)]), vec![]),
+        (
+            "Slice",
+            node("Slice", &["x", "s", "e", "a"], &["y"], vec![]),
+            vec![i64_tensor("s", &[1], &[0]), i64_tensor("e", &[1], &[1]), axes()],
+        ),
+        ("Pad", node("Pad", &["x", "p", "", "a"], &["y"], vec![]), vec![i64_tensor("p", &[2], &[0, 0]), axes()]),
+        ("CumSum", node("CumSum", &["x", "i"], &["y"], vec![int("exclusive", 1)]), vec![idx()]),
+    ];
+    for (op, n, inits) in cases {
+        let outputs: Vec<ValueInfoProto> = n.output.iter().map(|o| untyped(o)).collect();
+        let m = model(graph(vec![n], vec![value_info("x", data_type::FLOAT, &[])], outputs, inits), 18);
+        let e = import(&m).expect_err(op);
+        assert!(e.to_string().contains("out of range for rank 0"), "{op}: {e}");
+    }
+}
+
 /// xorshift64*, for reproducible garbage.
 struct Rng(u64);
 

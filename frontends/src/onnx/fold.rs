@@ -586,7 +586,7 @@ fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
 
 fn gather(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
     let (x, idx) = (need(i, 0)?, need(i, 1)?);
-    let axis = c.axis(c.int("axis", 0)?, x.rank(), "axis")?;
+    let axis = c.dim_axis(c.int("axis", 0)?, x.rank(), "axis")?;
     let Some(iv) = idx.static_ints() else { return Ok(None) };
     let n = x.shape[axis] as i64;
     let mut list = Vec::with_capacity(iv.len());

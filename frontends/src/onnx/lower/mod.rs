@@ -508,6 +508,15 @@ impl<'a> Ctx<'a> {
         Ok(a as usize)
     }
 
+    /// An axis that picks one of the input's dims (`shape[axis]`). [`Ctx::axis`] lets a rank-0
+    /// input take axis 0 or -1, as PyTorch's dim arguments do; a rank-0 input has no dim to pick.
+    pub fn dim_axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
+        if rank == 0 {
+            return Err(self.err(format!("{what} {axis} is out of range for rank 0")));
+        }
+        self.axis(axis, rank, what)
+    }
+
     /// Is output `i` requested (present and named)?
     pub fn wants_output(&self, i: usize) -> bool {
         self.node.output.get(i).is_some_and(|n| !n.is_empty())
