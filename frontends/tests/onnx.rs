@@ -879,6 +879,51 @@ fn onnx_axes_of_scalars_are_typed_errors() {
     }
 }
 
+/// Found by the `onnx_read` fuzzer: an empty initializer (no elements, so within every element
+/// bound) with long axes was kept on the host for folding, and folders that walk one index list
+/// per axis, or reduce over the empty axis, tried to allocate terabytes. Such tensors stay off
+/// the host; the ops are lowered instead.
+#[test]
+fn onnx_empty_tensors_with_long_axes_are_not_folded() {
+    let empty = |dims: &[i64]| TensorProto {
+        name: "x".into(),
+        data_type: data_type::INT64,
+        dims: dims.to_vec(),
+        ..Default::default()
+    };
+    // A Slice of [0, 2^40] along its second axis: its folder would list 2^40 indices.
+    let m = model(
+        graph(
+            vec![node("Slice", &["x", "s", "e", "a"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![
+                empty(&[0, 1 << 40]),
+                i64_tensor("s", &[1], &[0]),
+                i64_tensor("e", &[1], &[1]),
+                i64_tensor("a", &[1], &[1]),
+            ],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
+    assert!(ops.contains(&"aten.slice.Tensor"), "lowered, not folded: {ops:?}");
+    // ReduceSum over the empty axis of [0, 4000, 4000, 4000]: 64 billion sums of nothing.
+    let m = model(
+        graph(
+            vec![node("ReduceSum", &["x", "a"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![empty(&[0, 4000, 4000, 4000]), i64_tensor("a", &[1], &[0])],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
+    assert!(ops.iter().any(|op| op.starts_with("aten.sum")), "lowered, not folded: {ops:?}");
+}
+
 /// xorshift64*, for reproducible garbage.
 struct Rng(u64);
 

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use genie_ir::{DType, Dim};
 
-use super::host::{compare_dims, kind, round_float, strides, wrap_int, HostData, HostTensor, Kind};
+use super::host::{compare_dims, fits_host, kind, round_float, strides, wrap_int, HostData, HostTensor, Kind};
 use super::import::FOLD_LIMIT;
 use super::lower::shape as spec;
 use super::lower::{math as mspec, Ctx};
@@ -178,7 +178,7 @@ pub(crate) fn try_fold(c: &mut Ctx) -> Result<Option<Vec<HostTensor>>, OnnxError
     if inputs.iter().all(Option::is_none) {
         return Ok(None);
     }
-    Ok(f(c, &inputs)?.filter(|outs| outs.iter().all(|h| h.numel() <= FOLD_LIMIT)))
+    Ok(f(c, &inputs)?.filter(|outs| outs.iter().all(|h| h.numel() <= FOLD_LIMIT && fits_host(&h.shape))))
 }
 
 fn need(i: &Inputs, k: usize) -> Result<&HostTensor, OnnxError> {
@@ -624,9 +624,13 @@ fn reduce_ints(
     };
     let axes: Vec<usize> = axes.into_iter().map(|a| a as usize).collect();
     let out_shape: Vec<usize> = (0..x.rank()).map(|d| if axes.contains(&d) { 1 } else { x.shape[d] }).collect();
+    // Reducing an empty axis gives one element per position of the others: of an empty input
+    // of shape [0, 4000, 4000, 4000] that is 64 billion, from no data. Larger than folding
+    // takes: lowered instead.
+    let Some(n_out) = numel(&out_shape).filter(|&n| n <= FOLD_LIMIT) else { return Ok(None) };
     let st_out = strides(&out_shape);
     let st_in = strides(&x.shape);
-    let mut acc: Vec<Option<Dim>> = vec![None; numel(&out_shape).unwrap_or(0)];
+    let mut acc: Vec<Option<Dim>> = vec![None; n_out];
     for (flat, d) in v.iter().enumerate() {
         let o: usize =
             (0..x.rank()).map(|k| if axes.contains(&k) { 0 } else { (flat / st_in[k]) % x.shape[k] * st_out[k] }).sum();

@@ -116,6 +116,9 @@ impl HostTensor {
     /// Decode little-endian bytes of `dtype` (`None` for dtypes the host does not hold, or a
     /// byte count that does not match).
     pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Option<HostTensor> {
+        if !fits_host(&shape) {
+            return None;
+        }
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
         let size = dtype.size_bytes() as usize;
         if bytes.len() != n.checked_mul(size)? {
@@ -310,6 +313,14 @@ pub(crate) fn compare_dims(a: &Dim, b: &Dim) -> Option<std::cmp::Ordering> {
 }
 
 /// Row-major strides of a shape.
+/// Whether a tensor of this shape may be held on the host for folding: its dims add up to at
+/// most [`FOLD_LIMIT`](super::import::FOLD_LIMIT). Folders walk index lists one per axis, as
+/// long as the axis, so an empty tensor of shape `[0, 2^40]` (no elements, within every element
+/// bound) would otherwise have them allocate terabytes.
+pub(crate) fn fits_host(shape: &[usize]) -> bool {
+    shape.iter().try_fold(0usize, |a, &d| a.checked_add(d)).is_some_and(|sum| sum <= super::import::FOLD_LIMIT)
+}
+
 pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
