@@ -922,6 +922,29 @@ fn onnx_empty_tensors_with_long_axes_are_not_folded() {
     let p = import(&m).unwrap();
     let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
     assert!(ops.iter().any(|op| op.starts_with("aten.sum")), "lowered, not folded: {ops:?}");
+    // Concat along axis 1 of empty tensors whose axes from 1 on multiply past usize before
+    // their last, 0, is reached: the folder sized its blocks by that product and overflowed.
+    let mut dims = vec![0i64];
+    dims.extend([4000; 16]);
+    dims.push(0);
+    let mut y = empty(&dims);
+    y.name = "z".into();
+    let m = model(
+        graph(
+            vec![node(
+                "Concat",
+                &["x", "z"],
+                &["y"],
+                vec![AttributeProto { name: "axis".into(), r#type: attribute_type::INT, i: 1, ..Default::default() }],
+            )],
+            vec![],
+            vec![untyped("y")],
+            vec![empty(&dims), y],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    assert_eq!(p.entries[0].values[p.entries[0].outputs[0].value.index()].ty.shape.len(), 18);
 }
 
 /// xorshift64*, for reproducible garbage.

@@ -573,8 +573,15 @@ fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
         total += x.shape[axis];
     }
     shape[axis] = total;
+    // The output's size first: inputs with no elements can still have axes whose product
+    // overflows, and walking the outer positions of an empty result would take forever.
+    let Some(n_out) = numel(&shape).filter(|&n| n <= FOLD_LIMIT) else { return Ok(None) };
+    if n_out == 0 {
+        return Ok(from_elems(first.dtype, shape, Vec::new()).map(|h| vec![h]));
+    }
+    // Every dim is now at least 1 and every product at most `n_out`.
     let outer: usize = first.shape[..axis].iter().product();
-    let mut v = Vec::with_capacity(numel(&shape).unwrap_or(0));
+    let mut v = Vec::with_capacity(n_out);
     let parts: Vec<(Vec<El>, usize)> = xs.iter().map(|x| (elems(x), x.shape[axis..].iter().product())).collect();
     for o in 0..outer {
         for (e, block) in &parts {
