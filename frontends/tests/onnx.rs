@@ -947,6 +947,28 @@ fn onnx_empty_tensors_with_long_axes_are_not_folded() {
     assert_eq!(p.entries[0].values[p.entries[0].outputs[0].value.index()].ty.shape.len(), 18);
 }
 
+/// Found by the `onnx_read` fuzzer: `Clip` of a float8 input with a constant lower bound and a
+/// tensor upper bound made the constant bound a tensor of 8 bytes (an f64) typed as one-byte
+/// float8, which the verifier refused. A constant of a dtype the importer cannot encode is now
+/// a typed error at the node.
+#[test]
+fn onnx_constants_of_unencodable_dtypes_are_typed_errors() {
+    let m = model(
+        graph(
+            vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])],
+            vec![
+                value_info("x", data_type::FLOAT8E4M3FN, &[D::V(4)]),
+                value_info("hi", data_type::FLOAT8E4M3FN, &[D::V(4)]),
+            ],
+            vec![untyped("y")],
+            vec![i64_tensor("lo", &[], &[-1])],
+        ),
+        13,
+    );
+    let e = import(&m).unwrap_err();
+    assert!(matches!(&e, OnnxError::Lowering { op, reason, .. } if op == "Clip" && reason.contains("float8")), "{e}");
+}
+
 /// xorshift64*, for reproducible garbage.
 struct Rng(u64);
 

@@ -453,7 +453,8 @@ impl<'a> Ctx<'a> {
         let h = match super::host::kind(dtype) {
             super::host::Kind::Int => HostTensor::ints(dtype, vec![], vec![Dim::constant(v as i64)]),
             super::host::Kind::Bool => HostTensor::bools(vec![], vec![v != 0.0]),
-            _ => HostTensor::floats(dtype, vec![], vec![v]),
+            super::host::Kind::Float => HostTensor::floats(dtype, vec![], vec![v]),
+            super::host::Kind::Other => return Err(self.err(format!("cannot make a {dtype} constant"))),
         };
         self.konst(&h)
     }
