@@ -811,6 +811,147 @@ fn onnx_lowering_errors_name_the_node() {
     let _ = float_attr;
 }
 
+/// Found by the `onnx_read` fuzzer: a Concat of scalar constants folded at import indexed axis 0
+/// of a scalar and panicked.
+#[test]
+fn onnx_concat_of_scalars_is_a_typed_error() {
+    let m = model(
+        graph(
+            vec![node("Concat", &["a", "b"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![i64_tensor("a", &[], &[1]), i64_tensor("b", &[], &[2])],
+        ),
+        18,
+    );
+    let e = import(&m).unwrap_err();
+    assert!(e.to_string().contains("cannot concatenate scalars"), "{e}");
+}
+
+/// Found by the `onnx_read` fuzzer: `GatherElements` of a rank-0 input indexed its dim at axis
+/// 0 (which `axis` accepts for a scalar, as PyTorch does) and panicked. Every lowering that picks
+/// a dim by axis refuses a rank-0 input instead.
+#[test]
+fn onnx_axes_of_scalars_are_typed_errors() {
+    let int = |name: &str, v: i64| AttributeProto {
+        name: name.into(),
+        r#type: attribute_type::INT,
+        i: v,
+        ..Default::default()
+    };
+    let idx = || i64_tensor("i", &[], &[0]);
+    let axes = || i64_tensor("a", &[1], &[0]);
+    let cases: Vec<(&str, NodeProto, Vec<TensorProto>)> = vec![
+        ("GatherElements", node("GatherElements", &["x", "i"], &["y"], vec![]), vec![idx()]),
+        ("Gather", node("Gather", &["x", "i"], &["y"], vec![]), vec![idx()]),
+        ("Squeeze", node("Squeeze", &["x", "a"], &["y"], vec![]), vec![axes()]),
+        ("Split", node("Split", &["x"], &["y", "z"], vec![int("num_outputs", 2)]), vec![]),
+        (
+            "Slice",
+            node("Slice", &["x", "s", "e", "a"], &["y"], vec![]),
+            vec![i64_tensor("s", &[1], &[0]), i64_tensor("e", &[1], &[1]), axes()],
+        ),
+        ("Pad", node("Pad", &["x", "p", "", "a"], &["y"], vec![]), vec![i64_tensor("p", &[2], &[0, 0]), axes()]),
+        ("CumSum", node("CumSum", &["x", "i"], &["y"], vec![int("exclusive", 1)]), vec![idx()]),
+    ];
+    for (op, n, inits) in cases {
+        let outputs: Vec<ValueInfoProto> = n.output.iter().map(|o| untyped(o)).collect();
+        let m = model(graph(vec![n], vec![value_info("x", data_type::FLOAT, &[])], outputs, inits), 18);
+        let e = import(&m).expect_err(op);
+        assert!(e.to_string().contains("out of range for rank 0"), "{op}: {e}");
+    }
+}
+
+/// Found by the `onnx_read` fuzzer: an empty initializer (no elements, so within every element
+/// bound) with long axes was kept on the host for folding, and folders that walk one index list
+/// per axis, or reduce over the empty axis, tried to allocate terabytes. Such tensors stay off
+/// the host; the ops are lowered instead.
+#[test]
+fn onnx_empty_tensors_with_long_axes_are_not_folded() {
+    let empty = |dims: &[i64]| TensorProto {
+        name: "x".into(),
+        data_type: data_type::INT64,
+        dims: dims.to_vec(),
+        ..Default::default()
+    };
+    // A Slice of [0, 2^40] along its second axis: its folder would list 2^40 indices.
+    let m = model(
+        graph(
+            vec![node("Slice", &["x", "s", "e", "a"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![
+                empty(&[0, 1 << 40]),
+                i64_tensor("s", &[1], &[0]),
+                i64_tensor("e", &[1], &[1]),
+                i64_tensor("a", &[1], &[1]),
+            ],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
+    assert!(ops.contains(&"aten.slice.Tensor"), "lowered, not folded: {ops:?}");
+    // ReduceSum over the empty axis of [0, 4000, 4000, 4000]: 64 billion sums of nothing.
+    let m = model(
+        graph(
+            vec![node("ReduceSum", &["x", "a"], &["y"], vec![])],
+            vec![],
+            vec![untyped("y")],
+            vec![empty(&[0, 4000, 4000, 4000]), i64_tensor("a", &[1], &[0])],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
+    assert!(ops.iter().any(|op| op.starts_with("aten.sum")), "lowered, not folded: {ops:?}");
+    // Concat along axis 1 of empty tensors whose axes from 1 on multiply past usize before
+    // their last, 0, is reached: the folder sized its blocks by that product and overflowed.
+    let mut dims = vec![0i64];
+    dims.extend([4000; 16]);
+    dims.push(0);
+    let mut y = empty(&dims);
+    y.name = "z".into();
+    let m = model(
+        graph(
+            vec![node(
+                "Concat",
+                &["x", "z"],
+                &["y"],
+                vec![AttributeProto { name: "axis".into(), r#type: attribute_type::INT, i: 1, ..Default::default() }],
+            )],
+            vec![],
+            vec![untyped("y")],
+            vec![empty(&dims), y],
+        ),
+        18,
+    );
+    let p = import(&m).unwrap();
+    assert_eq!(p.entries[0].values[p.entries[0].outputs[0].value.index()].ty.shape.len(), 18);
+}
+
+/// Found by the `onnx_read` fuzzer: `Clip` of a float8 input with a constant lower bound and a
+/// tensor upper bound made the constant bound a tensor of 8 bytes (an f64) typed as one-byte
+/// float8, which the verifier refused. A constant of a dtype the importer cannot encode is now
+/// a typed error at the node.
+#[test]
+fn onnx_constants_of_unencodable_dtypes_are_typed_errors() {
+    let m = model(
+        graph(
+            vec![node("Clip", &["x", "lo", "hi"], &["y"], vec![])],
+            vec![
+                value_info("x", data_type::FLOAT8E4M3FN, &[D::V(4)]),
+                value_info("hi", data_type::FLOAT8E4M3FN, &[D::V(4)]),
+            ],
+            vec![untyped("y")],
+            vec![i64_tensor("lo", &[], &[-1])],
+        ),
+        13,
+    );
+    let e = import(&m).unwrap_err();
+    assert!(matches!(&e, OnnxError::Lowering { op, reason, .. } if op == "Clip" && reason.contains("float8")), "{e}");
+}
+
 /// xorshift64*, for reproducible garbage.
 struct Rng(u64);
 

@@ -93,6 +93,10 @@ pub enum DimError {
     /// `at` is the byte offset of the operand that would cross the limit.
     #[error("dim expression grows beyond {max} nodes at byte {at}")]
     TooLarge { at: usize, max: usize },
+    /// The expression parses, but its canonical text (products expanded) is longer than
+    /// [`MAX_DIM_TEXT`]: once written it could not be read back.
+    #[error("dim expression's canonical form is longer than {max} bytes")]
+    PrintsTooLong { max: usize },
     /// The expression uses a symbol that has no value in the binding.
     #[error("symbol `{0}` is not bound")]
     Unbound(String),
@@ -235,10 +239,26 @@ impl Dim {
     }
 
     /// True when the dim is within the limits a parsed dim is held to: floor divisions and
-    /// modulos nested at most [`MAX_DIM_ATOM_DEPTH`] deep, at most [`MAX_DIM_NODES`] nodes. The
-    /// walk stops at the first level past the limit, so this is safe on a dim of any depth.
+    /// modulos nested at most [`MAX_DIM_ATOM_DEPTH`] deep, at most [`MAX_DIM_NODES`] nodes, and
+    /// canonical text of at most [`MAX_DIM_TEXT`] bytes, so that its text reads back. The walks
+    /// stop at the first level or byte past a limit, so this is safe on a dim of any size.
     pub fn fits_limits(&self) -> bool {
-        self.measure(0).is_some_and(|(nodes, _)| nodes <= MAX_DIM_NODES)
+        // A constant prints in at most 24 bytes (`-9223372036854775807 - 1`); inference checks
+        // every output dim, and most are constants.
+        self.is_const()
+            || (self.measure(0).is_some_and(|(nodes, _)| nodes <= MAX_DIM_NODES) && self.prints_within(MAX_DIM_TEXT))
+    }
+
+    /// True when the canonical text has at most `max` bytes; stops writing at `max + 1`.
+    fn prints_within(&self, max: usize) -> bool {
+        struct Budget(usize);
+        impl fmt::Write for Budget {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 = self.0.checked_sub(s.len()).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        fmt::write(&mut Budget(max), format_args!("{self}")).is_ok()
     }
 
     /// (nodes, atom depth), or `None` once an atom nests deeper than [`MAX_DIM_ATOM_DEPTH`]
@@ -431,8 +451,8 @@ impl Dim {
     /// Parse the text form (`s0 + 1`, `2*s0`, `(s0 - 1)//2 + 1`, `768`), within the limits
     /// [`MAX_DIM_TEXT`], [`MAX_DIM_DEPTH`] and [`MAX_DIM_NODES`].
     ///
-    /// The canonical text of a parsed dim ([`Display`](fmt::Display)) parses back to the same dim
-    /// whenever it fits [`MAX_DIM_TEXT`] (expanding products can make it longer than the input).
+    /// The canonical text of a parsed dim ([`Display`](fmt::Display)) parses back to the same dim:
+    /// a dim whose canonical text would outgrow [`MAX_DIM_TEXT`] (products expand) is refused.
     pub fn parse(text: &str) -> Result<Dim, DimError> {
         if text.len() > MAX_DIM_TEXT {
             return Err(DimError::TooLong { len: text.len(), max: MAX_DIM_TEXT });
@@ -442,6 +462,11 @@ impl Dim {
         p.skip_ws();
         if p.pos != text.len() {
             return Err(p.error("unexpected trailing text"));
+        }
+        // Expanded products can print longer than they were written (`(a + b)**8`); such a dim
+        // would be written into a file it could not be read back from.
+        if !d.dim.prints_within(MAX_DIM_TEXT) {
+            return Err(DimError::PrintsTooLong { max: MAX_DIM_TEXT });
         }
         Ok(d.dim)
     }
@@ -997,6 +1022,9 @@ mod tests {
         // Sums are checked as they grow: 60 terms of 100 nodes each.
         let sum = vec!["(a+b+c+d)**3"; 60].iter().enumerate().map(|(i, p)| format!("{p}*x{i}")).collect::<Vec<_>>();
         assert!(matches!(Dim::parse(&sum.join(" + ")), Err(DimError::TooLarge { .. })));
+        // A few nodes, but expanded they print longer than the text limit.
+        let long = format!("({} + b)**8", "a".repeat(200));
+        assert_eq!(Dim::parse(&long), Err(DimError::PrintsTooLong { max: MAX_DIM_TEXT }));
         // What does fit still parses: (a+b)**4 has 5 terms.
         assert_eq!(d("(a+b)**4"), d("a*a*a*a + 4*a*a*a*b + 6*a*a*b*b + 4*a*b*b*b + b*b*b*b"));
     }
@@ -1061,6 +1089,9 @@ mod tests {
         assert!(matches!(Dim::constant(768).0, Repr::Const(768)));
         assert!(matches!(d("2*(s0 + 4) - 2*s0").0, Repr::Const(8)), "symbolic terms that cancel leave a constant");
         assert!(matches!(Dim::default().0, Repr::Const(0)));
+        // `fits_limits` takes every constant as fitting: the longest prints in 24 bytes.
+        assert_eq!(Dim::constant(i64::MIN).to_string(), "-9223372036854775807 - 1");
+        assert!(Dim::constant(i64::MIN).fits_limits());
     }
 
     #[test]

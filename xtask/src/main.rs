@@ -6,6 +6,8 @@
 //! - `test`:  set up, build, run the whole test suite.
 //! - `lint`:  `cargo fmt --check` and clippy with warnings denied.
 //! - `ci`:    `test` then `lint` (what `.ci/run` runs).
+//! - `fuzz TARGET SECONDS`: run one cargo-fuzz target of `fuzz/` for that long (installs
+//!   cargo-fuzz if missing), from its committed seeds in `fuzz/corpus/TARGET`.
 //!
 //! Every cargo invocation gets the environment tch needs (`VIRTUAL_ENV`, `PATH`,
 //! `LIBTORCH_USE_PYTORCH`), so nobody sets variables by hand. Binaries carry an rpath to the
@@ -35,8 +37,9 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "lint" => lint(),
         "ci" => test(&[]).and_then(|_| lint()),
+        "fuzz" => fuzz(rest),
         _ => {
-            eprintln!("usage: cargo xtask <setup|run|test|lint|ci> [args]");
+            eprintln!("usage: cargo xtask <setup|run|test|lint|ci|fuzz TARGET SECONDS> [args]");
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
     };
@@ -200,4 +203,41 @@ fn lint() -> Result<()> {
     setup()?;
     status(cargo().args(["fmt", "--all", "--check"]))?;
     status(cargo().args(["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+/// `cargo xtask fuzz TARGET SECONDS [libFuzzer flags]`: one fuzz target for that many seconds.
+///
+/// The targets need no libtorch. cargo-fuzz needs nightly features, so the stable toolchain is
+/// asked for them with `RUSTC_BOOTSTRAP=1`. New inputs go to `fuzz/work/TARGET` (ignored by git)
+/// and the committed seeds in `fuzz/corpus/TARGET` are read only; a crash is written to
+/// `fuzz/artifacts/TARGET` and fails the task. An input running over 10 s counts as a crash
+/// (`-timeout`), as does one allocating over libFuzzer's default 2 GB.
+fn fuzz(args: &[String]) -> Result<()> {
+    let usage = "usage: cargo xtask fuzz TARGET SECONDS [libFuzzer flags]";
+    let (target, seconds) = match args {
+        [target, seconds, ..] => {
+            (target, seconds.parse::<u64>().map_err(|_| format!("{usage}: `{seconds}` is not seconds"))?)
+        }
+        _ => return Err(usage.into()),
+    };
+    let installed = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        eprintln!("xtask: installing cargo-fuzz");
+        status(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz_dir = root().join("fuzz");
+    let work = fuzz_dir.join("work").join(target);
+    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    let mut cmd = cargo();
+    cmd.current_dir(&fuzz_dir).env("RUSTC_BOOTSTRAP", "1");
+    cmd.args(["fuzz", "run", target.as_str()]).arg(&work);
+    let seeds = fuzz_dir.join("corpus").join(target);
+    if seeds.is_dir() {
+        cmd.arg(&seeds);
+    }
+    cmd.arg("--").arg(format!("-max_total_time={seconds}")).arg("-timeout=10").args(&args[2..]);
+    status(&mut cmd)
 }

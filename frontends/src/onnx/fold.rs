@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use genie_ir::{DType, Dim};
 
-use super::host::{compare_dims, kind, round_float, strides, wrap_int, HostData, HostTensor, Kind};
+use super::host::{compare_dims, fits_host, kind, round_float, strides, wrap_int, HostData, HostTensor, Kind};
 use super::import::FOLD_LIMIT;
 use super::lower::shape as spec;
 use super::lower::{math as mspec, Ctx};
@@ -178,7 +178,7 @@ pub(crate) fn try_fold(c: &mut Ctx) -> Result<Option<Vec<HostTensor>>, OnnxError
     if inputs.iter().all(Option::is_none) {
         return Ok(None);
     }
-    Ok(f(c, &inputs)?.filter(|outs| outs.iter().all(|h| h.numel() <= FOLD_LIMIT)))
+    Ok(f(c, &inputs)?.filter(|outs| outs.iter().all(|h| h.numel() <= FOLD_LIMIT && fits_host(&h.shape))))
 }
 
 fn need(i: &Inputs, k: usize) -> Result<&HostTensor, OnnxError> {
@@ -556,6 +556,10 @@ fn transpose(x: &HostTensor, perm: &[usize]) -> HostTensor {
 fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
     let xs: Vec<&HostTensor> = i.iter().map(|h| h.as_deref()).collect::<Option<_>>().unwrap_or_default();
     let Some(first) = xs.first() else { return Ok(None) };
+    // Before the axis is used: a scalar has no axis 0 to index (the fuzzer's crash).
+    if first.rank() == 0 {
+        return Err(c.err("cannot concatenate scalars"));
+    }
     let axis = c.axis(c.opt_int("axis")?.unwrap_or(0), first.rank(), "axis")?;
     let mut shape = first.shape.clone();
     let mut total = 0usize;
@@ -568,12 +572,16 @@ fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
         }
         total += x.shape[axis];
     }
-    if first.rank() == 0 {
-        return Err(c.err("cannot concatenate scalars"));
-    }
     shape[axis] = total;
+    // The output's size first: inputs with no elements can still have axes whose product
+    // overflows, and walking the outer positions of an empty result would take forever.
+    let Some(n_out) = numel(&shape).filter(|&n| n <= FOLD_LIMIT) else { return Ok(None) };
+    if n_out == 0 {
+        return Ok(from_elems(first.dtype, shape, Vec::new()).map(|h| vec![h]));
+    }
+    // Every dim is now at least 1 and every product at most `n_out`.
     let outer: usize = first.shape[..axis].iter().product();
-    let mut v = Vec::with_capacity(numel(&shape).unwrap_or(0));
+    let mut v = Vec::with_capacity(n_out);
     let parts: Vec<(Vec<El>, usize)> = xs.iter().map(|x| (elems(x), x.shape[axis..].iter().product())).collect();
     for o in 0..outer {
         for (e, block) in &parts {
@@ -585,7 +593,7 @@ fn concat(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
 
 fn gather(c: &Ctx, i: &Inputs) -> Result<Option<Vec<HostTensor>>, OnnxError> {
     let (x, idx) = (need(i, 0)?, need(i, 1)?);
-    let axis = c.axis(c.int("axis", 0)?, x.rank(), "axis")?;
+    let axis = c.dim_axis(c.int("axis", 0)?, x.rank(), "axis")?;
     let Some(iv) = idx.static_ints() else { return Ok(None) };
     let n = x.shape[axis] as i64;
     let mut list = Vec::with_capacity(iv.len());
@@ -623,9 +631,13 @@ fn reduce_ints(
     };
     let axes: Vec<usize> = axes.into_iter().map(|a| a as usize).collect();
     let out_shape: Vec<usize> = (0..x.rank()).map(|d| if axes.contains(&d) { 1 } else { x.shape[d] }).collect();
+    // Reducing an empty axis gives one element per position of the others: of an empty input
+    // of shape [0, 4000, 4000, 4000] that is 64 billion, from no data. Larger than folding
+    // takes: lowered instead.
+    let Some(n_out) = numel(&out_shape).filter(|&n| n <= FOLD_LIMIT) else { return Ok(None) };
     let st_out = strides(&out_shape);
     let st_in = strides(&x.shape);
-    let mut acc: Vec<Option<Dim>> = vec![None; numel(&out_shape).unwrap_or(0)];
+    let mut acc: Vec<Option<Dim>> = vec![None; n_out];
     for (flat, d) in v.iter().enumerate() {
         let o: usize =
             (0..x.rank()).map(|k| if axes.contains(&k) { 0 } else { (flat / st_in[k]) % x.shape[k] * st_out[k] }).sum();

@@ -116,6 +116,9 @@ impl HostTensor {
     /// Decode little-endian bytes of `dtype` (`None` for dtypes the host does not hold, or a
     /// byte count that does not match).
     pub fn from_le_bytes(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Option<HostTensor> {
+        if !fits_host(&shape) {
+            return None;
+        }
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
         let size = dtype.size_bytes() as usize;
         if bytes.len() != n.checked_mul(size)? {
@@ -152,7 +155,8 @@ impl HostTensor {
         Some(HostTensor { dtype, shape, data })
     }
 
-    /// Little-endian bytes of the value; `None` when an integer is symbolic.
+    /// Little-endian bytes of the value; `None` when an integer is symbolic or the dtype has no
+    /// host encoding (float8, complex).
     pub fn to_le_bytes(&self) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(self.numel() * self.dtype.size_bytes() as usize);
         match &self.data {
@@ -164,7 +168,8 @@ impl HostTensor {
                         DType::Uint8 | DType::Int8 => out.push(x as u8),
                         DType::Int16 => out.extend((x as i16).to_le_bytes()),
                         DType::Int32 => out.extend((x as i32).to_le_bytes()),
-                        _ => out.extend(x.to_le_bytes()),
+                        DType::Int64 => out.extend(x.to_le_bytes()),
+                        _ => return None,
                     }
                 }
             }
@@ -174,7 +179,10 @@ impl HostTensor {
                         DType::Float16 => out.extend(half::f16::from_f64(x).to_le_bytes()),
                         DType::Bfloat16 => out.extend(half::bf16::from_f64(x).to_le_bytes()),
                         DType::Float32 => out.extend((x as f32).to_le_bytes()),
-                        _ => out.extend(x.to_le_bytes()),
+                        DType::Float64 => out.extend(x.to_le_bytes()),
+                        // float8 and complex have no host encoding: 8 bytes of f64 would not be
+                        // a value of them (the fuzzer's `f8e4m3` constant of 8 bytes).
+                        _ => return None,
                     }
                 }
             }
@@ -310,6 +318,14 @@ pub(crate) fn compare_dims(a: &Dim, b: &Dim) -> Option<std::cmp::Ordering> {
 }
 
 /// Row-major strides of a shape.
+/// Whether a tensor of this shape may be held on the host for folding: its dims add up to at
+/// most [`FOLD_LIMIT`](super::import::FOLD_LIMIT). Folders walk index lists one per axis, as
+/// long as the axis, so an empty tensor of shape `[0, 2^40]` (no elements, within every element
+/// bound) would otherwise have them allocate terabytes.
+pub(crate) fn fits_host(shape: &[usize]) -> bool {
+    shape.iter().try_fold(0usize, |a, &d| a.checked_add(d)).is_some_and(|sum| sum <= super::import::FOLD_LIMIT)
+}
+
 pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1usize; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {

@@ -432,7 +432,7 @@ pub(super) fn cum_sum(c: &mut Ctx) -> R {
     let tx = c.vty(x);
     let axis = c.const_ints(1, "axis")?;
     let [axis] = axis[..] else { return Err(c.err("axis must hold one value")) };
-    let axis = c.axis(axis, tx.rank(), "axis")? as i64;
+    let axis = c.dim_axis(axis, tx.rank(), "axis")? as i64;
     let reverse = c.int("reverse", 0)? != 0;
     let mut v = x;
     if reverse {

@@ -453,7 +453,8 @@ impl<'a> Ctx<'a> {
         let h = match super::host::kind(dtype) {
             super::host::Kind::Int => HostTensor::ints(dtype, vec![], vec![Dim::constant(v as i64)]),
             super::host::Kind::Bool => HostTensor::bools(vec![], vec![v != 0.0]),
-            _ => HostTensor::floats(dtype, vec![], vec![v]),
+            super::host::Kind::Float => HostTensor::floats(dtype, vec![], vec![v]),
+            super::host::Kind::Other => return Err(self.err(format!("cannot make a {dtype} constant"))),
         };
         self.konst(&h)
     }
@@ -506,6 +507,15 @@ impl<'a> Ctx<'a> {
             return Err(self.err(format!("{what} {axis} is out of range for rank {rank}")));
         }
         Ok(a as usize)
+    }
+
+    /// An axis that picks one of the input's dims (`shape[axis]`). [`Ctx::axis`] lets a rank-0
+    /// input take axis 0 or -1, as PyTorch's dim arguments do; a rank-0 input has no dim to pick.
+    pub fn dim_axis(&self, axis: i64, rank: usize, what: &str) -> Result<usize, OnnxError> {
+        if rank == 0 {
+            return Err(self.err(format!("{what} {axis} is out of range for rank 0")));
+        }
+        self.axis(axis, rank, what)
     }
 
     /// Is output `i` requested (present and named)?

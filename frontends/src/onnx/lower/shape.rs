@@ -238,7 +238,7 @@ fn axes_spec(c: &Ctx) -> Result<Option<Vec<i64>>, OnnxError> {
 /// be size 1.
 pub(crate) fn squeeze_spec(c: &Ctx, input: &[Dim]) -> Result<(Vec<usize>, Vec<Dim>), OnnxError> {
     let axes = match axes_spec(c)? {
-        Some(a) => a.into_iter().map(|a| c.axis(a, input.len(), "axis")).collect::<Result<Vec<_>, _>>()?,
+        Some(a) => a.into_iter().map(|a| c.dim_axis(a, input.len(), "axis")).collect::<Result<Vec<_>, _>>()?,
         None => (0..input.len()).filter(|&i| input[i].as_const() == Some(1)).collect(),
     };
     for &a in &axes {
@@ -331,7 +331,7 @@ pub(super) fn concat(c: &mut Ctx) -> R {
 
 /// `Split`: the axis and the size of every output.
 pub(crate) fn split_spec(c: &Ctx, input: &[Dim]) -> Result<(usize, Vec<Dim>), OnnxError> {
-    let axis = c.axis(c.int("axis", 0)?, input.len(), "axis")?;
+    let axis = c.dim_axis(c.int("axis", 0)?, input.len(), "axis")?;
     let n_out = c.node.output.len();
     let given = if c.opset() < 13 {
         c.small_ints("split")?.filter(|s| !s.is_empty()).map(|s| s.into_iter().map(Dim::constant).collect())
@@ -415,7 +415,7 @@ pub(crate) fn slice_spec(c: &Ctx, input: &[Dim]) -> Result<Vec<SliceAxis>, OnnxE
     }
     let mut out = Vec::with_capacity(k);
     for i in 0..k {
-        let axis = c.axis(axes[i], input.len(), "axis")?;
+        let axis = c.dim_axis(axes[i], input.len(), "axis")?;
         let step = steps[i];
         if step == 0 {
             return Err(c.err("slice step 0"));
@@ -499,7 +499,7 @@ fn normalized_indices(c: &Ctx, h: &HostTensor, n: &Dim) -> Result<HostTensor, On
 pub(super) fn gather(c: &mut Ctx) -> R {
     c.expect_inputs(2, 2)?;
     let ty = c.ty(0)?;
-    let axis = c.axis(c.int("axis", 0)?, ty.rank(), "axis")?;
+    let axis = c.dim_axis(c.int("axis", 0)?, ty.rank(), "axis")?;
     let x = c.x(0)?;
     let a = Arg::Int(axis as i64);
     if let Some(h) = c.host(1) {
@@ -528,7 +528,7 @@ pub(super) fn gather(c: &mut Ctx) -> R {
 pub(super) fn gather_elements(c: &mut Ctx) -> R {
     c.expect_inputs(2, 2)?;
     let ty = c.ty(0)?;
-    let axis = c.axis(c.int("axis", 0)?, ty.rank(), "axis")?;
+    let axis = c.dim_axis(c.int("axis", 0)?, ty.rank(), "axis")?;
     let x = c.x(0)?;
     let i = match c.host(1) {
         Some(h) => {
@@ -622,7 +622,7 @@ pub(super) fn pad(c: &mut Ctx) -> R {
         (c.const_dims(1, "pads")?, value, axes)
     };
     let axes = match axes {
-        Some(a) => a.into_iter().map(|a| c.axis(a, rank, "axis")).collect::<Result<Vec<_>, _>>()?,
+        Some(a) => a.into_iter().map(|a| c.dim_axis(a, rank, "axis")).collect::<Result<Vec<_>, _>>()?,
         None => (0..rank).collect(),
     };
     let k = axes.len();
