@@ -245,19 +245,10 @@ fn error_of(reply: &Reply) -> &RemoteError {
 }
 
 /// `frame` (an encoded control frame) with every `name` string (a symbol's name, and each dim
-/// that is just that symbol) replaced by `text`, and its length prefix fixed. (Strings are
-/// tag 7 and a LEB128 length in the binary encoding.)
+/// that is just that symbol) replaced by `text`, and its length prefix fixed.
 fn splice_string(frame: &[u8], name: &str, text: &str) -> Vec<u8> {
-    let mut needle = vec![7u8, name.len() as u8];
-    needle.extend_from_slice(name.as_bytes());
-    let mut replacement = vec![7u8];
-    let mut len = text.len() as u64;
-    while len >= 0x80 {
-        replacement.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    replacement.push(len as u8);
-    replacement.extend_from_slice(text.as_bytes());
+    let needle = genie_codegen::binary::to_bytes(&name).unwrap();
+    let replacement = genie_codegen::binary::to_bytes(&text).unwrap();
     let mut out = Vec::with_capacity(frame.len());
     let mut rest = &frame[4..];
     let mut found = 0;

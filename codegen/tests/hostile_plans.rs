@@ -26,19 +26,11 @@ fn ron_with_dim(dim: &str) -> String {
 /// the rest of the encoding is untouched).
 fn binary_with_dim(dim: &str) -> Vec<u8> {
     let bytes = to_binary(&plan()).unwrap();
-    // A string is tag 7, its LEB128 length, the bytes.
-    let needle = [7u8, 2, b's', b'0'];
-    let at = bytes.windows(4).position(|w| w == needle).expect("the plan has `s0`");
+    let needle = genie_codegen::binary::to_bytes("s0").unwrap();
+    let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the plan has `s0`");
     let mut out = bytes[..at].to_vec();
-    out.push(7);
-    let mut len = dim.len() as u64;
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(dim.as_bytes());
-    out.extend_from_slice(&bytes[at + 4..]);
+    out.extend(genie_codegen::binary::to_bytes(dim).unwrap());
+    out.extend_from_slice(&bytes[at + needle.len()..]);
     out
 }
 

@@ -4,13 +4,14 @@
 //! or an allocation beyond the bytes given. What decodes re-encodes to bytes that decode to the
 //! same encoding.
 //!
-//! The first byte picks what the rest is: 0 a request frame, 1 a reply frame, 2 a tensor stream.
+//! The first byte picks what the rest is: 0 a request frame, 1 a reply frame, 2 a tensor stream,
+//! 3 the first frame of a connection (a `Hello`, within the pre-authentication cap).
 //! `cargo xtask fuzz wire_frame 600` (seeds in `fuzz/corpus/wire_frame`).
 #![no_main]
 
 use genie_wire::{
-    decode_frame, decode_tensor_header, encode_frame, encode_tensor_header, frame_len, tensor_header_len, Frame,
-    Reply, Request,
+    decode_frame, decode_tensor_header, encode_frame, encode_tensor_header, frame_len_within, tensor_header_len,
+    Frame, Hello, Reply, Request, MAX_CONTROL_FRAME, MAX_HELLO_FRAME,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::{de::DeserializeOwned, Serialize};
@@ -18,10 +19,11 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The tensor size limit the fuzzed headers are validated against.
 const MAX_TENSOR_BYTES: u64 = 1 << 30;
 
-/// A length-prefixed control frame: the prefix is checked before the body is looked at.
-fn control<T: Serialize + DeserializeOwned>(data: &[u8]) {
+/// A length-prefixed control frame of at most `max` bytes: the prefix is checked before the body
+/// is looked at.
+fn control<T: Serialize + DeserializeOwned>(data: &[u8], max: u32) {
     let Some((prefix, rest)) = data.split_first_chunk::<4>() else { return };
-    let Ok(len) = frame_len(*prefix) else { return };
+    let Ok(len) = frame_len_within(*prefix, max) else { return };
     let Some(body) = rest.get(..len) else { return };
     if let Ok(frame) = decode_frame::<T>(body) {
         // Encoding what decoded is stable (compared as bytes: floats may be NaN).
@@ -45,9 +47,10 @@ fn tensor_stream(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, rest)) = data.split_first() else { return };
-    match kind % 3 {
-        0 => control::<Request>(rest),
-        1 => control::<Reply>(rest),
-        _ => tensor_stream(rest),
+    match kind % 4 {
+        0 => control::<Request>(rest, MAX_CONTROL_FRAME),
+        1 => control::<Reply>(rest, MAX_CONTROL_FRAME),
+        2 => tensor_stream(rest),
+        _ => control::<Hello>(rest, MAX_HELLO_FRAME),
     }
 });

@@ -28,7 +28,7 @@ fn placed_plan(mut program: Program, workers: usize) -> ProgramPlan {
     genie_codegen::generate(&program).expect("codegen")
 }
 
-/// `kind` (the target's first byte: 0 request, 1 reply) and the length-prefixed frame.
+/// `kind` (the target's first byte: 0 request, 1 reply, 3 Hello) and the length-prefixed frame.
 fn frame<T: serde::Serialize>(kind: u8, id: u64, body: T) -> Vec<u8> {
     let mut out = vec![kind];
     out.extend(encode_frame(&Frame { id, body }).unwrap());
@@ -47,8 +47,24 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let plan = placed_plan(tiny_decoder_pair().unwrap(), 2);
     let hash = WeightHash("a80021bf84ad7fec986960b5aef9699c908538409d9d9d101666e3fdc05caf28".into());
 
+    let resume = Resume { client: 7, ticket: genie_ir::HexBytes(vec![0x5a; 32]) };
+    let hellos = [
+        ("client", Hello { version: PROTOCOL_VERSION, token: "secret".into(), role: Role::Client, resume: None }),
+        (
+            "resume",
+            Hello {
+                version: PROTOCOL_VERSION,
+                token: "secret".into(),
+                role: Role::Client,
+                resume: Some(resume.clone()),
+            },
+        ),
+        ("peer", Hello { version: PROTOCOL_VERSION, token: "secret".into(), role: Role::Peer, resume: None }),
+    ];
+    for (name, h) in hellos {
+        out.push(("wire_frame", format!("hello_{name}"), frame(3, 0, h)));
+    }
     let requests = [
-        ("hello", Request::Hello { version: PROTOCOL_VERSION, token: "secret".into(), client: 7, role: Role::Client }),
         (
             "load_program",
             Request::LoadProgram {
@@ -59,9 +75,15 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                     device: "worker1".into(),
                     address: "127.0.0.1:7071".into(),
                     fingerprint: format!("sha256:{}", "ab".repeat(32)),
+                    client: 9,
                 }],
             },
         ),
+        (
+            "prove_weights",
+            Request::ProveWeights { program: 1, proofs: vec![(hash.clone(), genie_ir::HexBytes(vec![0x11; 32]))] },
+        ),
+        ("cancel_run", Request::CancelRun { run: 3 }),
         ("open_session", Request::OpenSession { program: 1, session: 2 }),
         (
             "run",
@@ -85,7 +107,10 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                     Arg::Float(1.5),
                     Arg::Str("tanh".into()),
                 ],
-                inputs: vec![OpInput::Sent, OpInput::Weight(hash.clone())],
+                inputs: vec![
+                    OpInput::Sent { dtype: genie_ir::DType::Float32, shape: vec![2, 3] },
+                    OpInput::Weight(hash.clone()),
+                ],
                 outputs: 1,
             },
         ),
@@ -96,7 +121,19 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         out.push(("wire_frame", format!("request_{name}"), frame(0, i as u64, r)));
     }
     let replies = [
-        ("welcome", Reply::Welcome { version: PROTOCOL_VERSION, device: "worker0".into(), worker: "w".into() }),
+        (
+            "welcome",
+            Reply::Welcome {
+                version: PROTOCOL_VERSION,
+                device: "worker0".into(),
+                worker: "w".into(),
+                client: Some(resume),
+            },
+        ),
+        (
+            "prove_weights",
+            Reply::ProveWeights { nonce: genie_ir::HexBytes(vec![0x22; 32]), hashes: vec![hash.clone()] },
+        ),
         ("missing_weights", Reply::MissingWeights { hashes: vec![hash.clone()] }),
         (
             "run_done",
@@ -175,10 +212,12 @@ fn accepted(target: &str, bytes: &[u8]) -> Result<(), String> {
                 let len = tensor_header_len(rest[..8].try_into().unwrap()).map_err(|x| e(&x))?;
                 decode_tensor_header(&rest[8..8 + len], 1 << 30).map(drop).map_err(|x| e(&x))
             } else {
-                let len = frame_len(rest[..4].try_into().unwrap()).map_err(|x| e(&x))?;
+                let max = if kind == 3 { MAX_HELLO_FRAME } else { MAX_CONTROL_FRAME };
+                let len = frame_len_within(rest[..4].try_into().unwrap(), max).map_err(|x| e(&x))?;
                 let body = rest.get(4..4 + len).ok_or("short frame")?;
                 match kind {
                     0 => decode_frame::<Request>(body).map(drop).map_err(|x| e(&x)),
+                    3 => decode_frame::<Hello>(body).map(drop).map_err(|x| e(&x)),
                     _ => decode_frame::<Reply>(body).map(drop).map_err(|x| e(&x)),
                 }
             }
