@@ -14,6 +14,7 @@ use genie_passes::placement;
 use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
+use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
 use genie_runtime::transport::Identity;
 use genie_runtime::wire::tensor_file;
 use genie_runtime::worker::{self, Limits, WorkerConfig};
@@ -25,6 +26,9 @@ pub struct WorkerArgs {
     /// Address to listen on (port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks one; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// Where ops run: `cpu` or `cuda:N`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -164,9 +168,13 @@ pub struct GenerateArgs {
     /// Print each step's wall time, bytes per link and round trips.
     #[arg(long)]
     pub stats: bool,
-    /// Print `{"tokens": [...], "steps": [{"wall_s", "bytes", "round_trips"}]}`.
+    /// Print `{"tokens": [...], "time_to_first_token_s", "inter_token_s": [...], "steps": [{"wall_s", "bytes", "round_trips"}]}`.
     #[arg(long)]
     pub json: bool,
+    /// Serve `genie_time_to_first_token_seconds` and `genie_inter_token_latency_seconds` at
+    /// `http://ADDR/metrics` while generating (port 0 picks one; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_device(text: &str) -> Result<tch::Device> {
@@ -210,6 +218,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     config.op_input_timeout = Duration::from_secs(args.input_wait_secs.max(1));
     config.early_tensor_wait = Duration::from_secs(args.input_wait_secs.max(1));
     config.session_idle_timeout = Duration::from_secs(args.session_idle_secs.max(1));
+    config.metrics_listen = args.metrics;
     config.weight_cache_bytes = placement::parse_size(&args.weight_cache).context("--weight-cache")?;
     config.memory_bytes = match &args.memory {
         Some(size) => Some(placement::parse_size(size).context("--memory")?),
@@ -222,6 +231,9 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         "genie worker listening on {} device {} fingerprint {} memory {memory}",
         handle.addr, args.device, handle.fingerprint
     );
+    if let Some(addr) = handle.metrics_addr {
+        println!("genie worker metrics on http://{addr}/metrics");
+    }
     runtime.block_on(async {
         let _ = tokio::signal::ctrl_c().await;
     });
@@ -336,6 +348,19 @@ fn stats_line(label: &str, s: &CallStats) -> String {
     )
 }
 
+/// Time to first token and the inter-token latencies' median and worst.
+fn latency_line(first_token_s: f64, between_s: &[f64]) -> String {
+    let mut sorted = between_s.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let between = match (sorted.get(sorted.len() / 2), sorted.last()) {
+        (Some(median), Some(worst)) => {
+            format!("inter-token latency median {:.3} ms, max {:.3} ms", median * 1e3, worst * 1e3)
+        }
+        _ => "no inter-token latency (one token)".to_string(),
+    };
+    format!("time to first token: {:.3} ms, {between}", first_token_s * 1e3)
+}
+
 /// Tensors by name from a safetensors file, through the bounded reader (a hostile header gets a
 /// typed error naming the problem, never an allocation beyond the file's size).
 fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
@@ -375,15 +400,36 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
     let running = prepare(&files, &args.cluster, None)?;
-    let result =
-        running.runtime.block_on(generate::greedy(running.deployed.program(), &prompt, args.max_new_tokens))?;
+    let metrics = Arc::new(GenerationMetrics::default());
+    let _serving = match args.metrics {
+        Some(addr) => {
+            let served = metrics.clone();
+            let server = MetricsServer::start(addr, Arc::new(move || served.render()), running.runtime.handle())
+                .with_context(|| format!("--metrics {addr}"))?;
+            println!("genie generate metrics on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let result = running.runtime.block_on(generate::greedy(
+        running.deployed.program(),
+        &prompt,
+        args.max_new_tokens,
+        Some(&metrics),
+    ))?;
     if args.json {
         let steps: Vec<serde_json::Value> = result
             .steps
             .iter()
             .map(|s| serde_json::json!({"wall_s": s.wall_s, "bytes": s.bytes, "round_trips": s.round_trips, "links": s.links}))
             .collect();
-        let doc = serde_json::json!({"prompt": prompt, "tokens": result.tokens, "steps": steps});
+        let doc = serde_json::json!({
+            "prompt": prompt,
+            "tokens": result.tokens,
+            "time_to_first_token_s": result.time_to_first_token_s,
+            "inter_token_s": result.inter_token_s,
+            "steps": steps,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let tokens: Vec<String> = result.tokens.iter().map(|t| t.to_string()).collect();
@@ -393,6 +439,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
                 let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
                 println!("{}", stats_line(&label, s));
             }
+            println!("{}", latency_line(result.time_to_first_token_s, &result.inter_token_s));
         }
     }
     running.runtime.block_on(running.deployed.close());

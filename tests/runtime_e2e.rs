@@ -15,6 +15,7 @@ use genie_ir::Program as SrgProgram;
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
 use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
+use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
 use genie_runtime::worker;
 use tch::{Device, Tensor};
 
@@ -204,10 +205,49 @@ fn generate_on_two_workers(
     let r = start(plan, &srg);
     let generated = r
         .runtime
-        .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len()))
+        .block_on(genie_runtime::generate::greedy(&r.program, &prompt, want_tokens.len(), None))
         .unwrap_or_else(|e| panic!("{family}: {e:#}"));
     assert_eq!(generated.tokens, want_tokens, "{family}: tokens");
     (generated, reference)
+}
+
+/// A generation observes each token's latency into [`GenerationMetrics`] as it comes (what
+/// `genie generate --metrics` serves): one time to first token, one inter-token latency per
+/// decode step, scraped over HTTP and read with a Prometheus text parser.
+#[test]
+fn generation_latencies_are_served_as_prometheus_metrics() {
+    use std::io::{Read, Write};
+    let reference = read(&fixture("gpt2/generate.safetensors"));
+    let prompt = Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap();
+    let tokens = 8;
+    let program = genie_frontends::load(&decoder_files("gpt2")).expect("fixture loads");
+    let (plan, srg) = compile_split_program(program, &decoder_files("gpt2"));
+    let r = start(plan, &srg);
+    let metrics = Arc::new(GenerationMetrics::default());
+    let served = metrics.clone();
+    let server =
+        MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(move || served.render()), r.runtime.handle())
+            .unwrap();
+    let generated =
+        r.runtime.block_on(genie_runtime::generate::greedy(&r.program, &prompt, tokens, Some(&metrics))).unwrap();
+    assert_eq!(generated.inter_token_s.len(), tokens - 1);
+    assert!(generated.time_to_first_token_s > 0.0 && generated.inter_token_s.iter().all(|s| *s > 0.0));
+
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let number = |name: &str| match scrape.samples.iter().find(|s| s.metric == name).map(|s| &s.value) {
+        Some(prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v)) => *v,
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(number("genie_time_to_first_token_seconds_count"), 1.0);
+    assert!((number("genie_time_to_first_token_seconds_sum") - generated.time_to_first_token_s).abs() < 1e-9);
+    assert_eq!(number("genie_inter_token_latency_seconds_count"), (tokens - 1) as f64);
+    let itl_sum: f64 = generated.inter_token_s.iter().sum();
+    assert!((number("genie_inter_token_latency_seconds_sum") - itl_sum).abs() < 1e-9);
 }
 
 /// A decoder whose every input (token ids, mask, positions, past K/V) is renamed `x0`, `x1`, …

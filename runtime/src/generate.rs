@@ -2,12 +2,14 @@
 //! cache resident on the workers between steps (only the token goes in, the logits come out).
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use genie_codegen::EntryPlan;
 use genie_ir::InputRole;
 use tch::{Kind, Tensor};
 
 use crate::client::{CallStats, ClientError, Program};
+use crate::metrics::GenerationMetrics;
 
 /// Why a greedy loop could not run.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,10 @@ pub struct Generated {
     pub logits: Vec<Tensor>,
     /// Each call's measurements: the prefill, then one per decode step.
     pub steps: Vec<CallStats>,
+    /// Seconds from the start (before the session opened) to the first token.
+    pub time_to_first_token_s: f64,
+    /// Seconds between each token and the one before it (one per decode step).
+    pub inter_token_s: Vec<f64>,
 }
 
 /// What the loop feeds a per-call input, from the input's role (found by the annotate pass from
@@ -155,8 +161,15 @@ fn last_position(logits: &Tensor) -> Result<Tensor, tch::TchError> {
 }
 
 /// Run `new_tokens` greedy steps of a program whose entries are a prefill and a decode step
-/// (in that order) joined by state bindings.
-pub async fn greedy(program: &Program, prompt: &[i64], new_tokens: usize) -> Result<Generated, GenerateError> {
+/// (in that order) joined by state bindings. With `metrics`, each token's latency is observed
+/// there as it comes (time to first token, then inter-token latency).
+pub async fn greedy(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&GenerationMetrics>,
+) -> Result<Generated, GenerateError> {
+    let started = Instant::now();
     let plan = program.plan();
     let [prefill, decode] = &plan.entries[..] else {
         return Err(GenerateError::Unsupported(format!(
@@ -176,7 +189,14 @@ pub async fn greedy(program: &Program, prompt: &[i64], new_tokens: usize) -> Res
     let (prefill_in, decode_in) = (feeds(prefill)?, feeds(decode)?);
     let (prefill_out, decode_out) = (logits_output(prefill)?, logits_output(decode)?);
     let mut session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
-    let mut out = Generated { tokens: Vec::new(), logits: Vec::new(), steps: Vec::new() };
+    let mut out = Generated {
+        tokens: Vec::new(),
+        logits: Vec::new(),
+        steps: Vec::new(),
+        time_to_first_token_s: 0.0,
+        inter_token_s: Vec::new(),
+    };
+    let mut last_token_at = started;
     let mut ids = Tensor::from_slice(prompt).reshape([1, prompt.len() as i64]);
     let mut past = 0i64;
     for step in 0..new_tokens {
@@ -193,6 +213,20 @@ pub async fn greedy(program: &Program, prompt: &[i64], new_tokens: usize) -> Res
         let logits = result.outputs.get(output).ok_or_else(|| logits_err(format!("no output `{output}`")))?;
         let last = last_position(logits).map_err(|e| logits_err(e.to_string()))?;
         let token = last.f_argmax(0, false).map_err(|e| logits_err(e.to_string()))?.int64_value(&[]);
+        let now = Instant::now();
+        let latency = now.duration_since(last_token_at).as_secs_f64();
+        last_token_at = now;
+        if step == 0 {
+            out.time_to_first_token_s = latency;
+            if let Some(m) = metrics {
+                m.time_to_first_token.observe(latency);
+            }
+        } else {
+            out.inter_token_s.push(latency);
+            if let Some(m) = metrics {
+                m.inter_token_latency.observe(latency);
+            }
+        }
         out.tokens.push(token);
         out.logits.push(last);
         out.steps.push(result.stats);

@@ -17,6 +17,7 @@ pub mod exec;
 pub mod generate;
 pub mod handshake;
 pub mod local;
+pub mod metrics;
 pub mod per_op;
 pub mod streams;
 pub mod tensor;

@@ -44,6 +44,8 @@ pub struct WorkerProcess {
     pub address: String,
     /// Its certificate's fingerprint, to pin.
     pub fingerprint: String,
+    /// Where it serves Prometheus metrics (`127.0.0.1:PORT`), when started with `--metrics`.
+    pub metrics: Option<String>,
 }
 
 impl WorkerProcess {
@@ -69,12 +71,21 @@ pub fn worker_process(extra: &[&str]) -> WorkerProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("genie worker starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
     // "genie worker listening on ADDR device cpu fingerprint FP memory M"
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
-    WorkerProcess { address: after("on"), fingerprint: after("fingerprint"), child }
+    let (address, fingerprint) = (after("on"), after("fingerprint"));
+    // "genie worker metrics on http://ADDR/metrics"
+    let metrics = extra.contains(&"--metrics").then(|| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap_or_default();
+        url.trim_start_matches("http://").trim_end_matches("/metrics").to_string()
+    });
+    WorkerProcess { address, fingerprint, metrics, child }
 }
 
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor) {

@@ -18,6 +18,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::ledger::{Expectation, Sender, Upload};
+use super::metrics::Refusal;
 use super::runs::InboxKey;
 use super::{lock, log_evictions, Worker};
 use crate::exec;
@@ -54,6 +55,7 @@ impl Worker {
         while let Some(incoming) = self.endpoint.accept().await {
             let Ok(place) = self.unauthenticated.clone().try_acquire_owned() else {
                 self.counters.refused_unauthenticated.fetch_add(1, Ordering::Relaxed);
+                self.metrics.refused(Refusal::Limit);
                 tracing::debug!(
                     "{}: refused, {} connections are not yet past their Hello",
                     incoming.remote_address(),
@@ -123,6 +125,7 @@ impl Worker {
             Err(AcceptError::Refused(e)) => {
                 tracing::warn!("refused a connection from {remote}: {e}");
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.metrics.refused(Refusal::of(e.kind).unwrap_or(Refusal::Unauthorized));
                 let _ = send.finish();
                 // Let the refusal reach the client before closing.
                 let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
@@ -216,10 +219,12 @@ impl Worker {
                     // The frame was read whole, so framing is intact: refuse it and go on.
                     tracing::warn!("{}: malformed {what}: {reason}", conn.remote);
                     let err = RemoteError::new(ErrorKind::Malformed, format!("malformed {what}: {reason}"));
+                    self.metrics.refused(Refusal::Malformed);
                     let _ = tx.send(Frame { id: 0, body: Reply::Error(err) });
                 }
                 Err(e @ WireError::FrameTooLarge { .. }) => {
                     tracing::warn!("{}: {e}; closing the connection", conn.remote);
+                    self.metrics.refused(Refusal::Malformed);
                     let _ = tx.send(Frame {
                         id: 0,
                         body: Reply::Error(RemoteError::new(ErrorKind::FrameTooLarge, e.to_string())),
@@ -246,6 +251,7 @@ impl Worker {
             tokio::spawn(async move {
                 if let Err(e) = me.receive_tensor(&conn, &mut recv).await {
                     me.counters.refused_streams.fetch_add(1, Ordering::Relaxed);
+                    me.metrics.refused(Refusal::Malformed);
                     tracing::warn!("{}: tensor stream refused: {e}", conn.remote);
                     let _ = recv.stop(4u32.into());
                 }
@@ -297,6 +303,7 @@ impl Worker {
         let tensor = tokio::time::timeout(self.config.stream_deadline(header.byte_len), read)
             .await
             .map_err(|_| refuse(&format!("{} bytes did not arrive in time", header.byte_len)))??;
+        self.metrics.received(&header.purpose, header.byte_len);
         match (header.purpose, &conn.sender) {
             (Purpose::Weight { hash }, Sender::Client(client)) => {
                 let ty = TensorType::new(header.dtype, &header.shape);

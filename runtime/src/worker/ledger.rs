@@ -281,6 +281,13 @@ pub struct LedgerStats {
     pub state_bytes: u64,
     /// [`MemoryUse::total`].
     pub committed_bytes: u64,
+    /// Its parts: loaded programs' weights, sessions, calls in flight, uploads being read.
+    pub committed_weight_bytes: u64,
+    pub committed_session_bytes: u64,
+    pub committed_call_bytes: u64,
+    pub committed_upload_bytes: u64,
+    /// Bytes of resident weights no loaded program needs (the cache eviction may drop).
+    pub cached_weight_bytes: u64,
     /// Loads, sessions, calls and weight uploads refused for memory.
     pub refused_for_memory: u64,
     /// Calls in flight.
@@ -1055,13 +1062,21 @@ impl<P: Payload> Ledger<P> {
     }
 
     pub fn stats(&self) -> LedgerStats {
+        let using = self.memory_use();
+        let cached_weight_bytes =
+            self.weights.iter().filter(|(h, _)| !using.pinned.contains(*h)).map(|(_, w)| w.bytes).sum();
         LedgerStats {
             resident_weights: self.weights.len() as u64,
             resident_weight_bytes: self.weight_bytes,
             programs: self.programs.len() as u64,
             sessions: self.sessions.len() as u64,
             state_bytes: self.state_bytes(),
-            committed_bytes: self.memory_use().total(),
+            committed_bytes: using.total(),
+            committed_weight_bytes: using.weights,
+            committed_session_bytes: using.sessions,
+            committed_call_bytes: using.calls,
+            committed_upload_bytes: using.uploads,
+            cached_weight_bytes,
             refused_for_memory: self.refused_for_memory,
             calls: self.calls.len() as u64,
         }

@@ -16,6 +16,7 @@
 
 mod connection;
 mod ledger;
+mod metrics;
 mod peers;
 mod requests;
 mod runs;
@@ -29,9 +30,11 @@ use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::metrics::MetricsServer;
 use crate::transport::{self, Identity, TransportOptions, Trust};
 pub use ledger::Limits;
 use ledger::{Evicted, Ledger, LedgerConfig, Payload};
+use metrics::WorkerMetrics;
 use peers::PeerLink;
 use runs::Inbox;
 
@@ -79,6 +82,9 @@ pub struct WorkerConfig {
     /// [`WorkerConfig::stream_grace`], or it is cut (a stalled peer holds nothing for long).
     pub min_stream_rate: u64,
     pub stream_grace: Duration,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`); `None`: not served
+    /// (they are recorded either way).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -104,6 +110,7 @@ impl WorkerConfig {
             early_tensor_wait: Duration::from_secs(10),
             min_stream_rate: 1 << 20,
             stream_grace: Duration::from_secs(10),
+            metrics_listen: None,
         }
     }
 
@@ -145,6 +152,13 @@ pub enum WorkerError {
     Runtime(#[source] std::io::Error),
     #[error("the token must not be empty")]
     EmptyToken,
+    /// The metrics listener could not bind.
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// A CUDA device libtorch does not see.
     #[error("cuda:{index} requested but libtorch sees {count} CUDA device(s)")]
     NoSuchDevice { index: usize, count: i64 },
@@ -156,6 +170,8 @@ pub struct WorkerHandle {
     pub addr: SocketAddr,
     /// The certificate fingerprint clients pin.
     pub fingerprint: String,
+    /// Where Prometheus metrics are served (`http://ADDR/metrics`), when asked for.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Arc<Notify>,
     thread: Option<std::thread::JoinHandle<()>>,
     endpoint: quinn::Endpoint,
@@ -201,7 +217,10 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
     let addr = endpoint.local_addr().map_err(WorkerError::Runtime)?;
     let fingerprint = identity.fingerprint().to_string();
     let shutdown = Arc::new(Notify::new());
+    let metrics_listen = config.metrics_listen;
     let worker = Arc::new(Worker::new(config, endpoint.clone(), identity));
+    let metrics = metrics_listen.map(|addr| serve_metrics(&worker, addr, runtime.handle())).transpose()?;
+    let metrics_addr = metrics.as_ref().map(MetricsServer::addr);
     let stop = shutdown.clone();
     let closing = endpoint.clone();
     let thread = std::thread::Builder::new()
@@ -216,10 +235,11 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
                 // learn at once that this worker is gone instead of waiting out their timeouts.
                 let _ = tokio::time::timeout(Duration::from_secs(1), closing.wait_idle()).await;
             });
+            drop(metrics);
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(WorkerError::Runtime)?;
-    Ok(WorkerHandle { addr, fingerprint, shutdown, thread: Some(thread), endpoint })
+    Ok(WorkerHandle { addr, fingerprint, metrics_addr, shutdown, thread: Some(thread), endpoint })
 }
 
 /// Serve on the current tokio runtime until the endpoint closes (used by `genie worker`).
@@ -228,9 +248,24 @@ pub async fn serve(config: WorkerConfig, identity: Identity) -> Result<(), Worke
         return Err(WorkerError::EmptyToken);
     }
     let endpoint = transport::server_endpoint(config.listen, &identity, &accepting(&config.transport))?;
+    let metrics_listen = config.metrics_listen;
     let worker = Arc::new(Worker::new(config, endpoint, identity));
+    let _metrics =
+        metrics_listen.map(|addr| serve_metrics(&worker, addr, &tokio::runtime::Handle::current())).transpose()?;
     worker.serve().await;
     Ok(())
+}
+
+/// Serve the worker's metrics at `addr` on `runtime`.
+fn serve_metrics(
+    worker: &Arc<Worker>,
+    addr: SocketAddr,
+    runtime: &tokio::runtime::Handle,
+) -> Result<MetricsServer, WorkerError> {
+    // Weak: the listener must not keep a stopped worker alive.
+    let worker = Arc::downgrade(worker);
+    let render = Arc::new(move || worker.upgrade().map(|w| w.render_metrics()).unwrap_or_default());
+    MetricsServer::start(addr, render, runtime).map_err(|e| WorkerError::Metrics { addr, source: e })
 }
 
 /// Connections a worker accepts may open one control stream and no tensor stream until their
@@ -261,6 +296,7 @@ struct Worker {
     inbox: Inbox,
     peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
     counters: Counters,
+    metrics: WorkerMetrics,
 }
 
 #[derive(Default)]
@@ -302,6 +338,7 @@ impl Drop for InFlight<'_> {
 impl Worker {
     fn new(config: WorkerConfig, endpoint: quinn::Endpoint, identity: Identity) -> Worker {
         let device_label = device_label(config.device);
+        let config_memory = config.memory_bytes;
         let ledger = Ledger::new(LedgerConfig {
             device_label: device_label.clone(),
             memory_bytes: config.memory_bytes,
@@ -322,7 +359,14 @@ impl Worker {
             inbox: Inbox::default(),
             peers: tokio::sync::Mutex::default(),
             counters: Counters::default(),
+            metrics: WorkerMetrics::new(config_memory),
         }
+    }
+
+    /// The metrics text, with gauges read from the ledger now.
+    fn render_metrics(&self) -> String {
+        let stats = lock(&self.ledger).stats();
+        self.metrics.render(&stats)
     }
 
     /// Free idle sessions, forget departed clients, trim the weight cache and drop deliveries

@@ -10,17 +10,26 @@ use genie_ir::WeightHash;
 
 use super::connection::Conn;
 use super::ledger::{ProofTargets, Sender};
+use super::metrics::request_kind;
 use super::{lock, log_evictions, InFlight, Worker};
 use crate::exec;
 use crate::handshake::constant_time_eq;
 use crate::wire::{self, ClientId, Digest, ErrorKind, PeerInfo, RemoteError, Reply, Request, WorkerStats};
 
 impl Worker {
+    /// Handle one request and count it (and its error, if any) in the metrics.
     pub(super) async fn handle_request(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         request: Request,
     ) -> Result<Reply, RemoteError> {
+        let kind = request_kind(&request);
+        let result = self.dispatch(conn, request).await;
+        self.metrics.request(kind, result.as_ref().err().map(|e| e.kind));
+        result
+    }
+
+    async fn dispatch(self: &Arc<Self>, conn: &Arc<Conn>, request: Request) -> Result<Reply, RemoteError> {
         let client = match &conn.sender {
             Sender::Client(id) => *id,
             Sender::Peer(_) if matches!(request, Request::Stats) => return Ok(Reply::Stats(self.stats())),
@@ -44,6 +53,9 @@ impl Worker {
                 let in_flight = InFlight::start(&self.counters);
                 let result = self.run(conn, run, program, session, &entry, bindings, timeout).await;
                 drop(in_flight);
+                if let Ok(stats) = &result {
+                    self.metrics.run_took(&entry, stats.wall_s);
+                }
                 self.inbox.clear(client, run, true);
                 self.counters.runs.fetch_add(1, Ordering::Relaxed);
                 if result.is_err() {

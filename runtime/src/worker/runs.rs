@@ -146,10 +146,12 @@ impl Worker {
             lock(&self.ledger).end_run(client, run, session, written, Instant::now());
         };
         let deadline = started + timeout;
+        let queued = Instant::now();
         let Ok(slot) = self.executions.clone().acquire_owned().await else {
             finish(None);
             return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
         };
+        self.metrics.queued(queued.elapsed().as_secs_f64());
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
@@ -201,7 +203,10 @@ impl Worker {
         let mut send_error = None;
         for (to, task) in pending {
             match task.await {
-                Ok(Ok(n)) => *bytes_sent.entry(to).or_default() += n,
+                Ok(Ok(n)) => {
+                    self.metrics.sent(if to == CLIENT { "output" } else { "activation" }, n);
+                    *bytes_sent.entry(to).or_default() += n
+                }
                 Ok(Err(e)) => send_error = Some(e),
                 Err(e) => send_error = Some(RemoteError::new(ErrorKind::Exec, format!("send task failed: {e}"))),
             }
@@ -344,9 +349,11 @@ impl Worker {
             };
             tensors.insert(ValueId(i as u32), t);
         }
+        let queued = Instant::now();
         let Ok(slot) = self.executions.clone().acquire_owned().await else {
             return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
         };
+        self.metrics.queued(queued.elapsed().as_secs_f64());
         let device = self.config.device;
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -379,10 +386,11 @@ impl Worker {
             let limit = self.config.stream_deadline(bytes.len() as u64);
             let purpose = Purpose::OpOutput { call, index: index as u32 };
             let send = streams::send_payload(&conn.connection, purpose, dtype, shape, bytes);
-            tokio::time::timeout(limit, send)
+            let sent = tokio::time::timeout(limit, send)
                 .await
                 .map_err(|_| RemoteError::new(ErrorKind::Timeout, format!("sending output {index}: too slow")))?
                 .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("sending output {index}: {e}")))?;
+            self.metrics.sent("output", sent);
         }
         Ok(Reply::OpDone { exec_s })
     }
