@@ -15,6 +15,7 @@ use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
+use genie_runtime::trace;
 use genie_runtime::transport::Identity;
 use genie_runtime::wire::tensor_file;
 use genie_runtime::worker::{self, Limits, WorkerConfig};
@@ -145,6 +146,9 @@ pub struct RunArgs {
     /// Print wall time, bytes per link and round trips of the call.
     #[arg(long)]
     pub stats: bool,
+    /// Write the call's timeline as a Chrome trace (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// Arguments of `genie generate`.
@@ -175,6 +179,9 @@ pub struct GenerateArgs {
     /// `http://ADDR/metrics` while generating (port 0 picks one; the address is printed).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Write every step's timeline as a Chrome trace (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 fn parse_device(text: &str) -> Result<tch::Device> {
@@ -328,6 +335,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         out
     })?;
     write_tensors(&args.outputs, &output.outputs)?;
+    if let Some(path) = &args.trace {
+        trace::write_chrome_trace(path, &output.stats.spans).with_context(|| format!("writing {}", path.display()))?;
+    }
     println!("wrote {} output(s) to {}", output.outputs.len(), args.outputs.display());
     if args.stats {
         println!("{}", stats_line(&entry, &output.stats));
@@ -417,6 +427,10 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         args.max_new_tokens,
         Some(&metrics),
     ))?;
+    if let Some(path) = &args.trace {
+        let spans: Vec<trace::Span> = result.steps.iter().flat_map(|s| s.spans.iter().cloned()).collect();
+        trace::write_chrome_trace(path, &spans).with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
         let steps: Vec<serde_json::Value> = result
             .steps

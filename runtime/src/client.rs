@@ -19,6 +19,7 @@ use crate::exec::{self, Bindings, ExecError};
 use crate::handshake::{self, HandshakeError};
 use crate::streams::{self, ReadFrame};
 use crate::tensor::dtype_of;
+use crate::trace;
 use crate::transport::{self, TransportError, TransportOptions, Trust};
 use crate::wire::{
     ClientId, ErrorKind, Frame, Hello, OpInput, PeerInfo, Purpose, RemoteError, Reply, Request, Resume, Role, RunStats,
@@ -161,6 +162,8 @@ struct Live {
     replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>,
     tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>>,
     fingerprint: String,
+    /// The worker's trace clock minus this process's, measured at the Hello (see `trace.rs`).
+    clock_offset_us: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -249,6 +252,7 @@ impl Cluster {
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| lost(e.to_string()))?;
         let resume = lock(&link.identity).clone();
         let hello = Hello { version: PROTOCOL_VERSION, token: options.token.clone(), role: Role::Client, resume };
+        let said = trace::now_us();
         let welcome = match handshake::say_hello(&mut send, &mut recv, &hello, options.request_timeout).await {
             Err(HandshakeError::Refused(e)) if e.kind == ErrorKind::UnknownClient => {
                 // The worker no longer knows this client (it restarted, or forgot a client gone
@@ -259,6 +263,8 @@ impl Cluster {
             }
             other => other.map_err(|e| hello_error(&link.device, e))?,
         };
+        let midpoint = said / 2 + trace::now_us() / 2;
+        let clock_offset_us = welcome.clock_us as i64 - midpoint as i64;
         let Some(identity) = welcome.client else {
             return Err(ClientError::Protocol {
                 device: link.device.clone(),
@@ -318,7 +324,14 @@ impl Cluster {
             });
         }
         let fingerprint = transport::peer_fingerprint(&connection).unwrap_or_default();
-        let live = Arc::new(Live { connection, writer: tokio::sync::Mutex::new(send), replies, tensors, fingerprint });
+        let live = Arc::new(Live {
+            connection,
+            writer: tokio::sync::Mutex::new(send),
+            replies,
+            tensors,
+            fingerprint,
+            clock_offset_us,
+        });
         *slot = Some(live.clone());
         Ok(live)
     }
@@ -778,6 +791,9 @@ pub struct CallStats {
     pub round_trips: u32,
     /// Each worker's own measurements.
     pub workers: BTreeMap<String, RunStats>,
+    /// The call's timeline on this process's trace clock: the call and its input sends on the
+    /// client, each worker's spans moved onto the client's clock (see `trace.rs`).
+    pub spans: Vec<trace::Span>,
 }
 
 /// The result of one call.
@@ -882,6 +898,7 @@ impl Session {
         by_tensor: HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>,
     ) -> Result<RunOutput, ClientError> {
         let started = Instant::now();
+        let call_start_us = trace::micros_since_epoch(started);
         let cluster = self.program.cluster.clone();
         let plan = self.program.plan.clone();
         let entry = plan.entry(entry_name).ok_or_else(|| ClientError::UnknownEntry {
@@ -917,6 +934,7 @@ impl Session {
         let runs: Vec<_> = workers.iter().map(|d| cluster.request(d, body(d), timeout, false)).collect();
         let sends = async {
             let mut links: BTreeMap<String, u64> = BTreeMap::new();
+            let mut spans = Vec::new();
             for step in client_steps {
                 if let Step::Send { tensor, to, transfer } = step {
                     let live = cluster.live(cluster.link(to)?).await?;
@@ -926,13 +944,23 @@ impl Session {
                     })?;
                     let (dtype, shape, bytes) = value.clone();
                     let purpose = Purpose::Input { run, transfer: *transfer };
+                    let start = trace::now_us();
                     let n = streams::send_payload(&live.connection, purpose, dtype, shape, bytes)
                         .await
                         .map_err(|e| ClientError::ConnectionLost { device: to.clone(), reason: e.to_string() })?;
-                    *links.entry(format!("{CLIENT}→{to}")).or_default() += n;
+                    let link = format!("{CLIENT}→{to}");
+                    spans.push(trace::Span {
+                        process: CLIENT.to_string(),
+                        track: link.clone(),
+                        name: format!("input {tensor}"),
+                        start_us: start as i64,
+                        dur_us: trace::now_us().saturating_sub(start),
+                        bytes: n,
+                    });
+                    *links.entry(link).or_default() += n;
                 }
             }
-            Ok::<_, ClientError>(links)
+            Ok::<_, ClientError>((links, spans))
         };
         let (replies, sent) = tokio::join!(futures_join(runs), sends);
         let cleanup = |expected: &[ExpectedOutput]| {
@@ -949,6 +977,11 @@ impl Session {
                     for (to, n) in &s.bytes_sent {
                         *stats.links.entry(format!("{device}→{to}")).or_default() += n;
                     }
+                    let offset = match cluster.live(cluster.link(device)?).await {
+                        Ok(live) => live.clock_offset_us,
+                        Err(_) => 0,
+                    };
+                    stats.spans.extend(s.spans.iter().map(|span| trace::Span::from_worker(device, span, offset)));
                     stats.workers.insert(device.to_string(), s);
                 }
                 Ok(other) => first_error = first_error.or(Some(unexpected(device, &other))),
@@ -961,8 +994,8 @@ impl Session {
         if let Some(i) = errors.iter().position(|e| !is_timeout(e)).or(if errors.is_empty() { None } else { Some(0) }) {
             first_error = first_error.or(Some(errors.swap_remove(i)));
         }
-        let sent = match sent {
-            Ok(links) => links,
+        let (sent, input_spans) = match sent {
+            Ok(sent) => sent,
             Err(e) => {
                 cleanup(&expected);
                 return Err(first_error.unwrap_or(e));
@@ -973,6 +1006,7 @@ impl Session {
             return Err(e);
         }
         stats.links.extend(sent);
+        stats.spans.extend(input_spans);
         let mut outputs = BTreeMap::new();
         let names: HashMap<genie_ir::ValueId, &str> =
             entry.outputs.iter().map(|o| (o.tensor, o.name.as_str())).collect();
@@ -1005,6 +1039,14 @@ impl Session {
         }
         stats.bytes = stats.links.values().sum();
         stats.wall_s = started.elapsed().as_secs_f64();
+        stats.spans.push(trace::Span {
+            process: CLIENT.to_string(),
+            track: "calls".into(),
+            name: format!("run {entry_name}"),
+            start_us: call_start_us as i64,
+            dur_us: trace::micros_since_epoch(Instant::now()).saturating_sub(call_start_us),
+            bytes: 0,
+        });
         Ok(RunOutput { outputs, stats })
     }
 

@@ -27,6 +27,8 @@ pub struct Welcome {
     pub worker: String,
     /// A client's identity on this worker (its id and resume ticket); none for a peer.
     pub client: Option<Resume>,
+    /// The worker's trace clock when it answered (see `trace.rs`).
+    pub clock_us: u64,
 }
 
 /// Why saying Hello failed. Callers map these onto their own errors (`ClientError`, a peer's
@@ -65,8 +67,8 @@ pub async fn say_hello(
         .await
         .map_err(|_| HandshakeError::Timeout(timeout))?;
     match answer {
-        Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { version, device, worker, client }, .. })) => {
-            Ok(Welcome { version, device, worker, client })
+        Ok(ReadFrame::Frame(Frame { body: Reply::Welcome { version, device, worker, client, clock_us }, .. })) => {
+            Ok(Welcome { version, device, worker, client, clock_us })
         }
         Ok(ReadFrame::Frame(Frame { body: Reply::Error(error), .. })) => Err(HandshakeError::Refused(error)),
         Ok(ReadFrame::End) => Err(HandshakeError::Closed),
@@ -134,6 +136,7 @@ pub async fn accept_hello(
             device: worker.device.to_string(),
             worker: worker.worker.to_string(),
             client: client.clone(),
+            clock_us: crate::trace::now_us(),
         },
         Err(e) => Reply::Error(e.clone()),
     };

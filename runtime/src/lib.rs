@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod per_op;
 pub mod streams;
 pub mod tensor;
+pub mod trace;
 pub mod transport;
 pub mod wire;
 pub mod worker;

@@ -133,6 +133,7 @@ impl PerOpProgram {
             bytes: ops.bytes,
             round_trips: ops.ops,
             workers: BTreeMap::new(),
+            spans: Vec::new(),
         };
         Ok(PerOpOutput { outputs: mailbox.outputs, stats })
     }

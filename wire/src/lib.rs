@@ -26,7 +26,7 @@ use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to a message or header.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
@@ -163,6 +163,9 @@ pub enum Reply {
         device: String,
         worker: String,
         client: Option<Resume>,
+        /// The worker's trace clock (microseconds since its process started) when it answered:
+        /// the client aligns the worker's spans to its own clock with it.
+        clock_us: u64,
     },
     /// Answer to LoadProgram: every weight the program needs that this client has neither
     /// uploaded nor proved, whether or not the worker holds it (so the answer says nothing of
@@ -198,6 +201,23 @@ pub struct RunStats {
     pub bytes_sent: BTreeMap<String, u64>,
     /// Bytes of tensors received, by source.
     pub bytes_received: BTreeMap<String, u64>,
+    /// What the worker did, in order, on its trace clock: the wait for an execution slot, each
+    /// region of ops between transfers, each wait for a transfer, each send.
+    pub spans: Vec<TraceSpan>,
+}
+
+/// One span of a worker's part of a call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceSpan {
+    /// Where it shows: `exec` (the worker's ops and waits), or the link it sends on
+    /// (`w0→w1`, `w1→client`).
+    pub track: String,
+    pub name: String,
+    /// Microseconds since the worker's process started (its trace clock).
+    pub start_us: u64,
+    pub dur_us: u64,
+    /// Tensor bytes it moved (sends), else 0.
+    pub bytes: u64,
 }
 
 /// A worker's counters.

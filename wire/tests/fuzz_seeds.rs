@@ -128,6 +128,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                 device: "worker0".into(),
                 worker: "w".into(),
                 client: Some(resume),
+                clock_us: 1_500_000,
             },
         ),
         (
@@ -143,6 +144,13 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                     exec_s: 0.25,
                     bytes_sent: BTreeMap::from([("client".to_string(), 256)]),
                     bytes_received: BTreeMap::from([("worker1".to_string(), 128)]),
+                    spans: vec![TraceSpan {
+                        track: "worker0→client".into(),
+                        name: "send v7".into(),
+                        start_us: 1_000,
+                        dur_us: 20,
+                        bytes: 256,
+                    }],
                 },
             },
         ),

@@ -204,6 +204,7 @@ pub fn spawn(config: WorkerConfig, identity: Identity) -> Result<WorkerHandle, W
     if config.token.is_empty() {
         return Err(WorkerError::EmptyToken);
     }
+    crate::trace::start_clock();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("genie-worker")
@@ -247,6 +248,7 @@ pub async fn serve(config: WorkerConfig, identity: Identity) -> Result<(), Worke
     if config.token.is_empty() {
         return Err(WorkerError::EmptyToken);
     }
+    crate::trace::start_clock();
     let endpoint = transport::server_endpoint(config.listen, &identity, &accepting(&config.transport))?;
     let metrics_listen = config.metrics_listen;
     let worker = Arc::new(Worker::new(config, endpoint, identity));

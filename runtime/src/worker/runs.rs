@@ -16,7 +16,8 @@ use super::ledger::RunTicket;
 use super::{lock, tensor_bytes, Worker};
 use crate::exec::{self, Bindings, ExecError, Mailbox, Resident};
 use crate::streams;
-use crate::wire::{ClientId, ErrorKind, OpInput, PeerInfo, Purpose, RemoteError, Reply, RunStats};
+use crate::trace;
+use crate::wire::{ClientId, ErrorKind, OpInput, PeerInfo, Purpose, RemoteError, Reply, RunStats, TraceSpan};
 
 /// Where a received tensor waits for the step that needs it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -152,6 +153,7 @@ impl Worker {
             return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
         };
         self.metrics.queued(queued.elapsed().as_secs_f64());
+        let mut spans = vec![span("exec", "queue".into(), queued, Instant::now(), 0)];
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
@@ -171,6 +173,7 @@ impl Worker {
                     Vec::new(),
                     Default::default(),
                     0.0,
+                    Vec::new(),
                 );
             };
             let mut mailbox = WorkerMailbox {
@@ -184,14 +187,17 @@ impl Worker {
                 deadline,
                 pending: Vec::new(),
                 received: BTreeMap::new(),
+                spans: Vec::new(),
+                region_start: Instant::now(),
             };
             let t = Instant::now();
             let result = exec::run_device_plan(entry, dplan, &bindings, &resident, &state, &mut mailbox);
             let exec_s = t.elapsed().as_secs_f64();
-            (result, mailbox.pending, mailbox.received, exec_s)
+            mailbox.close_region();
+            (result, mailbox.pending, mailbox.received, exec_s, mailbox.spans)
         })
         .await;
-        let (result, pending, bytes_received, exec_s) = match outcome {
+        let (result, pending, bytes_received, exec_s, exec_spans) = match outcome {
             Ok(v) => v,
             Err(e) => {
                 finish(None);
@@ -201,10 +207,12 @@ impl Worker {
         // Every send must be flushed before the call counts as done.
         let mut bytes_sent: BTreeMap<String, u64> = BTreeMap::new();
         let mut send_error = None;
-        for (to, task) in pending {
+        spans.extend(exec_spans);
+        for PendingSend { to, name, start, task } in pending {
             match task.await {
-                Ok(Ok(n)) => {
+                Ok(Ok((n, end))) => {
                     self.metrics.sent(if to == CLIENT { "output" } else { "activation" }, n);
+                    spans.push(span(&format!("{device}→{to}"), name, start, end, n));
                     *bytes_sent.entry(to).or_default() += n
                 }
                 Ok(Err(e)) => send_error = Some(e),
@@ -223,7 +231,7 @@ impl Worker {
                 }
                 finish(Some(written));
                 self.note_tensor_bytes();
-                Ok(RunStats { wall_s: started.elapsed().as_secs_f64(), exec_s, bytes_sent, bytes_received })
+                Ok(RunStats { wall_s: started.elapsed().as_secs_f64(), exec_s, bytes_sent, bytes_received, spans })
             }
             Err(e) => {
                 finish(None);
@@ -421,16 +429,57 @@ pub(super) struct WorkerMailbox {
     entry_index: usize,
     peers: HashMap<String, PeerInfo>,
     deadline: Instant,
-    pending: Vec<(String, tokio::task::JoinHandle<Result<u64, RemoteError>>)>,
+    pending: Vec<PendingSend>,
     received: BTreeMap<String, u64>,
+    /// The run's timeline so far: regions of ops between transfers, waits for transfers.
+    spans: Vec<TraceSpan>,
+    /// Where the current region of ops began (the last transfer, or the start).
+    region_start: Instant,
+}
+
+/// A send under way: its task ends with the bytes sent and when they were.
+pub(super) struct PendingSend {
+    to: String,
+    name: String,
+    start: Instant,
+    task: tokio::task::JoinHandle<Result<(u64, Instant), RemoteError>>,
+}
+
+/// A span of this worker's part of a call, on its trace clock.
+fn span(track: &str, name: String, start: Instant, end: Instant, bytes: u64) -> TraceSpan {
+    let start_us = trace::micros_since_epoch(start);
+    TraceSpan {
+        track: track.to_string(),
+        name,
+        start_us,
+        dur_us: trace::micros_since_epoch(end).saturating_sub(start_us),
+        bytes,
+    }
+}
+
+impl WorkerMailbox {
+    /// End the current region of ops here (a transfer, or the end of the run).
+    fn close_region(&mut self) {
+        let now = Instant::now();
+        if now > self.region_start {
+            let name = format!("ops of {}", self.entry.entries[self.entry_index].name);
+            self.spans.push(span("exec", name, self.region_start, now, 0));
+        }
+        self.region_start = now;
+    }
 }
 
 impl Mailbox for WorkerMailbox {
     fn recv(&mut self, transfer: u32, tensor: genie_ir::ValueId) -> Result<Tensor, ExecError> {
+        self.close_region();
         let key = InboxKey::Run { client: self.conn.client(), run: self.run, transfer };
         let entry = &self.entry.entries[self.entry_index];
         let from = entry.transfers.iter().find(|t| t.id == transfer).map(|t| t.from.clone()).unwrap_or_default();
-        let d = self.worker.inbox.take(key, self.deadline).map_err(|missed| match missed {
+        let waited = Instant::now();
+        let taken = self.worker.inbox.take(key, self.deadline);
+        self.spans.push(span("exec", format!("wait {tensor} from {from}"), waited, Instant::now(), 0));
+        self.region_start = Instant::now();
+        let d = taken.map_err(|missed| match missed {
             Missed::Timeout => {
                 ExecError::Mailbox(format!("transfer {transfer} ({tensor}) from {from} did not arrive in time"))
             }
@@ -441,6 +490,8 @@ impl Mailbox for WorkerMailbox {
     }
 
     fn send(&mut self, transfer: u32, tensor: genie_ir::ValueId, value: &Tensor) -> Result<(), ExecError> {
+        self.close_region();
+        let start = Instant::now();
         let entry = &self.entry.entries[self.entry_index];
         let to = entry
             .transfers
@@ -461,12 +512,13 @@ impl Mailbox for WorkerMailbox {
             if dest == CLIENT {
                 let purpose = Purpose::Output { run, transfer };
                 let send = streams::send_payload(&conn.connection, purpose, dtype, shape, payload);
-                return tokio::time::timeout(limit, send)
+                let n = tokio::time::timeout(limit, send)
                     .await
                     .map_err(|_| too_slow(format!("output {tensor} to the client")))?
                     .map_err(|e| {
                         RemoteError::new(ErrorKind::Exec, format!("sending output {tensor} to the client: {e}"))
-                    });
+                    })?;
+                return Ok((n, Instant::now()));
             }
             let info = peer.ok_or_else(|| {
                 RemoteError::new(ErrorKind::PeerUnreachable, format!("no address for peer {dest} in the program"))
@@ -476,11 +528,16 @@ impl Mailbox for WorkerMailbox {
             // certificate against the one the client's program pins for this device.
             let purpose = Purpose::Activation { client: info.client, run, transfer };
             let send = streams::send_payload(&connection, purpose, dtype, shape, payload);
-            tokio::time::timeout(limit, send).await.map_err(|_| too_slow(format!("{tensor} to peer {dest}")))?.map_err(
-                |e| RemoteError::new(ErrorKind::PeerUnreachable, format!("sending {tensor} to peer {dest}: {e}")),
-            )
+            let n = tokio::time::timeout(limit, send)
+                .await
+                .map_err(|_| too_slow(format!("{tensor} to peer {dest}")))?
+                .map_err(|e| {
+                    RemoteError::new(ErrorKind::PeerUnreachable, format!("sending {tensor} to peer {dest}: {e}"))
+                })?;
+            Ok((n, Instant::now()))
         });
-        self.pending.push((to, task));
+        self.pending.push(PendingSend { to, name: format!("send {tensor}"), start, task });
+        self.region_start = Instant::now();
         Ok(())
     }
 }

@@ -1,10 +1,13 @@
-//! Prometheus metrics of `genie worker --metrics` processes, scraped over HTTP and read with an
-//! independent Prometheus text parser after a real generation split across two workers: every
-//! metric is present, and the values are what the run implies (requests counted, bytes equal to
-//! what the client measured, sessions back to zero after close).
+//! What a running Genie shows, against `genie worker` processes: Prometheus metrics scraped over
+//! HTTP and read with an independent Prometheus text parser after a real generation split across
+//! two workers (every metric present, with the values the run implies: requests counted, bytes
+//! equal to what the client measured, sessions back to zero after close), and the Chrome trace
+//! `--trace` writes (one process per device, transfers adding up to the call's bytes, worker
+//! spans aligned to the client's clock).
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -71,7 +74,7 @@ fn observations(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn cluster_file(workers: &[WorkerProcess]) -> PathBuf {
+fn cluster_file(name: &str, workers: &[WorkerProcess]) -> PathBuf {
     let entries: Vec<String> = workers
         .iter()
         .enumerate()
@@ -82,7 +85,7 @@ fn cluster_file(workers: &[WorkerProcess]) -> PathBuf {
          deployment: (workers: {{{}}}))",
         entries.join(", ")
     );
-    let path = tmp("cluster.ron");
+    let path = tmp(name);
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -120,7 +123,7 @@ fn worker_metrics_after_a_generation_split_across_two_workers() {
     let prompt: Vec<String> =
         Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
     let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
-    let cluster = cluster_file(&workers);
+    let cluster = cluster_file("metrics.ron", &workers);
     let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
     let out = Command::new(env!("CARGO_BIN_EXE_genie"))
         .args(["generate", p.to_str().unwrap(), d.to_str().unwrap(), "--cluster", cluster.to_str().unwrap()])
@@ -218,4 +221,98 @@ fn the_metrics_listener_refuses_what_is_not_a_scrape() {
     assert_eq!(value(&s, "genie_sessions_active", &[]), 0.0);
     drop(idle);
     assert!(worker.alive());
+}
+
+/// `genie generate --trace` against two worker processes: valid Chrome trace JSON, every event
+/// with `ph`/`ts`/`pid`/`tid`, one process per device and one for the client, transfer spans
+/// whose bytes add up to the calls' bytes, and each worker's spans inside the client's span of
+/// the same call once moved onto the client's clock (the workers' own clocks started elsewhere).
+#[test]
+fn trace_of_a_generation_on_two_worker_processes() {
+    let workers: Vec<WorkerProcess> = (0..2).map(|_| worker_process(&["--token", "s3cret"])).collect();
+    let cluster = cluster_file("trace.ron", &workers);
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let trace_path = tmp("generate.trace.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["generate", p.to_str().unwrap(), d.to_str().unwrap(), "--cluster", cluster.to_str().unwrap()])
+        .args(["--token", "s3cret", "--prompt", "11,17,116", "--max-new-tokens", "6", "--max-seq", "32", "--json"])
+        .args(["--trace", trace_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    let call_bytes: u64 = steps.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+
+    let trace: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    for e in events {
+        for key in ["ph", "ts", "pid", "tid", "name"] {
+            assert!(e.get(key).is_some(), "{key} missing in {e}");
+        }
+    }
+    let process_names: HashMap<u64, String> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+        .map(|e| (e["pid"].as_u64().unwrap(), e["args"]["name"].as_str().unwrap().to_string()))
+        .collect();
+    let mut names: Vec<&str> = process_names.values().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["client", "w0", "w1"]);
+    let spans: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    let pids: std::collections::BTreeSet<u64> = spans.iter().map(|e| e["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 3, "spans on the client and on both workers");
+    let transferred: u64 = spans
+        .iter()
+        .filter(|e| e["cat"] == "transfer")
+        .map(|e| e["args"]["bytes"].as_u64().expect("a transfer names its bytes"))
+        .sum();
+    assert_eq!(transferred, call_bytes, "transfer spans add up to the calls' bytes");
+    for cat in ["compute", "wait", "transfer"] {
+        assert!(spans.iter().any(|e| e["cat"] == cat), "no {cat} span");
+    }
+
+    // `genie run --trace` writes the same kind of file for its one call.
+    let run_trace = tmp("run.trace.json");
+    let model = fixture("bert/model.pt2");
+    let inputs = fixture("bert/model.inputs.safetensors");
+    let out = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["run", model.to_str().unwrap(), "--cluster", cluster.to_str().unwrap(), "--token", "s3cret"])
+        .args(["--inputs", inputs.to_str().unwrap(), "--outputs", tmp("run.outputs.safetensors").to_str().unwrap()])
+        .args(["--trace", run_trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_trace).unwrap()).unwrap();
+    let run_events = run["traceEvents"].as_array().unwrap();
+    assert!(run_events.iter().any(|e| e["cat"] == "transfer" && e["args"]["bytes"].as_u64() > Some(0)));
+    assert!(run_events.iter().any(|e| e["name"] == "run model"), "the client's span of the call");
+
+    // Each call's client span holds the worker spans of that call: the k-th "run" span on the
+    // client and each worker's k-th "queue" span (one per run on each worker).
+    let on = |process: &str, name: &str| -> Vec<(i64, i64)> {
+        let pid = process_names.iter().find(|(_, n)| n.as_str() == process).map(|(p, _)| *p).unwrap();
+        spans
+            .iter()
+            .filter(|e| e["pid"].as_u64() == Some(pid) && e["name"].as_str().unwrap().starts_with(name))
+            .map(|e| {
+                let ts = e["ts"].as_i64().unwrap();
+                (ts, ts + e["dur"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let calls = on("client", "run ");
+    assert_eq!(calls.len(), 6);
+    // Loopback round trips are well under a millisecond: the alignment is at least that good.
+    let slack = 2_000;
+    for worker in ["w0", "w1"] {
+        let queued = on(worker, "queue");
+        assert_eq!(queued.len(), 6, "{worker}");
+        for (k, ((call_start, call_end), (start, end))) in calls.iter().zip(&queued).enumerate() {
+            assert!(
+                *start >= call_start - slack && *end <= call_end + slack,
+                "{worker}, call {k}: queue span {start}..{end} outside the call {call_start}..{call_end}"
+            );
+        }
+    }
 }
