@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use genie_codegen::ProgramPlan;
-use genie_driver::pipeline::{compile_program, CompileOptions};
+use genie_driver::pipeline::{compile_program_placed, CompileOptions};
 use genie_passes::placement::{self, cluster, ClusterSpec, Policy};
 
 /// Arguments of `genie compile`.
@@ -39,6 +39,10 @@ pub struct CompileArgs {
     /// The plan file: `.plan` (binary) or `.plan.ron` (text).
     #[arg(short, long, required = true)]
     pub output: PathBuf,
+    /// Also draw the estimated schedule of one call of each entry (compute per device,
+    /// transfers per link, idle time blank) as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub timeline: Option<PathBuf>,
 }
 
 /// True when a path names a plan: `.plan`, `.plan.ron`, or a file starting with the plan magic.
@@ -109,9 +113,14 @@ pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<Str
         max_seq: args.max_seq,
         ..Default::default()
     };
-    let plan = compile_program(&mut program, &cluster, &options)?;
+    let (plan, placement) = compile_program_placed(&mut program, &cluster, &options)?;
     write_plan(&args.output, &plan)?;
     let mut report = format!("wrote {}\n", args.output.display());
+    if let Some(path) = &args.timeline {
+        let svg = genie_passes::placement::timeline::svg(&placement.timelines);
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+        report.push_str(&format!("wrote {}\n", path.display()));
+    }
     report.push_str(&summary_text(&genie_codegen::summary(&plan)));
     Ok(report)
 }

@@ -59,6 +59,16 @@ pub fn compile_program(
     cluster: &ClusterSpec,
     options: &CompileOptions,
 ) -> Result<ProgramPlan, PipelineError> {
+    compile_program_placed(program, cluster, options).map(|(plan, _)| plan)
+}
+
+/// [`compile_program`], also returning the placement (its memory use, estimates and estimated
+/// schedules).
+pub fn compile_program_placed(
+    program: &mut Program,
+    cluster: &ClusterSpec,
+    options: &CompileOptions,
+) -> Result<(ProgramPlan, placement::Placement), PipelineError> {
     let state_overrides =
         genie_passes::state::parse_state_overrides(program, &options.state).map_err(PipelineError::StateOverride)?;
     let pass_options = genie_passes::PassOptions { bindings: options.bindings.clone(), state_overrides };
@@ -74,7 +84,9 @@ pub fn compile_program(
         PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }
     })?;
     placement.apply(program);
-    genie_codegen::generate(program).map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })
+    let plan = genie_codegen::generate(program)
+        .map_err(|source| PipelineError::Codegen { program: program.name.clone(), source })?;
+    Ok((plan, placement))
 }
 
 /// Symbol values read off the shapes of the inputs a call is about to be made with: each symbol

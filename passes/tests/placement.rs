@@ -80,3 +80,37 @@ fn policies_parse_and_a_program_too_large_is_refused() {
     let bad = ClusterSpec::local_workers(0, 1);
     assert!(matches!(schedule(&program, &bad, &PlacementOptions::default()), Err(PlacementError::Cluster(_))));
 }
+
+/// The estimated schedule placement draws: for each entry a span per region of ops and per
+/// transfer, inside the call's estimated latency, each device computing one region at a time,
+/// transfers adding up to the bytes the estimate counts; the SVG has a bar for each.
+#[test]
+fn the_estimated_timeline_matches_the_estimate() {
+    use genie_passes::placement::timeline;
+    let program = passes(tiny_decoder_pair().unwrap());
+    let cluster = ClusterSpec::local_workers(2, 30_000);
+    let placement = schedule(&program, &cluster, &PlacementOptions { max_seq: Some(8), ..Default::default() }).unwrap();
+    assert_eq!(placement.timelines.len(), program.entries.len());
+    for t in &placement.timelines {
+        let estimate = placement.estimate(&t.entry).unwrap();
+        assert_eq!(t.latency_s, estimate.latency_s);
+        let transferred: u64 = t.spans.iter().filter(|s| s.lane.contains('→')).map(|s| s.bytes).sum();
+        assert_eq!(transferred, estimate.bytes_per_call, "{}", t.entry);
+        assert_eq!(t.spans.iter().filter(|s| s.lane.contains('→')).count(), estimate.transfers, "{}", t.entry);
+        for s in &t.spans {
+            assert!(0.0 <= s.start_s && s.start_s <= s.end_s && s.end_s <= t.latency_s + 1e-12, "{s:?}");
+            assert!(t.lanes.contains(&s.lane), "{s:?}");
+        }
+        // Both devices compute (30 kB each cannot hold the model), one region at a time.
+        for device in ["worker0", "worker1"] {
+            let mut regions: Vec<_> = t.spans.iter().filter(|s| s.lane == device).collect();
+            assert!(!regions.is_empty(), "{}: nothing on {device}", t.entry);
+            regions.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+            assert!(regions.windows(2).all(|w| w[0].end_s <= w[1].start_s + 1e-12), "{}: {regions:?}", t.entry);
+        }
+    }
+    let svg = timeline::svg(&placement.timelines);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let bars = placement.timelines.iter().map(|t| t.spans.len()).sum::<usize>();
+    assert_eq!(svg.matches("<rect").count(), bars + 1, "a bar per span and the background");
+}

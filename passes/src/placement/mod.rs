@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod model;
 mod search;
+pub mod timeline;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -151,6 +152,8 @@ pub struct Placement {
     pub memory_bindings: BTreeMap<String, BTreeMap<String, i64>>,
     /// What [`Placement::apply`] records in the program for codegen.
     pub record: PlacementRecord,
+    /// Per entry, the estimated schedule of one call (see [`timeline::svg`]).
+    pub timelines: Vec<timeline::EntryTimeline>,
 }
 
 impl Placement {
@@ -285,7 +288,9 @@ pub fn schedule(
             })
             .collect(),
     };
+    let timelines = timeline::timelines(&ctx, program, &assign);
     Ok(Placement {
+        timelines,
         policy: options.policy,
         devices,
         entries,

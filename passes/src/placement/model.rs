@@ -92,6 +92,14 @@ pub(crate) struct Ctx<'a> {
     pub policy: Policy,
 }
 
+/// One thing [`Ctx::simulate`] scheduled: a node on a device, or a value crossing a link
+/// (device index `k`, one past the cluster's devices, is the client).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scheduled {
+    Node { node: NodeId, device: usize, start_s: f64, end_s: f64 },
+    Transfer { value: ValueId, from: usize, to: usize, start_s: f64, end_s: f64, bytes: u64 },
+}
+
 /// Breakdown of a time along the critical chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Brk {
@@ -424,7 +432,7 @@ impl<'a> Ctx<'a> {
             overflow = overflow.saturating_add(m.total().saturating_sub(cap));
             max_frac = max_frac.max(m.total() as f64 / cap as f64);
         }
-        let estimates: Vec<EntryEstimate> = (0..self.entries.len()).map(|e| self.simulate(e, assign)).collect();
+        let estimates: Vec<EntryEstimate> = (0..self.entries.len()).map(|e| self.simulate(e, assign, None)).collect();
         let total_latency = estimates.iter().map(|x| x.latency_s).sum();
         Eval { mem, overflow, max_frac, estimates, total_latency }
     }
@@ -509,8 +517,9 @@ impl<'a> Ctx<'a> {
         peak
     }
 
-    /// Simulated latency of one call of an entry, with its breakdown.
-    pub fn simulate(&self, e: usize, assign: &[usize]) -> EntryEstimate {
+    /// Simulated latency of one call of an entry, with its breakdown; with `record`, every
+    /// node's run and every transfer as scheduled (device `k` is the client).
+    pub fn simulate(&self, e: usize, assign: &[usize], mut record: Option<&mut Vec<Scheduled>>) -> EntryEstimate {
         let ent = &self.entries[e];
         let k = self.k;
         let nodes = k + 1;
@@ -525,7 +534,8 @@ impl<'a> Ctx<'a> {
                            ready: &[(f64, Brk)],
                            link_free: &mut [f64],
                            bytes_per_call: &mut u64,
-                           transfers: &mut usize|
+                           transfers: &mut usize,
+                           record: &mut Option<&mut Vec<Scheduled>>|
          -> (f64, Brk) {
             if d < k && self.resident_on(e, v, d, assign) {
                 return (0.0, Brk::default());
@@ -552,6 +562,9 @@ impl<'a> Ctx<'a> {
             };
             *bytes_per_call = bytes_per_call.saturating_add(bytes);
             *transfers += 1;
+            if let Some(r) = record {
+                r.push(Scheduled::Transfer { value: v, from: home, to: d, start_s: depart, end_s: t, bytes });
+            }
             arrived[v.index() * nodes + d] = Some((t, b));
             (t, b)
         };
@@ -561,7 +574,7 @@ impl<'a> Ctx<'a> {
             used[d] = true;
             let (mut start, mut brk) = dev_free[d];
             for v in &ent.inputs[n.index()] {
-                let (t, b) = arrival(*v, d, &ready, &mut link_free, &mut bytes_per_call, &mut transfers);
+                let (t, b) = arrival(*v, d, &ready, &mut link_free, &mut bytes_per_call, &mut transfers, &mut record);
                 if t > start {
                     start = t;
                     brk = b;
@@ -570,6 +583,9 @@ impl<'a> Ctx<'a> {
             let dt = ent.node_time[n.index() * k + d];
             brk.compute += dt;
             let finish = start + dt;
+            if let Some(r) = &mut record {
+                r.push(Scheduled::Node { node: *n, device: d, start_s: start, end_s: finish });
+            }
             dev_free[d] = (finish, brk);
             for o in &ent.outputs[n.index()] {
                 ready[o.index()] = (finish, brk);
@@ -577,7 +593,7 @@ impl<'a> Ctx<'a> {
         }
         let mut end = (0.0, Brk::default());
         for v in &ent.user_outputs {
-            let x = arrival(*v, k, &ready, &mut link_free, &mut bytes_per_call, &mut transfers);
+            let x = arrival(*v, k, &ready, &mut link_free, &mut bytes_per_call, &mut transfers, &mut record);
             if x.0 > end.0 {
                 end = x;
             }
