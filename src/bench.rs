@@ -1,10 +1,13 @@
 //! `genie bench`: arguments and output; the benchmark itself is `genie_driver::bench`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use genie_driver::bench::{self, BenchOptions};
+
+use crate::progress::Display;
 
 /// Arguments of `genie bench`.
 #[derive(clap::Args)]
@@ -36,7 +39,7 @@ pub struct BenchArgs {
 }
 
 /// `genie bench`.
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
     let started = Instant::now();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let options = BenchOptions {
@@ -47,6 +50,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         budget_s: args.budget_s,
         python: root.join(".venv/bin/python"),
         root,
+        progress: display.sink(),
     };
     let report = bench::run(&options, &mut |line| println!("{line}"))?;
     println!("{}", bench::table(&report));

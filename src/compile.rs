@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use genie_codegen::ProgramPlan;
 use genie_driver::pipeline::{compile_program_placed, CompileOptions};
+
+use crate::progress::Display;
 use genie_passes::placement::{self, cluster, ClusterSpec, Policy};
 
 /// Arguments of `genie compile`.
@@ -103,7 +106,7 @@ pub fn cluster_spec(
 }
 
 /// `genie compile`: load, run the passes, place, generate, write.
-pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<String> {
+pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>, display: &Arc<Display>) -> Result<String> {
     let cluster = cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let mut program = genie_frontends::load(&args.files)?;
     let options = CompileOptions {
@@ -113,7 +116,8 @@ pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>) -> Result<Str
         max_seq: args.max_seq,
         ..Default::default()
     };
-    let (plan, placement) = compile_program_placed(&mut program, &cluster, &options)?;
+    let (plan, placement) =
+        display.while_running("compiling", || compile_program_placed(&mut program, &cluster, &options))?;
     write_plan(&args.output, &plan)?;
     let mut report = format!("wrote {}\n", args.output.display());
     if let Some(path) = &args.timeline {

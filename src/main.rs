@@ -2,6 +2,7 @@
 
 mod bench;
 mod compile;
+mod progress;
 mod remote;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ struct Cli {
     /// More logging (-v: info with per-pass timing, -vv: debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// No progress bars or progress lines (uploads, compiles, model generation).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,17 +133,18 @@ fn init_tracing(verbose: u8) {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let display = progress::Display::new(cli.quiet);
     match cli.command {
         Command::Inspect(args) => inspect(args),
         Command::Compile(args) => {
             let bindings = parse_bindings(&args.bind)?;
-            let report = compile::compile(args, bindings)?;
+            let report = compile::compile(args, bindings, &display)?;
             emit(&None, report)
         }
         Command::Worker(args) => remote::worker(args),
-        Command::Run(args) => remote::run(args),
-        Command::Generate(args) => remote::generate(args),
-        Command::Bench(args) => bench::bench(args),
+        Command::Run(args) => remote::run(args, &display),
+        Command::Generate(args) => remote::generate(args, &display),
+        Command::Bench(args) => bench::bench(args, &display),
     }
 }
 

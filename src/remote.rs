@@ -16,6 +16,8 @@ use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMem
 use genie_runtime::generate;
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
 use genie_runtime::trace;
+
+use crate::progress::Display;
 use genie_runtime::transport::Identity;
 use genie_runtime::wire::tensor_file;
 use genie_runtime::worker::{self, Limits, WorkerConfig};
@@ -287,7 +289,12 @@ struct Running {
 /// Compile the models (or read a plan and the models it was compiled from) for the cluster the
 /// arguments describe, then deploy it. `inputs`, when known, bind the symbols of their shapes
 /// for placement's estimates, so the plan is made for the call about to run.
-fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<String, Tensor>>) -> Result<Running> {
+fn prepare(
+    files: &[PathBuf],
+    args: &ClusterArgs,
+    inputs: Option<&BTreeMap<String, Tensor>>,
+    display: &Arc<Display>,
+) -> Result<Running> {
     let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
     let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
         let plan = crate::compile::read_plan(&files[0])?;
@@ -304,20 +311,24 @@ fn prepare(files: &[PathBuf], args: &ClusterArgs, inputs: Option<&BTreeMap<Strin
             inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
         let bindings = bindings_from_shapes(&program, &shapes);
         let options = CompileOptions { max_seq: args.max_seq, bindings, ..CompileOptions::default() };
-        let plan = compile_program(&mut program, &spec, &options)?;
+        let plan = display.while_running("compiling", || compile_program(&mut program, &spec, &options))?;
         (plan, program.weights)
     };
     let deployment = deployment(args)?;
-    let options = ClientOptions { run_timeout: Duration::from_secs(args.timeout.max(1)), ..ClientOptions::default() };
+    let options = ClientOptions {
+        run_timeout: Duration::from_secs(args.timeout.max(1)),
+        progress: display.sink(),
+        ..ClientOptions::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let deployed = runtime.block_on(deploy::deploy(Arc::new(plan), &weights, &deployment, &options))?;
     Ok(Running { runtime, deployed })
 }
 
 /// `genie run`.
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunArgs, display: &Arc<Display>) -> Result<()> {
     let inputs = read_tensors(&args.inputs)?;
-    let running = prepare(&args.files, &args.cluster, Some(&inputs))?;
+    let running = prepare(&args.files, &args.cluster, Some(&inputs), display)?;
     let program = running.deployed.program();
     let plan = program.plan();
     let entry = match &args.entry {
@@ -392,7 +403,7 @@ fn write_tensors(path: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<()> 
 }
 
 /// `genie generate`: a greedy loop, prefill then one decode step per new token.
-pub fn generate(args: GenerateArgs) -> Result<()> {
+pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
     let prompt = match &args.prompt_ids {
         Some(path) => {
             let tensors = read_tensors(path)?;
@@ -409,7 +420,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         bail!("the prompt is empty");
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
-    let running = prepare(&files, &args.cluster, None)?;
+    let running = prepare(&files, &args.cluster, None, display)?;
     let metrics = Arc::new(GenerationMetrics::default());
     let _serving = match args.metrics {
         Some(addr) => {

@@ -401,3 +401,37 @@ fn unloaded_programs_free_their_weights_beyond_the_cache() {
         assert_eq!(after.programs, 0);
     });
 }
+
+/// Weight uploads report their progress per worker through `ClientOptions::progress`: from 0 to
+/// a finished report whose bytes are what the load uploaded, never past the total.
+#[test]
+fn weight_uploads_report_their_progress() {
+    use genie_runtime::progress::{Progress, ProgressSink};
+    let files = [fixture("bert/model.pt2")];
+    let (plan, srg) = compile_split(&files);
+    let reports: Arc<std::sync::Mutex<Vec<Progress>>> = Arc::default();
+    let sink = {
+        let reports = reports.clone();
+        ProgressSink::new(move |p| reports.lock().unwrap().push(p.clone()))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let local = Deployment::Local { device: Device::Cpu, memory: LocalMemory::FromPlan };
+    let options = ClientOptions { progress: sink, ..ClientOptions::default() };
+    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan), &srg.weights, &local, &options)).expect("deploys");
+    let uploaded = deployed.program().stats.bytes_uploaded;
+    let reports = reports.lock().unwrap().clone();
+    let tasks: std::collections::BTreeSet<&str> = reports.iter().map(|p| p.task.as_str()).collect();
+    assert_eq!(tasks.len(), 2, "one task per worker: {tasks:?}");
+    let mut finished_bytes = 0;
+    for task in tasks {
+        let mine: Vec<&Progress> = reports.iter().filter(|p| p.task == task).collect();
+        assert_eq!(mine[0].done, 0, "{task} starts at 0");
+        let last = mine.last().unwrap();
+        assert!(last.finished && last.total == Some(last.done), "{task}: {last:?}");
+        assert!(mine.iter().all(|p| Some(p.done) <= p.total), "{task}");
+        assert_eq!(mine.iter().filter(|p| p.finished).count(), 1, "{task}");
+        finished_bytes += last.done;
+    }
+    assert_eq!(finished_bytes, uploaded);
+    runtime.block_on(deployed.close());
+}

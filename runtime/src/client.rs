@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::exec::{self, Bindings, ExecError};
 use crate::handshake::{self, HandshakeError};
+use crate::progress::{Progress, ProgressSink};
 use crate::streams::{self, ReadFrame};
 use crate::tensor::dtype_of;
 use crate::trace;
@@ -53,6 +54,9 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Weight uploads in flight at once per worker.
     pub upload_concurrency: usize,
+    /// Where weight uploads report their progress (bytes sent of the bytes to send, per
+    /// worker).
+    pub progress: ProgressSink,
 }
 
 impl Default for ClientOptions {
@@ -72,6 +76,7 @@ impl ClientOptions {
             retries: 3,
             backoff: Duration::from_millis(100),
             upload_concurrency: 4,
+            progress: ProgressSink::default(),
         }
     }
 }
@@ -431,6 +436,16 @@ impl Cluster {
         let mut stats = LoadStats { weights_resident: needed - missing.len() as u64, ..LoadStats::default() };
         let semaphore = Arc::new(tokio::sync::Semaphore::new(self.inner.options.upload_concurrency.max(1)));
         let mut uploads = Vec::new();
+        let task = format!("uploading weights to {device}");
+        let total: u64 = missing.iter().filter_map(|h| weights.get(h)).map(|e| e.byte_len()).sum();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = self.inner.options.progress.clone();
+        let report = move |done: u64, finished: bool| {
+            progress.report(Progress { task: task.clone(), done, total: Some(total), finished })
+        };
+        if total > 0 {
+            report(0, false);
+        }
         for hash in missing {
             let entry = weights.get(&hash).ok_or_else(|| ClientError::Protocol {
                 device: device.to_string(),
@@ -448,15 +463,21 @@ impl Cluster {
             stats.weights_uploaded += 1;
             let connection = live.connection.clone();
             let device = device.to_string();
+            let (sent, report) = (sent.clone(), report.clone());
             uploads.push(tokio::spawn(async move {
                 let _permit = permit;
-                streams::send_payload(&connection, Purpose::Weight { hash }, dtype, shape, Bytes::from(bytes))
+                let n = streams::send_payload(&connection, Purpose::Weight { hash }, dtype, shape, Bytes::from(bytes))
                     .await
-                    .map_err(|e| ClientError::ConnectionLost { device, reason: format!("uploading a weight: {e}") })
+                    .map_err(|e| ClientError::ConnectionLost { device, reason: format!("uploading a weight: {e}") })?;
+                report(sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n, false);
+                Ok::<_, ClientError>(n)
             }));
         }
         for u in uploads {
             u.await.map_err(|e| ClientError::Protocol { device: device.to_string(), reason: e.to_string() })??;
+        }
+        if total > 0 {
+            report(sent.load(std::sync::atomic::Ordering::Relaxed), true);
         }
         let upload_timeout = timeout.max(Duration::from_secs(300));
         match self.request(device, Request::WeightsUploaded { program }, upload_timeout, true).await? {

@@ -19,6 +19,7 @@ pub mod handshake;
 pub mod local;
 pub mod metrics;
 pub mod per_op;
+pub mod progress;
 pub mod streams;
 pub mod tensor;
 pub mod trace;

@@ -24,6 +24,7 @@ use genie_runtime::deploy::{self, DeployError, Deployment, LocalMemory};
 use genie_runtime::exec::ExecError;
 use genie_runtime::local::LocalCluster;
 use genie_runtime::per_op::{PerOpError, PerOpProgram, WeightMode};
+use genie_runtime::progress::{Progress, ProgressSink};
 use tch::{Device, Kind, Tensor};
 
 pub use report::{plot, table, CompileRow, Report, RunRow, TransportRow};
@@ -49,6 +50,8 @@ pub struct BenchOptions {
     pub root: PathBuf,
     /// The Python with torch, onnx and onnxruntime (the project's venv).
     pub python: PathBuf,
+    /// Where long steps (generating the models) report progress.
+    pub progress: ProgressSink,
 }
 
 /// Why the benchmark stopped.
@@ -157,7 +160,13 @@ fn workloads(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<V
             let dir = &options.models;
             progress(&format!("== generating the benchmark models into {} (once)", dir.display()));
             let script = options.root.join("testsuite/scripts/make_bench_models.py");
-            let status = Command::new(&options.python).arg(&script).arg("--out").arg(dir).status()?;
+            let task = "generating the benchmark models".to_string();
+            let report =
+                |finished| options.progress.report(Progress { task: task.clone(), done: 0, total: None, finished });
+            report(false);
+            let status = Command::new(&options.python).arg(&script).arg("--out").arg(dir).status();
+            report(true);
+            let status = status?;
             if !status.success() {
                 return Err(BenchError::Script { what: script.display().to_string(), reason: status.to_string() });
             }
