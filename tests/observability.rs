@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{fixture, read, worker_process, WorkerProcess};
+use common::{cluster_file, fixture, read, worker_process, WorkerProcess};
 use prometheus_parse::{Sample, Scrape, Value};
 
 fn tmp(name: &str) -> PathBuf {
@@ -74,22 +74,6 @@ fn observations(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn cluster_file(name: &str, workers: &[WorkerProcess]) -> PathBuf {
-    let entries: Vec<String> = workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("\"w{i}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint))
-        .collect();
-    let text = format!(
-        "(devices: [(name: \"w0\", kind: cpu, memory: \"100KB\"), (name: \"w1\", kind: cpu, memory: \"100KB\")],\n \
-         deployment: (workers: {{{}}}))",
-        entries.join(", ")
-    );
-    let path = tmp(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[test]
 fn worker_metrics_after_a_generation_split_across_two_workers() {
     let memory = 512u64 << 20;
@@ -123,7 +107,7 @@ fn worker_metrics_after_a_generation_split_across_two_workers() {
     let prompt: Vec<String> =
         Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
     let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
-    let cluster = cluster_file("metrics.ron", &workers);
+    let cluster = cluster_file(&tmp("metrics.ron"), &workers, true);
     let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
     let out = Command::new(env!("CARGO_BIN_EXE_genie"))
         .args(["generate", p.to_str().unwrap(), d.to_str().unwrap(), "--cluster", cluster.to_str().unwrap()])
@@ -230,7 +214,7 @@ fn the_metrics_listener_refuses_what_is_not_a_scrape() {
 #[test]
 fn trace_of_a_generation_on_two_worker_processes() {
     let workers: Vec<WorkerProcess> = (0..2).map(|_| worker_process(&["--token", "s3cret"])).collect();
-    let cluster = cluster_file("trace.ron", &workers);
+    let cluster = cluster_file(&tmp("trace.ron"), &workers, true);
     let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
     let trace_path = tmp("generate.trace.json");
     let out = Command::new(env!("CARGO_BIN_EXE_genie"))

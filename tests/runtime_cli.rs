@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, fixture, read, worker_process, WorkerProcess};
+use common::{assert_close, cluster_file, fixture, read, worker_process};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,27 +203,6 @@ fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// A cluster file for two 100 KB devices (so the model is split) on `workers`, pinning their
-/// fingerprints when `pin`.
-fn cluster_file(name: &str, workers: &[WorkerProcess], pin: bool) -> PathBuf {
-    let entries: Vec<String> = workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| match pin {
-            true => format!("\"w{i}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint),
-            false => format!("\"w{i}\": (address: \"{}\")", w.address),
-        })
-        .collect();
-    let text = format!(
-        "(devices: [(name: \"w0\", kind: cpu, memory: \"100KB\"), (name: \"w1\", kind: cpu, memory: \"100KB\")],\n \
-         deployment: (workers: {{{}}}))",
-        entries.join(", ")
-    );
-    let path = tmp(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `genie run --cluster` against real `genie worker` processes: certificates pinned by
 /// fingerprint with the token from a file, and certificates signed by a CA (`genie worker
 /// --cert/--key`) trusted with `--ca`. A wrong token and a worker that cannot be trusted are
@@ -246,7 +225,7 @@ fn run_on_genie_worker_processes_pinned_and_through_a_ca() {
 
     // Self-signed certificates, pinned.
     let pinned = [worker_process(&["--token-file", token.to_str().unwrap()]), worker_process(&["--token", "s3cret"])];
-    let cluster = cluster_file("pinned.ron", &pinned, true);
+    let cluster = cluster_file(&tmp("pinned.ron"), &pinned, true);
     let (args, out) = run(&cluster, &token, &[], "pinned.outputs.safetensors");
     let text = genie(&strs(&args));
     assert!(text.contains("w0→w1") || text.contains("w1→w0"), "the model is split across the workers: {text}");
@@ -275,7 +254,7 @@ fn run_on_genie_worker_processes_pinned_and_through_a_ca() {
     let signed_flags = ["--token-file", token.to_str().unwrap(), "--cert", chain.to_str().unwrap()];
     let signed_flags = [&signed_flags[..], &["--key", key_pem.to_str().unwrap()]].concat();
     let signed = [worker_process(&signed_flags), worker_process(&signed_flags)];
-    let cluster = cluster_file("ca.ron", &signed, false);
+    let cluster = cluster_file(&tmp("ca.ron"), &signed, false);
     let (args, out) = run(&cluster, &token, &["--ca", ca_pem.to_str().unwrap()], "ca.outputs.safetensors");
     genie(&strs(&args));
     assert_matches(&read(&out), &want);

@@ -641,7 +641,7 @@ impl Live {
     async fn call(&self, device: &str, id: u64, body: Request, timeout: Duration) -> Result<Reply, ClientError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.replies).insert(id, tx);
-        let what = request_name(&body);
+        let what = body.kind();
         let written = {
             let mut writer = self.writer.lock().await;
             streams::write_frame(&mut writer, &Frame { id, body }).await
@@ -673,22 +673,6 @@ impl Live {
             Reply::Error(error) => Err(ClientError::Remote { device: device.to_string(), error }),
             r => Ok(r),
         }
-    }
-}
-
-fn request_name(r: &Request) -> &'static str {
-    match r {
-        Request::LoadProgram { .. } => "LoadProgram",
-        Request::ProveWeights { .. } => "ProveWeights",
-        Request::CancelRun { .. } => "CancelRun",
-        Request::WeightsUploaded { .. } => "WeightsUploaded",
-        Request::OpenSession { .. } => "OpenSession",
-        Request::Run { .. } => "Run",
-        Request::CloseSession { .. } => "CloseSession",
-        Request::UnloadProgram { .. } => "UnloadProgram",
-        Request::ExecOp { .. } => "ExecOp",
-        Request::Stats => "Stats",
-        Request::Close => "Close",
     }
 }
 

@@ -88,6 +88,26 @@ pub fn worker_process(extra: &[&str]) -> WorkerProcess {
     WorkerProcess { address, fingerprint, metrics, child }
 }
 
+/// Write a cluster file for two 100 KB devices `w0`, `w1` (so a model is split) on `workers`,
+/// pinning their fingerprints when `pin`; returns `path`.
+pub fn cluster_file(path: &Path, workers: &[WorkerProcess], pin: bool) -> PathBuf {
+    let entries: Vec<String> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match pin {
+            true => format!("\"w{i}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint),
+            false => format!("\"w{i}\": (address: \"{}\")", w.address),
+        })
+        .collect();
+    let text = format!(
+        "(devices: [(name: \"w0\", kind: cpu, memory: \"100KB\"), (name: \"w1\", kind: cpu, memory: \"100KB\")],\n \
+         deployment: (workers: {{{}}}))",
+        entries.join(", ")
+    );
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.size(), want.size(), "{what}: shape");
     assert_eq!(got.kind(), want.kind(), "{what}: dtype");

@@ -136,6 +136,25 @@ pub enum Request {
     Close,
 }
 
+impl Request {
+    /// The request's kind, as errors and the `genie_requests_total{kind}` metric name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::LoadProgram { .. } => "load",
+            Request::ProveWeights { .. } => "prove_weights",
+            Request::WeightsUploaded { .. } => "weights_uploaded",
+            Request::OpenSession { .. } => "open_session",
+            Request::Run { .. } => "run",
+            Request::CancelRun { .. } => "cancel_run",
+            Request::CloseSession { .. } => "close_session",
+            Request::UnloadProgram { .. } => "unload",
+            Request::ExecOp { .. } => "exec_op",
+            Request::Stats => "stats",
+            Request::Close => "close",
+        }
+    }
+}
+
 /// A tensor argument of [`Request::ExecOp`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OpInput {

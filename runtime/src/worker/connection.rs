@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use genie_ir::{TensorType, WeightHash};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, Semaphore};
+use tracing::Instrument;
 
 use super::ledger::{Expectation, Sender, Upload};
 use super::metrics::Refusal;
@@ -249,7 +250,8 @@ impl Worker {
             let me = self.clone();
             let conn = conn.clone();
             tokio::spawn(async move {
-                if let Err(e) = me.receive_tensor(&conn, &mut recv).await {
+                let span = tracing::debug_span!("tensor_stream", from = %conn.remote);
+                if let Err(e) = me.receive_tensor(&conn, &mut recv).instrument(span).await {
                     me.counters.refused_streams.fetch_add(1, Ordering::Relaxed);
                     me.metrics.refused(Refusal::Malformed);
                     tracing::warn!("{}: tensor stream refused: {e}", conn.remote);

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::ledger::LedgerStats;
 use crate::metrics::latency_buckets;
-use crate::wire::{ErrorKind, Purpose, Request};
+use crate::wire::{ErrorKind, Purpose};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct KindLabel {
@@ -89,23 +89,6 @@ pub(super) fn purpose_label(purpose: &Purpose) -> &'static str {
         Purpose::Input { .. } | Purpose::OpInput { .. } => "input",
         Purpose::Output { .. } | Purpose::OpOutput { .. } => "output",
         Purpose::Activation { .. } => "activation",
-    }
-}
-
-/// The `kind` label of a request.
-pub(super) fn request_kind(request: &Request) -> &'static str {
-    match request {
-        Request::LoadProgram { .. } => "load",
-        Request::ProveWeights { .. } => "prove_weights",
-        Request::WeightsUploaded { .. } => "weights_uploaded",
-        Request::OpenSession { .. } => "open_session",
-        Request::Run { .. } => "run",
-        Request::CancelRun { .. } => "cancel_run",
-        Request::CloseSession { .. } => "close_session",
-        Request::UnloadProgram { .. } => "unload",
-        Request::ExecOp { .. } => "exec_op",
-        Request::Stats => "stats",
-        Request::Close => "close",
     }
 }
 

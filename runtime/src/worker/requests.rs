@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use genie_codegen::ProgramPlan;
 use genie_ir::WeightHash;
 
 use super::connection::Conn;
 use super::ledger::{ProofTargets, Sender};
-use super::metrics::request_kind;
 use super::{lock, log_evictions, InFlight, Worker};
 use crate::exec;
 use crate::handshake::constant_time_eq;
@@ -23,8 +24,9 @@ impl Worker {
         conn: &Arc<Conn>,
         request: Request,
     ) -> Result<Reply, RemoteError> {
-        let kind = request_kind(&request);
-        let result = self.dispatch(conn, request).await;
+        let kind = request.kind();
+        let span = tracing::debug_span!("request", kind, client = ?conn.sender);
+        let result = self.dispatch(conn, request).instrument(span).await;
         self.metrics.request(kind, result.as_ref().err().map(|e| e.kind));
         result
     }
