@@ -210,7 +210,8 @@ fn the_metrics_listener_refuses_what_is_not_a_scrape() {
 /// `genie generate --trace` against two worker processes: valid Chrome trace JSON, every event
 /// with `ph`/`ts`/`pid`/`tid`, one process per device and one for the client, transfer spans
 /// whose bytes add up to the calls' bytes, and each worker's spans inside the client's span of
-/// the same call once moved onto the client's clock (the workers' own clocks started elsewhere).
+/// the same call once moved onto the client's clock (the workers' clocks started when they did,
+/// hundreds of milliseconds before the client's).
 #[test]
 fn trace_of_a_generation_on_two_worker_processes() {
     let workers: Vec<WorkerProcess> = (0..2).map(|_| worker_process(&["--token", "s3cret"])).collect();

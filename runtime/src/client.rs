@@ -167,8 +167,9 @@ struct Live {
     replies: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>,
     tensors: Arc<Mutex<HashMap<Purpose, oneshot::Sender<Tensor>>>>,
     fingerprint: String,
-    /// The worker's trace clock minus this process's, measured at the Hello (see `trace.rs`).
-    clock_offset_us: i64,
+    /// The worker's trace clock against this process's (see `trace.rs`): from the Hello, narrowed
+    /// by each call.
+    clock: Mutex<trace::ClockSync>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -268,8 +269,7 @@ impl Cluster {
             }
             other => other.map_err(|e| hello_error(&link.device, e))?,
         };
-        let midpoint = said / 2 + trace::now_us() / 2;
-        let clock_offset_us = welcome.clock_us as i64 - midpoint as i64;
+        let clock = Mutex::new(trace::ClockSync::from_hello(said, trace::now_us(), welcome.clock_us));
         let Some(identity) = welcome.client else {
             return Err(ClientError::Protocol {
                 device: link.device.clone(),
@@ -329,14 +329,8 @@ impl Cluster {
             });
         }
         let fingerprint = transport::peer_fingerprint(&connection).unwrap_or_default();
-        let live = Arc::new(Live {
-            connection,
-            writer: tokio::sync::Mutex::new(send),
-            replies,
-            tensors,
-            fingerprint,
-            clock_offset_us,
-        });
+        let live =
+            Arc::new(Live { connection, writer: tokio::sync::Mutex::new(send), replies, tensors, fingerprint, clock });
         *slot = Some(live.clone());
         Ok(live)
     }
@@ -982,8 +976,17 @@ impl Session {
                     for (to, n) in &s.bytes_sent {
                         *stats.links.entry(format!("{device}→{to}")).or_default() += n;
                     }
+                    // The worker's part lies within this call: narrow its clock with it first.
+                    let first = s.spans.iter().map(|x| x.start_us).min();
+                    let last = s.spans.iter().map(|x| x.start_us.saturating_add(x.dur_us)).max();
                     let offset = match cluster.live(cluster.link(device)?).await {
-                        Ok(live) => live.clock_offset_us,
+                        Ok(live) => {
+                            let mut clock = lock(&live.clock);
+                            if let (Some(first), Some(last)) = (first, last) {
+                                clock.narrow(call_start_us, trace::now_us(), first, last);
+                            }
+                            clock.offset()
+                        }
                         Err(_) => 0,
                     };
                     stats.spans.extend(s.spans.iter().map(|span| trace::Span::from_worker(device, span, offset)));

@@ -3,10 +3,12 @@
 //! `chrome://tracing`).
 //!
 //! Each process (the client, each worker) measures on its own trace clock: microseconds since
-//! it first read the clock. A worker sends its clock in the Welcome; the client takes the
-//! midpoint of its Hello's round trip as the same instant, so `offset = worker clock - that
-//! midpoint` maps the worker's spans onto the client's clock (off by at most half the round
-//! trip's asymmetry).
+//! it started. A worker sends its clock in the Welcome, read somewhere between the client's
+//! sending the Hello and receiving the answer, which bounds `offset = worker clock - client
+//! clock` to an interval as wide as that round trip ([`ClockSync`]). Every call narrows it
+//! further: the worker's part of a call starts after the client sent the call and ends before
+//! the client has its answer. The offset used is the middle of what is left, so a worker's spans
+//! never show outside the call they belong to.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +36,39 @@ pub fn now_us() -> u64 {
 pub fn micros_since_epoch(at: Instant) -> u64 {
     let epoch = *EPOCH.get_or_init(Instant::now);
     u64::try_from(at.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What the client knows of one worker's clock: `offset = worker clock - client clock` lies in
+/// `[low, high]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSync {
+    pub low: i64,
+    pub high: i64,
+}
+
+impl ClockSync {
+    /// From a Hello sent at `sent` and answered at `answered` (client clock) by a worker whose
+    /// clock read `worker` in between.
+    pub fn from_hello(sent: u64, answered: u64, worker: u64) -> ClockSync {
+        let (sent, answered, worker) = (sent as i64, answered as i64, worker as i64);
+        ClockSync { low: worker - answered, high: worker - sent }
+    }
+
+    /// Narrow with a call the client sent at `sent` and had answered by `answered` (client
+    /// clock), whose part on the worker ran from `first` to `last` (worker clock). A bound that
+    /// would leave nothing is ignored (the measurements disagree; keep what was known).
+    pub fn narrow(&mut self, sent: u64, answered: u64, first: u64, last: u64) {
+        let low = self.low.max(last as i64 - answered as i64);
+        let high = self.high.min(first as i64 - sent as i64);
+        if low <= high {
+            *self = ClockSync { low, high };
+        }
+    }
+
+    /// The offset to use: the middle of what is possible.
+    pub fn offset(&self) -> i64 {
+        self.low + (self.high - self.low) / 2
+    }
 }
 
 /// A span on the client's clock, with the process it belongs to (`client` or a device).
@@ -149,4 +184,27 @@ pub fn chrome_trace(spans: &[Span]) -> serde_json::Value {
 pub fn write_chrome_trace(path: &Path, spans: &[Span]) -> std::io::Result<()> {
     let text = serde_json::to_string(&chrome_trace(spans)).map_err(std::io::Error::other)?;
     std::fs::write(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_is_bounded_by_the_hello_and_narrowed_by_calls() {
+        // The worker read 5_000 while the client's Hello went out at 100 and came back at 300.
+        let mut clock = ClockSync::from_hello(100, 300, 5_000);
+        assert_eq!(clock, ClockSync { low: 4_700, high: 4_900 });
+        assert_eq!(clock.offset(), 4_800);
+        // A call sent at 1_000, answered at 1_500, ran on the worker from 5_960 to 6_300: the
+        // offset is at most 4_960 and at least 4_800.
+        clock.narrow(1_000, 1_500, 5_960, 6_300);
+        assert_eq!(clock, ClockSync { low: 4_800, high: 4_900 });
+        // Each span of that call, moved by the offset, lies within the call.
+        let offset = clock.offset();
+        assert!(5_960 - offset >= 1_000 && 6_300 - offset <= 1_500);
+        // Measurements that leave nothing possible are ignored.
+        clock.narrow(2_000, 2_001, 1_000, 90_000);
+        assert_eq!(clock, ClockSync { low: 4_800, high: 4_900 });
+    }
 }
