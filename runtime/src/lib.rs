@@ -9,7 +9,9 @@
 //!   sweeps) inside a quinn/tokio shell (connections, requests, runs, peer links);
 //! - `handshake.rs`: the Hello/Welcome exchange, shared by the client, workers connecting to
 //!   peers and workers accepting;
-//! - `client.rs`: the other end; `generate.rs`: the greedy loop.
+//! - `client.rs`: the other end; `generate.rs`: the greedy loop;
+//! - `metrics.rs`: the Prometheus listener and the client's generation metrics; `trace.rs`: the
+//!   trace clock, spans and Chrome trace files; `progress.rs`: progress reports.
 
 pub mod client;
 pub mod deploy;

@@ -126,6 +126,18 @@ impl Inbox {
 }
 
 impl Worker {
+    /// Wait for one of the `max_executions` slots; the wait is counted in
+    /// `genie_queue_seconds` and returned as the call's `queue` span.
+    async fn execution_slot(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, TraceSpan), RemoteError> {
+        let queued = Instant::now();
+        let Ok(slot) = self.executions.clone().acquire_owned().await else {
+            return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
+        };
+        let now = Instant::now();
+        self.metrics.queued(now.duration_since(queued).as_secs_f64());
+        Ok((slot, span("exec", "queue".into(), queued, now, 0)))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run(
         self: &Arc<Self>,
@@ -147,13 +159,14 @@ impl Worker {
             lock(&self.ledger).end_run(client, run, session, written, Instant::now());
         };
         let deadline = started + timeout;
-        let queued = Instant::now();
-        let Ok(slot) = self.executions.clone().acquire_owned().await else {
-            finish(None);
-            return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
+        let (slot, queued) = match self.execution_slot().await {
+            Ok(acquired) => acquired,
+            Err(e) => {
+                finish(None);
+                return Err(e);
+            }
         };
-        self.metrics.queued(queued.elapsed().as_secs_f64());
-        let mut spans = vec![span("exec", "queue".into(), queued, Instant::now(), 0)];
+        let mut spans = vec![queued];
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
@@ -357,11 +370,7 @@ impl Worker {
             };
             tensors.insert(ValueId(i as u32), t);
         }
-        let queued = Instant::now();
-        let Ok(slot) = self.executions.clone().acquire_owned().await else {
-            return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
-        };
-        self.metrics.queued(queued.elapsed().as_secs_f64());
+        let (slot, _) = self.execution_slot().await?;
         let device = self.config.device;
         let result = tokio::task::spawn_blocking(move || {
             let _slot = slot;
