@@ -427,7 +427,8 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             let served = metrics.clone();
             let server = MetricsServer::start(addr, Arc::new(move || served.render()), running.runtime.handle())
                 .with_context(|| format!("--metrics {addr}"))?;
-            println!("genie generate metrics on http://{}/metrics", server.addr());
+            // On stderr: stdout stays the tokens (or pure JSON with --json).
+            eprintln!("genie generate metrics on http://{}/metrics", server.addr());
             Some(server)
         }
         None => None,

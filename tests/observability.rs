@@ -301,3 +301,54 @@ fn trace_of_a_generation_on_two_worker_processes() {
         }
     }
 }
+
+/// `genie compile --timeline` writes the estimated schedule as SVG beside the plan: a heading per
+/// entry and a bar per region of ops and per transfer.
+#[test]
+fn compile_draws_the_estimated_timeline() {
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let (plan, svg) = (tmp("timeline.plan"), tmp("timeline.svg"));
+    let out = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["compile", p.to_str().unwrap(), d.to_str().unwrap(), "--workers", "2", "--worker-memory", "100KB"])
+        .args(["--max-seq", "32", "-o", plan.to_str().unwrap(), "--timeline", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("wrote {}", svg.display())));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert!(text.contains("prefill — estimated") && text.contains("decode — estimated"), "{text}");
+    for lane in ["worker0", "worker1", "worker0→worker1"] {
+        assert!(text.contains(&format!(">{lane}</text>")), "no lane {lane}");
+    }
+    assert!(text.matches("<rect").count() > 4);
+}
+
+/// `genie generate --metrics ADDR --quiet` on the embedded default: it says on stderr where it
+/// serves the latencies (stdout stays pure JSON), generates the reference tokens and reports the latencies in `--json`.
+#[test]
+fn generate_serves_its_latencies_and_reports_them() {
+    let reference = read(&fixture("gpt2/generate.safetensors"));
+    let prompt: Vec<String> =
+        Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
+    let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let out = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["generate", p.to_str().unwrap(), d.to_str().unwrap(), "--prompt", &prompt.join(",")])
+        .args(["--max-new-tokens", "16", "--max-seq", "32", "--metrics", "127.0.0.1:0", "--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("genie generate metrics on http://127.0.0.1:") && first.ends_with("/metrics"),
+        "{stderr}"
+    );
+    // stdout is the JSON alone.
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens: Vec<i64> = json["tokens"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    assert_eq!(tokens, want);
+    assert!(json["time_to_first_token_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["inter_token_s"].as_array().unwrap().len(), 15);
+}
