@@ -10,7 +10,7 @@ use genie_codegen::ProgramPlan;
 use genie_driver::pipeline::{compile_program_placed, CompileOptions};
 
 use crate::progress::Display;
-use genie_passes::placement::{self, cluster, ClusterSpec, Policy};
+use genie_passes::placement::{self, cluster, ClusterSpec, PhaseChoice, Policy, RequestShape};
 
 /// Arguments of `genie compile`.
 #[derive(clap::Args)]
@@ -27,9 +27,12 @@ pub struct CompileArgs {
     /// Memory of each local worker, e.g. `64MB`, `2GiB` (default 8GiB).
     #[arg(long, value_name = "SIZE")]
     pub worker_memory: Option<String>,
-    /// What placement optimises: `min-latency` or `balance-memory`.
+    /// What placement optimises: `min-latency` (for an LLM: TTFT + N × TPOT of a request),
+    /// `balance-memory`, `min-ttft` (time to first token) or `min-tpot` (time per output token).
     #[arg(long, default_value = "min-latency")]
     pub policy: Policy,
+    #[command(flatten)]
+    pub phases: PhaseArgs,
     /// The sequence length the memory check plans for (KV caches and activations).
     #[arg(long, value_name = "N")]
     pub max_seq: Option<i64>,
@@ -46,6 +49,34 @@ pub struct CompileArgs {
     /// transfers per link, idle time blank) as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub timeline: Option<PathBuf>,
+}
+
+/// How an LLM's phases are placed: the request the estimates assume, and whether prefill and
+/// decode may run on different devices.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PhaseArgs {
+    /// For an LLM: the prompt length the estimates assume (prefill's sequence length; decode's
+    /// context is this plus half of --new-tokens).
+    #[arg(long, value_name = "P", default_value_t = RequestShape::default().prompt_len)]
+    pub prompt_len: i64,
+    /// For an LLM: tokens generated per request; `min-latency` minimises TTFT + N × TPOT.
+    #[arg(long, value_name = "N", default_value_t = RequestShape::default().new_tokens)]
+    pub new_tokens: i64,
+    /// Whether prefill and decode may run on different devices, the KV cache handed from
+    /// prefill's to decode's once per request: `auto` (when the estimates say it pays),
+    /// `never`, `always`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub disaggregate: PhaseChoice,
+}
+
+impl PhaseArgs {
+    /// The request shape, checked.
+    pub fn request(&self) -> Result<RequestShape> {
+        if self.prompt_len < 1 || self.new_tokens < 0 {
+            bail!("--prompt-len must be at least 1 and --new-tokens at least 0");
+        }
+        Ok(RequestShape { prompt_len: self.prompt_len, new_tokens: self.new_tokens })
+    }
 }
 
 /// True when a path names a plan: `.plan`, `.plan.ron`, or a file starting with the plan magic.
@@ -114,6 +145,8 @@ pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>, display: &Arc
         state: args.state.clone(),
         policy: args.policy,
         max_seq: args.max_seq,
+        request: Some(args.phases.request()?),
+        phases: args.phases.disaggregate,
         ..Default::default()
     };
     let (plan, placement) =
@@ -161,9 +194,45 @@ pub fn summary_text(s: &genie_codegen::PlanSummary) -> String {
             write!(t, ", est {:.3} ms", l * 1e3).ok();
         }
         t.push('\n');
+        writeln!(t, "    on {}", e.devices.join(", ")).ok();
         for x in &e.transfers {
             writeln!(t, "    {} -> {}: {} {} ({})", x.from, x.to, x.value, human(x.bytes), x.residency).ok();
         }
+    }
+    for h in &s.state_handoffs {
+        writeln!(
+            t,
+            "  state handoff {} -> {}: {} in {} tensors from {} to {}, {}",
+            h.from_entry,
+            h.to_entry,
+            human(h.bytes),
+            h.tensors,
+            h.from_device,
+            h.to_device,
+            if h.layerwise { "layer by layer as prefill produces them" } else { "at the end of the call" }
+        )
+        .ok();
+    }
+    if let Some(r) = &s.estimates {
+        let line = |p: &genie_codegen::summary::PhaseTimes| {
+            format!("TTFT {:.3} ms, TPOT {:.3} ms", p.ttft_s * 1e3, p.tpot_s * 1e3)
+        };
+        writeln!(
+            t,
+            "  request of {} prompt tokens and {} new: phases {}; chosen {}",
+            r.prompt_len,
+            r.new_tokens,
+            if r.disaggregated { "apart" } else { "together" },
+            line(&r.chosen)
+        )
+        .ok();
+        if let Some(c) = &r.co_located {
+            writeln!(t, "    best with the phases together: {}", line(c)).ok();
+        }
+        if let Some(a) = &r.disaggregated_alternative {
+            writeln!(t, "    best with the phases apart: {}", line(a)).ok();
+        }
+        writeln!(t, "    why: {}", r.reason).ok();
     }
     t
 }

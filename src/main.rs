@@ -175,7 +175,7 @@ fn run_passes(program: &mut Program, args: &InspectArgs, bindings: &BTreeMap<Str
     };
     let state_overrides =
         genie_passes::state::parse_state_overrides(program, &args.state).map_err(anyhow::Error::msg)?;
-    let options = genie_passes::PassOptions { bindings: bindings.clone(), state_overrides };
+    let options = genie_passes::PassOptions { bindings: bindings.clone(), state_overrides, request: None };
     genie_passes::PassManager::with_options(options)
         .run(program, stop)
         .with_context(|| format!("running passes on {}", program.name))?;

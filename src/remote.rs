@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use genie_driver::pipeline::{bindings_from_shapes, compile_program, CompileOptions};
-use genie_passes::placement;
+use genie_passes::placement::{self, PhaseChoice, Policy, RequestShape};
 use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
@@ -126,6 +126,13 @@ pub struct ClusterArgs {
     /// The sequence length placement plans memory for.
     #[arg(long, value_name = "N")]
     pub max_seq: Option<i64>,
+    /// What placement optimises: `min-latency`, `balance-memory`, `min-ttft` or `min-tpot`.
+    #[arg(long, default_value = "min-latency")]
+    pub policy: Policy,
+    /// Whether an LLM's prefill and decode may run on different devices, the KV cache handed
+    /// over once after prefill: `auto` (when the estimates say it pays), `never`, `always`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub disaggregate: PhaseChoice,
 }
 
 /// Arguments of `genie run`.
@@ -293,6 +300,7 @@ fn prepare(
     files: &[PathBuf],
     args: &ClusterArgs,
     inputs: Option<&BTreeMap<String, Tensor>>,
+    request: RequestShape,
     display: &Arc<Display>,
 ) -> Result<Running> {
     let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
@@ -310,7 +318,14 @@ fn prepare(
         let shapes: BTreeMap<String, Vec<i64>> =
             inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
         let bindings = bindings_from_shapes(&program, &shapes);
-        let options = CompileOptions { max_seq: args.max_seq, bindings, ..CompileOptions::default() };
+        let options = CompileOptions {
+            max_seq: args.max_seq,
+            bindings,
+            policy: args.policy,
+            request: Some(request),
+            phases: args.disaggregate,
+            ..CompileOptions::default()
+        };
         let plan = display.while_running("compiling", || compile_program(&mut program, &spec, &options))?;
         (plan, program.weights)
     };
@@ -328,7 +343,7 @@ fn prepare(
 /// `genie run`.
 pub fn run(args: RunArgs, display: &Arc<Display>) -> Result<()> {
     let inputs = read_tensors(&args.inputs)?;
-    let running = prepare(&args.files, &args.cluster, Some(&inputs), display)?;
+    let running = prepare(&args.files, &args.cluster, Some(&inputs), RequestShape::default(), display)?;
     let program = running.deployed.program();
     let plan = program.plan();
     let entry = match &args.entry {
@@ -420,7 +435,8 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
         bail!("the prompt is empty");
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
-    let running = prepare(&files, &args.cluster, None, display)?;
+    let request = RequestShape { prompt_len: prompt.len() as i64, new_tokens: args.max_new_tokens as i64 };
+    let running = prepare(&files, &args.cluster, None, request, display)?;
     let metrics = Arc::new(GenerationMetrics::default());
     let _serving = match args.metrics {
         Some(addr) => {

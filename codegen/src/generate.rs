@@ -7,7 +7,10 @@
 //! - sends each output, right after producing it, once to each other device that uses it and to
 //!   the client when it is a user output;
 //! - frees each tensor right after its last use there (state outputs are kept and saved into
-//!   their slot at the end of the call).
+//!   their slot at the end of the call);
+//! - a state slot lives where the entries that read it run; a state output produced elsewhere
+//!   (prefill on another device than decode) is sent to the slot's device right after it is
+//!   produced, received there at the end of the call and saved: a handoff.
 //!
 //! The client sends the user inputs first, then receives the outputs. Because every device walks
 //! the same order, and sends never wait on receives, the plans cannot deadlock.
@@ -119,9 +122,11 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         }
     }
 
-    // Prepare every entry; gather where each slot's users are.
+    // Prepare every entry; gather where each slot's readers (and, for a slot nothing reads,
+    // writers) are.
     let mut preps = Vec::new();
     let mut slot_devs: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); slots.len()];
+    let mut slot_writers: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); slots.len()];
     for g in &program.entries {
         let order = g.topo_order().map_err(|e| CodegenError::Graph { entry: g.name.clone(), reason: e.to_string() })?;
         let mut pos = vec![0; g.nodes.len()];
@@ -172,7 +177,7 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         }
         for (_, v, s) in &state_outputs {
             if let Some(p) = g.producer(*v) {
-                slot_devs[*s].insert(dev[p.index()]);
+                slot_writers[*s].insert(dev[p.index()]);
             }
         }
         for (vi, kind) in kinds.iter().enumerate() {
@@ -185,7 +190,10 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         preps.push(Prep { g, order, pos, dev, kinds, users, cost_b, mem_b, state_outputs, user_outputs });
     }
     let mut slot_dev = Vec::with_capacity(slots.len());
-    for (s, devs) in slot_devs.iter().enumerate() {
+    for (s, devs) in slot_devs.iter_mut().enumerate() {
+        if devs.is_empty() {
+            *devs = std::mem::take(&mut slot_writers[s]);
+        }
         if devs.len() > 1 {
             return Err(CodegenError::StateSplit {
                 slot: slots.slots[s].name.clone(),
@@ -312,6 +320,7 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         devices,
         state_slots,
         entries,
+        phases: target.phases.clone(),
     })
 }
 
@@ -327,7 +336,24 @@ fn entry_plan(
     let k = client;
     let tensor_bytes = |v: ValueId| eval(&g.name, &g.value(v).name, &g.value(v).ty.bytes(), &p.cost_b);
     let user_out: HashSet<ValueId> = p.user_outputs.iter().map(|(_, v)| *v).collect();
-    let kept: HashSet<ValueId> = p.state_outputs.iter().map(|(_, v, _)| *v).collect();
+    // State outputs produced away from their slot are handed over; an entry that reads a slot
+    // must also write it where it is (decode never moves its KV cache).
+    let mut handed: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for (name, v, s) in &p.state_outputs {
+        let (from, to) = (p.home(*v, client, slot_dev), slot_dev[*s]);
+        if from == to {
+            continue;
+        }
+        if p.kinds.iter().any(|kind| matches!(kind, VKind::State(_, r) if r == s)) || handed.contains_key(v) {
+            return Err(CodegenError::StateSplit {
+                slot: format!("{}.{name}", g.name),
+                devices: format!("{} (output), {} (slot)", names[from], names[to]),
+            });
+        }
+        handed.insert(*v, *s);
+    }
+    let kept: HashSet<ValueId> =
+        p.state_outputs.iter().map(|(_, v, _)| *v).filter(|v| !handed.contains_key(v)).collect();
 
     // Destinations of each value, in device order, the client last.
     let dests = |v: ValueId| -> Vec<usize> {
@@ -339,6 +365,9 @@ fn entry_plan(
             .collect();
         if user_out.contains(&v) && home != client {
             ds.insert(client);
+        }
+        if let Some(s) = handed.get(&v) {
+            ds.insert(slot_dev[*s]);
         }
         ds.into_iter().collect()
     };
@@ -385,6 +414,17 @@ fn entry_plan(
     for n in &p.order {
         for &o in &g.node(*n).outputs {
             add(o, &mut transfers)?;
+        }
+    }
+
+    // A KV-cache value never travels between devices, except as a handoff.
+    for t in &transfers {
+        let kv = g.value(t.tensor).ann.residency == Some(genie_ir::Residency::StatefulKvCache);
+        if kv && t.from != CLIENT && t.to != CLIENT && !handed.contains_key(&t.tensor) {
+            return Err(CodegenError::StateSplit {
+                slot: format!("{}.{}", g.name, t.name),
+                devices: format!("{} and {}", t.from, t.to),
+            });
         }
     }
 
@@ -451,14 +491,15 @@ fn entry_plan(
                 }
             }
         }
-        for (name, v, s) in &p.state_outputs {
-            if p.home(*v, client, slot_dev) == d {
-                if slot_dev[*s] != d {
-                    return Err(CodegenError::StateSplit {
-                        slot: format!("{}.{name}", g.name),
-                        devices: format!("{} (output), {} (slot)", names[d], names[slot_dev[*s]]),
-                    });
-                }
+        // Handoffs arrive at the end of the call; then every slot here is saved.
+        for t in &transfers {
+            if t.to == names[d] && handed.contains_key(&t.tensor) {
+                steps.push(Step::Recv { tensor: t.tensor, from: t.from.clone(), transfer: t.id });
+                any = true;
+            }
+        }
+        for (_, v, s) in &p.state_outputs {
+            if slot_dev[*s] == d {
                 steps.push(Step::SaveState { tensor: *v, slot: *s as u32 });
             }
         }
@@ -567,6 +608,24 @@ fn entry_plan(
             }
         })
         .collect();
+    let handoffs = transfers
+        .iter()
+        .filter_map(|t| {
+            let slot = *handed.get(&t.tensor)?;
+            let sender = plans.iter().find(|dp| dp.device == t.from)?;
+            let sent = sender.steps.iter().position(|st| matches!(st, Step::Send { transfer, .. } if *transfer == t.id))?;
+            let overlaps_compute = sender.steps[sent..].iter().any(|st| matches!(st, Step::Exec { .. }));
+            Some(Handoff {
+                transfer: t.id,
+                slot: slot as u32,
+                output: p.state_outputs.iter().find(|(_, v, _)| *v == t.tensor).map(|(n, _, _)| n.clone())?,
+                from: t.from.clone(),
+                to: t.to.clone(),
+                bytes: t.bytes,
+                overlaps_compute,
+            })
+        })
+        .collect();
     let bytes_per_call = transfers.iter().map(|t| t.bytes).fold(0, u64::saturating_add);
     let hops = longest_chain(p, client, slot_dev, &user_out);
     Ok(EntryPlan {
@@ -577,6 +636,7 @@ fn entry_plan(
         inputs,
         outputs,
         transfers,
+        handoffs,
         plans,
         bytes_per_call,
         hops,

@@ -11,12 +11,16 @@ use serde::{Deserialize, Serialize};
 
 /// Format version written into every plan (RON and binary). Version 2: devices carry no
 /// address (where a worker runs is the runtime's deployment), inputs carry their role.
-pub const PLAN_FORMAT_VERSION: u32 = 2;
+/// Version 3: state handoffs (a state output sent to its slot on another device), the phase
+/// decision.
+pub const PLAN_FORMAT_VERSION: u32 = 3;
 
 /// Placement's estimate of one call of an entry (defined in the IR's placement record).
 pub use genie_ir::Estimate;
 /// The pseudo-device that sends user inputs and receives outputs (defined once, in the IR).
 pub use genie_ir::CLIENT;
+/// Placement's decision about an LLM's phases (defined in the IR's placement record).
+pub use genie_ir::{PhaseEstimate, PhaseRecord, RequestShape};
 
 /// A compiled program: per entry, a plan per device; the resident set of each device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +33,8 @@ pub struct ProgramPlan {
     pub devices: Vec<DeviceInfo>,
     pub state_slots: Vec<StateSlot>,
     pub entries: Vec<EntryPlan>,
+    /// For a program whose prefill hands state to decode: together or apart, and why.
+    pub phases: Option<PhaseRecord>,
 }
 
 /// A device and its resident set.
@@ -95,6 +101,9 @@ pub struct EntryPlan {
     pub outputs: Vec<IoPort>,
     /// Every network transfer of one call.
     pub transfers: Vec<Transfer>,
+    /// The state outputs this entry hands to a slot on another device (prefill's KV cache going
+    /// to decode's device), each one of `transfers`.
+    pub handoffs: Vec<Handoff>,
     /// One plan per device that has work, in the cluster's order, then the client's.
     pub plans: Vec<DevicePlan>,
     /// Bytes of all transfers at the cost bindings.
@@ -182,6 +191,25 @@ pub struct Transfer {
     /// client).
     pub producer: Option<NodeId>,
     pub consumers: Vec<NodeId>,
+}
+
+/// A state output sent, once per call, from the device that produced it to its slot's device,
+/// which saves it there: the one time prefill's KV cache crosses the network when decode runs
+/// elsewhere. Sent right after it is produced, so one layer's state travels while the next
+/// layer computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub transfer: u32,
+    pub slot: u32,
+    /// The state output's name.
+    pub output: String,
+    pub from: String,
+    pub to: String,
+    /// Bytes at the cost bindings.
+    pub bytes: u64,
+    /// True when the sender still computes after sending it: the transfer overlaps the rest of
+    /// the call.
+    pub overlaps_compute: bool,
 }
 
 /// What one device does in one call, in order.

@@ -49,7 +49,48 @@ pub struct EntrySummaryOfPlan {
     pub round_trips: u32,
     /// Network messages in sequence on the longest chain.
     pub hops: u32,
+    /// Devices that run any of this entry's ops, in the cluster's order (a device that only
+    /// receives a state handoff is not one).
+    pub devices: Vec<String>,
     pub transfers: Vec<TransferSummary>,
+}
+
+/// State one entry hands to another entry's device: prefill's KV cache going to where decode
+/// runs, once per request.
+#[derive(Serialize, Debug, PartialEq, Clone)]
+pub struct HandoffSummary {
+    pub from_entry: String,
+    /// The entry that reads the state (the first that does, when several do).
+    pub to_entry: String,
+    pub from_device: String,
+    pub to_device: String,
+    /// Bytes at the request's prompt length (the entry's cost bindings).
+    pub bytes: u64,
+    /// Sent layer by layer as each is produced, overlapping the rest of the sender's compute.
+    pub layerwise: bool,
+    /// Tensors handed over.
+    pub tensors: usize,
+}
+
+/// Time to first token and per output token.
+#[derive(Serialize, Debug, PartialEq, Clone)]
+pub struct PhaseTimes {
+    pub ttft_s: f64,
+    pub tpot_s: f64,
+}
+
+/// Placement's estimates of a request: the chosen placement, and the best one with the phases
+/// together beside it.
+#[derive(Serialize, Debug, PartialEq, Clone)]
+pub struct RequestEstimates {
+    pub prompt_len: i64,
+    pub new_tokens: i64,
+    pub disaggregated: bool,
+    pub chosen: PhaseTimes,
+    pub co_located: Option<PhaseTimes>,
+    /// The best placement with the phases apart, when one fits.
+    pub disaggregated_alternative: Option<PhaseTimes>,
+    pub reason: String,
 }
 
 /// The `genie inspect PLAN --summary` object.
@@ -62,6 +103,49 @@ pub struct PlanSummary {
     /// Slot name → device.
     pub state_slots: BTreeMap<String, String>,
     pub entries: BTreeMap<String, EntrySummaryOfPlan>,
+    /// Grouped by (from entry, to entry, from device, to device).
+    pub state_handoffs: Vec<HandoffSummary>,
+    /// For a program whose prefill hands state to decode.
+    pub estimates: Option<RequestEstimates>,
+}
+
+fn times(p: &PhaseEstimate) -> PhaseTimes {
+    PhaseTimes { ttft_s: p.ttft_s, tpot_s: p.tpot_s }
+}
+
+/// The handoffs of a plan, grouped by entries and devices.
+pub fn handoffs(plan: &ProgramPlan) -> Vec<HandoffSummary> {
+    let mut out: Vec<HandoffSummary> = Vec::new();
+    for e in &plan.entries {
+        for h in &e.handoffs {
+            let reader = plan
+                .state_slots
+                .iter()
+                .find(|s| s.id == h.slot)
+                .and_then(|s| s.reads.iter().map(|p| p.entry.clone()).find(|r| *r != e.name))
+                .unwrap_or_default();
+            let same = |x: &HandoffSummary| {
+                x.from_entry == e.name && x.to_entry == reader && x.from_device == h.from && x.to_device == h.to
+            };
+            match out.iter_mut().find(|x| same(x)) {
+                Some(x) => {
+                    x.bytes = x.bytes.saturating_add(h.bytes);
+                    x.layerwise |= h.overlaps_compute;
+                    x.tensors += 1;
+                }
+                None => out.push(HandoffSummary {
+                    from_entry: e.name.clone(),
+                    to_entry: reader,
+                    from_device: h.from.clone(),
+                    to_device: h.to.clone(),
+                    bytes: h.bytes,
+                    layerwise: h.overlaps_compute,
+                    tensors: 1,
+                }),
+            }
+        }
+    }
+    out
 }
 
 /// The summary of a plan.
@@ -100,6 +184,12 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
                         bytes_per_call: e.bytes_per_call,
                         round_trips: e.hops.div_ceil(2),
                         hops: e.hops,
+                        devices: e
+                            .plans
+                            .iter()
+                            .filter(|p| p.steps.iter().any(|s| matches!(s, Step::Exec { .. })))
+                            .map(|p| p.device.clone())
+                            .collect(),
                         transfers: e
                             .transfers
                             .iter()
@@ -115,6 +205,16 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
                 )
             })
             .collect(),
+        state_handoffs: handoffs(plan),
+        estimates: plan.phases.as_ref().map(|p| RequestEstimates {
+            prompt_len: p.request.prompt_len,
+            new_tokens: p.request.new_tokens,
+            disaggregated: p.disaggregated,
+            chosen: times(&p.chosen),
+            co_located: p.co_located.as_ref().map(times),
+            disaggregated_alternative: p.disaggregated_alternative.as_ref().map(times),
+            reason: p.reason.clone(),
+        }),
     }
 }
 

@@ -268,6 +268,7 @@ fn codegen_refuses_unplaced_and_split_state() {
         cost_bindings: Default::default(),
         memory_bindings: Default::default(),
         estimates: Default::default(),
+        phases: None,
     };
     assert!(matches!(genie_codegen::generate(&program), Err(genie_codegen::CodegenError::NotPlaced)));
     let mut recorded = program.clone();

@@ -48,6 +48,10 @@ pub struct CompileOptions {
     pub state: Vec<String>,
     pub policy: placement::Policy,
     pub max_seq: Option<i64>,
+    /// The request an LLM's time estimates assume (`--prompt-len`, `--new-tokens`).
+    pub request: Option<genie_ir::RequestShape>,
+    /// Whether prefill and decode may run on different devices (`--disaggregate`).
+    pub phases: placement::PhaseChoice,
     /// Drop every state binding after the passes: KV caches become ordinary inputs and outputs
     /// that travel with each call (the semantics-blind baseline of `genie bench`).
     pub no_state: bool,
@@ -71,15 +75,21 @@ pub fn compile_program_placed(
 ) -> Result<(ProgramPlan, placement::Placement), PipelineError> {
     let state_overrides =
         genie_passes::state::parse_state_overrides(program, &options.state).map_err(PipelineError::StateOverride)?;
-    let pass_options = genie_passes::PassOptions { bindings: options.bindings.clone(), state_overrides };
+    let pass_options =
+        genie_passes::PassOptions { bindings: options.bindings.clone(), state_overrides, request: options.request };
     genie_passes::PassManager::with_options(pass_options)
         .run(program, None)
         .map_err(|source| PipelineError::Passes { program: program.name.clone(), source })?;
     if options.no_state {
         program.state_bindings.clear();
     }
-    let placement_options =
-        PlacementOptions { policy: options.policy, max_seq: options.max_seq, bindings: options.bindings.clone() };
+    let placement_options = PlacementOptions {
+        policy: options.policy,
+        max_seq: options.max_seq,
+        bindings: options.bindings.clone(),
+        request: options.request,
+        phases: options.phases,
+    };
     let placement = placement::schedule(program, cluster, &placement_options).map_err(|source| {
         PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }
     })?;

@@ -26,7 +26,7 @@ pub mod weights;
 pub use annot::{CostHints, EdgeRef, InputRole, Modality, NodeAnn, Phase, Region, RegionId, Residency, Tag, ValueAnn};
 pub use dim::{Dim, DimError, SymRange};
 pub use graph::{Arg, Edge, Graph, GraphOutput, Node, NodeId, OutputKind, Value, ValueDef, ValueId, DEFAULT_BIND_CAP};
-pub use placed::{Estimate, PlacedDevice, PlacementRecord, CLIENT};
+pub use placed::{Estimate, PhaseEstimate, PhaseRecord, PlacedDevice, PlacementRecord, RequestShape, CLIENT};
 pub use program::{Port, Program, ProgramIoError, StateBinding, StateSlotDef, StateSlots, PROGRAM_FORMAT_VERSION};
 pub use registry::{InferError, OpClass};
 pub use types::{DType, TensorType};

@@ -47,6 +47,66 @@ pub struct PlacementRecord {
     /// Per entry: the estimate of one call.
     #[serde(default)]
     pub estimates: BTreeMap<String, Estimate>,
+    /// For a program with a prefill → decode pair: where each phase runs and why.
+    #[serde(default)]
+    pub phases: Option<PhaseRecord>,
+}
+
+/// The shape of a generation request, which placement's time estimates assume for an LLM's
+/// phases (`--prompt-len`, `--new-tokens`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestShape {
+    /// Tokens of the prompt: prefill's sequence length.
+    pub prompt_len: i64,
+    /// Tokens generated after the first: decode steps.
+    pub new_tokens: i64,
+}
+
+impl Default for RequestShape {
+    fn default() -> RequestShape {
+        RequestShape { prompt_len: 512, new_tokens: 128 }
+    }
+}
+
+impl RequestShape {
+    /// The context a decode step sees on average over the generation: what its estimate uses.
+    pub fn decode_context(&self) -> i64 {
+        self.prompt_len.saturating_add(self.new_tokens / 2)
+    }
+}
+
+/// Time to first token (the prefill side's calls, state handoff included) and time per output
+/// token (the decode side's calls), estimated for a [`RequestShape`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseEstimate {
+    pub ttft_s: f64,
+    pub tpot_s: f64,
+}
+
+impl PhaseEstimate {
+    /// `ttft + new_tokens × tpot`: the time of one whole request.
+    pub fn request_s(&self, request: &RequestShape) -> f64 {
+        self.ttft_s + request.new_tokens.max(0) as f64 * self.tpot_s
+    }
+}
+
+/// Placement's decision about the phases of a program whose entries hand state to each other
+/// (LLM prefill → decode): together on the same devices, or disaggregated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    pub request: RequestShape,
+    /// True when some layer runs on different devices in prefill and decode, so state is
+    /// handed over worker to worker after prefill.
+    pub disaggregated: bool,
+    /// The estimate of the chosen placement.
+    pub chosen: PhaseEstimate,
+    /// The estimate of the best placement that keeps the phases together (equal to `chosen`
+    /// when that is it); none when no such placement fits.
+    pub co_located: Option<PhaseEstimate>,
+    /// The estimate of the best disaggregated placement found, when one fits.
+    pub disaggregated_alternative: Option<PhaseEstimate>,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl PlacementRecord {

@@ -47,6 +47,18 @@ fn value_line(g: &Graph, v: ValueId) -> String {
     s
 }
 
+/// Seconds with three significant digits in a readable unit: `27.6 µs`, `4.36 ms`, `1.23 s`.
+pub fn human_seconds(s: f64) -> String {
+    let (v, unit) = match s.abs() {
+        x if x >= 1.0 || x == 0.0 => (s, "s"),
+        x if x >= 1e-3 => (s * 1e3, "ms"),
+        x if x >= 1e-6 => (s * 1e6, "µs"),
+        _ => (s * 1e9, "ns"),
+    };
+    let digits = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else { 2 };
+    format!("{v:.digits$} {unit}")
+}
+
 /// Bytes for people: `1.5 GiB`.
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -1,19 +1,43 @@
 //! Cost hints per node: FLOPs, bytes read and written, arithmetic intensity, from the op
 //! registry's symbolic cost with symbols bound to sizes.
 //!
-//! A symbol is bound by `--bind s0=512`; otherwise to its range's maximum when that is finite and
-//! at most [`genie_ir::DEFAULT_BIND_CAP`], else to its minimum (at least 1). The choice is logged.
+//! A symbol is bound by `--bind s0=512`; otherwise, in an LLM entry given a request shape, to the
+//! request's length (prefill: the prompt, decode: the mean context over the generation); otherwise
+//! to its range's maximum when that is finite and at most [`genie_ir::DEFAULT_BIND_CAP`], else to
+//! its minimum (at least 1). The choice is logged. Placement binds the same way
+//! ([`entry_bindings`]), so its estimates and these hints agree.
 
 use std::collections::BTreeMap;
 
 use genie_ir::registry;
-use genie_ir::{CostHints, Dim, Graph, Program};
+use genie_ir::{CostHints, Dim, Graph, Phase, Program, RequestShape};
 
 use crate::manager::{Pass, PassError};
 
 /// The cost-hint pass.
 pub struct CostHintsPass {
     pub bindings: BTreeMap<String, i64>,
+    pub request: Option<RequestShape>,
+}
+
+/// The symbol values an entry's time estimates use: `given` (`--bind`) first; then, for an LLM
+/// entry and a request shape, the prompt length (prefill) or the mean decode context (decode),
+/// clamped to the symbol's range; then [`Graph::bind_symbols`]'s default.
+pub fn entry_bindings(g: &Graph, given: &BTreeMap<String, i64>, request: Option<&RequestShape>) -> BTreeMap<String, i64> {
+    let length = match (request, g.phase) {
+        (Some(r), Phase::LlmPrefill) => Some(r.prompt_len),
+        (Some(r), Phase::LlmDecode) => Some(r.decode_context()),
+        _ => None,
+    };
+    let mut bound = g.bind_symbols(given);
+    if let Some(n) = length {
+        for (name, range) in &g.symbols {
+            if !given.contains_key(name) {
+                bound.insert(name.clone(), n.max(range.min).min(range.max.unwrap_or(i64::MAX)).max(1));
+            }
+        }
+    }
+    bound
 }
 
 fn eval(d: &Dim, b: &BTreeMap<String, i64>) -> u64 {
@@ -33,7 +57,7 @@ impl Pass for CostHintsPass {
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
         let mut notes = Vec::new();
         for g in &mut program.entries {
-            let bound = g.bind_symbols(&self.bindings);
+            let bound = entry_bindings(g, &self.bindings, self.request.as_ref());
             for (s, v) in &bound {
                 if !self.bindings.contains_key(s) {
                     tracing::info!(graph = %g.name, "symbol {s} not bound by --bind; using {v}");

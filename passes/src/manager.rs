@@ -37,6 +37,9 @@ pub struct PassOptions {
     pub bindings: std::collections::BTreeMap<String, i64>,
     /// Explicit state bindings (`--state out=in`); when given they replace detection.
     pub state_overrides: Vec<genie_ir::StateBinding>,
+    /// The request shape LLM entries' symbols are bound to where `--bind` does not say
+    /// (`--prompt-len`, `--new-tokens`); see [`crate::cost::entry_bindings`].
+    pub request: Option<genie_ir::RequestShape>,
 }
 
 /// What one pass did and how long it took.
@@ -73,7 +76,7 @@ impl PassManager {
             Box::new(crate::tagging::TagPatterns),
             Box::new(crate::annotate::Annotate),
             Box::new(crate::state::StateBindings { overrides: options.state_overrides }),
-            Box::new(crate::cost::CostHintsPass { bindings: options.bindings }),
+            Box::new(crate::cost::CostHintsPass { bindings: options.bindings, request: options.request }),
         ])
     }
 

@@ -18,7 +18,7 @@ fn hints(g: Graph, bindings: &[(&str, i64)]) -> Vec<CostHints> {
     let mut p = Program::new("cost");
     p.entries.push(g);
     let bindings: BTreeMap<String, i64> = bindings.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-    CostHintsPass { bindings }.run(&mut p).expect("the cost pass runs");
+    CostHintsPass { bindings, request: None }.run(&mut p).expect("the cost pass runs");
     p.entries[0].nodes.iter().map(|n| n.ann.cost.clone().expect("every node has hints")).collect()
 }
 

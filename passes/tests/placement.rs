@@ -4,7 +4,7 @@
 use genie_ir::example::tiny_decoder_pair;
 use genie_ir::synthetic::{synthetic_llama, ExportForm, LlamaShape};
 use genie_ir::{Program, ValueDef};
-use genie_passes::placement::{schedule, ClusterSpec, PlacementError, PlacementOptions, Policy};
+use genie_passes::placement::{schedule, ClusterSpec, PhaseChoice, PlacementError, PlacementOptions, Policy};
 use genie_passes::PassManager;
 
 fn passes(mut p: Program) -> Program {
@@ -27,12 +27,12 @@ fn schedule_is_pure_and_deterministic() {
 }
 
 #[test]
-fn apply_writes_a_device_on_every_node_and_layers_match_across_entries() {
+fn apply_writes_a_device_on_every_node_and_layers_match_across_entries_with_the_phases_together() {
     let mut program = passes(tiny_decoder_pair().unwrap());
     let placement = schedule(
         &program,
         &ClusterSpec::local_workers(2, 30_000),
-        &PlacementOptions { max_seq: Some(8), ..Default::default() },
+        &PlacementOptions { max_seq: Some(8), phases: PhaseChoice::Never, ..Default::default() },
     )
     .unwrap();
     placement.apply(&mut program);
@@ -89,7 +89,8 @@ fn the_estimated_timeline_matches_the_estimate() {
     use genie_passes::placement::timeline;
     let program = passes(tiny_decoder_pair().unwrap());
     let cluster = ClusterSpec::local_workers(2, 30_000);
-    let placement = schedule(&program, &cluster, &PlacementOptions { max_seq: Some(8), ..Default::default() }).unwrap();
+    let options = PlacementOptions { max_seq: Some(8), phases: PhaseChoice::Never, ..Default::default() };
+    let placement = schedule(&program, &cluster, &options).unwrap();
     assert_eq!(placement.timelines.len(), program.entries.len());
     for t in &placement.timelines {
         let estimate = placement.estimate(&t.entry).unwrap();

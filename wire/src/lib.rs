@@ -25,8 +25,9 @@ use genie_codegen::ProgramPlan;
 use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change to a message or header.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// Bumped on any incompatible change to a message or header (6: plans of format 3, which
+/// `LoadProgram` carries).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;

@@ -150,14 +150,27 @@ pub fn check_plan(program: &Program, placement: &Placement, plan: &ProgramPlan) 
             }
         }
     }
-    // State co-location: every slot's readers and writers run on the slot's device.
+    // State co-location: every slot's readers run on the slot's device, and so do its writers,
+    // except an entry that does not read the slot, which hands its output over (one handoff).
     for slot in &plan.state_slots {
         for port in slot.writes.iter() {
             let g = program.entry(&port.entry).unwrap();
             let v = g.outputs.iter().find(|o| o.name == port.name).unwrap().value;
-            if let Some(p) = g.producer(v) {
-                assert_eq!(g.node(p).ann.device.as_ref(), Some(&slot.device), "slot {} writer", slot.name);
+            let Some(p) = g.producer(v) else { continue };
+            let ep = plan.entry(&port.entry).unwrap();
+            let handed: Vec<_> = ep.handoffs.iter().filter(|h| h.slot == slot.id && h.output == port.name).collect();
+            if g.node(p).ann.device.as_ref() == Some(&slot.device) {
+                assert!(handed.is_empty(), "slot {} written in place and handed over", slot.name);
+                continue;
             }
+            assert!(!slot.reads.iter().any(|r| r.entry == port.entry), "slot {} read and written apart", slot.name);
+            assert_eq!(handed.len(), 1, "slot {} written on another device without one handoff", slot.name);
+            let t = ep.transfers.iter().find(|t| t.id == handed[0].transfer).unwrap();
+            assert_eq!((&t.from, &t.to, t.tensor), (g.node(p).ann.device.as_ref().unwrap(), &slot.device, v));
+            let receiver = ep.plan(&slot.device).unwrap();
+            let recv = receiver.steps.iter().position(|s| matches!(s, Step::Recv { transfer, .. } if *transfer == t.id));
+            let save = receiver.steps.iter().position(|s| matches!(s, Step::SaveState { tensor, slot: id } if *tensor == v && *id == slot.id));
+            assert!(recv.is_some() && save > recv, "slot {}: the handoff is received, then saved", slot.name);
         }
         for port in slot.reads.iter() {
             let g = program.entry(&port.entry).unwrap();

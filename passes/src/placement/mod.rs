@@ -25,9 +25,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use genie_ir::{Estimate, NodeId, PlacedDevice, PlacementRecord, Program};
+use genie_ir::{Estimate, NodeId, PhaseEstimate, PhaseRecord, PlacedDevice, PlacementRecord, Program};
 use serde::{Deserialize, Serialize};
 
+pub use genie_ir::RequestShape;
 pub use cluster::{parse_size, ClusterError, ClusterSpec, DeviceKind, DeviceSpec, LinkParams, LinkSpec, CLIENT};
 
 /// What placement optimises once everything fits.
@@ -39,14 +40,21 @@ pub enum Policy {
     MinLatency,
     /// The largest fraction of any device's memory in use; latency breaks ties.
     BalanceMemory,
+    /// Time to first token (the prefill side's calls, state handoff included); time per output
+    /// token breaks ties.
+    MinTtft,
+    /// Time per output token (the decode side's calls); time to first token breaks ties.
+    MinTpot,
 }
 
 impl Policy {
-    /// `min-latency` or `balance-memory`.
+    /// `min-latency`, `balance-memory`, `min-ttft` or `min-tpot`.
     pub fn name(self) -> &'static str {
         match self {
             Policy::MinLatency => "min-latency",
             Policy::BalanceMemory => "balance-memory",
+            Policy::MinTtft => "min-ttft",
+            Policy::MinTpot => "min-tpot",
         }
     }
 }
@@ -63,7 +71,46 @@ impl FromStr for Policy {
         match s {
             "min-latency" => Ok(Policy::MinLatency),
             "balance-memory" => Ok(Policy::BalanceMemory),
-            _ => Err(format!("unknown policy `{s}`; the policies are min-latency and balance-memory")),
+            "min-ttft" => Ok(Policy::MinTtft),
+            "min-tpot" => Ok(Policy::MinTpot),
+            _ => Err(format!(
+                "unknown policy `{s}`; the policies are min-latency, balance-memory, min-ttft and min-tpot"
+            )),
+        }
+    }
+}
+
+/// Whether an LLM's prefill and decode may run on different devices (`--disaggregate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseChoice {
+    /// Whichever the policy's goal prefers (together on a tie).
+    #[default]
+    Auto,
+    /// Every layer on one device for every entry.
+    Never,
+    /// Prefill and decode on disjoint devices where the search finds such a placement that fits.
+    Always,
+}
+
+impl PhaseChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseChoice::Auto => "auto",
+            PhaseChoice::Never => "never",
+            PhaseChoice::Always => "always",
+        }
+    }
+}
+
+impl FromStr for PhaseChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PhaseChoice, String> {
+        match s {
+            "auto" => Ok(PhaseChoice::Auto),
+            "never" => Ok(PhaseChoice::Never),
+            "always" => Ok(PhaseChoice::Always),
+            _ => Err(format!("unknown choice `{s}`; it is auto, never or always")),
         }
     }
 }
@@ -78,6 +125,12 @@ pub struct PlacementOptions {
     pub max_seq: Option<i64>,
     /// Symbol values for time estimates (`--bind s0=512`), as the cost pass uses them.
     pub bindings: BTreeMap<String, i64>,
+    /// The request an LLM's estimates assume (`--prompt-len`, `--new-tokens`): prefill's
+    /// symbols at the prompt length, decode's at the mean context, decode counted once per
+    /// generated token. Without it every entry's call counts once.
+    pub request: Option<genie_ir::RequestShape>,
+    /// Whether prefill and decode may run apart.
+    pub phases: PhaseChoice,
 }
 
 /// Estimated cost of one call of an entry.
@@ -98,6 +151,9 @@ pub struct EntryEstimate {
     pub bytes_per_call: u64,
     /// Number of transfers in one call.
     pub transfers: usize,
+    /// Bytes of state handed to another device's slot at the end of the call (prefill's KV
+    /// cache going to decode's device); included in `bytes_per_call`.
+    pub handoff_bytes: u64,
 }
 
 /// Memory use of one device.
@@ -141,8 +197,14 @@ pub struct Placement {
     /// Device names, in the cluster's order.
     pub devices: Vec<String>,
     pub entries: Vec<EntryPlacement>,
-    /// Each unit (layer) key and its device.
+    /// Each unit (layer) key and its device in the prefill side's entries (every entry when
+    /// the phases are together).
     pub units: Vec<(String, usize)>,
+    /// Each unit key and its device in the decode side's entries (those that read state);
+    /// equal to `units` when the phases are together.
+    pub decode_units: Vec<(String, usize)>,
+    /// The phase decision, for a program whose prefill hands state to decode.
+    pub phases: Option<PhaseRecord>,
     pub slots: Vec<SlotPlacement>,
     pub memory: Vec<DeviceUse>,
     pub estimates: Vec<EntryEstimate>,
@@ -215,9 +277,19 @@ pub fn schedule(
 ) -> Result<Placement, PlacementError> {
     cluster.validate()?;
     let ctx = model::Ctx::new(program, cluster, options)?;
-    let (assign, ev) = search::search(&ctx);
+    if options.phases == PhaseChoice::Always && !(ctx.splittable && ctx.k >= 2) {
+        return Err(PlacementError::Program(if ctx.splittable {
+            "--disaggregate always needs at least two devices".to_string()
+        } else {
+            "--disaggregate always: no entry hands state to another (a prefill → decode pair)".to_string()
+        }));
+    }
+    let found = search::search(&ctx, options.phases);
+    let Some((assign, ev)) = found.chosen(options.phases, options.policy) else {
+        return Err(PlacementError::Program("no placement was searched".into()));
+    };
     if ev.overflow > 0 {
-        return Err(does_not_fit(&ctx, &ev, options));
+        return Err(does_not_fit(&ctx, ev, options));
     }
     let devices: Vec<String> = cluster.devices.iter().map(|d| d.name.clone()).collect();
     let entries: Vec<EntryPlacement> = program
@@ -226,7 +298,7 @@ pub fn schedule(
         .enumerate()
         .map(|(e, g)| EntryPlacement {
             entry: g.name.clone(),
-            node_device: (0..g.nodes.len()).map(|n| assign[ctx.units.node_atom[e][n]]).collect(),
+            node_device: (0..g.nodes.len()).map(|n| ctx.dev(e, NodeId(n as u32), assign)).collect(),
         })
         .collect();
     let mut nodes = vec![0usize; devices.len()];
@@ -249,14 +321,17 @@ pub fn schedule(
             nodes: nodes[d],
         })
         .collect();
-    let units = ctx.units.keys.iter().enumerate().map(|(u, k)| (k.clone(), assign[ctx.units.unit_atom[u]])).collect();
+    let units_of = |side: model::Side| -> Vec<(String, usize)> {
+        let atoms = &assign.sides[side as usize];
+        ctx.units.keys.iter().enumerate().map(|(u, k)| (k.clone(), atoms[ctx.units.unit_atom[u]])).collect()
+    };
     let slots = ctx
         .slots
         .iter()
         .enumerate()
         .map(|(s, slot)| SlotPlacement {
             name: slot.name.clone(),
-            device: ctx.slot_device(s, &assign),
+            device: ctx.slot_device(s, assign),
             bytes: slot.mem,
         })
         .collect();
@@ -264,6 +339,10 @@ pub fn schedule(
         ctx.entries.iter().map(|e| (e.name.clone(), e.cost_bindings.clone())).collect();
     let memory_bindings: BTreeMap<String, BTreeMap<String, i64>> =
         ctx.entries.iter().map(|e| (e.name.clone(), e.mem_bindings.clone())).collect();
+    let phases = match options.request {
+        Some(request) if ctx.splittable => Some(phase_record(&ctx, &found, assign, ev, options, request)),
+        _ => None,
+    };
     let record = PlacementRecord {
         policy: options.policy.name().to_string(),
         max_seq: options.max_seq,
@@ -287,21 +366,113 @@ pub fn schedule(
                 (e.entry.clone(), estimate)
             })
             .collect(),
+        phases: phases.clone(),
     };
-    let timelines = timeline::timelines(&ctx, program, &assign);
+    let timelines = timeline::timelines(&ctx, program, assign);
     Ok(Placement {
         timelines,
         policy: options.policy,
         devices,
         entries,
-        units,
+        units: units_of(model::Side::Prefill),
+        decode_units: units_of(model::Side::Decode),
+        phases,
         slots,
         memory,
-        estimates: ev.estimates,
+        estimates: ev.estimates.clone(),
         cost_bindings,
         memory_bindings,
         record,
     })
+}
+
+/// The phase decision, with the best alternative on the other side of it and why.
+fn phase_record(
+    ctx: &model::Ctx,
+    found: &search::Found,
+    assign: &model::Assign,
+    ev: &model::Eval,
+    options: &PlacementOptions,
+    request: genie_ir::RequestShape,
+) -> PhaseRecord {
+    fn fits(x: &Option<(model::Assign, model::Eval)>) -> Option<(bool, &model::Eval)> {
+        x.as_ref().filter(|(_, e)| e.overflow == 0).map(|(a, e)| (a.is_split(), e))
+    }
+    let estimate = |e: &model::Eval| PhaseEstimate { ttft_s: e.ttft, tpot_s: e.tpot };
+    let chosen = estimate(ev);
+    // A search for the phases apart may end with them together; it then counts as together.
+    let together = match (fits(&found.together), fits(&found.apart)) {
+        (Some((_, t)), _) => Some(estimate(t)),
+        (None, Some((false, a))) => Some(estimate(a)),
+        _ => None,
+    };
+    let apart = fits(&found.apart).filter(|(split, _)| *split).map(|(_, a)| estimate(a));
+    let disaggregated = assign.is_split();
+    let secs = |p: &PhaseEstimate| p.request_s(&request);
+    let t = genie_ir::render::human_seconds;
+    let describe = |p: &PhaseEstimate| {
+        format!("TTFT {} + {} × TPOT {} = {}", t(p.ttft_s), request.new_tokens, t(p.tpot_s), t(secs(p)))
+    };
+    let handoff: u64 = ev
+        .estimates
+        .iter()
+        .map(|e| e.handoff_bytes)
+        .fold(0, u64::saturating_add);
+    let sides = |side: model::Side| -> String {
+        let mut used: Vec<&str> = ctx
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, ent)| ent.side == side)
+            .flat_map(|(e, ent)| ent.order.iter().map(move |n| (e, *n)))
+            .map(|(e, n)| ctx.cluster.devices[ctx.dev(e, n, assign)].name.as_str())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        used.join(", ")
+    };
+    let goal = match options.policy {
+        Policy::MinTtft => "time to first token",
+        Policy::MinTpot => "time per output token",
+        Policy::BalanceMemory => "the largest memory fraction",
+        Policy::MinLatency => "request time",
+    };
+    let reason = match (disaggregated, options.phases, together, apart) {
+        (true, PhaseChoice::Always, _, _) => format!(
+            "apart, as --disaggregate always asks: prefill on {}, decode on {}, {} of state handed over once: {}",
+            sides(model::Side::Prefill),
+            sides(model::Side::Decode),
+            human(handoff),
+            describe(&chosen)
+        ),
+        (true, _, Some(t), _) => format!(
+            "apart, for {goal}: prefill on {}, decode on {}, {} of state handed over once: {}; together: {}",
+            sides(model::Side::Prefill),
+            sides(model::Side::Decode),
+            human(handoff),
+            describe(&chosen),
+            describe(&t)
+        ),
+        (true, _, None, _) => format!(
+            "apart, because no placement with the phases together fits: prefill on {}, decode on {}: {}",
+            sides(model::Side::Prefill),
+            sides(model::Side::Decode),
+            describe(&chosen)
+        ),
+        (false, PhaseChoice::Never, _, _) => {
+            format!("together, as --disaggregate never asks: {}", describe(&chosen))
+        }
+        (false, _, _, Some(a)) => format!(
+            "together, for {goal}: {}; the best placement apart, handing the state over after prefill: {}",
+            describe(&chosen),
+            describe(&a)
+        ),
+        (false, _, _, None) if ctx.k < 2 => format!("together, on the one device: {}", describe(&chosen)),
+        (false, _, _, None) => {
+            format!("together: no placement with the phases apart fits: {}", describe(&chosen))
+        }
+    };
+    PhaseRecord { request, disaggregated, chosen, co_located: together, disaggregated_alternative: apart, reason }
 }
 
 /// The "does not fit" error: what is needed, what there is, and the largest consumers.

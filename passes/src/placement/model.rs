@@ -18,6 +18,7 @@ use genie_ir::{Graph, NodeId, Program, ValueDef, ValueId, WeightHash};
 use super::cluster::{ClusterSpec, LinkParams};
 use super::units::Units;
 use super::{EntryEstimate, PlacementError, PlacementOptions, Policy};
+use genie_ir::RequestShape;
 
 /// Unbounded symbols take this value for the memory check when `--max-seq` is not given.
 pub const DEFAULT_MAX_SEQ: i64 = 2048;
@@ -50,9 +51,36 @@ pub(crate) struct Val {
     pub users: Vec<NodeId>,
 }
 
+/// The side of a prefill → decode pair an entry is on. Entries that read state are the decode
+/// side; the others (prefill, which writes state, and entries without state) the prefill side.
+/// Each side has its own assignment of atoms to devices; state slots live with the decode side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Prefill = 0,
+    Decode = 1,
+}
+
+/// An assignment of atoms to devices, one per side. The phases are together when both sides
+/// are equal (every layer on one device for every entry).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Assign {
+    pub sides: [Vec<usize>; 2],
+}
+
+impl Assign {
+    pub fn together(atoms: Vec<usize>) -> Assign {
+        Assign { sides: [atoms.clone(), atoms] }
+    }
+
+    pub fn is_split(&self) -> bool {
+        self.sides[0] != self.sides[1]
+    }
+}
+
 /// Per-entry precomputation.
 pub(crate) struct EntryCtx {
     pub name: String,
+    pub side: Side,
     pub order: Vec<NodeId>,
     pub pos: Vec<usize>,
     /// `node_time[n * k + d]`.
@@ -90,6 +118,10 @@ pub(crate) struct Ctx<'a> {
     pub weights: Vec<(WeightHash, u64, String)>,
     pub slots: Vec<SlotCtx>,
     pub policy: Policy,
+    pub request: Option<RequestShape>,
+    /// Some prefill-side entry writes a slot a decode-side entry reads: the phases may be
+    /// placed apart, with a state handoff between them.
+    pub splittable: bool,
 }
 
 /// One thing [`Ctx::simulate`] scheduled: a node on a device, or a value crossing a link
@@ -132,15 +164,22 @@ pub(crate) struct Eval {
     pub overflow: u64,
     pub max_frac: f64,
     pub estimates: Vec<EntryEstimate>,
-    pub total_latency: f64,
+    /// The prefill side's calls, one each (time to first token, handoff included).
+    pub ttft: f64,
+    /// The decode side's calls, one each (time per output token).
+    pub tpot: f64,
+    /// `ttft + new_tokens × tpot` (with no request shape, every call once).
+    pub objective: f64,
 }
 
 impl Eval {
     /// Lexicographic objective: fit first, then the policy's goal.
     pub fn key(&self, policy: Policy) -> (u64, f64, f64) {
         match policy {
-            Policy::MinLatency => (self.overflow, self.total_latency, 0.0),
-            Policy::BalanceMemory => (self.overflow, self.max_frac, self.total_latency),
+            Policy::MinLatency => (self.overflow, self.objective, 0.0),
+            Policy::BalanceMemory => (self.overflow, self.max_frac, self.objective),
+            Policy::MinTtft => (self.overflow, self.ttft, self.tpot),
+            Policy::MinTpot => (self.overflow, self.tpot, self.ttft),
         }
     }
 }
@@ -200,7 +239,7 @@ impl<'a> Ctx<'a> {
         let mut weights: Vec<(WeightHash, u64, String)> = Vec::new();
         let mut entries = Vec::new();
         for (e, g) in program.entries.iter().enumerate() {
-            let cost_bindings = g.bind_symbols(&options.bindings);
+            let cost_bindings = crate::cost::entry_bindings(g, &options.bindings, options.request.as_ref());
             let mem_bindings = memory_bindings(g, options);
             let order = units.orders[e].clone();
             let mut pos = vec![0; g.nodes.len()];
@@ -313,8 +352,10 @@ impl<'a> Ctx<'a> {
                     v
                 })
                 .collect();
+            let reads_state = vals.iter().any(|v| matches!(v.kind, Kind::StateInput(_)));
             entries.push(EntryCtx {
                 name: g.name.clone(),
+                side: if reads_state { Side::Decode } else { Side::Prefill },
                 order,
                 pos,
                 node_time,
@@ -328,12 +369,41 @@ impl<'a> Ctx<'a> {
                 mem_bindings,
             });
         }
+        let side_of = |entry: &str| entries.iter().find(|e: &&EntryCtx| e.name == entry).map(|e| e.side);
+        let splittable = state_slots.slots.iter().any(|def| {
+            def.writes.iter().any(|p| side_of(&p.entry) == Some(Side::Prefill))
+                && def.reads.iter().any(|p| side_of(&p.entry) == Some(Side::Decode))
+        });
         let slots = state_slots
             .slots
             .into_iter()
             .map(|def| SlotCtx { name: def.name, mem: slot_mem[def.id], atom: slot_atom[def.id] })
             .collect();
-        Ok(Ctx { cluster, k, links, units, entries, weights, slots, policy: options.policy })
+        Ok(Ctx {
+            cluster,
+            k,
+            links,
+            units,
+            entries,
+            weights,
+            slots,
+            policy: options.policy,
+            request: options.request,
+            splittable,
+        })
+    }
+
+    /// How much one call of an entry counts in the search's objective: the decode side once per
+    /// generated token under `min-latency`; under `min-ttft` / `min-tpot` the other side only
+    /// breaks ties.
+    pub fn entry_weight(&self, e: usize) -> f64 {
+        let tokens = self.request.map_or(1.0, |r| r.new_tokens.max(1) as f64);
+        match (self.policy, self.entries[e].side) {
+            (Policy::MinTtft, Side::Decode) | (Policy::MinTpot, Side::Prefill) => 1e-3,
+            (Policy::MinTtft | Policy::MinTpot, _) => 1.0,
+            (_, Side::Prefill) => 1.0,
+            (_, Side::Decode) => tokens,
+        }
     }
 
     /// Number of atoms.
@@ -341,20 +411,33 @@ impl<'a> Ctx<'a> {
         self.units.atoms.len()
     }
 
-    /// Device of a slot under an assignment.
-    pub fn slot_device(&self, s: usize, assign: &[usize]) -> usize {
-        self.slots[s].atom.map_or(0, |a| assign[a])
+    /// Device of a slot under an assignment: with the decode side, which reads it.
+    pub fn slot_device(&self, s: usize, assign: &Assign) -> usize {
+        self.slots[s].atom.map_or(0, |a| assign.sides[Side::Decode as usize][a])
     }
 
     /// Device of a node.
-    fn dev(&self, e: usize, n: NodeId, assign: &[usize]) -> usize {
-        assign[self.units.node_atom[e][n.index()]]
+    pub fn dev(&self, e: usize, n: NodeId, assign: &Assign) -> usize {
+        assign.sides[self.entries[e].side as usize][self.units.node_atom[e][n.index()]]
+    }
+
+    /// The state outputs of an entry that leave their producer's device for their slot's (the
+    /// handoff after prefill), with that slot's device.
+    pub fn handoffs(&self, e: usize, assign: &Assign) -> Vec<(ValueId, usize)> {
+        self.entries[e]
+            .state_outputs
+            .iter()
+            .filter_map(|&(v, s)| {
+                let to = self.slot_device(s, assign);
+                (self.home(e, v, assign) != to).then_some((v, to))
+            })
+            .collect()
     }
 
     /// Where a value lives at the start of its life: the producer's device, the client for user
     /// inputs, the slot's device for state, the first consumer's device for weights and
     /// constants (device 0 when nothing on any device uses them).
-    pub fn home(&self, e: usize, v: ValueId, assign: &[usize]) -> usize {
+    pub fn home(&self, e: usize, v: ValueId, assign: &Assign) -> usize {
         let ent = &self.entries[e];
         let val = &ent.vals[v.index()];
         match val.kind {
@@ -368,7 +451,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// True when a value never travels: weights, constants, state on its slot's device.
-    fn resident_on(&self, e: usize, v: ValueId, d: usize, assign: &[usize]) -> bool {
+    fn resident_on(&self, e: usize, v: ValueId, d: usize, assign: &Assign) -> bool {
         match self.entries[e].vals[v.index()].kind {
             Kind::Weight(_) | Kind::Const => true,
             Kind::StateInput(s) => self.slot_device(s, assign) == d,
@@ -377,7 +460,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Exact evaluation of an assignment of atoms to devices.
-    pub fn evaluate(&self, assign: &[usize]) -> Eval {
+    pub fn evaluate(&self, assign: &Assign) -> Eval {
         let k = self.k;
         let mut mem = vec![Mem::default(); k];
         // Resident weights (distinct per device) and constants.
@@ -433,12 +516,16 @@ impl<'a> Ctx<'a> {
             max_frac = max_frac.max(m.total() as f64 / cap as f64);
         }
         let estimates: Vec<EntryEstimate> = (0..self.entries.len()).map(|e| self.simulate(e, assign, None)).collect();
-        let total_latency = estimates.iter().map(|x| x.latency_s).sum();
-        Eval { mem, overflow, max_frac, estimates, total_latency }
+        let side_sum = |side: Side| -> f64 {
+            estimates.iter().zip(&self.entries).filter(|(_, ent)| ent.side == side).map(|(x, _)| x.latency_s).sum()
+        };
+        let (ttft, tpot) = (side_sum(Side::Prefill), side_sum(Side::Decode));
+        let tokens = self.request.map_or(1.0, |r| r.new_tokens.max(0) as f64);
+        Eval { mem, overflow, max_frac, estimates, ttft, tpot, objective: ttft + tokens * tpot }
     }
 
     /// Peak activation bytes per device for one entry: the walk codegen's plan makes.
-    pub fn activation_peaks(&self, e: usize, assign: &[usize]) -> Vec<u64> {
+    pub fn activation_peaks(&self, e: usize, assign: &Assign) -> Vec<u64> {
         let ent = &self.entries[e];
         let k = self.k;
         let nv = ent.vals.len();
@@ -451,7 +538,15 @@ impl<'a> Ctx<'a> {
                 last[v.index() * k + d] = p;
             }
         }
-        let kept: std::collections::HashSet<usize> = ent.state_outputs.iter().map(|(v, _)| v.index()).collect();
+        // State outputs stay until the call's end where their slot is; handed-off ones are freed
+        // on their producer after the send, and received at the end on the slot's device.
+        let handoffs = self.handoffs(e, assign);
+        let kept: std::collections::HashSet<usize> = ent
+            .state_outputs
+            .iter()
+            .filter(|(v, _)| !handoffs.iter().any(|(h, _)| h == v))
+            .map(|(v, _)| v.index())
+            .collect();
         let mut peak = vec![0u64; k];
         let mut live = vec![0u64; k];
         // Storage of each (value, device): a root index into `storages`; refcounts per storage.
@@ -514,12 +609,16 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        for (v, to) in handoffs {
+            live[to] = live[to].saturating_add(ent.vals[v.index()].mem);
+            peak[to] = peak[to].max(live[to]);
+        }
         peak
     }
 
     /// Simulated latency of one call of an entry, with its breakdown; with `record`, every
     /// node's run and every transfer as scheduled (device `k` is the client).
-    pub fn simulate(&self, e: usize, assign: &[usize], mut record: Option<&mut Vec<Scheduled>>) -> EntryEstimate {
+    pub fn simulate(&self, e: usize, assign: &Assign, mut record: Option<&mut Vec<Scheduled>>) -> EntryEstimate {
         let ent = &self.entries[e];
         let k = self.k;
         let nodes = k + 1;
@@ -598,6 +697,14 @@ impl<'a> Ctx<'a> {
                 end = x;
             }
         }
+        let mut handoff_bytes = 0u64;
+        for (v, to) in self.handoffs(e, assign) {
+            let x = arrival(v, to, &ready, &mut link_free, &mut bytes_per_call, &mut transfers, &mut record);
+            handoff_bytes = handoff_bytes.saturating_add(ent.vals[v.index()].bytes);
+            if x.0 > end.0 {
+                end = x;
+            }
+        }
         for (d, x) in dev_free.iter().enumerate() {
             if used[d] && x.0 > end.0 {
                 end = *x;
@@ -612,6 +719,7 @@ impl<'a> Ctx<'a> {
             network_hops: end.1.hops,
             bytes_per_call,
             transfers,
+            handoff_bytes,
         }
     }
 }

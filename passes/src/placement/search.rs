@@ -9,11 +9,17 @@
 //! activation estimate) beyond the device's capacity is the first thing minimised. For a chain
 //! this is exact and the result optimal; for other graphs it is a good start that the local moves
 //! (move one atom to a neighbour's device, or to a device already holding its weights) refine.
+//!
+//! For a program whose prefill hands state to decode, the phases are searched two ways: together
+//! (one assignment for every entry) and apart (for each split of the devices into a prefill set
+//! and a decode set, one dynamic program per side on its set, then local moves per side), each
+//! judged by the exact evaluation, which counts the state handoff in prefill's time. The caller
+//! chooses between the two bests.
 
 use std::collections::BTreeSet;
 
-use super::model::{better, Ctx, Eval, Kind};
-use super::Policy;
+use super::model::{better, Assign, Ctx, Eval, Kind, Side};
+use super::{PhaseChoice, Policy};
 
 /// More atoms than this are grouped into consecutive blocks for the dynamic program.
 const MAX_DP_BLOCKS: usize = 384;
@@ -34,14 +40,23 @@ impl C {
     }
     fn key(self, p: Policy) -> (u64, f64, f64) {
         match p {
-            Policy::MinLatency => (self.overflow, self.time, 0.0),
+            Policy::MinLatency | Policy::MinTtft | Policy::MinTpot => (self.overflow, self.time, 0.0),
             Policy::BalanceMemory => (self.overflow, self.frac, self.time),
         }
     }
 }
 
-/// Per-block aggregates.
+/// All device splits are tried up to this many devices; beyond, the splits of the devices
+/// ordered from compute-rich to bandwidth-rich.
+const MAX_DEVICES_ALL_SPLITS: usize = 4;
+
+/// Per-block aggregates of the entries of one side (or all), each entry's time weighted by how
+/// much its call counts ([`Ctx::entry_weight`]).
 struct Agg {
+    /// Entries included (indices into `ctx.entries`) and their weights; per-entry tables below
+    /// are indexed by position in this list.
+    entries: Vec<usize>,
+    weight: Vec<f64>,
     blocks: Vec<(usize, usize)>,
     /// `comp[d][b]` prefix sums of compute seconds over blocks.
     comp: Vec<Vec<f64>>,
@@ -54,7 +69,10 @@ struct Agg {
     need: Vec<Vec<u64>>,
 }
 
-fn aggregate(ctx: &Ctx) -> Agg {
+fn aggregate(ctx: &Ctx, side: Option<Side>) -> Agg {
+    let included: Vec<usize> =
+        (0..ctx.entries.len()).filter(|e| side.is_none_or(|s| ctx.entries[*e].side == s)).collect();
+    let weight: Vec<f64> = included.iter().map(|e| ctx.entry_weight(*e)).collect();
     let m = ctx.atoms();
     let per = m.div_ceil(MAX_DP_BLOCKS).max(1);
     let blocks: Vec<(usize, usize)> = (0..m).step_by(per).map(|s| (s, (s + per).min(m))).collect();
@@ -64,7 +82,7 @@ fn aggregate(ctx: &Ctx) -> Agg {
         block_of[s..t].iter_mut().for_each(|x| *x = b);
     }
     let k = ctx.k;
-    let ne = ctx.entries.len();
+    let ne = included.len();
     let mut comp = vec![vec![0.0; nb + 1]; k];
     let mut cut = vec![vec![0u64; nb]; ne];
     let mut cutm = vec![vec![0u64; nb]; ne];
@@ -75,12 +93,13 @@ fn aggregate(ctx: &Ctx) -> Agg {
     let mut weights: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nb];
     let mut consts = vec![0u64; nb];
     let mut kv = vec![0u64; nb];
-    for (e, ent) in ctx.entries.iter().enumerate() {
-        let block = |n: genie_ir::NodeId| block_of[ctx.units.node_atom[e][n.index()]];
+    for (e, &ce) in included.iter().enumerate() {
+        let ent = &ctx.entries[ce];
+        let block = |n: genie_ir::NodeId| block_of[ctx.units.node_atom[ce][n.index()]];
         for n in &ent.order {
             let b = block(*n);
             for (d, c) in comp.iter_mut().enumerate() {
-                c[b + 1] += ent.node_time[n.index() * k + d];
+                c[b + 1] += weight[e] * ent.node_time[n.index() * k + d];
             }
             for o in &ent.outputs[n.index()] {
                 if ent.vals[o.index()].alias.is_none() {
@@ -146,10 +165,12 @@ fn aggregate(ctx: &Ctx) -> Agg {
             c[b + 1] += c[b];
         }
     }
-    for (s, slot) in ctx.slots.iter().enumerate() {
-        let _ = s;
-        if let Some(a) = slot.atom {
-            kv[block_of[a]] = kv[block_of[a]].saturating_add(slot.mem);
+    // State slots live with the decode side.
+    if side != Some(Side::Prefill) {
+        for slot in &ctx.slots {
+            if let Some(a) = slot.atom {
+                kv[block_of[a]] = kv[block_of[a]].saturating_add(slot.mem);
+            }
         }
     }
     let act: Vec<u64> = (0..nb)
@@ -181,7 +202,7 @@ fn aggregate(ctx: &Ctx) -> Agg {
         }
         need.push(row);
     }
-    Agg { blocks, comp, cut, inb, outb, need }
+    Agg { entries: included, weight, blocks, comp, cut, inb, outb, need }
 }
 
 /// The dynamic program for one device order; returns the device of every atom.
@@ -189,20 +210,21 @@ fn dp(ctx: &Ctx, agg: &Agg, ord: &[usize]) -> Vec<usize> {
     let nb = agg.blocks.len();
     let kk = ord.len();
     let k = ctx.k;
-    let ne = ctx.entries.len();
+    let ne = agg.entries.len();
     let client = k;
     let seg = |t: usize, i: usize, d: usize| -> C {
         let need = agg.need[t][i - t];
         let cap = ctx.cluster.devices[d].memory;
         let mut time = agg.comp[d][i + 1] - agg.comp[d][t];
         for e in 0..ne {
-            time += ctx.links[client][d].time(agg.inb[e][i + 1] - agg.inb[e][t]);
-            time += ctx.links[d][client].time(agg.outb[e][i + 1] - agg.outb[e][t]);
+            time += agg.weight[e] * ctx.links[client][d].time(agg.inb[e][i + 1] - agg.inb[e][t]);
+            time += agg.weight[e] * ctx.links[d][client].time(agg.outb[e][i + 1] - agg.outb[e][t]);
         }
         C { overflow: need.saturating_sub(cap), frac: need as f64 / cap as f64, time }
     };
-    let trans =
-        |from: usize, to: usize, b: usize| -> f64 { (0..ne).map(|e| ctx.links[from][to].time(agg.cut[e][b])).sum() };
+    let trans = |from: usize, to: usize, b: usize| -> f64 {
+        (0..ne).map(|e| agg.weight[e] * ctx.links[from][to].time(agg.cut[e][b])).sum()
+    };
     let policy = ctx.policy;
     // best[i * kk + j]: atoms `0..i` placed, last run on ord[j].
     let mut best: Vec<Option<(C, usize, usize)>> = vec![None; (nb + 1) * kk];
@@ -278,24 +300,137 @@ fn orders(ctx: &Ctx) -> Vec<Vec<usize>> {
     out
 }
 
-/// Find the best assignment of atoms to devices, with its evaluation.
-pub(crate) fn search(ctx: &Ctx) -> (Vec<usize>, Eval) {
+/// The best placements found: with the phases together, and apart.
+pub(crate) struct Found {
+    pub together: Option<(Assign, Eval)>,
+    pub apart: Option<(Assign, Eval)>,
+}
+
+impl Found {
+    /// The one `choice` allows and the policy prefers (together on a tie).
+    pub fn chosen(&self, choice: PhaseChoice, policy: Policy) -> Option<&(Assign, Eval)> {
+        match (choice, &self.together, &self.apart) {
+            (PhaseChoice::Never, t, _) => t.as_ref(),
+            (PhaseChoice::Always, _, a) => a.as_ref(),
+            (PhaseChoice::Auto, Some(t), Some(a)) => {
+                Some(if better(a.1.key(policy), t.1.key(policy)) { a } else { t })
+            }
+            (PhaseChoice::Auto, t, a) => t.as_ref().or(a.as_ref()),
+        }
+    }
+}
+
+/// Search the placements `choice` allows.
+pub(crate) fn search(ctx: &Ctx, choice: PhaseChoice) -> Found {
+    let together = (choice != PhaseChoice::Always).then(|| search_together(ctx));
+    let apart = if choice != PhaseChoice::Never && ctx.splittable && ctx.k >= 2 && ctx.atoms() > 0 {
+        search_apart(ctx)
+    } else {
+        None
+    };
+    Found { together, apart }
+}
+
+/// One assignment for every entry.
+fn search_together(ctx: &Ctx) -> (Assign, Eval) {
     let policy = ctx.policy;
     if ctx.atoms() == 0 {
-        let assign = Vec::new();
+        let assign = Assign::together(Vec::new());
         let ev = ctx.evaluate(&assign);
         return (assign, ev);
     }
-    let agg = aggregate(ctx);
-    let mut best: Option<(Vec<usize>, Eval)> = None;
+    let agg = aggregate(ctx, None);
+    let mut best: Option<(Assign, Eval)> = None;
     for ord in orders(ctx) {
-        let assign = dp(ctx, &agg, &ord);
+        let assign = Assign::together(dp(ctx, &agg, &ord));
         let ev = ctx.evaluate(&assign);
         if best.as_ref().is_none_or(|(_, b)| better(ev.key(policy), b.key(policy))) {
             best = Some((assign, ev));
         }
     }
-    let (mut assign, mut ev) = best.expect("at least one device order");
+    let (assign, ev) = best.expect("at least one device order");
+    improve(ctx, assign, ev, None)
+}
+
+/// Prefill and decode on disjoint device sets: every split of the devices (or, for many
+/// devices, the splits of the compute-rich-first order), the best fit first, then local moves.
+fn search_apart(ctx: &Ctx) -> Option<(Assign, Eval)> {
+    let policy = ctx.policy;
+    let k = ctx.k;
+    let prefill = aggregate(ctx, Some(Side::Prefill));
+    let decode = aggregate(ctx, Some(Side::Decode));
+    let mut splits: Vec<Vec<bool>> = Vec::new();
+    if k <= MAX_DEVICES_ALL_SPLITS {
+        for mask in 1..(1u32 << k) - 1 {
+            splits.push((0..k).map(|d| mask & (1 << d) != 0).collect());
+        }
+    } else {
+        let devs = &ctx.cluster.devices;
+        let mut by_ratio: Vec<usize> = (0..k).collect();
+        let ratio = |d: usize| devs[d].peak_flops() / devs[d].bandwidth();
+        by_ratio.sort_by(|a, b| ratio(*b).total_cmp(&ratio(*a)).then(a.cmp(b)));
+        for n in 1..k {
+            let mut in_prefill = vec![false; k];
+            by_ratio[..n].iter().for_each(|d| in_prefill[*d] = true);
+            splits.push(in_prefill);
+        }
+    }
+    let mut best: Option<(Assign, Eval, Vec<bool>)> = None;
+    for in_prefill in splits {
+        let side = |agg: &Agg, keep: bool| -> Vec<usize> {
+            let mut best: Option<(Vec<usize>, (u64, f64, f64))> = None;
+            for ord in orders(ctx) {
+                let ord: Vec<usize> = ord.into_iter().filter(|d| in_prefill[*d] == keep).collect();
+                let a = dp(ctx, agg, &ord);
+                let key = side_key(ctx, agg, &a);
+                if best.as_ref().is_none_or(|(_, b)| better(key, *b)) {
+                    best = Some((a, key));
+                }
+            }
+            best.map(|(a, _)| a).unwrap_or_default()
+        };
+        let assign = Assign { sides: [side(&prefill, true), side(&decode, false)] };
+        let ev = ctx.evaluate(&assign);
+        if best.as_ref().is_none_or(|(_, b, _)| better(ev.key(policy), b.key(policy))) {
+            best = Some((assign, ev, in_prefill));
+        }
+    }
+    let (assign, ev, in_prefill) = best?;
+    let pools = [in_prefill.clone(), in_prefill.iter().map(|p| !p).collect()];
+    Some(improve(ctx, assign, ev, Some(&pools)))
+}
+
+/// The dynamic program's own objective for one side's assignment (to pick among device orders):
+/// compute and memory of each run of atoms on one device.
+fn side_key(ctx: &Ctx, agg: &Agg, assign: &[usize]) -> (u64, f64, f64) {
+    let nb = agg.blocks.len();
+    let mut total = C { overflow: 0, frac: 0.0, time: 0.0 };
+    let mut t = 0;
+    while t < nb {
+        let d = assign[agg.blocks[t].0];
+        let mut i = t;
+        while i + 1 < nb && assign[agg.blocks[i + 1].0] == d {
+            i += 1;
+        }
+        let need = agg.need[t][i - t];
+        let cap = ctx.cluster.devices[d].memory;
+        total = total.plus(C {
+            overflow: need.saturating_sub(cap),
+            frac: need as f64 / cap as f64,
+            time: agg.comp[d][i + 1] - agg.comp[d][t],
+        });
+        t = i + 1;
+    }
+    total.key(ctx.policy)
+}
+
+/// Local moves judged by the exact evaluation: one atom to a neighbour's device, or to a device
+/// already holding its weights. With the phases apart (`pools`: each side's devices), each
+/// side's atom moves on its own and within its side's devices, so prefill and decode stay on
+/// disjoint pools.
+fn improve(ctx: &Ctx, mut assign: Assign, mut ev: Eval, pools: Option<&[Vec<bool>; 2]>) -> (Assign, Eval) {
+    let apart = pools.is_some();
+    let policy = ctx.policy;
     // Atoms sharing a weight: moving next to a copy saves a replica.
     let mut weight_atoms: Vec<Vec<usize>> = vec![Vec::new(); ctx.weights.len()];
     for (e, ent) in ctx.entries.iter().enumerate() {
@@ -319,41 +454,54 @@ pub(crate) fn search(ctx: &Ctx) -> (Vec<usize>, Eval) {
         }
     }
     let m = ctx.atoms();
+    let sides: &[usize] = if apart { &[0, 1] } else { &[0] };
     let mut evals = 0;
     for _ in 0..MAX_SWEEPS {
         let mut improved = false;
-        for a in 0..m {
-            let mut cands: BTreeSet<usize> = BTreeSet::new();
-            if a > 0 {
-                cands.insert(assign[a - 1]);
-            }
-            if a + 1 < m {
-                cands.insert(assign[a + 1]);
-            }
-            for &w in &atom_weights[a] {
-                for &b in &weight_atoms[w] {
-                    cands.insert(assign[b]);
+        for &side in sides {
+            for a in 0..m {
+                let here = &assign.sides[side];
+                let mut cands: BTreeSet<usize> = BTreeSet::new();
+                if a > 0 {
+                    cands.insert(here[a - 1]);
                 }
-            }
-            // An atom that overflows its device may go anywhere.
-            if ev.overflow > 0 {
-                cands.extend(0..ctx.k);
-            }
-            cands.remove(&assign[a]);
-            for d in cands {
-                if evals >= MAX_EVALS {
-                    break;
+                if a + 1 < m {
+                    cands.insert(here[a + 1]);
                 }
-                let old = assign[a];
-                assign[a] = d;
-                let cand = ctx.evaluate(&assign);
-                evals += 1;
-                if better(cand.key(policy), ev.key(policy)) {
-                    ev = cand;
-                    improved = true;
-                    break;
+                for &w in &atom_weights[a] {
+                    for &b in &weight_atoms[w] {
+                        cands.extend(assign.sides.iter().map(|s| s[b]));
+                    }
                 }
-                assign[a] = old;
+                // An atom that overflows its device may go anywhere.
+                if ev.overflow > 0 {
+                    cands.extend(0..ctx.k);
+                }
+                cands.remove(&here[a]);
+                if let Some(pools) = pools {
+                    cands.retain(|d| pools[side][*d]);
+                }
+                for d in cands {
+                    if evals >= MAX_EVALS {
+                        break;
+                    }
+                    let old = assign.sides[side][a];
+                    let moved = |assign: &mut Assign, to: usize| {
+                        assign.sides[side][a] = to;
+                        if !apart {
+                            assign.sides[1][a] = to;
+                        }
+                    };
+                    moved(&mut assign, d);
+                    let cand = ctx.evaluate(&assign);
+                    evals += 1;
+                    if better(cand.key(policy), ev.key(policy)) {
+                        ev = cand;
+                        improved = true;
+                        break;
+                    }
+                    moved(&mut assign, old);
+                }
             }
         }
         if !improved || evals >= MAX_EVALS {

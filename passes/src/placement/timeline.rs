@@ -5,7 +5,7 @@
 
 use genie_ir::Program;
 
-use super::model::{Ctx, Scheduled};
+use super::model::{Assign, Ctx, Scheduled};
 use super::CLIENT;
 
 /// One span of an estimated schedule.
@@ -31,7 +31,7 @@ pub struct EntryTimeline {
 }
 
 /// Simulate each entry under `assign` and record its schedule.
-pub(crate) fn timelines(ctx: &Ctx, program: &Program, assign: &[usize]) -> Vec<EntryTimeline> {
+pub(crate) fn timelines(ctx: &Ctx, program: &Program, assign: &Assign) -> Vec<EntryTimeline> {
     let name = |d: usize| ctx.cluster.devices.get(d).map_or(CLIENT, |x| x.name.as_str()).to_string();
     (0..ctx.entries.len())
         .map(|e| {

@@ -414,6 +414,7 @@ fn tiny_plan() -> EntryPlan {
         inputs: vec![IoPort { name: "x".into(), tensor: x, slot: None, device: "client".into(), role: None }],
         outputs: vec![IoPort { name: "y".into(), tensor: y, slot: None, device: "worker0".into(), role: None }],
         transfers: vec![transfer(0, x, "client", "worker0"), transfer(1, y, "worker0", "client")],
+        handoffs: Vec::new(),
         plans: vec![worker, client],
         bytes_per_call: 0,
         hops: 2,

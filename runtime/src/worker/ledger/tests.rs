@@ -122,6 +122,7 @@ fn symbolic_plan(weights: &[(&str, u64)], kv: u64, x_type: TensorType, symbols: 
         inputs,
         outputs: Vec::new(),
         transfers: vec![transfer],
+        handoffs: Vec::new(),
         plans: vec![DevicePlan { device: DEVICE.into(), steps, activation_peak_bytes: 1 }],
         bytes_per_call: 0,
         hops: 0,
@@ -150,6 +151,7 @@ fn symbolic_plan(weights: &[(&str, u64)], kv: u64, x_type: TensorType, symbols: 
         devices: vec![device],
         state_slots,
         entries: vec![entry],
+        phases: None,
     }
 }
 
