@@ -613,7 +613,8 @@ fn entry_plan(
         .filter_map(|t| {
             let slot = *handed.get(&t.tensor)?;
             let sender = plans.iter().find(|dp| dp.device == t.from)?;
-            let sent = sender.steps.iter().position(|st| matches!(st, Step::Send { transfer, .. } if *transfer == t.id))?;
+            let sent =
+                sender.steps.iter().position(|st| matches!(st, Step::Send { transfer, .. } if *transfer == t.id))?;
             let overlaps_compute = sender.steps[sent..].iter().any(|st| matches!(st, Step::Exec { .. }));
             Some(Handoff {
                 transfer: t.id,

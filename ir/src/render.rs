@@ -55,7 +55,13 @@ pub fn human_seconds(s: f64) -> String {
         x if x >= 1e-6 => (s * 1e6, "µs"),
         _ => (s * 1e9, "ns"),
     };
-    let digits = if v.abs() >= 100.0 { 0 } else if v.abs() >= 10.0 { 1 } else { 2 };
+    let digits = if v.abs() >= 100.0 {
+        0
+    } else if v.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{v:.digits$} {unit}")
 }
 

@@ -23,7 +23,11 @@ pub struct CostHintsPass {
 /// The symbol values an entry's time estimates use: `given` (`--bind`) first; then, for an LLM
 /// entry and a request shape, the prompt length (prefill) or the mean decode context (decode),
 /// clamped to the symbol's range; then [`Graph::bind_symbols`]'s default.
-pub fn entry_bindings(g: &Graph, given: &BTreeMap<String, i64>, request: Option<&RequestShape>) -> BTreeMap<String, i64> {
+pub fn entry_bindings(
+    g: &Graph,
+    given: &BTreeMap<String, i64>,
+    request: Option<&RequestShape>,
+) -> BTreeMap<String, i64> {
     let length = match (request, g.phase) {
         (Some(r), Phase::LlmPrefill) => Some(r.prompt_len),
         (Some(r), Phase::LlmDecode) => Some(r.decode_context()),

@@ -168,8 +168,12 @@ pub fn check_plan(program: &Program, placement: &Placement, plan: &ProgramPlan) 
             let t = ep.transfers.iter().find(|t| t.id == handed[0].transfer).unwrap();
             assert_eq!((&t.from, &t.to, t.tensor), (g.node(p).ann.device.as_ref().unwrap(), &slot.device, v));
             let receiver = ep.plan(&slot.device).unwrap();
-            let recv = receiver.steps.iter().position(|s| matches!(s, Step::Recv { transfer, .. } if *transfer == t.id));
-            let save = receiver.steps.iter().position(|s| matches!(s, Step::SaveState { tensor, slot: id } if *tensor == v && *id == slot.id));
+            let recv =
+                receiver.steps.iter().position(|s| matches!(s, Step::Recv { transfer, .. } if *transfer == t.id));
+            let save = receiver
+                .steps
+                .iter()
+                .position(|s| matches!(s, Step::SaveState { tensor, slot: id } if *tensor == v && *id == slot.id));
             assert!(recv.is_some() && save > recv, "slot {}: the handoff is received, then saved", slot.name);
         }
         for port in slot.reads.iter() {

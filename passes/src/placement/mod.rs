@@ -28,8 +28,8 @@ use std::str::FromStr;
 use genie_ir::{Estimate, NodeId, PhaseEstimate, PhaseRecord, PlacedDevice, PlacementRecord, Program};
 use serde::{Deserialize, Serialize};
 
-pub use genie_ir::RequestShape;
 pub use cluster::{parse_size, ClusterError, ClusterSpec, DeviceKind, DeviceSpec, LinkParams, LinkSpec, CLIENT};
+pub use genie_ir::RequestShape;
 
 /// What placement optimises once everything fits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -329,11 +329,7 @@ pub fn schedule(
         .slots
         .iter()
         .enumerate()
-        .map(|(s, slot)| SlotPlacement {
-            name: slot.name.clone(),
-            device: ctx.slot_device(s, assign),
-            bytes: slot.mem,
-        })
+        .map(|(s, slot)| SlotPlacement { name: slot.name.clone(), device: ctx.slot_device(s, assign), bytes: slot.mem })
         .collect();
     let cost_bindings: BTreeMap<String, BTreeMap<String, i64>> =
         ctx.entries.iter().map(|e| (e.name.clone(), e.cost_bindings.clone())).collect();
@@ -413,11 +409,7 @@ fn phase_record(
     let describe = |p: &PhaseEstimate| {
         format!("TTFT {} + {} × TPOT {} = {}", t(p.ttft_s), request.new_tokens, t(p.tpot_s), t(secs(p)))
     };
-    let handoff: u64 = ev
-        .estimates
-        .iter()
-        .map(|e| e.handoff_bytes)
-        .fold(0, u64::saturating_add);
+    let handoff: u64 = ev.estimates.iter().map(|e| e.handoff_bytes).fold(0, u64::saturating_add);
     let sides = |side: model::Side| -> String {
         let mut used: Vec<&str> = ctx
             .entries

@@ -312,9 +312,7 @@ impl Found {
         match (choice, &self.together, &self.apart) {
             (PhaseChoice::Never, t, _) => t.as_ref(),
             (PhaseChoice::Always, _, a) => a.as_ref(),
-            (PhaseChoice::Auto, Some(t), Some(a)) => {
-                Some(if better(a.1.key(policy), t.1.key(policy)) { a } else { t })
-            }
+            (PhaseChoice::Auto, Some(t), Some(a)) => Some(if better(a.1.key(policy), t.1.key(policy)) { a } else { t }),
             (PhaseChoice::Auto, t, a) => t.as_ref().or(a.as_ref()),
         }
     }
