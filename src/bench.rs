@@ -14,7 +14,9 @@ use crate::progress::Display;
 pub struct BenchArgs {
     /// `default`: GPT-2-small decode at contexts 128/512/2048, prefill 512, ResNet-18 at batch 1
     /// and 8, a BERT-base encoder (models generated once into `--models`). `quick`: the small
-    /// test fixtures, in seconds.
+    /// test fixtures, in seconds. `pd`: GPT-2-small requests (prompt 512, 64 new tokens) on two
+    /// `genie worker` processes pinned to a core each, prefill and decode co-located vs
+    /// disaggregated (a few minutes).
     #[arg(long, default_value = "default")]
     pub suite: String,
     /// Write machine-readable results here.
@@ -51,7 +53,20 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         python: root.join(".venv/bin/python"),
         root,
         progress: display.sink(),
+        genie: std::env::current_exe().ok(),
     };
+    if options.suite == "pd" {
+        let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
+        println!("{}", bench::pd::table(&report));
+        if let Some(path) = &args.json {
+            let json = serde_json::json!({ "pd": report });
+            std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("json: {}", path.display());
+        }
+        println!("bench took {:.1} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let report = bench::run(&options, &mut |line| println!("{line}"))?;
     println!("{}", bench::table(&report));
     if let Some(parent) = args.plot.parent() {

@@ -204,7 +204,7 @@ fn inspect_plan(args: &InspectArgs) -> Result<()> {
             Format::Text => genie_codegen::summary::dump(&plan),
             Format::Ron => genie_codegen::to_ron(&plan)?,
             Format::Json => serde_json::to_string_pretty(&plan)? + "\n",
-            Format::Dot => render::dot_program(&genie_codegen::summary::to_program(&plan), DotColoring::Device),
+            Format::Dot => genie_codegen::summary::dot(&plan),
         }
     };
     emit(&args.output, text)

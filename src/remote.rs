@@ -92,6 +92,10 @@ pub struct WorkerArgs {
     /// Seconds a per-op call waits for its inputs, and a tensor stream for the call it is for.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub input_wait_secs: u64,
+    /// Run on these CPU cores only (sched_setaffinity), with as many libtorch threads, e.g.
+    /// `--cpus 0` or `--cpus 2,3`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub cpus: Vec<usize>,
 }
 
 /// Where runs go and how to reach the workers.
@@ -199,6 +203,9 @@ fn parse_device(text: &str) -> Result<tch::Device> {
 
 /// `genie worker`: serve until killed.
 pub fn worker(args: WorkerArgs) -> Result<()> {
+    if !args.cpus.is_empty() {
+        worker::pin_to_cpus(&args.cpus)?;
+    }
     let device = parse_device(&args.device)?;
     worker::check_device(device)?;
     let identity = match (&args.cert, &args.key) {
@@ -243,8 +250,12 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     let memory = config.memory_bytes.map_or_else(|| "unlimited".to_string(), genie_ir::render::human_bytes);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let handle = worker::spawn(config, identity)?;
+    let cpus = match args.cpus.as_slice() {
+        [] => String::new(),
+        list => format!(" cpus {}", list.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")),
+    };
     println!(
-        "genie worker listening on {} device {} fingerprint {} memory {memory}",
+        "genie worker listening on {} device {} fingerprint {} memory {memory}{cpus}",
         handle.addr, args.device, handle.fingerprint
     );
     if let Some(addr) = handle.metrics_addr {

@@ -316,6 +316,40 @@ pub fn dump(plan: &ProgramPlan) -> String {
     s
 }
 
+/// DOT of a plan: the placed program coloured by device (see [`to_program`]), and each state
+/// handoff as a bold edge from the state output of the entry that writes it to the state input
+/// of the entry that reads it, labelled with its bytes and devices.
+pub fn dot(plan: &ProgramPlan) -> String {
+    let mut s = genie_ir::render::dot_program(&to_program(plan), genie_ir::render::DotColoring::Device);
+    let mut edges = String::new();
+    for (from_i, e) in plan.entries.iter().enumerate() {
+        for h in &e.handoffs {
+            let Some(out) = e.outputs.iter().position(|o| o.name == h.output) else { continue };
+            let Some(slot) = plan.state_slots.iter().find(|s| s.id == h.slot) else { continue };
+            for port in &slot.reads {
+                let Some(to_i) = plan.entries.iter().position(|x| x.name == port.entry) else { continue };
+                let Some(input) = plan.entries[to_i].inputs.iter().find(|i| i.name == port.name) else { continue };
+                writeln!(
+                    edges,
+                    "  g{from_i}o{out} -> g{to_i}v{} [label=\"handoff {} {}→{}{}\", color=\"#d62728\", penwidth=3, style=bold, constraint=false];",
+                    input.tensor.0,
+                    human(h.bytes),
+                    h.from,
+                    h.to,
+                    if h.overlaps_compute { ", layer by layer" } else { "" }
+                )
+                .ok();
+            }
+        }
+    }
+    if let Some(end) = s.trim_end().strip_suffix('}').map(str::len) {
+        s.truncate(end);
+        s.push_str(&edges);
+        s.push_str("}\n");
+    }
+    s
+}
+
 /// The placed program a plan came from, rebuilt without weight data: every node with its op,
 /// arguments and `ann.device`; values with types and residency. For DOT and text rendering.
 pub fn to_program(plan: &ProgramPlan) -> Program {

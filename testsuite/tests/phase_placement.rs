@@ -104,6 +104,11 @@ fn prefill_on_the_compute_device_and_decode_on_the_bandwidth_device_with_one_han
         let request = |t: &genie_codegen::summary::PhaseTimes| t.ttft_s + REQUEST.new_tokens as f64 * t.tpot_s;
         assert!(request(&e.chosen) < request(together), "{name}: {}", e.reason);
         assert!(e.reason.starts_with("apart"), "{name}: {}", e.reason);
+        // `genie inspect PLAN --format dot` draws each handed-over tensor as a bold edge from
+        // prefill's output to decode's input.
+        let dot = genie_codegen::summary::dot(&plan);
+        assert_eq!(dot.matches("handoff ").count(), h.tensors, "{name}");
+        assert!(dot.contains("compute→bandwidth, layer by layer") && dot.trim_end().ends_with('}'), "{name}");
     }
 }
 

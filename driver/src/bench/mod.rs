@@ -8,6 +8,7 @@
 //! ([`genie_runtime::deploy`]); per-op remoting is the runtime's own mode
 //! ([`genie_runtime::per_op`]).
 
+pub mod pd;
 mod report;
 
 use std::collections::BTreeMap;
@@ -52,12 +53,14 @@ pub struct BenchOptions {
     pub python: PathBuf,
     /// Where long steps (generating the models) report progress.
     pub progress: ProgressSink,
+    /// The `genie` binary, for suites that start `genie worker` processes (`pd`).
+    pub genie: Option<PathBuf>,
 }
 
 /// Why the benchmark stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("unknown suite `{0}` (default, quick)")]
+    #[error("unknown suite `{0}` (default, quick, pd)")]
     UnknownSuite(String),
     #[error("reading {path}")]
     Read {
@@ -112,6 +115,24 @@ fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, BenchError> {
     Ok(list.into_iter().collect())
 }
 
+/// Generate the full-size benchmark models into `options.models` (the script skips what is
+/// already there).
+fn generate_models(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<(), BenchError> {
+    let dir = &options.models;
+    progress(&format!("== generating the benchmark models into {} (once)", dir.display()));
+    let script = options.root.join("testsuite/scripts/make_bench_models.py");
+    let task = "generating the benchmark models".to_string();
+    let report = |finished| options.progress.report(Progress { task: task.clone(), done: 0, total: None, finished });
+    report(false);
+    let status = Command::new(&options.python).arg(&script).arg("--out").arg(dir).status();
+    report(true);
+    let status = status?;
+    if !status.success() {
+        return Err(BenchError::Script { what: script.display().to_string(), reason: status.to_string() });
+    }
+    Ok(())
+}
+
 fn workloads(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec<Workload>, BenchError> {
     match options.suite.as_str() {
         "quick" => {
@@ -157,19 +178,8 @@ fn workloads(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<V
             ])
         }
         "default" => {
+            generate_models(options, progress)?;
             let dir = &options.models;
-            progress(&format!("== generating the benchmark models into {} (once)", dir.display()));
-            let script = options.root.join("testsuite/scripts/make_bench_models.py");
-            let task = "generating the benchmark models".to_string();
-            let report =
-                |finished| options.progress.report(Progress { task: task.clone(), done: 0, total: None, finished });
-            report(false);
-            let status = Command::new(&options.python).arg(&script).arg("--out").arg(dir).status();
-            report(true);
-            let status = status?;
-            if !status.success() {
-                return Err(BenchError::Script { what: script.display().to_string(), reason: status.to_string() });
-            }
             let g = dir.join("gpt2s");
             let gpt2 = vec![g.join("prefill.pt2"), g.join("decode.pt2")];
             let mut list = Vec::new();

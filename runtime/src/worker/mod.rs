@@ -132,6 +132,35 @@ impl WorkerConfig {
     }
 }
 
+/// Run this process on the given CPU cores only (`genie worker --cpus`), with as many libtorch
+/// threads. Call it first, before any runtime or libtorch thread starts: threads inherit the
+/// affinity of the thread that creates them.
+pub fn pin_to_cpus(cpus: &[usize]) -> Result<(), WorkerError> {
+    if cpus.is_empty() {
+        return Err(WorkerError::Pin("no CPU given".into()));
+    }
+    // SAFETY: `cpu_set_t` is plain data, zeroed is its empty set; CPU_SET writes inside it for
+    // indices below CPU_SETSIZE, checked first; sched_setaffinity reads `size_of` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(WorkerError::Pin(format!(
+                    "CPU {cpu} is beyond the {} this system can name",
+                    libc::CPU_SETSIZE
+                )));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(WorkerError::Pin(format!("CPUs {cpus:?}: {err}")));
+        }
+    }
+    tch::set_num_threads(cpus.len() as i32);
+    Ok(())
+}
+
 /// Check that libtorch can run on `device` (a `cuda:N` it does not see is refused).
 pub fn check_device(device: Device) -> Result<(), WorkerError> {
     if let Device::Cuda(index) = device {
@@ -162,6 +191,9 @@ pub enum WorkerError {
     /// A CUDA device libtorch does not see.
     #[error("cuda:{index} requested but libtorch sees {count} CUDA device(s)")]
     NoSuchDevice { index: usize, count: i64 },
+    /// The CPU affinity could not be set.
+    #[error("pinning the worker to its CPUs: {0}")]
+    Pin(String),
 }
 
 /// A running worker (in this process).

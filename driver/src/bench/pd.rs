@@ -1,0 +1,472 @@
+//! `genie bench --suite pd`: prefill and decode together or apart, measured on real workers.
+//!
+//! Two `genie worker` processes on loopback, each pinned to its own CPU core
+//! (`genie worker --cpus N`: sched_setaffinity, one libtorch thread). The GPT-2-small benchmark
+//! model serves one stream of requests (a 512-token prompt, 64 new tokens each, arriving at a
+//! fixed interval so that prefills and decodes overlap) twice, in one run:
+//! - **co-located**: each worker holds the whole model and runs both phases of the requests it
+//!   is given (two replicas, requests alternating), as a non-disaggregated deployment would;
+//! - **disaggregated**: placement puts prefill on one worker and decode on the other
+//!   (`--disaggregate always`); each request's KV cache goes from worker to worker once.
+//!
+//! For each: time to first token and inter-token latency (p50, p99) under the stream, tokens
+//! per second, one request alone, and placement's estimates for that request beside the
+//! measurements (measured / estimated). The devices placement plans for are calibrated first:
+//! one core's matmul FLOP/s, its memory bandwidth and its per-op overhead, measured here.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use genie_ir::RequestShape;
+use genie_passes::placement::{ClusterSpec, PhaseChoice};
+use genie_runtime::client::{ClientOptions, Program};
+use genie_runtime::deploy::{self, Deployed, DeploymentSpec};
+use genie_runtime::generate::{self, Generated};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::{generate_models, BenchError, BenchOptions};
+use crate::pipeline::{compile_program, CompileOptions};
+
+/// The request every stream is made of.
+const REQUEST: RequestShape = RequestShape { prompt_len: 512, new_tokens: 64 };
+/// Requests in the stream.
+const REQUESTS: usize = 8;
+/// GPT-2's vocabulary, for the prompts' token ids.
+const VOCAB: i64 = 50257;
+/// Assumed for loopback between the pinned workers (stated in the report).
+const LOOPBACK_BANDWIDTH: f64 = 2e9;
+const LOOPBACK_LATENCY: f64 = 1e-4;
+
+/// One core, as placement's cost model is told about it.
+#[derive(Serialize, Clone, Debug)]
+pub struct Calibration {
+    /// FLOP/s of a 512×768 by 768×3072 fp32 matmul on one thread.
+    pub flops: f64,
+    /// Bytes/s of a copy between two 256 MiB tensors on one thread (read + write).
+    pub mem_bandwidth: f64,
+    /// Seconds per tiny op.
+    pub op_overhead: f64,
+}
+
+/// One way of placing the phases, measured.
+#[derive(Serialize, Clone, Debug)]
+pub struct PdRow {
+    /// `co-located` or `disaggregated`.
+    pub mode: String,
+    /// Where each phase ran.
+    pub placement: String,
+    /// Bytes of KV cache handed from worker to worker per request (0 when co-located).
+    pub handoff_bytes: u64,
+    /// One request alone (warm): time to first token and median inter-token latency.
+    pub alone_ttft_s: f64,
+    pub alone_itl_s: f64,
+    /// Placement's estimates for one request alone.
+    pub est_ttft_s: f64,
+    pub est_tpot_s: f64,
+    /// Measured alone / estimated.
+    pub ttft_ratio: f64,
+    pub tpot_ratio: f64,
+    /// Under the stream: from a request's arrival to its first token.
+    pub ttft_p50_s: f64,
+    pub ttft_p99_s: f64,
+    /// Under the stream: between consecutive tokens of a request.
+    pub itl_p50_s: f64,
+    pub itl_p99_s: f64,
+    /// Tokens generated per second, from the first arrival to the last token.
+    pub tokens_per_s: f64,
+}
+
+/// What `genie bench --suite pd` measured (`--json` writes `{"pd": …}`).
+#[derive(Serialize, Clone, Debug)]
+pub struct PdReport {
+    /// How the workers ran.
+    pub workers: String,
+    pub model: String,
+    pub prompt_len: i64,
+    pub new_tokens: i64,
+    pub requests: usize,
+    /// Seconds between arrivals: two thirds of one request's time alone (co-located), so the
+    /// replicas are three-quarters busy and prefills overlap decodes.
+    pub interval_s: f64,
+    pub calibration: Calibration,
+    /// Link parameters assumed for loopback.
+    pub link: String,
+    pub rows: Vec<PdRow>,
+}
+
+/// A `genie worker` process, killed when dropped.
+struct WorkerProcess {
+    child: Child,
+    address: String,
+    fingerprint: String,
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_worker(genie: &Path, cpu: usize, token: &str) -> Result<WorkerProcess, BenchError> {
+    let failed = |reason: String| BenchError::Script { what: format!("genie worker --cpus {cpu}"), reason };
+    let mut child = Command::new(genie)
+        .args(["worker", "--listen", "127.0.0.1:0", "--token", token, "--cpus", &cpu.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or_else(|| failed("no stdout".into()))?;
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    // "genie worker listening on ADDR device cpu fingerprint FP memory M cpus N"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |w: &str| words.iter().position(|x| *x == w).and_then(|i| words.get(i + 1)).map(|s| s.to_string());
+    match (after("on"), after("fingerprint"), after("cpus")) {
+        (Some(address), Some(fingerprint), Some(_)) => Ok(WorkerProcess { child, address, fingerprint }),
+        _ => Err(failed(format!("unexpected first line `{}`", line.trim()))),
+    }
+}
+
+fn seconds(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// One core's roofline, measured on one libtorch thread.
+fn calibrate() -> Calibration {
+    tch::set_num_threads(1);
+    let _guard = tch::no_grad_guard();
+    let opts = (Kind::Float, Device::Cpu);
+    let (a, b) = (Tensor::randn([512, 768], opts), Tensor::randn([768, 3072], opts));
+    let _ = a.matmul(&b);
+    let reps = 8;
+    let t = seconds(|| (0..reps).for_each(|_| drop(a.matmul(&b))));
+    let flops = 2.0 * 512.0 * 768.0 * 3072.0 * reps as f64 / t;
+    // Into a buffer allocated once (a fresh result would time page faults, not memory), each
+    // larger than any cache.
+    let (x, mut y) = (Tensor::ones([64 << 20], opts), Tensor::zeros([64 << 20], opts));
+    y.copy_(&x);
+    let t = seconds(|| (0..reps).for_each(|_| y.copy_(&x)));
+    let mem_bandwidth = 2.0 * (256u64 << 20) as f64 * reps as f64 / t;
+    let tiny = Tensor::ones([1], opts);
+    let t = seconds(|| (0..2000).for_each(|_| drop(&tiny + 1.0)));
+    Calibration { flops, mem_bandwidth, op_overhead: t / 2000.0 }
+}
+
+/// A cluster file for `devices` (names of started workers), with their deployment.
+fn cluster_text(c: &Calibration, devices: &[(&str, &WorkerProcess)]) -> String {
+    let specs: Vec<String> = devices
+        .iter()
+        .map(|(name, _)| {
+            format!(
+                "(name: \"{name}\", kind: cpu, memory: \"8GiB\", flops: {:e}, mem_bandwidth: {:e}, op_overhead: {:e})",
+                c.flops, c.mem_bandwidth, c.op_overhead
+            )
+        })
+        .collect();
+    let deployment: Vec<String> = devices
+        .iter()
+        .map(|(name, w)| format!("\"{name}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint))
+        .collect();
+    format!(
+        "(devices: [{}], default_link: (bandwidth: {LOOPBACK_BANDWIDTH:e}, latency: {LOOPBACK_LATENCY:e}), \
+         deployment: (workers: {{{}}}))",
+        specs.join(", "),
+        deployment.join(", ")
+    )
+}
+
+/// Compile the model for a cluster file and deploy it on the workers the file names.
+fn compile_and_deploy(
+    runtime: &tokio::runtime::Runtime,
+    files: &[PathBuf],
+    cluster: &str,
+    phases: PhaseChoice,
+    token: &str,
+) -> Result<(Deployed, genie_codegen::ProgramPlan), BenchError> {
+    let spec = ClusterSpec::from_ron(cluster)
+        .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("cluster: {e}") })?;
+    let mut program = genie_frontends::load(files)?;
+    let options = CompileOptions { request: Some(REQUEST), phases, ..CompileOptions::default() };
+    let plan = compile_program(&mut program, &spec, &options)
+        .map_err(|source| BenchError::Compile { files: files.to_vec(), source: Box::new(source) })?;
+    let deployment = DeploymentSpec::from_cluster_ron(cluster)?
+        .ok_or_else(|| BenchError::Workload { workload: "pd".into(), reason: "no deployment section".into() })?
+        .resolve(token.to_string(), None)?;
+    let client = ClientOptions { run_timeout: Duration::from_secs(600), ..ClientOptions::default() };
+    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan.clone()), &program.weights, &deployment, &client))?;
+    Ok((deployed, plan))
+}
+
+/// A deterministic prompt of `REQUEST.prompt_len` token ids.
+fn prompt(seed: u64) -> Vec<i64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..REQUEST.prompt_len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % VOCAB as u64) as i64
+        })
+        .collect()
+}
+
+/// Nearest-rank percentile of unsorted values.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// One request alone on `program`: (time to first token, median inter-token latency).
+fn alone(runtime: &tokio::runtime::Runtime, program: &Program) -> Result<(f64, f64), BenchError> {
+    let g = runtime
+        .block_on(generate::greedy(program, &prompt(0), REQUEST.new_tokens as usize, None))
+        .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("a request alone: {e}") })?;
+    Ok((g.time_to_first_token_s, median(&g.inter_token_s)))
+}
+
+/// The stream: request `i` arrives at `i × interval` and goes to `programs[i % len]`.
+fn stream(
+    runtime: &tokio::runtime::Runtime,
+    programs: &[Program],
+    interval: f64,
+) -> Result<(Vec<Generated>, f64), BenchError> {
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let tasks: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let program = programs[i % programs.len()].clone();
+            let at = start + Duration::from_secs_f64(interval * i as f64);
+            runtime.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let g = generate::greedy(&program, &prompt(i as u64 + 1), REQUEST.new_tokens as usize, None).await;
+                (g, tokio::time::Instant::now())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut last = start;
+    for task in tasks {
+        let (g, done) = runtime
+            .block_on(task)
+            .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("request task: {e}") })?;
+        let g = g.map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("a request: {e}") })?;
+        last = last.max(done);
+        out.push(g);
+    }
+    Ok((out, (last - start).as_secs_f64()))
+}
+
+fn row(
+    mode: &str,
+    placement: String,
+    plan: &genie_codegen::ProgramPlan,
+    alone: (f64, f64),
+    generated: &[Generated],
+    makespan: f64,
+) -> PdRow {
+    let (est_ttft_s, est_tpot_s) = plan.phases.as_ref().map_or((0.0, 0.0), |p| (p.chosen.ttft_s, p.chosen.tpot_s));
+    let handoff_bytes = plan.entries.iter().flat_map(|e| &e.handoffs).map(|h| h.bytes).fold(0u64, u64::saturating_add);
+    let ttfts: Vec<f64> = generated.iter().map(|g| g.time_to_first_token_s).collect();
+    let itls: Vec<f64> = generated.iter().flat_map(|g| g.inter_token_s.iter().copied()).collect();
+    let tokens: usize = generated.iter().map(|g| g.tokens.len()).sum();
+    let ratio = |m: f64, e: f64| if e > 0.0 { m / e } else { 0.0 };
+    PdRow {
+        mode: mode.to_string(),
+        placement,
+        handoff_bytes,
+        alone_ttft_s: alone.0,
+        alone_itl_s: alone.1,
+        est_ttft_s,
+        est_tpot_s,
+        ttft_ratio: ratio(alone.0, est_ttft_s),
+        tpot_ratio: ratio(alone.1, est_tpot_s),
+        ttft_p50_s: median(&ttfts),
+        ttft_p99_s: percentile(&ttfts, 99.0),
+        itl_p50_s: median(&itls),
+        itl_p99_s: percentile(&itls, 99.0),
+        tokens_per_s: tokens as f64 / makespan.max(1e-9),
+    }
+}
+
+/// Where each entry of a plan ran.
+fn placement_of(plan: &genie_codegen::ProgramPlan) -> String {
+    plan.entries
+        .iter()
+        .map(|e| {
+            let devices: Vec<&str> = e
+                .plans
+                .iter()
+                .filter(|p| p.steps.iter().any(|s| matches!(s, genie_codegen::Step::Exec { .. })))
+                .map(|p| p.device.as_str())
+                .collect();
+            format!("{} on {}", e.name, devices.join("+"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Run the suite.
+pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<PdReport, BenchError> {
+    let genie = options.genie.clone().ok_or_else(|| BenchError::Workload {
+        workload: "pd".into(),
+        reason: "the pd suite starts `genie worker` processes: BenchOptions::genie names the binary".into(),
+    })?;
+    generate_models(options, progress)?;
+    let g = options.models.join("gpt2s");
+    let files = vec![g.join("prefill.pt2"), g.join("decode.pt2")];
+    progress("== calibrating one core (matmul FLOP/s, memory bandwidth, op overhead)");
+    let calibration = calibrate();
+    progress(&format!(
+        "  {:.1} GFLOP/s, {:.1} GB/s, {:.1} µs per op",
+        calibration.flops / 1e9,
+        calibration.mem_bandwidth / 1e9,
+        calibration.op_overhead * 1e6
+    ));
+    let token = format!("{:016x}", std::process::id() as u64 ^ 0x5eed_5eed);
+    let w0 = start_worker(&genie, 0, &token)?;
+    let w1 = start_worker(&genie, 1, &token)?;
+    let workers = format!(
+        "w0 = `genie worker --cpus 0` at {}, w1 = `genie worker --cpus 1` at {} (sched_setaffinity to one core each, one libtorch thread each)",
+        w0.address, w1.address
+    );
+    progress(&format!("== {workers}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    progress("== co-located: a replica of the whole model on each worker");
+    let (a, plan_a) =
+        compile_and_deploy(&runtime, &files, &cluster_text(&calibration, &[("w0", &w0)]), PhaseChoice::Never, &token)?;
+    let (b, _) =
+        compile_and_deploy(&runtime, &files, &cluster_text(&calibration, &[("w1", &w1)]), PhaseChoice::Never, &token)?;
+    let replicas = [a.program().clone(), b.program().clone()];
+    let alone_co = alone(&runtime, &replicas[0])?;
+    alone(&runtime, &replicas[1])?;
+    let request_s = alone_co.0 + alone_co.1 * (REQUEST.new_tokens - 1) as f64;
+    let interval_s = request_s * 2.0 / 3.0;
+    progress(&format!(
+        "  alone: TTFT {:.3} s, ITL {:.1} ms; {REQUESTS} requests arriving every {interval_s:.2} s",
+        alone_co.0,
+        alone_co.1 * 1e3
+    ));
+    let (generated, makespan) = stream(&runtime, &replicas, interval_s)?;
+    let co = row(
+        "co-located",
+        "each worker: prefill and decode (2 replicas)".into(),
+        &plan_a,
+        alone_co,
+        &generated,
+        makespan,
+    );
+    drop((a, b));
+
+    progress("== disaggregated: prefill on one worker, decode on the other");
+    let both = cluster_text(&calibration, &[("w0", &w0), ("w1", &w1)]);
+    let (d, plan_d) = compile_and_deploy(&runtime, &files, &both, PhaseChoice::Always, &token)?;
+    let program = d.program().clone();
+    let alone_d = alone(&runtime, &program)?;
+    let (generated, makespan) = stream(&runtime, std::slice::from_ref(&program), interval_s)?;
+    let apart = row("disaggregated", placement_of(&plan_d), &plan_d, alone_d, &generated, makespan);
+    drop(d);
+
+    Ok(PdReport {
+        workers,
+        model: "gpt2-small (124M parameters, fp32)".into(),
+        prompt_len: REQUEST.prompt_len,
+        new_tokens: REQUEST.new_tokens,
+        requests: REQUESTS,
+        interval_s,
+        calibration,
+        link: format!("loopback assumed {:.0} GB/s, {:.0} µs", LOOPBACK_BANDWIDTH / 1e9, LOOPBACK_LATENCY * 1e6),
+        rows: vec![co, apart],
+    })
+}
+
+/// The table people read.
+pub fn table(r: &PdReport) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    writeln!(t, "\n{}", r.workers).ok();
+    writeln!(
+        t,
+        "{}: {} requests of {} prompt tokens + {} new, one every {:.2} s; cores calibrated at {:.1} GFLOP/s, {:.1} GB/s, {:.1} µs/op; {}",
+        r.model,
+        r.requests,
+        r.prompt_len,
+        r.new_tokens,
+        r.interval_s,
+        r.calibration.flops / 1e9,
+        r.calibration.mem_bandwidth / 1e9,
+        r.calibration.op_overhead * 1e6,
+        r.link
+    )
+    .ok();
+    writeln!(
+        t,
+        "\n{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>7} {:>9} {:>9} {:>7} {:>10}",
+        "mode",
+        "TTFT p50",
+        "TTFT p99",
+        "ITL p50",
+        "ITL p99",
+        "tok/s",
+        "alone TTFT",
+        "est TTFT",
+        "×",
+        "alone ITL",
+        "est TPOT",
+        "×",
+        "handoff"
+    )
+    .ok();
+    for x in &r.rows {
+        writeln!(
+            t,
+            "{:<14} {:>8.3}s {:>8.3}s {:>7.1}ms {:>7.1}ms {:>9.2} | {:>9.3}s {:>8.3}s {:>7.2} {:>7.1}ms {:>7.1}ms {:>7.2} {:>10}",
+            x.mode,
+            x.ttft_p50_s,
+            x.ttft_p99_s,
+            x.itl_p50_s * 1e3,
+            x.itl_p99_s * 1e3,
+            x.tokens_per_s,
+            x.alone_ttft_s,
+            x.est_ttft_s,
+            x.ttft_ratio,
+            x.alone_itl_s * 1e3,
+            x.est_tpot_s * 1e3,
+            x.tpot_ratio,
+            genie_ir::render::human_bytes(x.handoff_bytes)
+        )
+        .ok();
+    }
+    for x in &r.rows {
+        writeln!(t, "  {}: {}", x.mode, x.placement).ok();
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+}
