@@ -55,7 +55,7 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         progress: display.sink(),
         genie: std::env::current_exe().ok(),
     };
-    if options.suite == "pd" {
+    if options.suite == "pd" || options.suite == "pd-quick" {
         let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
         println!("{}", bench::pd::table(&report));
         if let Some(path) = &args.json {

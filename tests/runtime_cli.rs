@@ -263,3 +263,44 @@ fn run_on_genie_worker_processes_pinned_and_through_a_ca() {
     let err = genie_fails(&strs(&args));
     assert!(err.contains("no `fingerprint`") && err.contains("w0"), "{err}");
 }
+
+/// `genie bench --suite pd-quick` runs the pd suite's code on the GPT-2 fixture in seconds:
+/// both placements measured, the disaggregated one handing the KV cache from one pinned
+/// worker to the other.
+#[test]
+fn bench_pd_suite_measures_co_located_and_disaggregated_phases() {
+    let json_path = tmp("pd.json");
+    let text = genie(&["bench", "--suite", "pd-quick", "--json", json_path.to_str().unwrap()]);
+    assert!(text.contains("`genie worker --cpus 0`") && text.contains("`genie worker --cpus 1`"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let pd = &json["pd"];
+    assert_eq!(pd["requests"], 4);
+    let rows = pd["rows"].as_array().unwrap();
+    let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["co-located", "disaggregated"]);
+    for r in rows {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert!(f("ttft_p50_s") > 0.0 && f("ttft_p50_s") <= f("ttft_p99_s"), "{r}");
+        assert!(f("itl_p50_s") > 0.0 && f("itl_p50_s") <= f("itl_p99_s"), "{r}");
+        assert!(f("tokens_per_s") > 0.0 && f("est_ttft_s") > 0.0 && f("est_tpot_s") > 0.0, "{r}");
+        assert!((f("ttft_ratio") - f("alone_ttft_s") / f("est_ttft_s")).abs() < 1e-9, "{r}");
+    }
+    assert_eq!(rows[0]["handoff_bytes"], 0);
+    assert!(rows[1]["handoff_bytes"].as_u64().unwrap() > 0);
+    let placement = rows[1]["placement"].as_str().unwrap();
+    assert!(placement.contains("prefill on w0") && placement.contains("decode on w1"), "{placement}");
+}
+
+/// `genie worker --cpus N` runs every thread of the process on core N.
+#[test]
+fn a_worker_pinned_to_a_core_runs_every_thread_there() {
+    let worker = worker_process(&["--token", "t", "--cpus", "0"]);
+    let pid = worker.child.id();
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().map(|t| t.unwrap().path()).collect();
+    assert!(tasks.len() > 1, "a worker has threads");
+    for task in tasks {
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let cpus = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+        assert_eq!(cpus.split_whitespace().nth(1), Some("0"), "{}: {cpus}", task.display());
+    }
+}

@@ -31,12 +31,55 @@ use tch::{Device, Kind, Tensor};
 use super::{generate_models, BenchError, BenchOptions};
 use crate::pipeline::{compile_program, CompileOptions};
 
-/// The request every stream is made of.
-const REQUEST: RequestShape = RequestShape { prompt_len: 512, new_tokens: 64 };
-/// Requests in the stream.
-const REQUESTS: usize = 8;
-/// GPT-2's vocabulary, for the prompts' token ids.
-const VOCAB: i64 = 50257;
+/// What a run of the suite serves: the model, the request every stream is made of, and how
+/// many requests.
+struct Setup {
+    model: &'static str,
+    files: Vec<PathBuf>,
+    request: RequestShape,
+    requests: usize,
+    /// The vocabulary, for the prompts' token ids.
+    vocab: i64,
+}
+
+impl Setup {
+    /// `pd`: GPT-2-small, 512-token prompts, 64 new tokens, 8 requests. `pd-quick`: the GPT-2
+    /// test fixture, so that a test runs the suite's code in seconds.
+    fn of(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Setup, BenchError> {
+        if options.suite == "pd-quick" {
+            let g = options.root.join("testsuite/fixtures/gpt2");
+            return Ok(Setup {
+                model: "gpt2 test fixture",
+                files: vec![g.join("prefill.pt2"), g.join("decode.pt2")],
+                request: RequestShape { prompt_len: 24, new_tokens: 8 },
+                requests: 4,
+                vocab: 128,
+            });
+        }
+        generate_models(options, progress)?;
+        let g = options.models.join("gpt2s");
+        Ok(Setup {
+            model: "gpt2-small (124M parameters, fp32)",
+            files: vec![g.join("prefill.pt2"), g.join("decode.pt2")],
+            request: RequestShape { prompt_len: 512, new_tokens: 64 },
+            requests: 8,
+            vocab: 50257,
+        })
+    }
+
+    /// A deterministic prompt.
+    fn prompt(&self, seed: u64) -> Vec<i64> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..self.request.prompt_len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % self.vocab as u64) as i64
+            })
+            .collect()
+    }
+}
 /// Assumed for loopback between the pinned workers (stated in the report).
 const LOOPBACK_BANDWIDTH: f64 = 2e9;
 const LOOPBACK_LATENCY: f64 = 1e-4;
@@ -184,15 +227,16 @@ fn cluster_text(c: &Calibration, devices: &[(&str, &WorkerProcess)]) -> String {
 /// Compile the model for a cluster file and deploy it on the workers the file names.
 fn compile_and_deploy(
     runtime: &tokio::runtime::Runtime,
-    files: &[PathBuf],
+    setup: &Setup,
     cluster: &str,
     phases: PhaseChoice,
     token: &str,
 ) -> Result<(Deployed, genie_codegen::ProgramPlan), BenchError> {
     let spec = ClusterSpec::from_ron(cluster)
         .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("cluster: {e}") })?;
+    let files = &setup.files;
     let mut program = genie_frontends::load(files)?;
-    let options = CompileOptions { request: Some(REQUEST), phases, ..CompileOptions::default() };
+    let options = CompileOptions { request: Some(setup.request), phases, ..CompileOptions::default() };
     let plan = compile_program(&mut program, &spec, &options)
         .map_err(|source| BenchError::Compile { files: files.to_vec(), source: Box::new(source) })?;
     let deployment = DeploymentSpec::from_cluster_ron(cluster)?
@@ -201,19 +245,6 @@ fn compile_and_deploy(
     let client = ClientOptions { run_timeout: Duration::from_secs(600), ..ClientOptions::default() };
     let deployed = runtime.block_on(deploy::deploy(Arc::new(plan.clone()), &program.weights, &deployment, &client))?;
     Ok((deployed, plan))
-}
-
-/// A deterministic prompt of `REQUEST.prompt_len` token ids.
-fn prompt(seed: u64) -> Vec<i64> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..REQUEST.prompt_len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % VOCAB as u64) as i64
-        })
-        .collect()
 }
 
 /// Nearest-rank percentile of unsorted values.
@@ -232,9 +263,9 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// One request alone on `program`: (time to first token, median inter-token latency).
-fn alone(runtime: &tokio::runtime::Runtime, program: &Program) -> Result<(f64, f64), BenchError> {
+fn alone(runtime: &tokio::runtime::Runtime, setup: &Setup, program: &Program) -> Result<(f64, f64), BenchError> {
     let g = runtime
-        .block_on(generate::greedy(program, &prompt(0), REQUEST.new_tokens as usize, None))
+        .block_on(generate::greedy(program, &setup.prompt(0), setup.request.new_tokens as usize, None))
         .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("a request alone: {e}") })?;
     Ok((g.time_to_first_token_s, median(&g.inter_token_s)))
 }
@@ -242,17 +273,20 @@ fn alone(runtime: &tokio::runtime::Runtime, program: &Program) -> Result<(f64, f
 /// The stream: request `i` arrives at `i × interval` and goes to `programs[i % len]`.
 fn stream(
     runtime: &tokio::runtime::Runtime,
+    setup: &Setup,
     programs: &[Program],
     interval: f64,
 ) -> Result<(Vec<Generated>, f64), BenchError> {
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let tasks: Vec<_> = (0..REQUESTS)
+    let tokens = setup.request.new_tokens as usize;
+    let tasks: Vec<_> = (0..setup.requests)
         .map(|i| {
             let program = programs[i % programs.len()].clone();
             let at = start + Duration::from_secs_f64(interval * i as f64);
+            let prompt = setup.prompt(i as u64 + 1);
             runtime.spawn(async move {
                 tokio::time::sleep_until(at).await;
-                let g = generate::greedy(&program, &prompt(i as u64 + 1), REQUEST.new_tokens as usize, None).await;
+                let g = generate::greedy(&program, &prompt, tokens, None).await;
                 (g, tokio::time::Instant::now())
             })
         })
@@ -325,9 +359,7 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<PdR
         workload: "pd".into(),
         reason: "the pd suite starts `genie worker` processes: BenchOptions::genie names the binary".into(),
     })?;
-    generate_models(options, progress)?;
-    let g = options.models.join("gpt2s");
-    let files = vec![g.join("prefill.pt2"), g.join("decode.pt2")];
+    let setup = Setup::of(options, progress)?;
     progress("== calibrating one core (matmul FLOP/s, memory bandwidth, op overhead)");
     let calibration = calibrate();
     progress(&format!(
@@ -348,20 +380,21 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<PdR
 
     progress("== co-located: a replica of the whole model on each worker");
     let (a, plan_a) =
-        compile_and_deploy(&runtime, &files, &cluster_text(&calibration, &[("w0", &w0)]), PhaseChoice::Never, &token)?;
+        compile_and_deploy(&runtime, &setup, &cluster_text(&calibration, &[("w0", &w0)]), PhaseChoice::Never, &token)?;
     let (b, _) =
-        compile_and_deploy(&runtime, &files, &cluster_text(&calibration, &[("w1", &w1)]), PhaseChoice::Never, &token)?;
+        compile_and_deploy(&runtime, &setup, &cluster_text(&calibration, &[("w1", &w1)]), PhaseChoice::Never, &token)?;
     let replicas = [a.program().clone(), b.program().clone()];
-    let alone_co = alone(&runtime, &replicas[0])?;
-    alone(&runtime, &replicas[1])?;
-    let request_s = alone_co.0 + alone_co.1 * (REQUEST.new_tokens - 1) as f64;
+    let alone_co = alone(&runtime, &setup, &replicas[0])?;
+    alone(&runtime, &setup, &replicas[1])?;
+    let request_s = alone_co.0 + alone_co.1 * (setup.request.new_tokens - 1) as f64;
     let interval_s = request_s * 2.0 / 3.0;
     progress(&format!(
-        "  alone: TTFT {:.3} s, ITL {:.1} ms; {REQUESTS} requests arriving every {interval_s:.2} s",
+        "  alone: TTFT {:.3} s, ITL {:.1} ms; {} requests arriving every {interval_s:.2} s",
         alone_co.0,
-        alone_co.1 * 1e3
+        alone_co.1 * 1e3,
+        setup.requests
     ));
-    let (generated, makespan) = stream(&runtime, &replicas, interval_s)?;
+    let (generated, makespan) = stream(&runtime, &setup, &replicas, interval_s)?;
     let co = row(
         "co-located",
         "each worker: prefill and decode (2 replicas)".into(),
@@ -374,19 +407,19 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<PdR
 
     progress("== disaggregated: prefill on one worker, decode on the other");
     let both = cluster_text(&calibration, &[("w0", &w0), ("w1", &w1)]);
-    let (d, plan_d) = compile_and_deploy(&runtime, &files, &both, PhaseChoice::Always, &token)?;
+    let (d, plan_d) = compile_and_deploy(&runtime, &setup, &both, PhaseChoice::Always, &token)?;
     let program = d.program().clone();
-    let alone_d = alone(&runtime, &program)?;
-    let (generated, makespan) = stream(&runtime, std::slice::from_ref(&program), interval_s)?;
+    let alone_d = alone(&runtime, &setup, &program)?;
+    let (generated, makespan) = stream(&runtime, &setup, std::slice::from_ref(&program), interval_s)?;
     let apart = row("disaggregated", placement_of(&plan_d), &plan_d, alone_d, &generated, makespan);
     drop(d);
 
     Ok(PdReport {
         workers,
-        model: "gpt2-small (124M parameters, fp32)".into(),
-        prompt_len: REQUEST.prompt_len,
-        new_tokens: REQUEST.new_tokens,
-        requests: REQUESTS,
+        model: setup.model.into(),
+        prompt_len: setup.request.prompt_len,
+        new_tokens: setup.request.new_tokens,
+        requests: setup.requests,
         interval_s,
         calibration,
         link: format!("loopback assumed {:.0} GB/s, {:.0} µs", LOOPBACK_BANDWIDTH / 1e9, LOOPBACK_LATENCY * 1e6),
