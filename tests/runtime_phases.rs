@@ -65,6 +65,10 @@ fn check(family: &str) {
     let first = &generated.steps[0];
     assert_eq!(between(&first.links), BTreeMap::from([("compute→bandwidth".to_string(), handoff_bytes)]), "{family}");
     assert!(first.workers.contains_key("compute") && first.workers.contains_key("bandwidth"), "{family}");
+    // The bandwidth worker only receives during prefill: it waits for no execution slot (a
+    // decode step of another request never queues behind this one's prefill).
+    let queued = |w: &str| first.workers[w].spans.iter().any(|s| s.name == "queue");
+    assert!(queued("compute") && !queued("bandwidth"), "{family}: {:?}", first.workers["bandwidth"].spans);
     // Decode: only the bandwidth worker, nothing between workers, the same few bytes each step
     // (an attention mask over the sequence grows by 8 B).
     for (i, step) in generated.steps[1..].iter().enumerate() {
@@ -120,4 +124,46 @@ fn genie_generate_runs_a_disaggregated_plan_on_local_workers() {
     for s in &json["steps"].as_array().unwrap()[1..] {
         assert_eq!(s["bytes"].as_u64().unwrap(), 8 + 128 * 4, "token in, logits out: {s}");
     }
+}
+
+/// `genie run` of a compiled disaggregated plan: prefill's outputs match PyTorch, and its KV
+/// cache went from the compute worker to the bandwidth worker, not through the client.
+#[test]
+fn genie_run_executes_a_compiled_disaggregated_plan() {
+    let dir = std::env::temp_dir().join(format!("genie-phases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let (plan, out) = (dir.join("gpt2.plan"), dir.join("out.safetensors"));
+    let cluster = example_cluster();
+    let genie = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_genie")).args(args).output().expect("genie runs");
+        assert!(out.status.success(), "genie {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    genie(&["compile", &path(&p), &path(&d), "--cluster", &path(&cluster), "-o", &path(&plan), "--quiet"]);
+    let inputs = fixture("gpt2/prefill.inputs.safetensors");
+    let stats = genie(&[
+        "run",
+        &path(&plan),
+        &path(&p),
+        &path(&d),
+        "--cluster",
+        &path(&cluster),
+        "--entry",
+        "prefill",
+        "--inputs",
+        &path(&inputs),
+        "--outputs",
+        &path(&out),
+        "--stats",
+    ]);
+    assert!(stats.contains("compute→bandwidth"), "{stats}");
+    let got = read(&out);
+    let want = read(&fixture("gpt2/prefill.outputs.safetensors"));
+    assert!(!got.is_empty());
+    for (name, t) in &got {
+        assert_close(name, t, &want[name]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -159,14 +159,23 @@ impl Worker {
             lock(&self.ledger).end_run(client, run, session, written, Instant::now());
         };
         let deadline = started + timeout;
-        let (slot, queued) = match self.execution_slot().await {
-            Ok(acquired) => acquired,
-            Err(e) => {
-                finish(None);
-                return Err(e);
+        // A part that only receives state (a handoff into this worker's slot while prefill runs
+        // elsewhere) computes nothing: it takes no execution slot, so decode steps never queue
+        // behind another request's prefill.
+        let receives_only = ticket.plan.entries[ticket.entry_index]
+            .plan(&ticket.device)
+            .is_some_and(|p| !p.steps.iter().any(|s| matches!(s, genie_codegen::Step::Exec { .. })));
+        let (slot, mut spans) = if receives_only {
+            (None, Vec::new())
+        } else {
+            match self.execution_slot().await {
+                Ok((slot, queued)) => (Some(slot), vec![queued]),
+                Err(e) => {
+                    finish(None);
+                    return Err(e);
+                }
             }
         };
-        let mut spans = vec![queued];
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
