@@ -59,6 +59,9 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
         println!("{}", bench::pd::table(&report));
         if let Some(path) = &args.json {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
             let json = serde_json::json!({ "pd": report });
             std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
