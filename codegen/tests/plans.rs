@@ -377,3 +377,31 @@ fn cnn_stages_become_pipeline_stages_when_one_device_is_too_small() {
         assert!(dp.steps.iter().any(|s| matches!(s, Step::Exec { .. })) || dp.device == CLIENT);
     }
 }
+
+/// Prefill and decode apart: every invariant holds (the handoff received and saved on the slot's
+/// device, placement's memory model equal to the plan's, each weight resident on both devices
+/// and counted on each), a layer is on one device per side, and decode's plan names one device.
+#[test]
+fn disaggregated_plans_keep_every_invariant() {
+    use genie_passes::placement::PhaseChoice;
+    for program in [passes(tiny_decoder_pair().unwrap()), passes(gpt_pair(Gpt::small(3)))] {
+        let options = PlacementOptions {
+            max_seq: Some(16),
+            phases: PhaseChoice::Always,
+            request: Some(genie_ir::RequestShape { prompt_len: 8, new_tokens: 16 }),
+            ..PlacementOptions::default()
+        };
+        let (placed, placement, plan) = compile(&program, &cluster_of(&[1 << 30, 1 << 30]), &options).unwrap();
+        check_plan(&placed, &placement, &plan);
+        assert!(plan.phases.as_ref().unwrap().disaggregated);
+        let handoffs: Vec<_> = plan.entries.iter().flat_map(|e| &e.handoffs).collect();
+        assert_eq!(handoffs.len(), plan.state_slots.len(), "{}: one handoff per slot", program.name);
+        let weights = total_weight_bytes(&program);
+        for d in &plan.devices {
+            assert!(d.weight_bytes >= weights, "{}: {} holds every weight once", program.name, d.name);
+        }
+        let sides: Vec<Vec<usize>> =
+            [&placement.units, &placement.decode_units].iter().map(|u| u.iter().map(|(_, d)| *d).collect()).collect();
+        assert!(sides[0].iter().all(|d| !sides[1].contains(d)), "{}: disjoint pools {sides:?}", program.name);
+    }
+}
