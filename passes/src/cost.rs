@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use genie_ir::registry;
-use genie_ir::{CostHints, Dim, Graph, Phase, Program, RequestShape};
+use genie_ir::{CostHints, Dim, Graph, InputRole, Phase, Program, RequestShape};
 
 use crate::manager::{Pass, PassError};
 
@@ -22,7 +22,8 @@ pub struct CostHintsPass {
 
 /// The symbol values an entry's time estimates use: `given` (`--bind`) first; then, for an LLM
 /// entry and a request shape, the prompt length (prefill) or the mean decode context (decode),
-/// clamped to the symbol's range; then [`Graph::bind_symbols`]'s default.
+/// clamped to the symbol's range, for every symbol but the batch (the first dim of token ids
+/// `[batch, seq]`); then [`Graph::bind_symbols`]'s default.
 pub fn entry_bindings(
     g: &Graph,
     given: &BTreeMap<String, i64>,
@@ -33,10 +34,17 @@ pub fn entry_bindings(
         (Some(r), Phase::LlmDecode) => Some(r.decode_context()),
         _ => None,
     };
+    let batch: std::collections::BTreeSet<String> = g
+        .inputs
+        .iter()
+        .map(|v| g.value(*v))
+        .filter(|v| v.ann.role == Some(InputRole::TokenIds) && v.ty.shape.len() >= 2)
+        .flat_map(|v| v.ty.shape[0].symbols())
+        .collect();
     let mut bound = g.bind_symbols(given);
     if let Some(n) = length {
         for (name, range) in &g.symbols {
-            if !given.contains_key(name) {
+            if !given.contains_key(name) && !batch.contains(name) {
                 bound.insert(name.clone(), n.max(range.min).min(range.max.unwrap_or(i64::MAX)).max(1));
             }
         }

@@ -99,3 +99,29 @@ fn symbolic_sizes_are_bound_as_given() {
     // Unbound, the symbol takes its range's maximum (at most the default cap).
     assert_eq!(hints(g, &[])[0].flops, 2 * 1024 * 64 * 32);
 }
+
+/// With a request shape, an LLM entry's sequence symbols take the prompt length (prefill) or the
+/// mean decode context (decode), clamped to their ranges; a batch symbol (the first dim of the
+/// token ids) keeps its default; `--bind` overrides both.
+#[test]
+fn a_request_shape_binds_sequence_symbols_but_not_the_batch() {
+    use genie_ir::{InputRole, Phase, RequestShape};
+    use genie_passes::cost::entry_bindings;
+    let mut g = Graph::new("prefill");
+    g.symbols.insert("b".into(), SymRange { min: 1, max: Some(64) });
+    g.symbols.insert("s".into(), SymRange { min: 1, max: Some(300) });
+    let ty = TensorType { dtype: DType::Int64, shape: vec![Dim::symbol("b"), Dim::symbol("s")] };
+    let ids = g.add_input("input_ids", ty);
+    g.values[ids.index()].ann.role = Some(InputRole::TokenIds);
+    let request = RequestShape { prompt_len: 256, new_tokens: 128 };
+    let none = BTreeMap::new();
+    g.phase = Phase::LlmPrefill;
+    let b = entry_bindings(&g, &none, Some(&request));
+    assert_eq!((b["b"], b["s"]), (64, 256), "the batch keeps its default (its range's maximum)");
+    g.phase = Phase::LlmDecode;
+    assert_eq!(entry_bindings(&g, &none, Some(&request))["s"], 300, "256 + 64, clamped to 300");
+    let given = BTreeMap::from([("s".to_string(), 7)]);
+    assert_eq!(entry_bindings(&g, &given, Some(&request))["s"], 7);
+    g.phase = Phase::Encoder;
+    assert_eq!(entry_bindings(&g, &none, Some(&request))["s"], 300, "not an LLM entry: the default");
+}
