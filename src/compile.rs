@@ -214,14 +214,13 @@ pub fn summary_text(s: &genie_codegen::PlanSummary) -> String {
         .ok();
     }
     if let Some(r) = &s.estimates {
-        let line = |p: &genie_codegen::summary::PhaseTimes| {
-            format!("TTFT {:.3} ms, TPOT {:.3} ms", p.ttft_s * 1e3, p.tpot_s * 1e3)
-        };
+        let line =
+            |p: &genie_codegen::PhaseEstimate| format!("TTFT {:.3} ms, TPOT {:.3} ms", p.ttft_s * 1e3, p.tpot_s * 1e3);
         writeln!(
             t,
             "  request of {} prompt tokens and {} new: phases {}; chosen {}",
-            r.prompt_len,
-            r.new_tokens,
+            r.request.prompt_len,
+            r.request.new_tokens,
             if r.disaggregated { "apart" } else { "together" },
             line(&r.chosen)
         )

@@ -72,27 +72,6 @@ pub struct HandoffSummary {
     pub tensors: usize,
 }
 
-/// Time to first token and per output token.
-#[derive(Serialize, Debug, PartialEq, Clone)]
-pub struct PhaseTimes {
-    pub ttft_s: f64,
-    pub tpot_s: f64,
-}
-
-/// Placement's estimates of a request: the chosen placement, and the best one with the phases
-/// together beside it.
-#[derive(Serialize, Debug, PartialEq, Clone)]
-pub struct RequestEstimates {
-    pub prompt_len: i64,
-    pub new_tokens: i64,
-    pub disaggregated: bool,
-    pub chosen: PhaseTimes,
-    pub co_located: Option<PhaseTimes>,
-    /// The best placement with the phases apart, when one fits.
-    pub disaggregated_alternative: Option<PhaseTimes>,
-    pub reason: String,
-}
-
 /// The `genie inspect PLAN --summary` object.
 #[derive(Serialize, Debug, PartialEq, Clone)]
 pub struct PlanSummary {
@@ -105,12 +84,9 @@ pub struct PlanSummary {
     pub entries: BTreeMap<String, EntrySummaryOfPlan>,
     /// Grouped by (from entry, to entry, from device, to device).
     pub state_handoffs: Vec<HandoffSummary>,
-    /// For a program whose prefill hands state to decode.
-    pub estimates: Option<RequestEstimates>,
-}
-
-fn times(p: &PhaseEstimate) -> PhaseTimes {
-    PhaseTimes { ttft_s: p.ttft_s, tpot_s: p.tpot_s }
+    /// For a program whose prefill hands state to decode: the request, together or apart, the
+    /// estimates of the choice and of the best alternative on each side, why.
+    pub estimates: Option<PhaseRecord>,
 }
 
 /// The handoffs of a plan, grouped by entries and devices.
@@ -206,15 +182,7 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
             })
             .collect(),
         state_handoffs: handoffs(plan),
-        estimates: plan.phases.as_ref().map(|p| RequestEstimates {
-            prompt_len: p.request.prompt_len,
-            new_tokens: p.request.new_tokens,
-            disaggregated: p.disaggregated,
-            chosen: times(&p.chosen),
-            co_located: p.co_located.as_ref().map(times),
-            disaggregated_alternative: p.disaggregated_alternative.as_ref().map(times),
-            reason: p.reason.clone(),
-        }),
+        estimates: plan.phases.clone(),
     }
 }
 

@@ -101,8 +101,7 @@ fn prefill_on_the_compute_device_and_decode_on_the_bandwidth_device_with_one_han
         let e = s.estimates.as_ref().expect("a phase decision");
         assert!(e.disaggregated, "{name}: {}", e.reason);
         let together = e.co_located.as_ref().expect("the phases fit together too");
-        let request = |t: &genie_codegen::summary::PhaseTimes| t.ttft_s + REQUEST.new_tokens as f64 * t.tpot_s;
-        assert!(request(&e.chosen) < request(together), "{name}: {}", e.reason);
+        assert!(e.chosen.request_s(&REQUEST) < together.request_s(&REQUEST), "{name}: {}", e.reason);
         assert!(e.reason.starts_with("apart"), "{name}: {}", e.reason);
         // `genie inspect PLAN --format dot` draws each handed-over tensor as a bold edge from
         // prefill's output to decode's input.
