@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fixture, worker_process};
+use common::{fixture, poll, worker_process};
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions, WorkerAddress};
@@ -208,6 +208,54 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
         // The other worker is healthy: it answers and runs new work.
         let stats = cluster.stats("worker0").await.expect("the healthy worker answers");
         assert!(stats.runs > 0);
+    });
+    check_still_serves(&rt, &healthy);
+}
+
+/// Prefill and decode apart, and the prefill worker dies before its handoff: the call fails
+/// within its deadline naming that worker, and the decode worker, whose part only waited for
+/// the handoff (on no thread, in no execution slot), ends that part and stays healthy.
+#[test]
+fn a_prefill_worker_killed_before_its_handoff_leaves_the_decode_worker_healthy() {
+    let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
+    let mut program = genie_frontends::load(&files).unwrap();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prefill_decode_cluster.ron"),
+    )
+    .unwrap();
+    // worker0 (in this process, healthy) is the bandwidth device, worker1 (a process) computes.
+    let spec = example.replace("\"bandwidth\"", "\"worker0\"").replace("\"compute\"", "\"worker1\"");
+    let cluster = ClusterSpec::from_ron(&spec).unwrap();
+    let options = CompileOptions { request: Some(genie_ir::RequestShape::default()), ..CompileOptions::default() };
+    let plan = compile_program(&mut program, &cluster, &options).unwrap();
+    assert!(plan.phases.as_ref().is_some_and(|p| p.disaggregated), "{:?}", plan.phases);
+    assert!(plan.entry("prefill").unwrap().handoffs.iter().all(|h| h.from == "worker1" && h.to == "worker0"));
+    let rt = runtime();
+    let healthy = one_worker(&rt);
+    let mut victim = worker_process(&["--token", healthy.token()]);
+    let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
+    both.insert("worker1".into(), RemoteWorker::pinned(victim.address.parse().unwrap(), victim.fingerprint.clone()));
+    let deployment = Deployment::Remote { workers: both, token };
+    let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
+    options.transport.idle_timeout = Duration::from_secs(3);
+    let prefill_in: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
+    rt.block_on(async {
+        let deployed = deploy::deploy(Arc::new(plan), &program.weights, &deployment, &options).await.unwrap();
+        let mut s = deployed.program().open_session().await.unwrap();
+        s.run("prefill", &prefill_in).await.expect("runs while both are up");
+        victim.child.kill().unwrap();
+        victim.child.wait().unwrap();
+        let started = Instant::now();
+        let err = s.run("prefill", &prefill_in).await.unwrap_err();
+        assert!(started.elapsed() <= options.run_timeout + Duration::from_secs(2), "took {:?}", started.elapsed());
+        assert!(err.to_string().contains("worker1"), "the error names the dead prefill worker: {err}");
+        // The decode worker's waiting part ended: nothing in flight, and it answers.
+        let cluster = deployed.cluster();
+        let idle = poll(Duration::from_secs(10), async || {
+            cluster.stats("worker0").await.ok().filter(|st| st.calls_in_flight == 0)
+        });
+        assert!(idle.await.is_some(), "the decode worker still holds the call");
     });
     check_still_serves(&rt, &healthy);
 }

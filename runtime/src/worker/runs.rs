@@ -160,22 +160,32 @@ impl Worker {
         };
         let deadline = started + timeout;
         // A part that only receives state (a handoff into this worker's slot while prefill runs
-        // elsewhere) computes nothing: it takes no execution slot, so decode steps never queue
-        // behind another request's prefill.
-        let receives_only = ticket.plan.entries[ticket.entry_index]
-            .plan(&ticket.device)
-            .is_some_and(|p| !p.steps.iter().any(|s| matches!(s, genie_codegen::Step::Exec { .. })));
-        let (slot, mut spans) = if receives_only {
-            (None, Vec::new())
-        } else {
-            match self.execution_slot().await {
-                Ok((slot, queued)) => (Some(slot), vec![queued]),
+        // elsewhere) computes nothing: it is awaited on no thread and takes no execution slot, so
+        // decode steps never queue behind another request's prefill.
+        let entry = &ticket.plan.entries[ticket.entry_index];
+        if let Some(part) = entry.plan(&ticket.device).filter(|p| receives_only(p)) {
+            let received = self.receive_state(client, run, entry, part, &bindings, deadline).await;
+            return match received {
+                Ok((written, bytes_received, spans)) => {
+                    finish(Some(written));
+                    self.note_tensor_bytes();
+                    let wall_s = started.elapsed().as_secs_f64();
+                    Ok(RunStats { wall_s, exec_s: 0.0, bytes_sent: BTreeMap::new(), bytes_received, spans })
+                }
                 Err(e) => {
                     finish(None);
-                    return Err(e);
+                    Err(e)
                 }
+            };
+        }
+        let (slot, queued) = match self.execution_slot().await {
+            Ok(acquired) => acquired,
+            Err(e) => {
+                finish(None);
+                return Err(e);
             }
         };
+        let mut spans = vec![queued];
         let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
         let mut resident = Resident::new(self.config.device);
         for (hash, weight) in weights {
@@ -421,6 +431,68 @@ impl Worker {
         Ok(Reply::OpDone { exec_s })
     }
 
+    /// Carry out a part that only receives state: each tensor awaited asynchronously, checked
+    /// against the plan's type, then saved into its slot.
+    async fn receive_state(
+        &self,
+        client: ClientId,
+        run: u64,
+        entry: &genie_codegen::EntryPlan,
+        part: &genie_codegen::DevicePlan,
+        bindings: &Bindings,
+        deadline: Instant,
+    ) -> Result<ReceivedState, RemoteError> {
+        use genie_codegen::Step;
+        let mut live: HashMap<ValueId, Tensor> = HashMap::new();
+        let mut written = BTreeMap::new();
+        let mut received: BTreeMap<String, u64> = BTreeMap::new();
+        let mut spans = Vec::new();
+        let bad =
+            |what: String| RemoteError::new(ErrorKind::Exec, format!("{} on {}: {what}", entry.name, part.device));
+        for step in &part.steps {
+            match step {
+                Step::Recv { tensor, from, transfer } => {
+                    let waited = Instant::now();
+                    let key = InboxKey::Run { client, run, transfer: *transfer };
+                    let delivered = loop {
+                        let arrived = self.inbox.arrived_async.notified();
+                        match self.inbox.take(key, Instant::now()) {
+                            Ok(d) => break d,
+                            Err(Missed::Cancelled) => {
+                                return Err(RemoteError::new(ErrorKind::Cancelled, format!("run {run} was cancelled")));
+                            }
+                            Err(Missed::Timeout) if Instant::now() >= deadline => {
+                                return Err(RemoteError::new(
+                                    ErrorKind::Timeout,
+                                    format!("transfer {transfer} ({tensor}) from {from} did not arrive in time"),
+                                ));
+                            }
+                            Err(Missed::Timeout) => {
+                                let wait =
+                                    deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+                                let _ = tokio::time::timeout(wait, arrived).await;
+                            }
+                        }
+                    };
+                    spans.push(span("exec", format!("wait {tensor} from {from}"), waited, Instant::now(), 0));
+                    let t = self.to_device(delivered.tensor).map_err(bad)?;
+                    exec::check(entry, *tensor, &t, bindings).map_err(|e| bad(e.to_string()))?;
+                    *received.entry(from.clone()).or_default() += tensor_bytes(&t);
+                    live.insert(*tensor, t);
+                }
+                Step::SaveState { tensor, slot } => {
+                    let t = live.get(tensor).ok_or_else(|| bad(format!("{tensor} is saved before it arrives")))?;
+                    written.insert(*slot, t.shallow_clone());
+                }
+                Step::Free { tensor } => {
+                    live.remove(tensor);
+                }
+                Step::Exec { .. } | Step::Send { .. } => return Err(bad("not a receive-only part".into())),
+            }
+        }
+        Ok((written, received, spans))
+    }
+
     /// Wait (asynchronously) for a delivery, up to `deadline`.
     async fn take_async(&self, key: InboxKey, deadline: Instant) -> Option<Delivered> {
         loop {
@@ -454,6 +526,15 @@ pub(super) struct WorkerMailbox {
     /// Where the current region of ops began (the last transfer, or the start).
     region_start: Instant,
 }
+
+/// A part of a call that only receives: its steps are receives, saves and frees.
+fn receives_only(part: &genie_codegen::DevicePlan) -> bool {
+    use genie_codegen::Step;
+    part.steps.iter().all(|s| matches!(s, Step::Recv { .. } | Step::SaveState { .. } | Step::Free { .. }))
+}
+
+/// What a receive-only part leaves: the slots it wrote, bytes received per sender, its spans.
+type ReceivedState = (BTreeMap<u32, Tensor>, BTreeMap<String, u64>, Vec<TraceSpan>);
 
 /// A send under way: its task ends with the bytes sent and when they were.
 pub(super) struct PendingSend {
