@@ -64,28 +64,30 @@ impl Drop for WorkerProcess {
 
 /// Start `genie worker` on a free loopback port with `extra` flags and read where it listens.
 pub fn worker_process(extra: &[&str]) -> WorkerProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
+    let child = Command::new(env!("CARGO_BIN_EXE_genie"))
         .args(["worker", "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("genie worker starts");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    // Owned from here, so that a failed check below kills it rather than leaving it running.
+    let mut worker = WorkerProcess { child, address: String::new(), fingerprint: String::new(), metrics: None };
+    let mut stdout = std::io::BufReader::new(worker.child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     // "genie worker listening on ADDR device cpu fingerprint FP memory M"
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
-    let (address, fingerprint) = (after("on"), after("fingerprint"));
+    (worker.address, worker.fingerprint) = (after("on"), after("fingerprint"));
     // "genie worker metrics on http://ADDR/metrics"
-    let metrics = extra.contains(&"--metrics").then(|| {
+    worker.metrics = extra.contains(&"--metrics").then(|| {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         let url = line.trim().rsplit(' ').next().unwrap_or_default();
         url.trim_start_matches("http://").trim_end_matches("/metrics").to_string()
     });
-    WorkerProcess { address, fingerprint, metrics, child }
+    worker
 }
 
 /// Write a cluster file for two 100 KB devices `w0`, `w1` (so a model is split) on `workers`,

@@ -158,19 +158,24 @@ impl Drop for WorkerProcess {
 
 fn start_worker(genie: &Path, cpu: usize, token: &str) -> Result<WorkerProcess, BenchError> {
     let failed = |reason: String| BenchError::Script { what: format!("genie worker --cpus {cpu}"), reason };
-    let mut child = Command::new(genie)
+    let child = Command::new(genie)
         .args(["worker", "--listen", "127.0.0.1:0", "--token", token, "--cpus", &cpu.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
+    // Owned from here, so that any failure below kills it rather than leaving it running.
+    let mut worker = WorkerProcess { child, address: String::new(), fingerprint: String::new() };
     let mut line = String::new();
-    let stdout = child.stdout.take().ok_or_else(|| failed("no stdout".into()))?;
+    let stdout = worker.child.stdout.take().ok_or_else(|| failed("no stdout".into()))?;
     std::io::BufReader::new(stdout).read_line(&mut line)?;
     // "genie worker listening on ADDR device cpu fingerprint FP memory M cpus N"
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| words.iter().position(|x| *x == w).and_then(|i| words.get(i + 1)).map(|s| s.to_string());
     match (after("on"), after("fingerprint"), after("cpus")) {
-        (Some(address), Some(fingerprint), Some(_)) => Ok(WorkerProcess { child, address, fingerprint }),
+        (Some(address), Some(fingerprint), Some(_)) => {
+            (worker.address, worker.fingerprint) = (address, fingerprint);
+            Ok(worker)
+        }
         _ => Err(failed(format!("unexpected first line `{}`", line.trim()))),
     }
 }
