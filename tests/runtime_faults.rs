@@ -155,6 +155,26 @@ fn corrupt_and_oversized_frames_are_refused_and_the_worker_keeps_serving() {
     check_still_serves(&rt, &workers);
 }
 
+/// `worker0` embedded in this process (healthy), `worker1` a `genie worker` process (the one a
+/// test kills), a deployment on both, and client options that notice a dead worker in seconds.
+struct Victim {
+    healthy: Connected,
+    victim: common::WorkerProcess,
+    deployment: Deployment,
+    options: ClientOptions,
+}
+
+fn victim(rt: &tokio::runtime::Runtime) -> Victim {
+    let healthy = one_worker(rt);
+    let victim = worker_process(&["--token", healthy.token()]);
+    let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
+    both.insert("worker1".into(), RemoteWorker::pinned(victim.address.parse().unwrap(), victim.fingerprint.clone()));
+    let deployment = Deployment::Remote { workers: both, token };
+    let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
+    options.transport.idle_timeout = Duration::from_secs(3);
+    Victim { healthy, victim, deployment, options }
+}
+
 #[test]
 fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
     let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
@@ -164,14 +184,7 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
         .expect("compiles for two workers");
     assert!(plan.devices.iter().all(|d| d.nodes > 0));
     let rt = runtime();
-    let healthy = one_worker(&rt);
-    let mut victim = worker_process(&["--token", healthy.token()]);
-    let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
-    let victim_worker = RemoteWorker::pinned(victim.address.parse().unwrap(), victim.fingerprint.clone());
-    both.insert("worker1".into(), victim_worker);
-    let deployment = Deployment::Remote { workers: both, token };
-    let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
-    options.transport.idle_timeout = Duration::from_secs(3);
+    let Victim { healthy, mut victim, deployment, options } = victim(&rt);
     let prefill_in: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
     rt.block_on(async {
@@ -231,13 +244,7 @@ fn a_prefill_worker_killed_before_its_handoff_leaves_the_decode_worker_healthy()
     assert!(plan.phases.as_ref().is_some_and(|p| p.disaggregated), "{:?}", plan.phases);
     assert!(plan.entry("prefill").unwrap().handoffs.iter().all(|h| h.from == "worker1" && h.to == "worker0"));
     let rt = runtime();
-    let healthy = one_worker(&rt);
-    let mut victim = worker_process(&["--token", healthy.token()]);
-    let Deployment::Remote { workers: mut both, token } = healthy.as_remote() else { panic!("remote") };
-    both.insert("worker1".into(), RemoteWorker::pinned(victim.address.parse().unwrap(), victim.fingerprint.clone()));
-    let deployment = Deployment::Remote { workers: both, token };
-    let mut options = ClientOptions { run_timeout: Duration::from_secs(5), ..ClientOptions::default() };
-    options.transport.idle_timeout = Duration::from_secs(3);
+    let Victim { healthy, mut victim, deployment, options } = victim(&rt);
     let prefill_in: BTreeMap<String, Tensor> =
         Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
     rt.block_on(async {

@@ -89,6 +89,17 @@ pub struct PlanSummary {
     pub estimates: Option<PhaseRecord>,
 }
 
+/// The devices that run any of an entry's ops, in the cluster's order (a device that only
+/// receives a state handoff is not one).
+pub fn devices_running(entry: &EntryPlan) -> Vec<String> {
+    entry
+        .plans
+        .iter()
+        .filter(|p| p.steps.iter().any(|s| matches!(s, Step::Exec { .. })))
+        .map(|p| p.device.clone())
+        .collect()
+}
+
 /// The handoffs of a plan, grouped by entries and devices.
 pub fn handoffs(plan: &ProgramPlan) -> Vec<HandoffSummary> {
     let mut out: Vec<HandoffSummary> = Vec::new();
@@ -160,12 +171,7 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
                         bytes_per_call: e.bytes_per_call,
                         round_trips: e.hops.div_ceil(2),
                         hops: e.hops,
-                        devices: e
-                            .plans
-                            .iter()
-                            .filter(|p| p.steps.iter().any(|s| matches!(s, Step::Exec { .. })))
-                            .map(|p| p.device.clone())
-                            .collect(),
+                        devices: devices_running(e),
                         transfers: e
                             .transfers
                             .iter()

@@ -347,19 +347,8 @@ fn row(
 
 /// Where each entry of a plan ran.
 fn placement_of(plan: &genie_codegen::ProgramPlan) -> String {
-    plan.entries
-        .iter()
-        .map(|e| {
-            let devices: Vec<&str> = e
-                .plans
-                .iter()
-                .filter(|p| p.steps.iter().any(|s| matches!(s, genie_codegen::Step::Exec { .. })))
-                .map(|p| p.device.as_str())
-                .collect();
-            format!("{} on {}", e.name, devices.join("+"))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let running = |e| genie_codegen::summary::devices_running(e).join("+");
+    plan.entries.iter().map(|e| format!("{} on {}", e.name, running(e))).collect::<Vec<_>>().join(", ")
 }
 
 /// Run the suite.
