@@ -74,6 +74,11 @@ pub struct WorkerArgs {
     /// Runs and per-op calls executing at once (the rest wait their turn).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_executions: usize,
+    /// The most decode steps of one program that run together as one batched step: steps of
+    /// different sessions (and clients) waiting for the same program and entry join the next
+    /// batch as soon as the current one finishes. 1: every step alone.
+    #[arg(long, value_name = "N", default_value_t = genie_runtime::worker::DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
     /// The longest a run may take in seconds, whatever its client asks for.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub max_run_secs: u64,
@@ -233,6 +238,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
             .context("--max-client-memory")?,
     };
     config.max_executions = args.max_executions.max(1);
+    config.max_batch = args.max_batch.max(1);
     config.max_run_timeout = Duration::from_secs(args.max_run_secs.max(1));
     config.max_unauthenticated = args.max_unauthenticated.max(1);
     config.hello_timeout = Duration::from_secs(args.hello_secs.max(1));

@@ -795,6 +795,14 @@ pub struct CallStats {
     pub spans: Vec<trace::Span>,
 }
 
+impl CallStats {
+    /// The size of the batch the call's last stage ran in: the largest
+    /// [`RunStats::batch`] among the workers that sent outputs to the client (0 if none did).
+    pub fn last_stage_batch(&self) -> u32 {
+        self.workers.values().filter(|w| w.bytes_sent.contains_key(CLIENT)).map(|w| w.batch).max().unwrap_or(0)
+    }
+}
+
 /// The result of one call.
 #[derive(Debug)]
 pub struct RunOutput {

@@ -25,9 +25,9 @@ use genie_codegen::ProgramPlan;
 use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change to a message or header (6: plans of format 3, which
-/// `LoadProgram` carries).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// Bumped on any incompatible change to a message or header (7: `RunStats::batch`; plans of
+/// format 4, which `LoadProgram` carries).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
@@ -224,6 +224,10 @@ pub struct RunStats {
     /// What the worker did, in order, on its trace clock: the wait for an execution slot, each
     /// region of ops between transfers, each wait for a transfer, each send.
     pub spans: Vec<TraceSpan>,
+    /// How many calls (of this and other sessions, of any client) executed together with this
+    /// one as one batched step on this worker; 1 when it ran alone, 0 when this part computed
+    /// nothing (it only received state).
+    pub batch: u32,
 }
 
 /// One span of a worker's part of a call.

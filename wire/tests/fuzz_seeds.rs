@@ -144,6 +144,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                     exec_s: 0.25,
                     bytes_sent: BTreeMap::from([("client".to_string(), 256)]),
                     bytes_received: BTreeMap::from([("worker1".to_string(), 128)]),
+                    batch: 3,
                     spans: vec![TraceSpan {
                         track: "worker0→client".into(),
                         name: "send v7".into(),

@@ -38,6 +38,9 @@ use metrics::WorkerMetrics;
 use peers::PeerLink;
 use runs::Inbox;
 
+/// The default of [`WorkerConfig::max_batch`] (`genie worker --max-batch`).
+pub const DEFAULT_MAX_BATCH: usize = 32;
+
 /// How a worker is set up.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -71,6 +74,10 @@ pub struct WorkerConfig {
     pub max_requests_per_connection: usize,
     /// Runs and per-op calls executing at once on blocking threads; more wait their turn.
     pub max_executions: usize,
+    /// The most calls of one (program, entry) that execute together as one batched step
+    /// (continuous batching: calls waiting when a batch finishes form the next); 1: every call
+    /// alone.
+    pub max_batch: usize,
     /// The longest a run may take, whatever timeout its client asks for.
     pub max_run_timeout: Duration,
     /// How long a per-op call waits for the inputs sent with it.
@@ -105,6 +112,7 @@ impl WorkerConfig {
             max_unauthenticated: 64,
             max_requests_per_connection: 256,
             max_executions: 64,
+            max_batch: DEFAULT_MAX_BATCH,
             max_run_timeout: Duration::from_secs(600),
             op_input_timeout: Duration::from_secs(10),
             early_tensor_wait: Duration::from_secs(10),

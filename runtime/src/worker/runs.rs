@@ -27,7 +27,7 @@ pub(super) enum InboxKey {
 }
 
 impl InboxKey {
-    fn batch(&self) -> (ClientId, u64, bool) {
+    fn call(&self) -> (ClientId, u64, bool) {
         match *self {
             InboxKey::Run { client, run, .. } => (client, run, true),
             InboxKey::Op { client, call, .. } => (client, call, false),
@@ -112,7 +112,7 @@ impl Inbox {
     /// Drop what is left of a run or op call, and its cancellation.
     pub(super) fn clear(&self, client: ClientId, id: u64, is_run: bool) {
         let mut state = lock(&self.state);
-        state.delivered.retain(|k, _| k.batch() != (client, id, is_run));
+        state.delivered.retain(|k, _| k.call() != (client, id, is_run));
         if is_run {
             state.cancelled.remove(&(client, id));
         }
@@ -170,7 +170,7 @@ impl Worker {
                     finish(Some(written));
                     self.note_tensor_bytes();
                     let wall_s = started.elapsed().as_secs_f64();
-                    Ok(RunStats { wall_s, exec_s: 0.0, bytes_sent: BTreeMap::new(), bytes_received, spans })
+                    Ok(RunStats { wall_s, exec_s: 0.0, bytes_sent: BTreeMap::new(), bytes_received, spans, batch: 0 })
                 }
                 Err(e) => {
                     finish(None);
@@ -263,7 +263,14 @@ impl Worker {
                 }
                 finish(Some(written));
                 self.note_tensor_bytes();
-                Ok(RunStats { wall_s: started.elapsed().as_secs_f64(), exec_s, bytes_sent, bytes_received, spans })
+                Ok(RunStats {
+                    wall_s: started.elapsed().as_secs_f64(),
+                    exec_s,
+                    bytes_sent,
+                    bytes_received,
+                    spans,
+                    batch: 1,
+                })
             }
             Err(e) => {
                 finish(None);
