@@ -43,7 +43,7 @@ pub fn check_types(plan: &ProgramPlan) -> Result<(), PlanCheckError> {
                         return Err(PlanCheckError::UnknownTensor { entry, device, tensor });
                     }
                 }
-                let Step::Exec { node, op, args, outputs } = step else { continue };
+                let Step::Exec { node, op, args, outputs, .. } = step else { continue };
                 let inferred = registry::infer(op, args, &types).map_err(|e| {
                     let (entry, device) = at();
                     PlanCheckError::Inference { entry, device, node: *node, op: op.clone(), reason: e.to_string() }

@@ -471,6 +471,7 @@ fn entry_plan(
                 op: node.op.clone(),
                 args: node.args.clone(),
                 outputs: node.outputs.clone(),
+                batching: node.ann.batching.unwrap_or_default(),
             });
             for &o in &node.outputs {
                 present.insert(o);

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use genie_ir::{Arg, HexBytes, InputRole, NodeId, Phase, Port, Residency, TensorType, ValueId, WeightHash};
+use genie_ir::{Arg, Batching, HexBytes, InputRole, NodeId, Phase, Port, Residency, TensorType, ValueId, WeightHash};
 use serde::{Deserialize, Serialize};
 
 /// Format version written into every plan (RON and binary). Version 2: devices carry no
 /// address (where a worker runs is the runtime's deployment), inputs carry their role.
 /// Version 3: state handoffs (a state output sent to its slot on another device), the phase
-/// decision.
-pub const PLAN_FORMAT_VERSION: u32 = 3;
+/// decision. Version 4: each `Exec` says how it runs in a batched step.
+pub const PLAN_FORMAT_VERSION: u32 = 4;
 
 /// Placement's estimate of one call of an entry (defined in the IR's placement record).
 pub use genie_ir::Estimate;
@@ -226,8 +226,10 @@ pub struct DevicePlan {
 pub enum Step {
     /// Receive a tensor (transfer `transfer`) from another device or the client.
     Recv { tensor: ValueId, from: String, transfer: u32 },
-    /// Run a node: its op (ATen overload name) and arguments, tensors by id.
-    Exec { node: NodeId, op: String, args: Vec<Arg>, outputs: Vec<ValueId> },
+    /// Run a node: its op (ATen overload name) and arguments, tensors by id, and how it runs
+    /// when calls of several sessions execute as one batched step (the node's `mark-batching`
+    /// mark; once per call where the entry is not marked).
+    Exec { node: NodeId, op: String, args: Vec<Arg>, outputs: Vec<ValueId>, batching: Batching },
     /// Send a tensor (transfer `transfer`) to another device or the client.
     Send { tensor: ValueId, to: String, transfer: u32 },
     /// Drop a tensor after its last use.

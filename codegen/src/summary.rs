@@ -277,7 +277,7 @@ pub fn dump(plan: &ProgramPlan) -> String {
                     Step::Send { tensor, to, transfer } => format!("send {tensor} -> {to} (t{transfer})"),
                     Step::Free { tensor } => format!("free {tensor}"),
                     Step::SaveState { tensor, slot } => format!("save {tensor} -> slot {slot}"),
-                    Step::Exec { node, op, args, outputs } => {
+                    Step::Exec { node, op, args, outputs, .. } => {
                         let outs: Vec<String> = outputs.iter().map(ToString::to_string).collect();
                         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
                         format!("exec {node}: ({}) = {op}({})", outs.join(", "), args.join(", "))
@@ -359,7 +359,7 @@ pub fn to_program(plan: &ProgramPlan) -> Program {
         let mut nodes: BTreeMap<u32, Node> = BTreeMap::new();
         for p in &e.plans {
             for step in &p.steps {
-                if let Step::Exec { node, op, args, outputs } = step {
+                if let Step::Exec { node, op, args, outputs, .. } = step {
                     let ann = NodeAnn { device: Some(p.device.clone()), phase: Some(e.phase), ..NodeAnn::default() };
                     nodes.insert(node.0, Node { op: op.clone(), args: args.clone(), outputs: outputs.clone(), ann });
                 }

@@ -159,6 +159,41 @@ pub struct NodeAnn {
     /// The device placement chose (filled by placement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// How the node runs when calls of several sessions execute as one batched step (filled by
+    /// `mark-batching` in entries that read state); `None`: once per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+impl std::fmt::Display for Batching {
+    /// `rows`, `rows(size #1)`, `per-call`, `shared`: as the text dump shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Batching::Shared => f.write_str("shared"),
+            Batching::Rows { resize: None } => f.write_str("rows"),
+            Batching::Rows { resize: Some(i) } => write!(f, "rows(size #{i})"),
+            Batching::PerCall => f.write_str("per-call"),
+        }
+    }
+}
+
+/// How an op runs in a batched step: calls of different sessions of the same entry, each
+/// with its own inputs and state, executed together (selective batching).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Batching {
+    /// Once for every call: its tensor inputs are weights, constants or other shared values and
+    /// it has no symbolic argument, so every call computes the same thing.
+    Shared,
+    /// Once on the calls' rows stacked along dim 0 (each call's tensor has 1 there): row-wise
+    /// over the batch (dense layers, norms, activations, embeddings, residual adds, the LM
+    /// head). `resize` is the index of a size argument whose first element (the row count, 1
+    /// or -1) becomes the number of calls.
+    Rows { resize: Option<u32> },
+    /// Once per call, on that call's tensors and symbol values: it touches per-session state
+    /// or shapes (attention over the session's KV cache, the cache update, masks at the
+    /// session's length).
+    #[default]
+    PerCall,
 }
 
 impl NodeAnn {

@@ -23,7 +23,9 @@ pub mod union_find;
 pub mod verify;
 pub mod weights;
 
-pub use annot::{CostHints, EdgeRef, InputRole, Modality, NodeAnn, Phase, Region, RegionId, Residency, Tag, ValueAnn};
+pub use annot::{
+    Batching, CostHints, EdgeRef, InputRole, Modality, NodeAnn, Phase, Region, RegionId, Residency, Tag, ValueAnn,
+};
 pub use dim::{Dim, DimError, SymRange};
 pub use graph::{Arg, Edge, Graph, GraphOutput, Node, NodeId, OutputKind, Value, ValueDef, ValueId, DEFAULT_BIND_CAP};
 pub use placed::{Estimate, PhaseEstimate, PhaseRecord, PlacedDevice, PlacementRecord, RequestShape, CLIENT};

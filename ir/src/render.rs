@@ -123,6 +123,9 @@ pub fn dump_graph(g: &Graph) -> String {
         if let Some(d) = &ann.device {
             write!(s, " device={d}").ok();
         }
+        if let Some(b) = ann.batching {
+            write!(s, " batch={b}").ok();
+        }
         if let Some(c) = &ann.cost {
             write!(
                 s,

@@ -206,7 +206,7 @@ mod tests {
         g.add_output("y", s);
         let mut p = program(g);
         let reports = PassManager::standard().run(&mut p, None).unwrap();
-        assert_eq!(reports.len(), 8);
+        assert_eq!(reports.len(), 9);
         let ops: Vec<&str> = p.entries[0].nodes.iter().map(|n| n.op.as_str()).collect();
         // The square transpose stays: same type, different contents.
         assert_eq!(ops, ["aten.transpose.int", "aten.relu.default", "aten.add.Tensor"]);

@@ -10,6 +10,7 @@
 //! - [`placement`]: cluster spec, cost model and `schedule`: which device runs each node.
 
 pub mod annotate;
+pub mod batching;
 pub mod cleanup;
 pub mod cost;
 pub mod fold;

@@ -66,7 +66,8 @@ impl PassManager {
         PassManager::with_options(PassOptions::default())
     }
 
-    /// The standard pipeline, in order: cleanup, folding, tagging, annotation, state, cost.
+    /// The standard pipeline, in order: cleanup, folding, tagging, annotation, state, batching,
+    /// cost.
     pub fn with_options(options: PassOptions) -> PassManager {
         PassManager::new(vec![
             Box::new(crate::cleanup::RemoveNoOps),
@@ -76,6 +77,7 @@ impl PassManager {
             Box::new(crate::tagging::TagPatterns),
             Box::new(crate::annotate::Annotate),
             Box::new(crate::state::StateBindings { overrides: options.state_overrides }),
+            Box::new(crate::batching::MarkBatching),
             Box::new(crate::cost::CostHintsPass { bindings: options.bindings, request: options.request }),
         ])
     }

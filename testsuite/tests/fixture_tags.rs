@@ -217,6 +217,7 @@ fn snapshots_after_each_pass() {
         ("tag-patterns", "gpt2/prefill.pt2"),
         ("annotate", "gpt2/prefill.pt2"),
         ("state-bindings", "hf-gpt2/decode.pt2"),
+        ("mark-batching", "hf-gpt2/decode.pt2"),
         ("cost", "gpt2/prefill.pt2"),
     ];
     let names = PassManager::standard().names();

@@ -22,6 +22,12 @@ pub struct OpFacts {
     pub lookup: Option<(usize, usize)>,
     /// A contraction: a product that sums over a dimension, where a model's FLOPs are.
     pub contraction: Option<Contraction>,
+    /// Each slice of the output along dim 0 depends only on the same slice of the tensor
+    /// arguments, unless an argument names dim 0 (`dim`, `dims`, `dim0`, `start_dim`, …) or
+    /// `normalized_shape` covers every dim: norms, softmax, reductions and scans over a named
+    /// dim, joins, pooling. With the element-wise, layout, lookup and contraction facts, what
+    /// `mark-batching` needs to run an op once on the rows of several calls stacked along dim 0.
+    pub per_sample: bool,
 }
 
 /// How a layout op's output relates to its first tensor argument.
@@ -123,6 +129,7 @@ impl OpFacts {
         fold: None,
         lookup: None,
         contraction: None,
+        per_sample: false,
     };
 
     /// The output holds the first tensor argument's elements in the same order, at most

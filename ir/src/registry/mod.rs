@@ -146,6 +146,11 @@ impl OpDecl {
         self.facts.contraction = Some(kind);
         self
     }
+
+    pub(crate) const fn per_sample(mut self) -> OpDecl {
+        self.facts.per_sample = true;
+        self
+    }
 }
 
 /// True when `op` is registered and its output shares its first tensor argument's storage.

@@ -753,12 +753,12 @@ const DROPOUT_IN_EVAL: EvalIdentity = EvalIdentity::Dropout { p: 1, train: 2 };
 
 pub(super) const OPS: &[OpDecl] = &[
     // Identity at inference.
-    op("aten::alias(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always),
-    op("aten::detach(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always),
+    op("aten::alias(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always).per_sample(),
+    op("aten::detach(Tensor(a) self) -> Tensor(a)", Identity, identity, cost_free).eval_identity(Always).per_sample(),
     op("aten::detach_(Tensor(a!) self) -> Tensor(a!)", Identity, identity, cost_free).eval_identity(Always),
-    op("aten::lift_fresh_copy(Tensor self) -> Tensor", Identity, identity, cost_free).eval_identity(Always),
-    op("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", Identity, identity, cost_copy).eval_identity(Always).fold(Fold::SameElements),
-    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)", Identity, identity, cost_copy).eval_identity(Always),
+    op("aten::lift_fresh_copy(Tensor self) -> Tensor", Identity, identity, cost_free).eval_identity(Always).per_sample(),
+    op("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", Identity, identity, cost_copy).eval_identity(Always).fold(Fold::SameElements).per_sample(),
+    op("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=0) -> Tensor(a)", Identity, identity, cost_copy).eval_identity(Always).per_sample(),
     op("aten::dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free).eval_identity(DROPOUT_IN_EVAL),
     op("aten::feature_dropout(Tensor input, float p, bool train) -> Tensor", Identity, identity, cost_free).eval_identity(DROPOUT_IN_EVAL),
     // Views and reshapes.
@@ -786,17 +786,17 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]", View, chunk, cost_free).layout(Select),
     op("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", View, unbind, cost_free).layout(Select),
     // Joining and copying.
-    op("aten::cat(Tensor[] tensors, int dim=0) -> Tensor", Compute, cat, cost_copy).fold(Fold::Cat),
-    op("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", Compute, stack, cost_copy),
-    op("aten::repeat(Tensor self, SymInt[] repeats) -> Tensor", Compute, repeat, cost_copy),
+    op("aten::cat(Tensor[] tensors, int dim=0) -> Tensor", Compute, cat, cost_copy).fold(Fold::Cat).per_sample(),
+    op("aten::stack(Tensor[] tensors, int dim=0) -> Tensor", Compute, stack, cost_copy).per_sample(),
+    op("aten::repeat(Tensor self, SymInt[] repeats) -> Tensor", Compute, repeat, cost_copy).per_sample(),
     op("aten::repeat_interleave.self_int(Tensor self, SymInt repeats, int? dim=None, *, SymInt? output_size=None) -> Tensor", Compute, repeat_interleave, cost_copy),
-    op("aten::flip(Tensor self, int[] dims) -> Tensor", Compute, flip, cost_copy),
-    op("aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor", Compute, roll, cost_copy),
+    op("aten::flip(Tensor self, int[] dims) -> Tensor", Compute, flip, cost_copy).per_sample(),
+    op("aten::roll(Tensor self, SymInt[1] shifts, int[1] dims=[]) -> Tensor", Compute, roll, cost_copy).per_sample(),
     op("aten::constant_pad_nd(Tensor self, SymInt[] pad, Scalar value=0) -> Tensor", Compute, constant_pad, cost_copy),
     op("aten::pad(Tensor self, SymInt[] pad, str mode=\"constant\", float? value=None) -> Tensor", Compute, pad, cost_copy),
     op("aten::tril(Tensor self, SymInt diagonal=0) -> Tensor", Compute, tril, cost_copy),
     op("aten::triu(Tensor self, SymInt diagonal=0) -> Tensor", Compute, tril, cost_copy),
-    op("aten::diff(Tensor self, int n=1, int dim=-1, Tensor? prepend=None, Tensor? append=None) -> Tensor", Compute, diff, cost_elementwise),
+    op("aten::diff(Tensor self, int n=1, int dim=-1, Tensor? prepend=None, Tensor? append=None) -> Tensor", Compute, diff, cost_elementwise).per_sample(),
     // Indexing and scattering.
     op("aten::index.Tensor(Tensor self, Tensor?[] indices) -> Tensor", Compute, index, cost_copy),
     op("aten::index_select(Tensor self, int dim, Tensor index) -> Tensor", Compute, index_select, cost_copy).lookup(0, 2),

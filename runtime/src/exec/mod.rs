@@ -25,6 +25,7 @@
 //! and the onnx package's models: `testsuite/tests/exec_*.rs` (through [`crate::local`]).
 
 mod args;
+mod batch;
 mod bind;
 mod convert;
 mod kernels;
@@ -36,6 +37,7 @@ use genie_ir::registry::ArgError;
 use genie_ir::{Arg, NodeId, ValueId, WeightHash, WeightStore};
 use tch::{Device, Tensor};
 
+pub use batch::{run_device_plan_batched, BatchCall, BatchResults};
 pub use bind::{bind_symbols, concrete_shape};
 pub use convert::{tensor_from_bytes, tensor_to_bytes};
 pub use kernels::kernel_names;
@@ -93,6 +95,9 @@ pub enum ExecError {
     /// The mailbox could not deliver or receive a tensor (the peer is gone, the network failed).
     #[error("mailbox: {0}")]
     Mailbox(String),
+    /// A step of a batch of calls failed for all of them (an op that runs once for the batch).
+    #[error("in a batched step of {calls} calls: {message}")]
+    Batch { calls: usize, message: String },
     /// The worker an op was sent to (per-op remoting) failed it or could not be reached.
     #[error("{node} ({op}) on {worker}: {message}")]
     Remote { node: NodeId, op: String, worker: String, message: String },
@@ -468,7 +473,7 @@ pub fn run_device_plan_with(
                 check(entry, *tensor, &t, bindings)?;
                 env.live.insert(*tensor, t);
             }
-            Step::Exec { node, op, args, outputs } => {
+            Step::Exec { node, op, args, outputs, .. } => {
                 let resolve = |v: ValueId| env.get(v);
                 let step = ExecStep { node: *node, op, args, outputs };
                 let outs = ops.exec(entry, step, &resolve, bindings, device)?;

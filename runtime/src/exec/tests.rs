@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use genie_codegen::{DevicePlan, DimSource, EntryPlan, IoPort, Step, SymbolInfo, TensorInfo, TensorKind, Transfer};
-use genie_ir::{Arg, DType, Dim, HexBytes, NodeId, Phase, TensorType, ValueId, WeightHash};
+use genie_ir::{Arg, Batching, DType, Dim, HexBytes, NodeId, Phase, TensorType, ValueId, WeightHash};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -378,6 +378,7 @@ fn tiny_plan() -> EntryPlan {
                 op: "aten.addmm.default".into(),
                 args: vec![Arg::Tensor(one), Arg::Tensor(x), Arg::Tensor(w), Arg::Int(1), Arg::Int(1)],
                 outputs: vec![h],
+                batching: Batching::PerCall,
             },
             Step::Free { tensor: x },
             Step::Exec {
@@ -385,6 +386,7 @@ fn tiny_plan() -> EntryPlan {
                 op: "aten.relu_.default".into(),
                 args: vec![Arg::Tensor(h)],
                 outputs: vec![y],
+                batching: Batching::PerCall,
             },
             Step::Send { tensor: y, to: "client".into(), transfer: 1 },
             Step::Free { tensor: h },

@@ -98,6 +98,9 @@ pub struct LoadedProgram {
     pub activation_bytes: Vec<u64>,
     /// The nonce this load's weight proofs are keyed with.
     pub nonce: [u8; 32],
+    /// BLAKE3 of the plan's binary form: calls of programs with equal digests (any client's)
+    /// may execute together as one batched step.
+    pub digest: [u8; 32],
     /// Every needed weight is resident and this client's (set by [`Ledger::try_ready`]); only
     /// then may sessions open and runs start.
     pub ready: bool,
@@ -249,6 +252,8 @@ pub struct ProofTargets<P> {
 /// What a run takes from the ledger; its session stays busy until [`Ledger::end_run`].
 pub struct RunTicket<P> {
     pub plan: Arc<ProgramPlan>,
+    /// The program's [`LoadedProgram::digest`].
+    pub digest: [u8; 32],
     pub device: String,
     pub peers: HashMap<String, PeerInfo>,
     /// The entry's index in `plan.entries`.
@@ -448,7 +453,13 @@ impl<P: Payload> Ledger<P> {
             needs.iter().filter(|(h, _)| !self.owns(client, h)).map(|(h, _)| h.clone()).collect();
         prove.dedup();
         let peers = peers.into_iter().map(|p| (p.device.clone(), p)).collect();
+        let digest = match genie_codegen::to_binary(&plan) {
+            Ok(bytes) => *blake3::hash(&bytes).as_bytes(),
+            // Never batched with another program.
+            Err(_) => *blake3::hash(format!("{client:?}/{program}").as_bytes()).as_bytes(),
+        };
         let loaded = LoadedProgram {
+            digest,
             plan: Arc::new(plan),
             device,
             peers,
@@ -626,7 +637,7 @@ impl<P: Payload> Ledger<P> {
         }
         check_bindings(&p.plan.entries[entry_index], bindings)?;
         let reserve = p.activation_bytes.get(entry_index).copied().unwrap_or(0);
-        let (plan, device, peers) = (p.plan.clone(), p.device.clone(), p.peers.clone());
+        let (plan, device, peers, digest) = (p.plan.clone(), p.device.clone(), p.peers.clone(), p.digest);
         let in_flight = self.calls.keys().filter(|k| k.client() == client).count();
         self.limit("calls in flight", in_flight, self.config.limits.calls)?;
         let s = self.sessions.get(&(client, session)).ok_or_else(|| unknown_session(session))?;
@@ -646,7 +657,7 @@ impl<P: Payload> Ledger<P> {
         let weights = self.weights_for(&plan, &device);
         let receives = Receives::Run { program, session, entry_index, bindings: bindings.clone() };
         self.calls.insert(key, ActiveCall { reserved: reserve, receives });
-        Ok(RunTicket { plan, device, peers, entry_index, state, weights })
+        Ok(RunTicket { plan, digest, device, peers, entry_index, state, weights })
     }
 
     /// End run `run`: its reservation is released and its session is free again; `written`

@@ -125,6 +125,7 @@ pub(super) struct WorkerMetrics {
     request_errors: Family<ErrorLabel, Counter>,
     run_seconds: Family<EntryLabel, Histogram>,
     queue_seconds: Histogram,
+    batch_size: Histogram,
     bytes_received: Family<PurposeLabel, Counter>,
     bytes_sent: Family<PurposeLabel, Counter>,
     refusals: Family<ReasonLabel, Counter>,
@@ -141,6 +142,7 @@ impl WorkerMetrics {
         let request_errors = Family::<ErrorLabel, Counter>::default();
         let run_seconds = Family::<EntryLabel, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
         let queue_seconds = Histogram::new(latency_buckets());
+        let batch_size = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
         let bytes_received = Family::<PurposeLabel, Counter>::default();
         let bytes_sent = Family::<PurposeLabel, Counter>::default();
         let refusals = Family::<ReasonLabel, Counter>::default();
@@ -159,6 +161,11 @@ impl WorkerMetrics {
             "queue_seconds",
             "Seconds a run or per-op call waited for an execution slot before it ran",
             queue_seconds.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Calls executed together in each batched step of decode calls (1: alone)",
+            batch_size.clone(),
         );
         registry.register("bytes_received", "Tensor bytes received, by purpose", bytes_received.clone());
         registry.register("bytes_sent", "Tensor bytes sent, by purpose", bytes_sent.clone());
@@ -199,6 +206,7 @@ impl WorkerMetrics {
             request_errors,
             run_seconds,
             queue_seconds,
+            batch_size,
             bytes_received,
             bytes_sent,
             refusals,
@@ -229,6 +237,10 @@ impl WorkerMetrics {
 
     pub(super) fn queued(&self, seconds: f64) {
         self.queue_seconds.observe(seconds);
+    }
+
+    pub(super) fn batched(&self, calls: usize) {
+        self.batch_size.observe(calls as f64);
     }
 
     pub(super) fn received(&self, purpose: &Purpose, bytes: u64) {

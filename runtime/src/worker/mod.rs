@@ -14,6 +14,7 @@
 //! - `runs.rs`: `Run` and `ExecOp` on blocking threads, the mailbox and the inbox they use;
 //! - `peers.rs`: connections to peer workers, opened on first use.
 
+mod batcher;
 mod connection;
 mod ledger;
 mod metrics;
@@ -336,6 +337,7 @@ struct Worker {
     /// Signalled whenever a weight becomes resident (uploads run on their own streams).
     weight_arrived: Notify,
     inbox: Inbox,
+    batcher: batcher::Batcher,
     peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
     counters: Counters,
     metrics: WorkerMetrics,
@@ -399,6 +401,7 @@ impl Worker {
             ledger: Mutex::new(ledger),
             weight_arrived: Notify::new(),
             inbox: Inbox::default(),
+            batcher: batcher::Batcher::default(),
             peers: tokio::sync::Mutex::default(),
             counters: Counters::default(),
             metrics: WorkerMetrics::new(config_memory),

@@ -11,6 +11,7 @@ use genie_codegen::{ProgramPlan, CLIENT};
 use genie_ir::{DType, TensorType, ValueId};
 use tch::Tensor;
 
+use super::batcher::{BatchJob, BatchKey};
 use super::connection::Conn;
 use super::ledger::RunTicket;
 use super::{lock, tensor_bytes, Worker};
@@ -60,7 +61,7 @@ struct InboxState {
 pub(super) struct Inbox {
     state: Mutex<InboxState>,
     arrived: Condvar,
-    arrived_async: tokio::sync::Notify,
+    pub(super) arrived_async: tokio::sync::Notify,
 }
 
 impl Inbox {
@@ -83,8 +84,14 @@ impl Inbox {
         self.arrived.notify_all();
     }
 
-    fn is_cancelled(&self, client: ClientId, run: u64) -> bool {
+    pub(super) fn is_cancelled(&self, client: ClientId, run: u64) -> bool {
         lock(&self.state).cancelled.contains(&(client, run))
+    }
+
+    /// True when a tensor waits under every key.
+    pub(super) fn holds_all(&self, keys: &[InboxKey]) -> bool {
+        let state = lock(&self.state);
+        keys.iter().all(|k| state.delivered.contains_key(k))
     }
 
     fn take(&self, key: InboxKey, deadline: Instant) -> Result<Delivered, Missed> {
@@ -128,7 +135,7 @@ impl Inbox {
 impl Worker {
     /// Wait for one of the `max_executions` slots; the wait is counted in
     /// `genie_queue_seconds` and returned as the call's `queue` span.
-    async fn execution_slot(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, TraceSpan), RemoteError> {
+    pub(super) async fn execution_slot(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, TraceSpan), RemoteError> {
         let queued = Instant::now();
         let Ok(slot) = self.executions.clone().acquire_owned().await else {
             return Err(RemoteError::new(ErrorKind::Exec, "the worker is shutting down"));
@@ -162,8 +169,10 @@ impl Worker {
         // A part that only receives state (a handoff into this worker's slot while prefill runs
         // elsewhere) computes nothing: it is awaited on no thread and takes no execution slot, so
         // decode steps never queue behind another request's prefill.
-        let entry = &ticket.plan.entries[ticket.entry_index];
-        if let Some(part) = entry.plan(&ticket.device).filter(|p| receives_only(p)) {
+        let plan = ticket.plan.clone();
+        let device = ticket.device.clone();
+        let entry = &plan.entries[ticket.entry_index];
+        if let Some(part) = entry.plan(&device).filter(|p| receives_only(p)) {
             let received = self.receive_state(client, run, entry, part, &bindings, deadline).await;
             return match received {
                 Ok((written, bytes_received, spans)) => {
@@ -178,68 +187,36 @@ impl Worker {
                 }
             };
         }
-        let (slot, queued) = match self.execution_slot().await {
-            Ok(acquired) => acquired,
-            Err(e) => {
-                finish(None);
-                return Err(e);
+        // A decode step (an entry that reads state) joins the batch of steps waiting for the
+        // same program and entry here, once every tensor it receives before its first send is
+        // in: a client that never sends its inputs holds up no one else's step, and a batch
+        // never waits for a peer whose own batch may be waiting for this worker (a stage that
+        // sends to a peer and receives back, A → B → A, would otherwise close a cycle).
+        let batchable = self.config.max_batch > 1 && entry.inputs.iter().any(|i| i.slot.is_some());
+        let executed = if batchable {
+            if let Some(part) = entry.plan(&device) {
+                if let Err(e) = self.await_leading_inputs(client, run, part, deadline).await {
+                    finish(None);
+                    return Err(e);
+                }
+            }
+            let key = BatchKey { digest: ticket.digest, entry: ticket.entry_index, device: ticket.device.clone() };
+            let job = BatchJob { conn: conn.clone(), run, ticket, bindings, deadline, enqueued: Instant::now() };
+            self.batched(key, job).await
+        } else {
+            match self.execute_alone(conn, run, ticket, bindings, deadline).await {
+                Ok(executed) => executed,
+                Err(e) => {
+                    finish(None);
+                    return Err(e);
+                }
             }
         };
-        let mut spans = vec![queued];
-        let RunTicket { plan, device, peers, entry_index, state, weights } = ticket;
-        let mut resident = Resident::new(self.config.device);
-        for (hash, weight) in weights {
-            resident.insert(hash, weight);
-        }
-        let me = self.clone();
-        let conn2 = conn.clone();
-        let handle = tokio::runtime::Handle::current();
-        let plan2 = plan.clone();
-        let device2 = device.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let entry = &plan2.entries[entry_index];
-            let Some(dplan) = entry.plan(&device2) else {
-                return (
-                    Err(ExecError::Mailbox(format!("no steps on {device2}"))),
-                    Vec::new(),
-                    Default::default(),
-                    0.0,
-                    Vec::new(),
-                );
-            };
-            let mut mailbox = WorkerMailbox {
-                worker: me,
-                conn: conn2,
-                handle,
-                run,
-                entry: plan2.clone(),
-                entry_index,
-                peers,
-                deadline,
-                pending: Vec::new(),
-                received: BTreeMap::new(),
-                spans: Vec::new(),
-                region_start: Instant::now(),
-            };
-            let t = Instant::now();
-            let result = exec::run_device_plan(entry, dplan, &bindings, &resident, &state, &mut mailbox);
-            let exec_s = t.elapsed().as_secs_f64();
-            mailbox.close_region();
-            (result, mailbox.pending, mailbox.received, exec_s, mailbox.spans)
-        })
-        .await;
-        let (result, pending, bytes_received, exec_s, exec_spans) = match outcome {
-            Ok(v) => v,
-            Err(e) => {
-                finish(None);
-                return Err(RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")));
-            }
-        };
+        let Executed { result, pending, received: bytes_received, exec_s, spans, batch } = executed;
+        let mut spans = spans;
         // Every send must be flushed before the call counts as done.
         let mut bytes_sent: BTreeMap<String, u64> = BTreeMap::new();
         let mut send_error = None;
-        spans.extend(exec_spans);
         for PendingSend { to, name, start, task } in pending {
             match task.await {
                 Ok(Ok((n, end))) => {
@@ -263,14 +240,8 @@ impl Worker {
                 }
                 finish(Some(written));
                 self.note_tensor_bytes();
-                Ok(RunStats {
-                    wall_s: started.elapsed().as_secs_f64(),
-                    exec_s,
-                    bytes_sent,
-                    bytes_received,
-                    spans,
-                    batch: 1,
-                })
+                let wall_s = started.elapsed().as_secs_f64();
+                Ok(RunStats { wall_s, exec_s, bytes_sent, bytes_received, spans, batch })
             }
             Err(e) => {
                 finish(None);
@@ -283,6 +254,41 @@ impl Worker {
                 Err(RemoteError::new(kind, format!("{entry_name} on {device}: {e}")))
             }
         }
+    }
+
+    /// Execute one call on its own: a slot, then its device plan on a blocking thread.
+    async fn execute_alone(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        run: u64,
+        ticket: RunTicket<Tensor>,
+        bindings: Bindings,
+        deadline: Instant,
+    ) -> Result<Executed, RemoteError> {
+        let (slot, queued) = self.execution_slot().await?;
+        let RunTicket { plan, device, peers, entry_index, state, weights, .. } = ticket;
+        let mut resident = Resident::new(self.config.device);
+        for (hash, weight) in weights {
+            resident.insert(hash, weight);
+        }
+        let mut mailbox =
+            WorkerMailbox::new(self.clone(), conn.clone(), run, plan.clone(), entry_index, peers, deadline);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let entry = &plan.entries[entry_index];
+            let t = Instant::now();
+            let result = match entry.plan(&device) {
+                Some(dplan) => exec::run_device_plan(entry, dplan, &bindings, &resident, &state, &mut mailbox),
+                None => Err(ExecError::Mailbox(format!("no steps on {device}"))),
+            };
+            let exec_s = t.elapsed().as_secs_f64();
+            mailbox.close_region();
+            let mut spans = vec![queued];
+            spans.append(&mut mailbox.spans);
+            Executed { result, pending: mailbox.pending, received: mailbox.received, exec_s, spans, batch: 1 }
+        })
+        .await;
+        outcome.map_err(|e| RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")))
     }
 
     /// One op, for per-op remoting. Its inputs are the tensors sent with it (their types
@@ -526,10 +532,10 @@ pub(super) struct WorkerMailbox {
     entry_index: usize,
     peers: HashMap<String, PeerInfo>,
     deadline: Instant,
-    pending: Vec<PendingSend>,
-    received: BTreeMap<String, u64>,
+    pub(super) pending: Vec<PendingSend>,
+    pub(super) received: BTreeMap<String, u64>,
     /// The run's timeline so far: regions of ops between transfers, waits for transfers.
-    spans: Vec<TraceSpan>,
+    pub(super) spans: Vec<TraceSpan>,
     /// Where the current region of ops began (the last transfer, or the start).
     region_start: Instant,
 }
@@ -538,6 +544,17 @@ pub(super) struct WorkerMailbox {
 fn receives_only(part: &genie_codegen::DevicePlan) -> bool {
     use genie_codegen::Step;
     part.steps.iter().all(|s| matches!(s, Step::Recv { .. } | Step::SaveState { .. } | Step::Free { .. }))
+}
+
+/// What executing one call left, alone or in a batch: its result, the sends still under way,
+/// bytes received per sender, seconds executing, its spans, and the batch's size.
+pub(super) struct Executed {
+    pub result: Result<BTreeMap<u32, Tensor>, ExecError>,
+    pub pending: Vec<PendingSend>,
+    pub received: BTreeMap<String, u64>,
+    pub exec_s: f64,
+    pub spans: Vec<TraceSpan>,
+    pub batch: u32,
 }
 
 /// What a receive-only part leaves: the slots it wrote, bytes received per sender, its spans.
@@ -552,7 +569,7 @@ pub(super) struct PendingSend {
 }
 
 /// A span of this worker's part of a call, on its trace clock.
-fn span(track: &str, name: String, start: Instant, end: Instant, bytes: u64) -> TraceSpan {
+pub(super) fn span(track: &str, name: String, start: Instant, end: Instant, bytes: u64) -> TraceSpan {
     let start_us = trace::micros_since_epoch(start);
     TraceSpan {
         track: track.to_string(),
@@ -564,8 +581,33 @@ fn span(track: &str, name: String, start: Instant, end: Instant, bytes: u64) -> 
 }
 
 impl WorkerMailbox {
+    pub(super) fn new(
+        worker: Arc<Worker>,
+        conn: Arc<Conn>,
+        run: u64,
+        entry: Arc<ProgramPlan>,
+        entry_index: usize,
+        peers: HashMap<String, PeerInfo>,
+        deadline: Instant,
+    ) -> WorkerMailbox {
+        WorkerMailbox {
+            worker,
+            conn,
+            handle: tokio::runtime::Handle::current(),
+            run,
+            entry,
+            entry_index,
+            peers,
+            deadline,
+            pending: Vec::new(),
+            received: BTreeMap::new(),
+            spans: Vec::new(),
+            region_start: Instant::now(),
+        }
+    }
+
     /// End the current region of ops here (a transfer, or the end of the run).
-    fn close_region(&mut self) {
+    pub(super) fn close_region(&mut self) {
         let now = Instant::now();
         if now > self.region_start {
             let name = format!("ops of {}", self.entry.entries[self.entry_index].name);
