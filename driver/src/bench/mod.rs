@@ -8,6 +8,7 @@
 //! ([`genie_runtime::deploy`]); per-op remoting is the runtime's own mode
 //! ([`genie_runtime::per_op`]).
 
+mod common;
 pub mod pd;
 mod report;
 
