@@ -353,3 +353,40 @@ fn a_worker_pinned_to_a_core_runs_every_thread_there() {
         assert_eq!(cpus.split_whitespace().nth(1), Some("0"), "{}: {cpus}", task.display());
     }
 }
+
+/// `genie bench --suite serve-quick` runs the serve suite's code on the GPT-2 fixture in
+/// seconds: 1 and 4 sessions at once on a worker with the default `--max-batch`, then on one with
+/// `--max-batch 1`, every session's tokens those of its prompt alone.
+#[test]
+fn bench_serve_suite_measures_sessions_at_once_batched_and_not() {
+    let json_path = tmp("serve.json");
+    let text = genie(&["bench", "--suite", "serve-quick", "--json", json_path.to_str().unwrap()]);
+    assert!(text.contains("--max-batch 1") && text.contains("p99 ÷ 1 sess"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let rows = json["serve"].as_array().unwrap_or_else(|| panic!("{json}"));
+    let default = genie_runtime::worker::DEFAULT_MAX_BATCH as u64;
+    let configs: Vec<(u64, u64)> =
+        rows.iter().map(|r| (r["sessions"].as_u64().unwrap(), r["max_batch"].as_u64().unwrap())).collect();
+    assert_eq!(configs, [(1, default), (4, default), (1, 1), (4, 1)]);
+    let keys = BTreeSet::from([
+        "itl_p50_s",
+        "itl_p99_s",
+        "max_batch",
+        "mean_batch",
+        "new_tokens",
+        "sessions",
+        "tokens",
+        "tokens_per_s",
+        "wall_s",
+    ]);
+    for r in rows {
+        assert_eq!(r.as_object().unwrap().keys().map(String::as_str).collect::<BTreeSet<_>>(), keys, "{r}");
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert!(f("tokens_per_s") > 0.0 && f("wall_s") > 0.0, "{r}");
+        assert!(f("mean_batch") >= 1.0, "{r}");
+        assert!(f("itl_p50_s") > 0.0 && f("itl_p50_s") <= f("itl_p99_s"), "{r}");
+        // No session lost a token (and each was checked against its prompt alone by the suite).
+        assert_eq!(r["new_tokens"], 8, "{r}");
+        assert_eq!(r["tokens"].as_u64().unwrap(), r["sessions"].as_u64().unwrap() * 8, "{r}");
+    }
+}
