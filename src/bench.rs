@@ -16,7 +16,10 @@ pub struct BenchArgs {
     /// and 8, a BERT-base encoder (models generated once into `--models`). `quick`: the small
     /// test fixtures, in seconds. `pd`: GPT-2-small requests (prompt 512, 64 new tokens) on two
     /// `genie worker` processes pinned to a core each, prefill and decode co-located vs
-    /// disaggregated (a few minutes).
+    /// disaggregated (a few minutes). `serve`: 1, 4, 16 and 64 GPT-2-small sessions at once
+    /// (prompt 256, 32 new tokens each) on one `genie worker`, decode steps batched (default
+    /// `--max-batch`) and not (`--max-batch 1`), every session's tokens checked (minutes).
+    /// `pd-quick`, `serve-quick`: the same on the GPT-2 test fixture, in seconds.
     #[arg(long, default_value = "default")]
     pub suite: String,
     /// Write machine-readable results here.
@@ -55,14 +58,24 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         progress: display.sink(),
         genie: std::env::current_exe().ok(),
     };
-    if options.suite == "pd" || options.suite == "pd-quick" {
-        let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
-        println!("{}", bench::pd::table(&report));
+    // The suites of their own: a table, and `{"<suite>": …}` at --json.
+    let own = match options.suite.as_str() {
+        "pd" | "pd-quick" => {
+            let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
+            Some((bench::pd::table(&report), serde_json::json!({ "pd": report })))
+        }
+        "serve" | "serve-quick" => {
+            let report = bench::serve::run(&options, &mut |line| println!("{line}"))?;
+            Some((bench::serve::table(&report), serde_json::json!({ "serve": report.rows })))
+        }
+        _ => None,
+    };
+    if let Some((table, json)) = own {
+        println!("{table}");
         if let Some(path) = &args.json {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            let json = serde_json::json!({ "pd": report });
             std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("json: {}", path.display());

@@ -44,7 +44,8 @@ enum Command {
     Run(remote::RunArgs),
     /// Greedy generation with a prefill and a decode model; the KV cache stays on the workers.
     Generate(remote::GenerateArgs),
-    /// Measure genie against in-process execution, per-op remoting and semantics-blind remoting.
+    /// Measure genie against in-process execution, per-op remoting and semantics-blind remoting;
+    /// `--suite pd`: prefill and decode apart; `--suite serve`: many sessions at once, batched.
     Bench(bench::BenchArgs),
 }
 

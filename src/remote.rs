@@ -193,6 +193,12 @@ pub struct GenerateArgs {
     /// Print `{"tokens": [...], "time_to_first_token_s", "inter_token_s": [...], "steps": [{"wall_s", "bytes", "round_trips"}]}`.
     #[arg(long)]
     pub json: bool,
+    /// Print one line of JSON per step as soon as its token is known: `{"step", "token", "wall_s",
+    /// "bytes", "batch"}` (step 0 is the prefill; `batch`: how many calls the worker that returned
+    /// the logits ran together as one batched step). Stdout then holds these lines only: no
+    /// `tokens:` summary, and `--stats` goes to stderr.
+    #[arg(long, conflicts_with = "json")]
+    pub jsonl: bool,
     /// Serve `genie_time_to_first_token_seconds` and `genie_inter_token_latency_seconds` at
     /// `http://ADDR/metrics` while generating (port 0 picks one; the address is printed).
     #[arg(long, value_name = "ADDR")]
@@ -401,6 +407,32 @@ fn stats_line(label: &str, s: &CallStats) -> String {
     )
 }
 
+/// `genie generate --jsonl`: one step's line on stdout, flushed.
+fn write_step_line(s: &generate::StepDone<'_>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let line = serde_json::json!({
+        "step": s.step,
+        "token": s.token,
+        "wall_s": s.stats.wall_s,
+        "bytes": s.stats.bytes,
+        "batch": s.stats.last_stage_batch(),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// `genie generate --stats`: a line per step, then the latencies.
+fn generation_stats(result: &generate::Generated) -> String {
+    let mut text = String::new();
+    for (i, s) in result.steps.iter().enumerate() {
+        let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
+        text += &stats_line(&label, s);
+        text.push('\n');
+    }
+    text + &latency_line(result.time_to_first_token_s, &result.inter_token_s) + "\n"
+}
+
 /// Time to first token and the inter-token latencies' median and worst.
 fn latency_line(first_token_s: f64, between_s: &[f64]) -> String {
     let mut sorted = between_s.to_vec();
@@ -460,18 +492,32 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             let served = metrics.clone();
             let server = MetricsServer::start(addr, Arc::new(move || served.render()), running.runtime.handle())
                 .with_context(|| format!("--metrics {addr}"))?;
-            // On stderr: stdout stays the tokens (or pure JSON with --json).
+            // On stderr: stdout stays the tokens (or pure JSON with --json or --jsonl).
             eprintln!("genie generate metrics on http://{}/metrics", server.addr());
             Some(server)
         }
         None => None,
     };
-    let result = running.runtime.block_on(generate::greedy(
+    // With --jsonl, each step's line goes out (flushed) as the step completes; the first failed
+    // write (a closed pipe) is kept and reported once the loop is over.
+    let mut unwritten: Option<std::io::Error> = None;
+    let on_step = |s: &generate::StepDone<'_>| {
+        if args.jsonl && unwritten.is_none() {
+            if let Err(e) = write_step_line(s) {
+                unwritten = Some(e);
+            }
+        }
+    };
+    let result = running.runtime.block_on(generate::greedy_with(
         running.deployed.program(),
         &prompt,
         args.max_new_tokens,
         Some(&metrics),
+        on_step,
     ))?;
+    if let Some(e) = unwritten {
+        return Err(e).context("writing the steps to stdout");
+    }
     if let Some(path) = &args.trace {
         let spans: Vec<trace::Span> = result.steps.iter().flat_map(|s| s.spans.iter().cloned()).collect();
         trace::write_chrome_trace(path, &spans).with_context(|| format!("writing {}", path.display()))?;
@@ -490,15 +536,16 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             "steps": steps,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if args.jsonl {
+        // Stdout is the JSON lines: people's text goes to stderr.
+        if args.stats {
+            eprint!("{}", generation_stats(&result));
+        }
     } else {
         let tokens: Vec<String> = result.tokens.iter().map(|t| t.to_string()).collect();
         println!("tokens: {}", tokens.join(" "));
         if args.stats {
-            for (i, s) in result.steps.iter().enumerate() {
-                let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
-                println!("{}", stats_line(&label, s));
-            }
-            println!("{}", latency_line(result.time_to_first_token_s, &result.inter_token_s));
+            print!("{}", generation_stats(&result));
         }
     }
     running.runtime.block_on(running.deployed.close());

@@ -4,9 +4,10 @@
 mod common;
 
 use common::{assert_close, cluster_file, fixture, read, worker_process};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use tch::{Kind, Tensor};
 
@@ -143,6 +144,54 @@ fn generate_prints_the_reference_tokens_and_per_step_bytes() {
         assert_eq!(s["round_trips"].as_u64().unwrap(), 1);
         assert!(s["wall_s"].as_f64().unwrap() > 0.0);
     }
+}
+
+/// `genie generate --jsonl` prints a line of JSON per step as the step completes: the first line
+/// is out while the process still runs (15 decode calls to its workers come after it), every
+/// line has exactly the step's keys, and the tokens are the reference's. Stdout holds nothing
+/// else; `--stats` goes to stderr.
+#[test]
+fn generate_jsonl_prints_each_step_as_it_completes() {
+    let reference = read(&fixture("gpt2/generate.safetensors"));
+    let prompt: Vec<String> =
+        Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
+    let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let (p, d) = (fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genie"))
+        .args(["generate", p.to_str().unwrap(), d.to_str().unwrap(), "--prompt", &prompt.join(",")])
+        .args(["--max-new-tokens", "16", "--workers", "2", "--worker-memory", "100KB", "--max-seq", "32"])
+        .args(["--jsonl", "--stats"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("genie runs");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let running_after_first_line = child.try_wait().unwrap().is_none();
+    let mut all = vec![first];
+    all.extend(lines.map(Result::unwrap));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "genie generate --jsonl failed: {stderr}");
+    assert!(running_after_first_line, "the first step's line came only once generate had exited");
+
+    assert_eq!(all.len(), want.len(), "one line per token: {all:?}");
+    let keys = BTreeSet::from(["batch", "bytes", "step", "token", "wall_s"]);
+    let mut tokens = Vec::new();
+    for (i, line) in all.iter().enumerate() {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} `{line}`: {e}"));
+        let object = json.as_object().unwrap_or_else(|| panic!("line {i} is no object: {line}"));
+        assert_eq!(object.keys().map(String::as_str).collect::<BTreeSet<_>>(), keys, "{line}");
+        assert_eq!(json["step"].as_u64(), Some(i as u64), "{line}");
+        assert!(json["wall_s"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(json["bytes"].as_u64().unwrap() > 0, "{line}");
+        assert!(json["batch"].as_u64().unwrap() >= 1, "{line}");
+        tokens.push(json["token"].as_i64().unwrap());
+    }
+    assert_eq!(tokens, want);
+    // The human text went to stderr.
+    assert!(stderr.contains("prefill:") && stderr.contains("decode 15:"), "{stderr}");
+    assert!(stderr.contains("time to first token"), "{stderr}");
 }
 
 #[test]
@@ -302,5 +351,42 @@ fn a_worker_pinned_to_a_core_runs_every_thread_there() {
         let status = std::fs::read_to_string(task.join("status")).unwrap();
         let cpus = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
         assert_eq!(cpus.split_whitespace().nth(1), Some("0"), "{}: {cpus}", task.display());
+    }
+}
+
+/// `genie bench --suite serve-quick` runs the serve suite's code on the GPT-2 fixture in
+/// seconds: 1 and 4 sessions at once on a worker with the default `--max-batch`, then on one with
+/// `--max-batch 1`, every session's tokens those of its prompt alone.
+#[test]
+fn bench_serve_suite_measures_sessions_at_once_batched_and_not() {
+    let json_path = tmp("serve.json");
+    let text = genie(&["bench", "--suite", "serve-quick", "--json", json_path.to_str().unwrap()]);
+    assert!(text.contains("--max-batch 1") && text.contains("p99 ÷ 1 sess"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let rows = json["serve"].as_array().unwrap_or_else(|| panic!("{json}"));
+    let default = genie_runtime::worker::DEFAULT_MAX_BATCH as u64;
+    let configs: Vec<(u64, u64)> =
+        rows.iter().map(|r| (r["sessions"].as_u64().unwrap(), r["max_batch"].as_u64().unwrap())).collect();
+    assert_eq!(configs, [(1, default), (4, default), (1, 1), (4, 1)]);
+    let keys = BTreeSet::from([
+        "itl_p50_s",
+        "itl_p99_s",
+        "max_batch",
+        "mean_batch",
+        "new_tokens",
+        "sessions",
+        "tokens",
+        "tokens_per_s",
+        "wall_s",
+    ]);
+    for r in rows {
+        assert_eq!(r.as_object().unwrap().keys().map(String::as_str).collect::<BTreeSet<_>>(), keys, "{r}");
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert!(f("tokens_per_s") > 0.0 && f("wall_s") > 0.0, "{r}");
+        assert!(f("mean_batch") >= 1.0, "{r}");
+        assert!(f("itl_p50_s") > 0.0 && f("itl_p50_s") <= f("itl_p99_s"), "{r}");
+        // No session lost a token (and each was checked against its prompt alone by the suite).
+        assert_eq!(r["new_tokens"], 8, "{r}");
+        assert_eq!(r["tokens"].as_u64().unwrap(), r["sessions"].as_u64().unwrap() * 8, "{r}");
     }
 }

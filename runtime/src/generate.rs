@@ -44,6 +44,18 @@ pub struct Generated {
     pub inter_token_s: Vec<f64>,
 }
 
+/// One step of a greedy loop, reported by [`greedy_with`] as soon as its token is known.
+pub struct StepDone<'a> {
+    /// 0 for the prefill, then one per decode step.
+    pub step: usize,
+    pub token: i64,
+    /// Seconds since the token before it; for the prefill, since the start (time to first
+    /// token).
+    pub latency_s: f64,
+    /// The call's measurements.
+    pub stats: &'a CallStats,
+}
+
 /// What the loop feeds a per-call input, from the input's role (found by the annotate pass from
 /// how the graph uses it, whatever its name).
 #[derive(Clone, Debug, PartialEq)]
@@ -169,6 +181,18 @@ pub async fn greedy(
     new_tokens: usize,
     metrics: Option<&GenerationMetrics>,
 ) -> Result<Generated, GenerateError> {
+    greedy_with(program, prompt, new_tokens, metrics, |_| {}).await
+}
+
+/// [`greedy`], calling `on_step` with each step as soon as its token is known, before the next
+/// call starts (`genie generate --jsonl` prints tokens as they are produced this way).
+pub async fn greedy_with(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&GenerationMetrics>,
+    mut on_step: impl FnMut(&StepDone<'_>) + Send,
+) -> Result<Generated, GenerateError> {
     let started = Instant::now();
     let plan = program.plan();
     let [prefill, decode] = &plan.entries[..] else {
@@ -227,6 +251,7 @@ pub async fn greedy(
                 m.inter_token_latency.observe(latency);
             }
         }
+        on_step(&StepDone { step, token, latency_s: latency, stats: &result.stats });
         out.tokens.push(token);
         out.logits.push(last);
         out.steps.push(result.stats);

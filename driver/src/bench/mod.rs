@@ -8,8 +8,10 @@
 //! ([`genie_runtime::deploy`]); per-op remoting is the runtime's own mode
 //! ([`genie_runtime::per_op`]).
 
+mod common;
 pub mod pd;
 mod report;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,7 +39,8 @@ use crate::pipeline::{compile_program, CompileOptions, PipelineError};
 pub struct BenchOptions {
     /// `default`: GPT-2-small decode at contexts 128/512/2048, prefill 512, ResNet-18 at batch 1
     /// and 8, a BERT-base encoder (models generated once into `models`). `quick`: the small test
-    /// fixtures, in seconds.
+    /// fixtures, in seconds. `pd`/`pd-quick` ([`pd::run`]) and `serve`/`serve-quick`
+    /// ([`serve::run`]) are suites of their own.
     pub suite: String,
     /// Where the default suite's models are generated (once).
     pub models: PathBuf,
@@ -53,14 +56,14 @@ pub struct BenchOptions {
     pub python: PathBuf,
     /// Where long steps (generating the models) report progress.
     pub progress: ProgressSink,
-    /// The `genie` binary, for suites that start `genie worker` processes (`pd`).
+    /// The `genie` binary, for suites that start `genie worker` processes (`pd`, `serve`).
     pub genie: Option<PathBuf>,
 }
 
 /// Why the benchmark stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("unknown suite `{0}` (default, quick, pd)")]
+    #[error("unknown suite `{0}` (default, quick, pd, pd-quick, serve, serve-quick)")]
     UnknownSuite(String),
     #[error("reading {path}")]
     Read {

@@ -14,22 +14,19 @@
 //! measurements (measured / estimated). The devices placement plans for are calibrated first:
 //! one core's matmul FLOP/s, its memory bandwidth and its per-op overhead, measured here.
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use genie_ir::RequestShape;
-use genie_passes::placement::{ClusterSpec, PhaseChoice};
-use genie_runtime::client::{ClientOptions, Program};
-use genie_runtime::deploy::{self, Deployed, DeploymentSpec};
+use genie_passes::placement::PhaseChoice;
+use genie_runtime::client::Program;
+use genie_runtime::deploy::Deployed;
 use genie_runtime::generate::{self, Generated};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use super::common::{self, deployment_section, median, percentile, start_worker, Compile, WorkerProcess};
 use super::{generate_models, BenchError, BenchOptions};
-use crate::pipeline::{compile_program, CompileOptions};
 
 /// What a run of the suite serves: the model, the request every stream is made of, and how
 /// many requests.
@@ -69,15 +66,7 @@ impl Setup {
 
     /// A deterministic prompt.
     fn prompt(&self, seed: u64) -> Vec<i64> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..self.request.prompt_len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % self.vocab as u64) as i64
-            })
-            .collect()
+        common::prompt(seed, self.request.prompt_len, self.vocab)
     }
 }
 /// Assumed for loopback between the pinned workers (stated in the report).
@@ -142,44 +131,6 @@ pub struct PdReport {
     pub rows: Vec<PdRow>,
 }
 
-/// A `genie worker` process, killed when dropped.
-struct WorkerProcess {
-    child: Child,
-    address: String,
-    fingerprint: String,
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_worker(genie: &Path, cpu: usize, token: &str) -> Result<WorkerProcess, BenchError> {
-    let failed = |reason: String| BenchError::Script { what: format!("genie worker --cpus {cpu}"), reason };
-    let child = Command::new(genie)
-        .args(["worker", "--listen", "127.0.0.1:0", "--token", token, "--cpus", &cpu.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    // Owned from here, so that any failure below kills it rather than leaving it running.
-    let mut worker = WorkerProcess { child, address: String::new(), fingerprint: String::new() };
-    let mut line = String::new();
-    let stdout = worker.child.stdout.take().ok_or_else(|| failed("no stdout".into()))?;
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    // "genie worker listening on ADDR device cpu fingerprint FP memory M cpus N"
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |w: &str| words.iter().position(|x| *x == w).and_then(|i| words.get(i + 1)).map(|s| s.to_string());
-    match (after("on"), after("fingerprint"), after("cpus")) {
-        (Some(address), Some(fingerprint), Some(_)) => {
-            (worker.address, worker.fingerprint) = (address, fingerprint);
-            Ok(worker)
-        }
-        _ => Err(failed(format!("unexpected first line `{}`", line.trim()))),
-    }
-}
-
 fn seconds(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -221,15 +172,10 @@ fn cluster_text(c: &Calibration, devices: &[(&str, &WorkerProcess)]) -> String {
             )
         })
         .collect();
-    let deployment: Vec<String> = devices
-        .iter()
-        .map(|(name, w)| format!("\"{name}\": (address: \"{}\", fingerprint: \"{}\")", w.address, w.fingerprint))
-        .collect();
     format!(
-        "(devices: [{}], default_link: (bandwidth: {LOOPBACK_BANDWIDTH:e}, latency: {LOOPBACK_LATENCY:e}), \
-         deployment: (workers: {{{}}}))",
+        "(devices: [{}], default_link: (bandwidth: {LOOPBACK_BANDWIDTH:e}, latency: {LOOPBACK_LATENCY:e}), {})",
         specs.join(", "),
-        deployment.join(", ")
+        deployment_section(devices)
     )
 }
 
@@ -241,41 +187,18 @@ fn compile_and_deploy(
     phases: PhaseChoice,
     token: &str,
 ) -> Result<(Deployed, genie_codegen::ProgramPlan), BenchError> {
-    let spec = ClusterSpec::from_ron(cluster)
-        .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("cluster: {e}") })?;
-    let files = &setup.files;
-    let mut program = genie_frontends::load(files)?;
-    let options = CompileOptions { request: Some(setup.request), phases, ..CompileOptions::default() };
-    let plan = compile_program(&mut program, &spec, &options)
-        .map_err(|source| BenchError::Compile { files: files.to_vec(), source: Box::new(source) })?;
-    let deployment = DeploymentSpec::from_cluster_ron(cluster)?
-        .ok_or_else(|| BenchError::Workload { workload: "pd".into(), reason: "no deployment section".into() })?
-        .resolve(token.to_string(), None)?;
-    let client = ClientOptions { run_timeout: Duration::from_secs(600), ..ClientOptions::default() };
-    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan.clone()), &program.weights, &deployment, &client))?;
-    Ok((deployed, plan))
-}
-
-/// Nearest-rank percentile of unsorted values.
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-fn median(values: &[f64]) -> f64 {
-    percentile(values, 50.0)
+    let what = Compile { suite: "pd", files: &setup.files, request: setup.request, phases, max_seq: None };
+    common::compile_and_deploy(runtime, &what, cluster, token)
 }
 
 /// One request alone on `program`: (time to first token, median inter-token latency).
 fn alone(runtime: &tokio::runtime::Runtime, setup: &Setup, program: &Program) -> Result<(f64, f64), BenchError> {
     let g = runtime
         .block_on(generate::greedy(program, &setup.prompt(0), setup.request.new_tokens as usize, None))
-        .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("a request alone: {e}") })?;
+        .map_err(|e| BenchError::Workload {
+            workload: "pd".into(),
+            reason: format!("a request alone: {}", common::with_causes(&e)),
+        })?;
     Ok((g.time_to_first_token_s, median(&g.inter_token_s)))
 }
 
@@ -286,31 +209,8 @@ fn stream(
     programs: &[Program],
     interval: f64,
 ) -> Result<(Vec<Generated>, f64), BenchError> {
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let tokens = setup.request.new_tokens as usize;
-    let tasks: Vec<_> = (0..setup.requests)
-        .map(|i| {
-            let program = programs[i % programs.len()].clone();
-            let at = start + Duration::from_secs_f64(interval * i as f64);
-            let prompt = setup.prompt(i as u64 + 1);
-            runtime.spawn(async move {
-                tokio::time::sleep_until(at).await;
-                let g = generate::greedy(&program, &prompt, tokens, None).await;
-                (g, tokio::time::Instant::now())
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    let mut last = start;
-    for task in tasks {
-        let (g, done) = runtime
-            .block_on(task)
-            .map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("request task: {e}") })?;
-        let g = g.map_err(|e| BenchError::Workload { workload: "pd".into(), reason: format!("a request: {e}") })?;
-        last = last.max(done);
-        out.push(g);
-    }
-    Ok((out, (last - start).as_secs_f64()))
+    let prompts = (0..setup.requests).map(|i| setup.prompt(i as u64 + 1)).collect();
+    common::generate_concurrently(runtime, "pd", programs, prompts, setup.request.new_tokens as usize, interval)
 }
 
 fn row(
@@ -366,9 +266,9 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<PdR
         calibration.mem_bandwidth / 1e9,
         calibration.op_overhead * 1e6
     ));
-    let token = format!("{:016x}", std::process::id() as u64 ^ 0x5eed_5eed);
-    let w0 = start_worker(&genie, 0, &token)?;
-    let w1 = start_worker(&genie, 1, &token)?;
+    let token = common::token();
+    let w0 = start_worker(&genie, &token, &["--cpus", "0"])?;
+    let w1 = start_worker(&genie, &token, &["--cpus", "1"])?;
     let workers = format!(
         "w0 = `genie worker --cpus 0` at {}, w1 = `genie worker --cpus 1` at {} (sched_setaffinity to one core each, one libtorch thread each)",
         w0.address, w1.address
@@ -486,18 +386,4 @@ pub fn table(r: &PdReport) -> String {
         writeln!(t, "  {}: {}", x.mode, x.placement).ok();
     }
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-    }
 }
