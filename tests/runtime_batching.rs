@@ -2,7 +2,8 @@
 //! of every decoder fixture started at staggered times (so one batch holds calls at different
 //! context lengths) on two workers each produce the eager greedy loop's tokens and logits;
 //! calls of two different programs never share a batch; a session dropped while its steps are
-//! being batched leaves the others correct and the workers serving.
+//! being batched, or one whose decode steps carry a token id beyond the vocabulary, leaves the
+//! others correct and the workers serving.
 
 mod common;
 
@@ -164,4 +165,54 @@ fn a_session_dropped_mid_generation_leaves_the_others_correct() {
     // The workers still serve a new session correctly.
     let after = rt.block_on(greedy(&program, &prompt, n, None)).expect("a session after the drop");
     assert_eq!(after.tokens, want);
+}
+
+#[test]
+fn a_session_with_out_of_range_tokens_fails_alone() {
+    let (prompt, want, _) = reference("gpt2");
+    // On one worker: with the model split, a call that fails on the first stage leaves the
+    // client waiting for the second until its timeout, whatever batching does.
+    let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
+    let mut srg = genie_frontends::load(&files).expect("fixture loads");
+    let options = CompileOptions { max_seq: Some(32), ..CompileOptions::default() };
+    let plan = compile_program(&mut srg, &ClusterSpec::local_workers(1, 1 << 30), &options).expect("compiles");
+    let rt = runtime();
+    let deployed = deploy(&rt, plan, &srg);
+    let program = deployed.program().clone();
+    let decode = program.plan().entries[1].clone();
+    let ids = decode.inputs.iter().find(|i| i.slot.is_none()).expect("the token input").name.clone();
+    let prefill = program.plan().entries[0].clone();
+    let prompt_input = prefill.inputs.iter().find(|i| i.slot.is_none()).expect("the prompt input").name.clone();
+    let (good, refused) = rt.block_on(async {
+        // A hostile session: a valid prefill, then decode steps whose token is far beyond the
+        // vocabulary, sent while the good sessions' steps are being batched.
+        let hostile = {
+            let (program, prompt) = (program.clone(), prompt.clone());
+            tokio::spawn(async move {
+                let mut refused = 0;
+                for _ in 0..6 {
+                    let mut session = program.open_session().await.expect("a session");
+                    let p = Tensor::from_slice(&prompt).reshape([1, prompt.len() as i64]);
+                    session.run(&prefill.name, &[(prompt_input.clone(), p)].into()).await.expect("its prefill");
+                    let bad = Tensor::from_slice(&[1_000_000i64]).reshape([1, 1]);
+                    match session.run(&decode.name, &[(ids.clone(), bad)].into()).await {
+                        Err(e) => {
+                            let text = format!("{e:?}");
+                            assert!(text.contains("index") || text.contains("range"), "names the problem: {text}");
+                            refused += 1;
+                        }
+                        Ok(_) => panic!("a token beyond the vocabulary was accepted"),
+                    }
+                    let _ = session.close().await;
+                }
+                refused
+            })
+        };
+        let good = staggered(&program, &prompt, want.len(), 6, Duration::from_millis(1)).await;
+        (good, hostile.await.expect("the hostile task"))
+    });
+    assert_eq!(refused, 6);
+    for (s, g) in good.iter().enumerate() {
+        assert_eq!(g.tokens, want, "session {s}");
+    }
 }

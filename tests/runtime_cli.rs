@@ -378,11 +378,14 @@ fn bench_serve_suite_measures_sessions_at_once_batched_and_not() {
         "tokens",
         "tokens_per_s",
         "wall_s",
+        "prefill_s",
+        "decode_s",
     ]);
     for r in rows {
         assert_eq!(r.as_object().unwrap().keys().map(String::as_str).collect::<BTreeSet<_>>(), keys, "{r}");
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
-        assert!(f("tokens_per_s") > 0.0 && f("wall_s") > 0.0, "{r}");
+        assert!(f("tokens_per_s") > 0.0 && f("prefill_s") > 0.0 && f("decode_s") > 0.0, "{r}");
+        assert!((f("wall_s") - f("prefill_s") - f("decode_s")).abs() < 1e-6, "{r}");
         assert!(f("mean_batch") >= 1.0, "{r}");
         assert!(f("itl_p50_s") > 0.0 && f("itl_p50_s") <= f("itl_p99_s"), "{r}");
         // No session lost a token (and each was checked against its prompt alone by the suite).

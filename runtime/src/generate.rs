@@ -191,9 +191,51 @@ pub async fn greedy_with(
     prompt: &[i64],
     new_tokens: usize,
     metrics: Option<&GenerationMetrics>,
+    on_step: impl FnMut(&StepDone<'_>) + Send,
+) -> Result<Generated, GenerateError> {
+    run_greedy(program, prompt, new_tokens, metrics, on_step, None).await
+}
+
+/// [`greedy`] for many sessions that decode together: after its prefill (or its failure) each
+/// waits at `prefilled` until every session has prefilled, then decodes. Serving benchmarks use
+/// it to measure decode steps of many sessions at once apart from their prefills; the first
+/// inter-token latency counts from the release.
+pub async fn greedy_decoding_together(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    prefilled: &tokio::sync::Barrier,
+) -> Result<Generated, GenerateError> {
+    run_greedy(program, prompt, new_tokens, None, |_| {}, Some(prefilled)).await
+}
+
+async fn run_greedy(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&GenerationMetrics>,
     mut on_step: impl FnMut(&StepDone<'_>) + Send,
+    prefilled: Option<&tokio::sync::Barrier>,
 ) -> Result<Generated, GenerateError> {
     let started = Instant::now();
+    let mut waiting = prefilled;
+    let result = greedy_steps(program, prompt, new_tokens, metrics, &mut on_step, &mut waiting, started).await;
+    // A session that failed before the others were released still lets them go.
+    if let Some(barrier) = waiting {
+        barrier.wait().await;
+    }
+    result
+}
+
+async fn greedy_steps(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&GenerationMetrics>,
+    on_step: &mut (impl FnMut(&StepDone<'_>) + Send),
+    prefilled: &mut Option<&tokio::sync::Barrier>,
+    started: Instant,
+) -> Result<Generated, GenerateError> {
     let plan = program.plan();
     let [prefill, decode] = &plan.entries[..] else {
         return Err(GenerateError::Unsupported(format!(
@@ -256,6 +298,10 @@ pub async fn greedy_with(
         out.logits.push(last);
         out.steps.push(result.stats);
         ids = Tensor::from_slice(&[token]).reshape([1, 1]);
+        if let Some(barrier) = prefilled.take() {
+            barrier.wait().await;
+            last_token_at = Instant::now();
+        }
     }
     let _ = session.close().await;
     Ok(out)

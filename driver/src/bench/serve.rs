@@ -1,15 +1,18 @@
 //! `genie bench --suite serve`: many sessions at once on one worker, decode steps batched or not.
 //!
 //! One `genie worker` process on loopback serves N sessions that start together, N = 1, 4, 16
-//! and 64: each a greedy generation (`generate::greedy`) of the GPT-2-small benchmark model
-//! (a 256-token prompt, 32 new tokens), all of one deployed program from this one client process,
-//! as concurrent tokio tasks over its connection. First on a worker with the default
+//! and 64: each a greedy generation of the GPT-2-small benchmark model (a 256-token prompt, 32
+//! new tokens), all of one deployed program from this one client process, as concurrent tokio
+//! tasks over its connection. The sessions prefill, wait until all have, then decode together
+//! (`generate::greedy_decoding_together`): the decode phase, what batching serves, is measured
+//! apart from the prompts' prefills (which are not batched and would otherwise stand in front
+//! of every decode step); the prefill phase's seconds are reported beside it. First on a worker with the default
 //! `--max-batch` (decode steps of different sessions may run together as one batched step), then
 //! on a worker started with `--max-batch 1` (every step alone), the baseline, in the same run.
 //!
-//! For each: aggregate tokens per second (every session's new tokens over the time from the
-//! start to the last session's last token), inter-token latency p50 and p99 over every decode
-//! step of every session, and the mean batch the worker reports running those steps in
+//! For each: aggregate decode tokens per second (every session's tokens after its first, over
+//! the time from the release to the last session's last token), inter-token latency p50 and p99
+//! over every decode step of every session, and the mean batch the worker reports running those steps in
 //! (`CallStats::last_stage_batch`). Sessions get different prompts (drawn from a few), and each
 //! session's tokens must equal its prompt's generated alone: a lost or different token fails
 //! the suite.
@@ -84,7 +87,11 @@ pub struct ServeRow {
     pub tokens: usize,
     /// Seconds from the start to the last session's last token.
     pub wall_s: f64,
-    /// `tokens / wall_s`.
+    /// Seconds from the start until every session had prefilled (their prefills at once).
+    pub prefill_s: f64,
+    /// Seconds from then (all sessions released to decode) to the last session's last token.
+    pub decode_s: f64,
+    /// Decode tokens (each session's tokens after its first) per second of `decode_s`.
     pub tokens_per_s: f64,
     /// Between consecutive tokens of a session, over every session's decode steps.
     pub itl_p50_s: f64,
@@ -197,7 +204,8 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Ser
         for &sessions in setup.sessions {
             let row = measure(&runtime, &program, &prompts, &alone, sessions, max_batch, new_tokens)?;
             progress(&format!(
-                "  {sessions:>3} session(s): {:.2} tokens/s, ITL p50 {:.1} ms, p99 {:.1} ms, mean batch {:.2}",
+                "  {sessions:>3} session(s): prefills {:.1} s, then {:.2} decode tokens/s, ITL p50 {:.1} ms, p99 {:.1} ms, mean batch {:.2}",
+                row.prefill_s,
                 row.tokens_per_s,
                 row.itl_p50_s * 1e3,
                 row.itl_p99_s * 1e3,
@@ -232,9 +240,29 @@ fn measure(
     max_batch: usize,
     new_tokens: usize,
 ) -> Result<ServeRow, BenchError> {
-    let of_session: Vec<Vec<i64>> = (0..sessions).map(|i| prompts[i % prompts.len()].clone()).collect();
-    let programs = std::slice::from_ref(program);
-    let (generated, wall_s) = common::generate_concurrently(runtime, "serve", programs, of_session, new_tokens, 0.0)?;
+    let failed = |reason: String| BenchError::Workload { workload: "serve".into(), reason };
+    // Every session and this thread: released together once all have prefilled.
+    let prefilled = std::sync::Arc::new(tokio::sync::Barrier::new(sessions + 1));
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..sessions)
+        .map(|i| {
+            let (program, prompt, prefilled) = (program.clone(), prompts[i % prompts.len()].clone(), prefilled.clone());
+            runtime.spawn(async move {
+                let g = generate::greedy_decoding_together(&program, &prompt, new_tokens, &prefilled).await;
+                (g, std::time::Instant::now())
+            })
+        })
+        .collect();
+    runtime.block_on(prefilled.wait());
+    let released = std::time::Instant::now();
+    let mut generated = Vec::new();
+    let mut last = released;
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (g, done) = runtime.block_on(task).map_err(|e| failed(format!("session {i}'s task: {e}")))?;
+        generated.push(g.map_err(|e| failed(format!("session {i}: {}", with_causes(&e))))?);
+        last = last.max(done);
+    }
+    let (prefill_s, decode_s) = ((released - start).as_secs_f64(), (last - released).as_secs_f64());
     for (i, g) in generated.iter().enumerate() {
         alone[i % alone.len()].check(g).map_err(|e| BenchError::Workload {
             workload: "serve".into(),
@@ -248,13 +276,16 @@ fn measure(
     let batches: Vec<f64> =
         generated.iter().flat_map(|g| g.steps.iter().skip(1).map(|s| f64::from(s.last_stage_batch()))).collect();
     let tokens: usize = generated.iter().map(|g| g.tokens.len()).sum();
+    let decode_tokens: usize = generated.iter().map(|g| g.tokens.len().saturating_sub(1)).sum();
     Ok(ServeRow {
         sessions,
         max_batch,
         new_tokens,
         tokens,
-        wall_s,
-        tokens_per_s: tokens as f64 / wall_s.max(1e-9),
+        wall_s: prefill_s + decode_s,
+        prefill_s,
+        decode_s,
+        tokens_per_s: decode_tokens as f64 / decode_s.max(1e-9),
         itl_p50_s: median(&itls),
         itl_p99_s: percentile(&itls, 99.0),
         mean_batch: if batches.is_empty() { 0.0 } else { batches.iter().sum::<f64>() / batches.len() as f64 },

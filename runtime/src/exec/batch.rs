@@ -8,13 +8,14 @@
 //!
 //! A failure that belongs to one call (its tensor did not arrive, it was cancelled, a per-call
 //! op refused its inputs) fails that call only: the others go on, the failed call's lane is
-//! filled with zeros of the plan's types and its results are dropped. A failure of an op that
-//! runs for all (a `Rows` or `Shared` op) fails the batch.
+//! filled with zeros of the plan's types and its results are dropped. A `Rows` op that fails on
+//! the stacked rows (one call's token id beyond the vocabulary) runs again per call, so only
+//! the calls it fails for fail; a `Shared` op's failure fails the batch.
 
 use std::collections::{BTreeMap, HashMap};
 
 use genie_codegen::{DevicePlan, EntryPlan, Step};
-use genie_ir::{Arg, Batching, ValueId};
+use genie_ir::{Arg, Batching, NodeId, ValueId};
 use tch::{Device, Tensor};
 
 use super::{call_kernel, check, concrete_shape, torch_message, Bindings, Env, ExecError, Mailbox, Resident, Site};
@@ -64,6 +65,12 @@ pub fn run_device_plan_batched(
             Step::Recv { tensor, transfer, .. } => {
                 let mut each = Vec::with_capacity(calls.len());
                 for (i, call) in calls.iter_mut().enumerate() {
+                    // A call that failed sent nothing on, so what would come back for it never
+                    // comes: its lane takes zeros instead of waiting.
+                    if batch.failed[i].is_some() {
+                        each.push(batch.or_zeros(i, *tensor, call.bindings, Err(ExecError::Plan(String::new())))?);
+                        continue;
+                    }
                     let t =
                         call.mailbox.recv(*transfer, *tensor).and_then(|t| batch.on_device(*tensor, t)).and_then(|t| {
                             check(entry, *tensor, &t, call.bindings)?;
@@ -101,52 +108,31 @@ pub fn run_device_plan_batched(
                         for v in args.iter().flat_map(Arg::values) {
                             batch.stack(v, calls)?;
                         }
-                        let args = resized(args, *resize, rows);
-                        let outs = {
+                        let stacked = {
+                            let args = resized(args, *resize, rows);
                             let resolve = |v: ValueId| batch.stacked(v);
-                            call_kernel(site(), &args, &resolve, calls[0].bindings, batch.device)?
+                            call_kernel(site(), &args, &resolve, calls[0].bindings, batch.device).and_then(|outs| {
+                                if outs.len() != outputs.len() {
+                                    return Err(wrong_count(outs.len()));
+                                }
+                                for (v, t) in outputs.iter().zip(&outs) {
+                                    check_rows(entry, *v, t, calls[0].bindings, rows)?;
+                                }
+                                Ok(outs)
+                            })
                         };
-                        if outs.len() != outputs.len() {
-                            return Err(wrong_count(outs.len()));
-                        }
-                        for (v, t) in outputs.iter().zip(outs) {
-                            check_rows(entry, *v, &t, calls[0].bindings, rows)?;
-                            batch.live.insert(*v, Held::Rows(t));
-                        }
-                    }
-                    Batching::PerCall => {
-                        let mut each: Vec<Vec<Tensor>> = outputs.iter().map(|_| Vec::new()).collect();
-                        for (i, call) in calls.iter().enumerate() {
-                            let outs = if batch.failed[i].is_some() {
-                                Err(ExecError::Plan("the call failed earlier".into()))
-                            } else {
-                                let resolve = |v: ValueId| batch.one(v, i, call.state);
-                                call_kernel(site(), args, &resolve, call.bindings, batch.device).and_then(|outs| {
-                                    if outs.len() != outputs.len() {
-                                        return Err(wrong_count(outs.len()));
-                                    }
-                                    for (v, t) in outputs.iter().zip(&outs) {
-                                        check(entry, *v, t, call.bindings)?;
-                                    }
-                                    Ok(outs)
-                                })
-                            };
-                            match outs {
-                                Ok(outs) => outs.into_iter().enumerate().for_each(|(k, t)| each[k].push(t)),
-                                Err(e) => {
-                                    for (k, v) in outputs.iter().enumerate() {
-                                        let zeros =
-                                            batch.or_zeros(i, *v, call.bindings, Err(ExecError::Plan(String::new())));
-                                        each[k].push(zeros?);
-                                    }
-                                    batch.fail(i, e);
+                        match stacked {
+                            Ok(outs) => {
+                                for (v, t) in outputs.iter().zip(outs) {
+                                    batch.live.insert(*v, Held::Rows(t));
                                 }
                             }
-                        }
-                        for (v, ts) in outputs.iter().zip(each) {
-                            batch.live.insert(*v, Held::PerCall(ts));
+                            // One call's rows can fail the op for all (a token id beyond the
+                            // vocabulary): run it per call, so only that call fails.
+                            Err(_) => batch.per_call(calls, *node, op, args, outputs)?,
                         }
                     }
+                    Batching::PerCall => batch.per_call(calls, *node, op, args, outputs)?,
                 }
             }
             Step::Send { tensor, transfer, .. } => {
@@ -189,6 +175,51 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Run an op once per call, on each call's tensors and symbol values; a call whose op fails
+    /// (or that failed earlier) gets zeros of the plan's types and is marked failed.
+    fn per_call(
+        &mut self,
+        calls: &[BatchCall],
+        node: NodeId,
+        op: &str,
+        args: &[Arg],
+        outputs: &[ValueId],
+    ) -> Result<(), ExecError> {
+        let mut each: Vec<Vec<Tensor>> = outputs.iter().map(|_| Vec::new()).collect();
+        for (i, call) in calls.iter().enumerate() {
+            let outs = if self.failed[i].is_some() {
+                Err(ExecError::Plan("the call failed earlier".into()))
+            } else {
+                let resolve = |v: ValueId| self.one(v, i, call.state);
+                let site = Site { node: Some(node), op };
+                call_kernel(site, args, &resolve, call.bindings, self.device).and_then(|outs| {
+                    if outs.len() != outputs.len() {
+                        let (expected, got) = (outputs.len(), outs.len());
+                        return Err(ExecError::OutputCount { node: Some(node), op: op.to_string(), expected, got });
+                    }
+                    for (v, t) in outputs.iter().zip(&outs) {
+                        check(self.entry, *v, t, call.bindings)?;
+                    }
+                    Ok(outs)
+                })
+            };
+            match outs {
+                Ok(outs) => outs.into_iter().enumerate().for_each(|(k, t)| each[k].push(t)),
+                Err(e) => {
+                    self.fail(i, e);
+                    for (k, v) in outputs.iter().enumerate() {
+                        let zeros = self.or_zeros(i, *v, call.bindings, Err(ExecError::Plan(String::new())))?;
+                        each[k].push(zeros);
+                    }
+                }
+            }
+        }
+        for (v, ts) in outputs.iter().zip(each) {
+            self.live.insert(*v, Held::PerCall(ts));
+        }
+        Ok(())
+    }
+
     fn fail(&mut self, call: usize, e: ExecError) {
         if self.failed[call].is_none() {
             self.failed[call] = Some(e);
