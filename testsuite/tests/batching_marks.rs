@@ -4,32 +4,12 @@
 //! the stacked rows; prefill, which reads no state, is not marked.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use genie_ir::registry;
 use genie_ir::{Batching, Program, ValueDef, ValueId};
 use genie_passes::PassManager;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
-}
-
-fn decoders() -> Vec<(String, [PathBuf; 2])> {
-    let mut out = Vec::new();
-    for family in ["gpt2", "llama", "hf-gpt2", "hf-llama", "hf-mistral"] {
-        for (suffix, ext) in [("", "pt2"), ("_core", "pt2"), ("", "onnx")] {
-            let files = [
-                fixture(&format!("{family}/prefill{suffix}.{ext}")),
-                fixture(&format!("{family}/decode{suffix}.{ext}")),
-            ];
-            if files.iter().all(|f| f.exists()) {
-                out.push((format!("{family}/{suffix}{ext}"), files));
-            }
-        }
-    }
-    assert!(out.len() >= 9, "the decoder fixtures are missing: {out:?}");
-    out
-}
+use genie_testsuite::decoders;
 
 fn compiled(files: &[PathBuf]) -> Program {
     let mut program = genie_frontends::load(files).expect("the fixture loads");

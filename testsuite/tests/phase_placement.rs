@@ -9,28 +9,7 @@ use genie_codegen::summary::summary;
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::{Phase, Program, RequestShape};
 use genie_passes::placement::{ClusterSpec, LinkSpec, PhaseChoice, Policy};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
-}
-
-/// Every decoder fixture with a prefill and a decode file, in each export form it has.
-fn decoders() -> Vec<(String, [PathBuf; 2])> {
-    let mut out = Vec::new();
-    for family in ["gpt2", "llama", "hf-gpt2", "hf-llama", "hf-mistral"] {
-        for (suffix, ext) in [("", "pt2"), ("_core", "pt2"), ("", "onnx")] {
-            let files = [
-                fixture(&format!("{family}/prefill{suffix}.{ext}")),
-                fixture(&format!("{family}/decode{suffix}.{ext}")),
-            ];
-            if files.iter().all(|f| f.exists()) {
-                out.push((format!("{family}/{suffix}{ext}"), files));
-            }
-        }
-    }
-    assert!(out.len() >= 9, "the decoder fixtures are missing: {out:?}");
-    out
-}
+use genie_testsuite::decoders;
 
 fn unlike_devices() -> ClusterSpec {
     let text =
