@@ -42,6 +42,11 @@ pub struct CompileArgs {
     /// A state binding the detection cannot decide: `OUT=IN`, each `entry.name` or a unique name.
     #[arg(long, value_name = "OUT=IN")]
     pub state: Vec<String>,
+    /// Place R copies of the model on disjoint devices: the cluster's devices are cut, in
+    /// order, into R groups of n / R; every group must hold the first group's placement.
+    /// A session opens on the copy whose workers report the least load.
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub replicas: usize,
     /// The plan file: `.plan` (binary) or `.plan.ron` (text).
     #[arg(short, long, required = true)]
     pub output: PathBuf,
@@ -147,6 +152,7 @@ pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>, display: &Arc
         max_seq: args.max_seq,
         request: Some(args.phases.request()?),
         phases: args.phases.disaggregate,
+        replicas: args.replicas,
         ..Default::default()
     };
     let (plan, placement) =
@@ -198,6 +204,10 @@ pub fn summary_text(s: &genie_codegen::PlanSummary) -> String {
         for x in &e.transfers {
             writeln!(t, "    {} -> {}: {} {} ({})", x.from, x.to, x.value, human(x.bytes), x.residency).ok();
         }
+    }
+    if !s.replicas.is_empty() {
+        let copies: Vec<String> = s.replicas.iter().map(|r| r.join(", ")).collect();
+        writeln!(t, "  {} replicas, each session on one: {}", s.replicas.len(), copies.join(" | ")).ok();
     }
     for h in &s.state_handoffs {
         writeln!(

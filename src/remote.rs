@@ -79,6 +79,10 @@ pub struct WorkerArgs {
     /// batch as soon as the current one finishes. 1: every step alone.
     #[arg(long, value_name = "N", default_value_t = genie_runtime::worker::DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
+    /// Milliseconds a batch waits to fill (up to --max-batch steps) before it runs: larger
+    /// batches for some latency per step. 0: a step at an idle worker runs at once.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub batch_window_ms: u64,
     /// The longest a run may take in seconds, whatever its client asks for.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub max_run_secs: u64,
@@ -142,6 +146,10 @@ pub struct ClusterArgs {
     /// over once after prefill: `auto` (when the estimates say it pays), `never`, `always`.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub disaggregate: PhaseChoice,
+    /// Place R copies of the model on disjoint devices (the cluster's devices cut in order into
+    /// R groups); each session opens on the copy whose workers report the least load.
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub replicas: usize,
 }
 
 /// Arguments of `genie run`.
@@ -245,6 +253,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     };
     config.max_executions = args.max_executions.max(1);
     config.max_batch = args.max_batch.max(1);
+    config.batch_window = Duration::from_millis(args.batch_window_ms);
     config.max_run_timeout = Duration::from_secs(args.max_run_secs.max(1));
     config.max_unauthenticated = args.max_unauthenticated.max(1);
     config.hello_timeout = Duration::from_secs(args.hello_secs.max(1));
@@ -347,6 +356,7 @@ fn prepare(
             policy: args.policy,
             request: Some(request),
             phases: args.disaggregate,
+            replicas: args.replicas,
             ..CompileOptions::default()
         };
         let plan = display.while_running("compiling", || compile_program(&mut program, &spec, &options))?;
@@ -423,8 +433,11 @@ fn write_step_line(s: &generate::StepDone<'_>) -> std::io::Result<()> {
 }
 
 /// `genie generate --stats`: a line per step, then the latencies.
-fn generation_stats(result: &generate::Generated) -> String {
+fn generation_stats(result: &generate::Generated, replicas: usize) -> String {
     let mut text = String::new();
+    if replicas > 1 {
+        text += &format!("session on replica {} of {replicas}\n", result.replica);
+    }
     for (i, s) in result.steps.iter().enumerate() {
         let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
         text += &stats_line(&label, s);
@@ -522,6 +535,7 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
         let spans: Vec<trace::Span> = result.steps.iter().flat_map(|s| s.spans.iter().cloned()).collect();
         trace::write_chrome_trace(path, &spans).with_context(|| format!("writing {}", path.display()))?;
     }
+    let replicas = running.deployed.program().replicas();
     if args.json {
         let steps: Vec<serde_json::Value> = result
             .steps
@@ -534,18 +548,20 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             "time_to_first_token_s": result.time_to_first_token_s,
             "inter_token_s": result.inter_token_s,
             "steps": steps,
+            "replica": result.replica,
+            "replicas": replicas,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if args.jsonl {
         // Stdout is the JSON lines: people's text goes to stderr.
         if args.stats {
-            eprint!("{}", generation_stats(&result));
+            eprint!("{}", generation_stats(&result, replicas));
         }
     } else {
         let tokens: Vec<String> = result.tokens.iter().map(|t| t.to_string()).collect();
         println!("tokens: {}", tokens.join(" "));
         if args.stats {
-            print!("{}", generation_stats(&result));
+            print!("{}", generation_stats(&result, replicas));
         }
     }
     running.runtime.block_on(running.deployed.close());

@@ -450,7 +450,8 @@ fn a_run_is_held_to_the_workers_ceiling_and_can_be_cancelled() {
     rt.block_on(async {
         let mut raw = Raw::client(&w).await;
         raw.load(1, &edge.plan, &edge.program.weights, true).await;
-        assert_eq!(raw.request(Request::OpenSession { program: 1, session: 5 }).await, Reply::Ok);
+        let opened = raw.request(Request::OpenSession { program: 1, session: 5 }).await;
+        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
         let run = |run| Request::Run {
             run,
             program: 1,
@@ -686,7 +687,8 @@ fn a_peer_impersonator_cannot_join_or_inject_activations() {
             client: 1,
         }];
         client.load_as(1, &plan, "worker1", peers, &program.weights, true).await;
-        assert_eq!(client.request(Request::OpenSession { program: 1, session: 1 }).await, Reply::Ok);
+        let opened = client.request(Request::OpenSession { program: 1, session: 1 }).await;
+        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
         let run = Request::Run {
             run: 77,
             program: 1,

@@ -73,7 +73,8 @@ async fn serve_then_drop(endpoint: quinn::Endpoint, seen: Arc<Mutex<Seen>>) {
                         Reply::ProveWeights { nonce: HexBytes(vec![0; 32]), hashes: Vec::new() }
                     }
                     Request::ProveWeights { .. } => Reply::MissingWeights { hashes: Vec::new() },
-                    Request::WeightsUploaded { .. } | Request::OpenSession { .. } => Reply::Ok,
+                    Request::WeightsUploaded { .. } => Reply::Ok,
+                    Request::OpenSession { .. } => Reply::SessionOpened { sessions_before: 0 },
                     Request::Stats => {
                         seen.lock().unwrap().stats.push(Instant::now());
                         break;
@@ -230,11 +231,13 @@ fn slow_program(products: usize) -> SrgProgram {
 #[test]
 fn idle_sessions_are_freed_busy_ones_kept_and_departed_clients_unloaded() {
     let rt = runtime();
-    let mut srg = slow_program(400);
+    let mut srg = slow_program(1200);
     let plan = compile_program(&mut srg, &ClusterSpec::local_workers(1, 1 << 30), &CompileOptions::default()).unwrap();
     let identity = Identity::self_signed(&["localhost".to_string()]).unwrap();
     let mut config = WorkerConfig::new(([127, 0, 0, 1], 0).into(), Device::Cpu, "token");
-    config.session_idle_timeout = Duration::from_millis(300);
+    // Long enough that a loaded machine opens the busy session and starts its call within it
+    // (else the sweep frees it first and the call fails at once).
+    config.session_idle_timeout = Duration::from_millis(700);
     let handle = worker::spawn(config, identity.clone()).unwrap();
     let deployment = remote(handle.addr, &identity, "token");
     let x = Tensor::ones([512, 512], (tch::Kind::Float, Device::Cpu));
@@ -262,7 +265,7 @@ fn idle_sessions_are_freed_busy_ones_kept_and_departed_clients_unloaded() {
         assert_eq!(sessions().await, 1, "the session whose call is running was freed");
         let (out, busy) = run.await.unwrap();
         out.expect("the busy session's call completes");
-        assert!(started.elapsed() > Duration::from_millis(300), "the call ran past the idle timeout");
+        assert!(started.elapsed() > Duration::from_millis(700), "the call ran past the idle timeout");
         assert_eq!(sessions().await, 1, "the session whose call ran past the idle timeout is kept");
         drop(busy);
         // The client leaves; once its sessions idle out, its program is unloaded.

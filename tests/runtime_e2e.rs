@@ -354,7 +354,7 @@ fn sessions_are_private_to_their_client() {
         assert_eq!(theirs.stats.weights_uploaded, 0, "{:?}", theirs.stats);
         assert!(theirs.stats.weights_resident > 0);
         // It cannot see or use the first client's session, even knowing its id.
-        let err = theirs.session_with_id(mine.id()).run("prefill", &prefill_in).await.unwrap_err();
+        let err = theirs.session_with_id(0, mine.id()).run("prefill", &prefill_in).await.unwrap_err();
         assert!(
             matches!(&err, ClientError::Remote { error, .. } if error.kind == genie_runtime::wire::ErrorKind::UnknownSession),
             "{err}"

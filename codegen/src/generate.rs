@@ -321,6 +321,7 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         state_slots,
         entries,
         phases: target.phases.clone(),
+        replicas: target.replicas.clone(),
     })
 }
 

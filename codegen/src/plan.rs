@@ -12,15 +12,15 @@ use serde::{Deserialize, Serialize};
 /// Format version written into every plan (RON and binary). Version 2: devices carry no
 /// address (where a worker runs is the runtime's deployment), inputs carry their role.
 /// Version 3: state handoffs (a state output sent to its slot on another device), the phase
-/// decision. Version 4: each `Exec` says how it runs in a batched step.
-pub const PLAN_FORMAT_VERSION: u32 = 4;
+/// decision. Version 4: each `Exec` says how it runs in a batched step. Version 5: replicas.
+pub const PLAN_FORMAT_VERSION: u32 = 5;
 
 /// Placement's estimate of one call of an entry (defined in the IR's placement record).
 pub use genie_ir::Estimate;
 /// The pseudo-device that sends user inputs and receives outputs (defined once, in the IR).
 pub use genie_ir::CLIENT;
 /// Placement's decision about an LLM's phases (defined in the IR's placement record).
-pub use genie_ir::{PhaseEstimate, PhaseRecord, RequestShape};
+pub use genie_ir::{PhaseEstimate, PhaseRecord, PlacedDevice, RequestShape};
 
 /// A compiled program: per entry, a plan per device; the resident set of each device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,11 @@ pub struct ProgramPlan {
     pub entries: Vec<EntryPlan>,
     /// For a program whose prefill hands state to decode: together or apart, and why.
     pub phases: Option<PhaseRecord>,
+    /// Copies of the program on disjoint devices (`genie compile --replicas R`): replica `r`
+    /// runs device `devices[i]`'s part on `replicas[r][i]`; `replicas[0]` names `devices`
+    /// themselves. Empty: one copy. A session runs on one replica, chosen when it opens.
+    #[serde(default)]
+    pub replicas: Vec<Vec<PlacedDevice>>,
 }
 
 /// A device and its resident set.
@@ -262,6 +267,21 @@ impl ProgramPlan {
     /// The device info with this name.
     pub fn device(&self, name: &str) -> Option<&DeviceInfo> {
         self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// Every copy of the program, each as the cluster devices that run `devices` in order: the
+    /// recorded replicas, or the one copy on `devices` themselves.
+    pub fn replica_devices(&self) -> Vec<Vec<PlacedDevice>> {
+        if self.replicas.is_empty() {
+            let own = self
+                .devices
+                .iter()
+                .map(|d| PlacedDevice { name: d.name.clone(), kind: d.kind.clone(), memory_bytes: d.memory_bytes })
+                .collect();
+            vec![own]
+        } else {
+            self.replicas.clone()
+        }
     }
 }
 

@@ -87,6 +87,9 @@ pub struct PlanSummary {
     /// For a program whose prefill hands state to decode: the request, together or apart, the
     /// estimates of the choice and of the best alternative on each side, why.
     pub estimates: Option<PhaseRecord>,
+    /// With `--replicas`: each copy's devices, in the order of `devices` (empty: one copy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Vec<String>>,
 }
 
 /// The devices that run any of an entry's ops, in the cluster's order (a device that only
@@ -189,6 +192,7 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
             .collect(),
         state_handoffs: handoffs(plan),
         estimates: plan.phases.clone(),
+        replicas: plan.replicas.iter().map(|r| r.iter().map(|d| d.name.clone()).collect()).collect(),
     }
 }
 

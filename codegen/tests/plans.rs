@@ -269,6 +269,7 @@ fn codegen_refuses_unplaced_and_split_state() {
         memory_bindings: Default::default(),
         estimates: Default::default(),
         phases: None,
+        replicas: Vec::new(),
     };
     assert!(matches!(genie_codegen::generate(&program), Err(genie_codegen::CodegenError::NotPlaced)));
     let mut recorded = program.clone();

@@ -52,6 +52,8 @@ pub struct CompileOptions {
     pub request: Option<genie_ir::RequestShape>,
     /// Whether prefill and decode may run on different devices (`--disaggregate`).
     pub phases: placement::PhaseChoice,
+    /// Copies of the program on disjoint devices (`--replicas`; 0 and 1: one).
+    pub replicas: usize,
     /// Drop every state binding after the passes: KV caches become ordinary inputs and outputs
     /// that travel with each call (the semantics-blind baseline of `genie bench`).
     pub no_state: bool,
@@ -89,6 +91,7 @@ pub fn compile_program_placed(
         bindings: options.bindings.clone(),
         request: options.request,
         phases: options.phases,
+        replicas: options.replicas,
     };
     let placement = placement::schedule(program, cluster, &placement_options).map_err(|source| {
         PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }

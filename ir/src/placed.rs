@@ -50,6 +50,10 @@ pub struct PlacementRecord {
     /// For a program with a prefill → decode pair: where each phase runs and why.
     #[serde(default)]
     pub phases: Option<PhaseRecord>,
+    /// Copies of the program on disjoint devices (`--replicas R`): replica `r` runs what
+    /// `devices[i]` runs on `replicas[r][i]`; `replicas[0]` is `devices`. Empty: one copy.
+    #[serde(default)]
+    pub replicas: Vec<Vec<PlacedDevice>>,
 }
 
 /// The shape of a generation request, which placement's time estimates assume for an LLM's

@@ -115,3 +115,48 @@ fn the_estimated_timeline_matches_the_estimate() {
     let bars = placement.timelines.iter().map(|t| t.spans.len()).sum::<usize>();
     assert_eq!(svg.matches("<rect").count(), bars + 1, "a bar per span and the background");
 }
+
+/// `--replicas R`: the cluster's devices are cut in order into R groups; the program is placed
+/// on the first and recorded, device for device, on every other; a group that cannot hold the
+/// first's placement, or too few devices, is refused by name.
+#[test]
+fn replicas_place_copies_on_disjoint_groups_of_devices() {
+    let program = passes(tiny_decoder_pair().unwrap());
+    let options = |replicas| PlacementOptions { max_seq: Some(8), replicas, ..Default::default() };
+    // Four 30 kB devices: a copy needs two of them (see schedule_is_pure_and_deterministic).
+    let cluster = ClusterSpec::local_workers(4, 30_000);
+    let placed = schedule(&program, &cluster, &options(2)).unwrap();
+    assert_eq!(placed.devices, ["worker0", "worker1"], "the first group alone is placed on");
+    let replicas: Vec<Vec<&str>> =
+        placed.record.replicas.iter().map(|r| r.iter().map(|d| d.name.as_str()).collect()).collect();
+    assert_eq!(replicas, [["worker0", "worker1"], ["worker2", "worker3"]]);
+    assert!(placed.record.replicas.iter().flatten().all(|d| d.kind == "cpu" && d.memory_bytes == 30_000));
+    let one = schedule(&program, &cluster, &options(1)).unwrap();
+    assert!(one.record.replicas.is_empty(), "one copy records no replicas");
+    assert_eq!(one.devices.len(), 4);
+
+    // Five devices and two replicas: the fifth stays unused.
+    let five = schedule(&program, &ClusterSpec::local_workers(5, 30_000), &options(2)).unwrap();
+    assert_eq!(five.record.replicas.concat().len(), 4);
+
+    // Each copy on one device of its own, when a device holds it all.
+    let roomy = ClusterSpec::local_workers(3, 1 << 20);
+    let three = schedule(&program, &roomy, &options(3)).unwrap();
+    assert_eq!(three.record.replicas.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+
+    let err = schedule(&program, &ClusterSpec::local_workers(2, 1 << 20), &options(3)).unwrap_err();
+    assert!(matches!(&err, PlacementError::Replicas { replicas: 3, .. }), "{err}");
+    assert!(err.to_string().contains("has 2"), "{err}");
+
+    // The second group's device is smaller than what the first's part needs.
+    let mut small = ClusterSpec::local_workers(2, 1 << 20);
+    small.devices[1].memory = 1_000;
+    let err = schedule(&program, &small, &options(2)).unwrap_err().to_string();
+    assert!(err.contains("replica 1") && err.contains("worker1") && err.contains("worker0's part"), "{err}");
+
+    // ... or of another kind.
+    let mut mixed = ClusterSpec::local_workers(2, 1 << 20);
+    mixed.devices[1].kind = genie_passes::placement::DeviceKind::Cuda;
+    let err = schedule(&program, &mixed, &options(2)).unwrap_err().to_string();
+    assert!(err.contains("replica 1") && err.contains("cuda"), "{err}");
+}

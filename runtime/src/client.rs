@@ -146,7 +146,8 @@ struct Inner {
     options: ClientOptions,
     endpoint: quinn::Endpoint,
     workers: BTreeMap<String, Arc<WorkerLink>>,
-    ids: AtomicU64,
+    /// Request ids, unique per connection: shared by every view of the same links.
+    ids: Arc<AtomicU64>,
 }
 
 struct WorkerLink {
@@ -198,12 +199,30 @@ impl Cluster {
                 (w.device, Arc::new(link))
             })
             .collect();
-        let cluster = Cluster { inner: Arc::new(Inner { options, endpoint, workers: links, ids: AtomicU64::new(1) }) };
+        let cluster =
+            Cluster { inner: Arc::new(Inner { options, endpoint, workers: links, ids: Arc::new(AtomicU64::new(1)) }) };
         let connects: Vec<_> = cluster.inner.workers.values().map(|w| cluster.live(w)).collect();
         for r in futures_join(connects).await {
             r?;
         }
         Ok(cluster)
+    }
+
+    /// The same connections under other names: each `(name, device)` of `names` makes `name`
+    /// reach this cluster's `device` (a replica's plan devices onto the workers that run them).
+    /// Connections, client identities and request ids are shared with this cluster.
+    pub fn renamed(&self, names: &[(String, String)]) -> Result<Cluster, ClientError> {
+        let mut workers = BTreeMap::new();
+        for (name, device) in names {
+            workers.insert(name.clone(), self.link(device)?.clone());
+        }
+        let inner = Inner {
+            options: self.inner.options.clone(),
+            endpoint: self.inner.endpoint.clone(),
+            workers,
+            ids: self.inner.ids.clone(),
+        };
+        Ok(Cluster { inner: Arc::new(inner) })
     }
 
     /// The devices this cluster has workers for.
@@ -403,7 +422,7 @@ impl Cluster {
             stats.bytes_uploaded += s.bytes_uploaded;
             stats.weights_resident += s.weights_resident;
         }
-        Ok(Program { cluster: self.clone(), id: program, plan, stats })
+        Ok(Program { replicas: Arc::new(vec![Replica { cluster: self.clone(), id: program }]), plan, stats })
     }
 
     async fn load_on(
@@ -721,19 +740,108 @@ pub struct LoadStats {
     pub weights_resident: u64,
 }
 
-/// A program loaded on its workers.
+/// A program loaded on its workers: one copy, or several on disjoint workers
+/// (`--replicas`), among which each new session chooses.
 #[derive(Clone)]
 pub struct Program {
+    replicas: Arc<Vec<Replica>>,
+    plan: Arc<ProgramPlan>,
+    /// What loading it uploaded (over every replica).
+    pub stats: LoadStats,
+}
+
+/// One copy of a program: the workers it is loaded on, and its id there.
+#[derive(Clone)]
+struct Replica {
     cluster: Cluster,
     id: u64,
-    plan: Arc<ProgramPlan>,
-    /// What loading it uploaded.
-    pub stats: LoadStats,
+}
+
+/// What a replica's workers report of their load when a session is about to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaLoad {
+    /// Sessions of every client on the busiest worker of the replica.
+    pub sessions: u64,
+    /// Runs and per-op calls in flight (executing or queued) on all its workers.
+    pub queued_calls: u64,
+    /// The least memory any of its workers has left to admit (`u64::MAX`: no limit).
+    pub free_memory: u64,
+}
+
+impl ReplicaLoad {
+    /// Lighter first: fewer sessions, then fewer queued calls, then more free memory.
+    fn key(&self) -> (u64, u64, std::cmp::Reverse<u64>) {
+        (self.sessions, self.queued_calls, std::cmp::Reverse(self.free_memory))
+    }
+}
+
+/// Whether a session refused on one replica may open on another: the replica is full or
+/// unreachable, not the request wrong.
+fn try_another_replica(e: &ClientError) -> bool {
+    match e {
+        ClientError::Remote { error, .. } | ClientError::Refused { error, .. } => {
+            matches!(error.kind, ErrorKind::OutOfMemory | ErrorKind::LimitReached)
+        }
+        ClientError::Connect { .. } | ClientError::ConnectionLost { .. } | ClientError::Timeout { .. } => true,
+        _ => false,
+    }
 }
 
 impl Program {
     pub fn plan(&self) -> &ProgramPlan {
         &self.plan
+    }
+
+    /// The copies of this program loaded on their own workers, as one program whose sessions
+    /// open on the least loaded copy. Every copy must run the same plan.
+    pub fn replicated(copies: Vec<Program>) -> Result<Program, ClientError> {
+        let Some(first) = copies.first() else {
+            return Err(ClientError::Protocol {
+                device: CLIENT.into(),
+                reason: "no replica to open sessions on".into(),
+            });
+        };
+        let plan = first.plan.clone();
+        let mut stats = LoadStats::default();
+        let mut replicas = Vec::new();
+        for copy in &copies {
+            if copy.plan != plan {
+                return Err(ClientError::Protocol {
+                    device: CLIENT.into(),
+                    reason: "replicas of one program must run the same plan".into(),
+                });
+            }
+            stats.weights_uploaded += copy.stats.weights_uploaded;
+            stats.bytes_uploaded += copy.stats.bytes_uploaded;
+            stats.weights_resident += copy.stats.weights_resident;
+            replicas.extend(copy.replicas.iter().cloned());
+        }
+        Ok(Program { replicas: Arc::new(replicas), plan, stats })
+    }
+
+    /// How many copies of the program sessions choose among.
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// The load each replica's workers report now (`None` where a worker did not answer).
+    pub async fn replica_loads(&self) -> Vec<Option<ReplicaLoad>> {
+        let asks: Vec<_> = self.replicas.iter().map(|r| self.replica_load(r)).collect();
+        futures_join(asks).await
+    }
+
+    async fn replica_load(&self, replica: &Replica) -> Option<ReplicaLoad> {
+        let asks: Vec<_> = self.plan.devices.iter().map(|d| replica.cluster.stats(&d.name)).collect();
+        let mut load = ReplicaLoad { sessions: 0, queued_calls: 0, free_memory: u64::MAX };
+        for stats in futures_join(asks).await {
+            let stats = stats.ok()?;
+            load.sessions = load.sessions.max(stats.sessions);
+            load.queued_calls += stats.calls_in_flight;
+            if let Some(budget) = stats.memory_bytes {
+                load.free_memory = load.free_memory.min(budget.saturating_sub(stats.committed_bytes));
+            }
+        }
+        Some(load)
     }
 
     /// Open a session: its state (KV cache) lives on the workers between calls.
@@ -744,38 +852,164 @@ impl Program {
     /// Open a session under a chosen id. Opening it again (a retried request) is accepted while
     /// the id names a session of this program; another program's session of that id is refused
     /// (`BadRequest`).
+    ///
+    /// With several replicas the session opens on the one whose workers report the least load
+    /// (sessions of every client, then calls queued, then free memory); a replica that refuses
+    /// (out of memory, at a limit, unreachable) passes it to the next. Clients that choose the
+    /// same replica at the same moment all saw the loads from before any of them opened, so
+    /// the loads are read again after opening: while the replica holds more than one session
+    /// beyond the lightest other, the sessions that opened there last (by their rank, which the
+    /// worker reports) move, as many as half the difference; each opens on the lighter replica
+    /// before closing where it was, so a session on its way counts on both and no other moves
+    /// for it. The earlier sessions look again after a moment, in case too few moved, and a
+    /// session that moved looks again too, in case too many did (at most `BALANCE_ROUNDS`).
     pub async fn open_session_with_id(&self, session: u64) -> Result<Session, ClientError> {
-        let timeout = self.cluster.inner.options.request_timeout;
+        if self.replicas.len() == 1 {
+            return Ok(self.open_on(0, session).await?.0);
+        }
+        let mut refused = vec![false; self.replicas.len()];
+        let (mut opened, mut rank) = self.open_on_lightest(session, &mut refused).await?;
+        for _ in 0..BALANCE_ROUNDS {
+            // Read here before there, and the rank last: a session moving from here to there
+            // opens there before it closes here, so it is then counted twice or here only,
+            // never missed, and this session errs towards staying.
+            let r = opened.index;
+            let here = self.replica_load(&self.replicas[r]).await.map_or(rank + 1, |l| l.sessions);
+            let mut loads = self.replica_loads().await;
+            loads[r] = None;
+            let lighter = lightest(&loads, &refused)
+                .and_then(|o| Some((o, loads[o]?.sessions)))
+                .filter(|(_, there)| there.saturating_add(1) < here);
+            let Some((o, there)) = lighter else { return Ok(opened) };
+            rank = self.rank_on(r, session).await.unwrap_or(rank);
+            if rank < here - (here - there) / 2 {
+                // Later sessions are to move; look again once they may have.
+                tokio::time::sleep(BALANCE_WAIT).await;
+                continue;
+            }
+            match self.open_on(o, session).await {
+                Ok((moved, moved_rank)) => {
+                    tracing::debug!("session {session}: replica {r} held {here} (rank {rank}); moved to {o}");
+                    if let Err(e) = std::mem::replace(&mut opened, moved).close().await {
+                        tracing::warn!("closing session {session} on replica {r} after moving it: {e}");
+                    }
+                    rank = moved_rank;
+                }
+                Err(e) => {
+                    tracing::info!("session {session}: replica {o} refused it ({e}); staying on {r}");
+                    refused[o] = true;
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Open on the lightest replica that accepts the session, marking those that refuse.
+    async fn open_on_lightest(&self, session: u64, refused: &mut [bool]) -> Result<(Session, u64), ClientError> {
+        let loads = self.replica_loads().await;
+        let mut last = None;
+        while let Some(r) = lightest(&loads, refused) {
+            match self.open_on(r, session).await {
+                Ok(opened) => return Ok(opened),
+                Err(e) if try_another_replica(&e) => {
+                    tracing::info!("session {session}: replica {r} refused it ({e}); trying the next");
+                    refused[r] = true;
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Protocol {
+            device: CLIENT.into(),
+            reason: "no replica left to open the session on".into(),
+        }))
+    }
+
+    /// The session's rank on replica `r` now (the most sessions opened before it still open
+    /// on any of its workers): opening it again asks for it.
+    async fn rank_on(&self, r: usize, session: u64) -> Result<u64, ClientError> {
+        let replica = &self.replicas[r];
+        let timeout = replica.cluster.inner.options.request_timeout;
+        let mut rank = 0;
+        for d in &self.plan.devices {
+            let open = Request::OpenSession { program: replica.id, session };
+            match replica.cluster.request(&d.name, open, timeout, true).await? {
+                Reply::SessionOpened { sessions_before } => rank = rank.max(sessions_before),
+                other => return Err(unexpected(&d.name, &other)),
+            }
+        }
+        Ok(rank)
+    }
+
+    /// Open the session on every worker of replica `r`; also returns the most sessions any of
+    /// them held before. A refusal closes what did open, so nothing stays reserved.
+    async fn open_on(&self, r: usize, session: u64) -> Result<(Session, u64), ClientError> {
+        let replica = &self.replicas[r];
+        let timeout = replica.cluster.inner.options.request_timeout;
         let opens: Vec<_> = self
             .plan
             .devices
             .iter()
-            .map(|d| self.cluster.request(&d.name, Request::OpenSession { program: self.id, session }, timeout, true))
+            .map(|d| {
+                replica.cluster.request(&d.name, Request::OpenSession { program: replica.id, session }, timeout, true)
+            })
             .collect();
-        for (r, d) in futures_join(opens).await.into_iter().zip(&self.plan.devices) {
-            match r? {
-                Reply::Ok => {}
-                other => return Err(unexpected(&d.name, &other)),
+        let mut before = 0;
+        let mut failed = None;
+        for (reply, d) in futures_join(opens).await.into_iter().zip(&self.plan.devices) {
+            match reply {
+                Ok(Reply::SessionOpened { sessions_before }) => before = before.max(sessions_before),
+                Ok(other) => failed = failed.or(Some(unexpected(&d.name, &other))),
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
-        Ok(Session { program: self.clone(), id: session, slot_shapes: BTreeMap::new() })
+        let opened = Session {
+            replica: replica.clone(),
+            index: r,
+            plan: self.plan.clone(),
+            id: session,
+            slot_shapes: BTreeMap::new(),
+        };
+        match failed {
+            None => Ok((opened, before)),
+            Some(e) => {
+                let _ = opened.close().await;
+                Err(e)
+            }
+        }
     }
 
     /// A handle on a session of this program by id, without opening it: for a session opened
-    /// earlier through another handle. The worker decides whether the id is this client's; the
-    /// state's shapes are unknown until a call of this handle writes them.
-    pub fn session_with_id(&self, id: u64) -> Session {
-        Session { program: self.clone(), id, slot_shapes: BTreeMap::new() }
+    /// earlier through another handle, on replica `replica` (0 when there is one). The worker
+    /// decides whether the id is this client's; the state's shapes are unknown until a call of
+    /// this handle writes them.
+    pub fn session_with_id(&self, replica: usize, id: u64) -> Session {
+        let index = replica.min(self.replicas.len() - 1);
+        let replica = self.replicas[index].clone();
+        Session { replica, index, plan: self.plan.clone(), id, slot_shapes: BTreeMap::new() }
     }
 
-    /// Remove the program from its workers.
+    /// Remove the program from its workers (every replica).
     pub async fn unload(&self) -> Result<(), ClientError> {
-        let timeout = self.cluster.inner.options.request_timeout;
-        for d in &self.plan.devices {
-            self.cluster.request(&d.name, Request::UnloadProgram { program: self.id }, timeout, true).await?;
+        for replica in self.replicas.iter() {
+            let timeout = replica.cluster.inner.options.request_timeout;
+            for d in &self.plan.devices {
+                replica.cluster.request(&d.name, Request::UnloadProgram { program: replica.id }, timeout, true).await?;
+            }
         }
         Ok(())
     }
+}
+
+/// How many times a new session reads the replicas' loads again after opening, to move off a
+/// replica that others chose at the same moment, and how long it waits between reads while
+/// later sessions move.
+const BALANCE_ROUNDS: usize = 8;
+const BALANCE_WAIT: Duration = Duration::from_millis(5);
+
+/// The replica with the least load that has not refused; those whose load is unknown come last.
+fn lightest(loads: &[Option<ReplicaLoad>], refused: &[bool]) -> Option<usize> {
+    (0..loads.len()).filter(|r| !refused[*r]).min_by_key(|r| (loads[*r].is_none(), loads[*r].map(|l| l.key())))
 }
 
 /// What one call measured.
@@ -813,7 +1047,10 @@ pub struct RunOutput {
 
 /// A session: calls of a program's entries sharing state slots that stay on the workers.
 pub struct Session {
-    program: Program,
+    /// The copy of the program it opened on.
+    replica: Replica,
+    index: usize,
+    plan: Arc<ProgramPlan>,
     id: u64,
     /// The shape of each state slot's current value, so later calls can bind their symbols.
     slot_shapes: BTreeMap<u32, Vec<i64>>,
@@ -822,6 +1059,11 @@ pub struct Session {
 impl Session {
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Which replica of the program the session runs on (0 when there is one).
+    pub fn replica(&self) -> usize {
+        self.index
     }
 
     /// Forget the state (the next call must write it again, e.g. a new prefill).
@@ -858,8 +1100,8 @@ impl Session {
 
     /// Best effort: cancel run `run` on every worker of `entry` still connected.
     async fn cancel(&self, run: u64, entry: &str) {
-        let cluster = &self.program.cluster;
-        let Some(e) = self.program.plan.entry(entry) else { return };
+        let cluster = &self.replica.cluster;
+        let Some(e) = self.plan.entry(entry) else { return };
         for device in e.plans.iter().map(|p| p.device.as_str()).filter(|d| *d != CLIENT) {
             let Ok(link) = cluster.link(device) else { continue };
             let live = link.live.lock().await.clone();
@@ -877,7 +1119,7 @@ impl Session {
         entry_name: &str,
         inputs: &BTreeMap<String, Tensor>,
     ) -> Result<(String, Bindings, HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>), ClientError> {
-        let plan = &self.program.plan;
+        let plan = &self.plan;
         let entry = plan.entry(entry_name).ok_or_else(|| ClientError::UnknownEntry {
             entry: entry_name.to_string(),
             have: plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
@@ -906,8 +1148,8 @@ impl Session {
     ) -> Result<RunOutput, ClientError> {
         let started = Instant::now();
         let call_start_us = trace::micros_since_epoch(started);
-        let cluster = self.program.cluster.clone();
-        let plan = self.program.plan.clone();
+        let cluster = self.replica.cluster.clone();
+        let plan = self.plan.clone();
         let entry = plan.entry(entry_name).ok_or_else(|| ClientError::UnknownEntry {
             entry: entry_name.to_string(),
             have: plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", "),
@@ -931,7 +1173,7 @@ impl Session {
         let timeout = options.run_timeout;
         let body = |_: &str| Request::Run {
             run,
-            program: self.program.id,
+            program: self.replica.id,
             session: self.id,
             entry: entry_name.to_string(),
             bindings: bindings.clone(),
@@ -1131,9 +1373,9 @@ impl Session {
 
     /// Free the session's state on every worker.
     pub async fn close(self) -> Result<(), ClientError> {
-        let cluster = &self.program.cluster;
+        let cluster = &self.replica.cluster;
         let timeout = cluster.inner.options.request_timeout;
-        for d in &self.program.plan.devices {
+        for d in &self.plan.devices {
             match cluster.request(&d.name, Request::CloseSession { session: self.id }, timeout, true).await {
                 Ok(_) => {}
                 // A retried close may find the session already gone.

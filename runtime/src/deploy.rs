@@ -233,7 +233,9 @@ impl Connected {
     }
 
     /// Load a plan: check the weight store holds every weight the plan makes resident, then
-    /// install the plan on every worker, uploading only the weights a worker lacks.
+    /// install the plan on every worker, uploading only the weights a worker lacks. A plan with
+    /// replicas is loaded on each replica's workers (every one must be connected), and its
+    /// sessions open on the least loaded.
     pub async fn load(&self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Program, DeployError> {
         let mut missing: Vec<String> = plan
             .devices
@@ -246,7 +248,17 @@ impl Connected {
         if !missing.is_empty() {
             return Err(DeployError::MissingWeights { names: missing });
         }
-        Ok(self.cluster.load(plan, weights).await?)
+        if plan.replicas.is_empty() {
+            return Ok(self.cluster.load(plan, weights).await?);
+        }
+        let mut copies = Vec::new();
+        for replica in plan.replica_devices() {
+            let names: Vec<(String, String)> =
+                plan.devices.iter().zip(&replica).map(|(d, r)| (d.name.clone(), r.name.clone())).collect();
+            let view = self.cluster.renamed(&names)?;
+            copies.push(view.load(plan.clone(), weights).await?);
+        }
+        Ok(Program::replicated(copies)?)
     }
 
     /// Tell every worker this client is done (embedded workers stop when this is dropped).
@@ -323,14 +335,26 @@ pub async fn connect(
     Ok(Connected { cluster, addresses, token, _local: local })
 }
 
-/// Deploy a compiled plan: reach (or start) a worker for each of its devices, connect, load.
+/// The devices a plan runs on, each once with its memory: its own, or every replica's.
+pub fn plan_devices(plan: &ProgramPlan) -> Vec<(String, u64)> {
+    let mut devices: Vec<(String, u64)> = Vec::new();
+    for d in plan.replica_devices().into_iter().flatten() {
+        if !devices.iter().any(|(name, _)| *name == d.name) {
+            devices.push((d.name, d.memory_bytes));
+        }
+    }
+    devices
+}
+
+/// Deploy a compiled plan: reach (or start) a worker for each of its devices (every replica's),
+/// connect, load.
 pub async fn deploy(
     plan: Arc<ProgramPlan>,
     weights: &WeightStore,
     deployment: &Deployment,
     options: &ClientOptions,
 ) -> Result<Deployed, DeployError> {
-    let devices: Vec<(String, u64)> = plan.devices.iter().map(|d| (d.name.clone(), d.memory_bytes)).collect();
+    let devices = plan_devices(&plan);
     let connected = connect(deployment, &devices, options).await?;
     let program = connected.load(plan, weights).await?;
     Ok(Deployed { connected, program })

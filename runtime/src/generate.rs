@@ -42,6 +42,8 @@ pub struct Generated {
     pub time_to_first_token_s: f64,
     /// Seconds between each token and the one before it (one per decode step).
     pub inter_token_s: Vec<f64>,
+    /// The replica of the program the session ran on (0 when there is one).
+    pub replica: usize,
 }
 
 /// One step of a greedy loop, reported by [`greedy_with`] as soon as its token is known.
@@ -261,6 +263,7 @@ async fn greedy_steps(
         steps: Vec::new(),
         time_to_first_token_s: 0.0,
         inter_token_s: Vec::new(),
+        replica: session.replica(),
     };
     let mut last_token_at = started;
     let mut ids = Tensor::from_slice(prompt).reshape([1, prompt.len() as i64]);

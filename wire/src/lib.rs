@@ -25,9 +25,9 @@ use genie_codegen::ProgramPlan;
 use genie_ir::{DType, WeightHash};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change to a message or header (7: `RunStats::batch`; plans of
-/// format 4, which `LoadProgram` carries).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// Bumped on any incompatible change to a message or header (7: `RunStats::batch`; 8:
+/// `SessionOpened`, plans of format 5, which `LoadProgram` carries).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The largest control frame (plans of big models are the largest messages).
 pub const MAX_CONTROL_FRAME: u32 = 64 << 20;
@@ -208,6 +208,13 @@ pub enum Reply {
     },
     Stats(WorkerStats),
     Error(RemoteError),
+    /// Answer to OpenSession: the session's rank on this worker, the sessions (of every
+    /// client) still open that opened before it; on its first open, all the others. Clients
+    /// choosing among replicas use it to tell, among sessions that chose the same replica at
+    /// the same moment, which came last (and should move); opening again asks for it anew.
+    SessionOpened {
+        sessions_before: u64,
+    },
 }
 
 /// What a worker measured in its part of one call.

@@ -160,6 +160,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             Reply::Stats(WorkerStats { device: "worker0".into(), memory_bytes: Some(1 << 30), ..Default::default() }),
         ),
         ("error", Reply::Error(RemoteError::new(ErrorKind::OutOfMemory, "needs 2 GB, 1 GB free"))),
+        ("session_opened", Reply::SessionOpened { sessions_before: 3 }),
     ];
     for (i, (name, r)) in replies.into_iter().enumerate() {
         out.push(("wire_frame", format!("reply_{name}"), frame(1, i as u64, r)));

@@ -371,6 +371,17 @@ impl ClusterSpec {
             .collect()
     }
 
+    /// The part of the cluster made of `names` (in the cluster's order): those devices, the
+    /// links among them and to the client, the same default link.
+    pub fn subset(&self, names: &[&str]) -> ClusterSpec {
+        let keep = |n: &str| n == CLIENT || names.contains(&n);
+        ClusterSpec {
+            devices: self.devices.iter().filter(|d| names.contains(&d.name.as_str())).cloned().collect(),
+            links: self.links.iter().filter(|l| keep(&l.from) && keep(&l.to)).cloned().collect(),
+            default_link: self.default_link,
+        }
+    }
+
     /// Total memory of all devices.
     pub fn total_memory(&self) -> u64 {
         self.devices.iter().map(|d| d.memory).fold(0, u64::saturating_add)

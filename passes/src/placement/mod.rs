@@ -131,6 +131,8 @@ pub struct PlacementOptions {
     pub request: Option<genie_ir::RequestShape>,
     /// Whether prefill and decode may run apart.
     pub phases: PhaseChoice,
+    /// Copies of the program on disjoint devices (`--replicas R`; 0 and 1 mean one copy).
+    pub replicas: usize,
 }
 
 /// Estimated cost of one call of an entry.
@@ -255,6 +257,9 @@ pub enum PlacementError {
     /// A node's cost could not be computed.
     #[error("cost model: {0}")]
     Cost(String),
+    /// The cluster cannot hold the replicas asked for; the reason names the devices.
+    #[error("{replicas} replicas: {reason}")]
+    Replicas { replicas: usize, reason: String },
     /// No assignment fits the devices' memory.
     #[error(
         "the program does not fit on the cluster: {reason}; largest consumers: {}",
@@ -270,12 +275,62 @@ pub enum PlacementError {
 pub use genie_ir::render::human_bytes as human;
 
 /// Place a program on a cluster. Pure: the same inputs give the same placement.
+///
+/// With `options.replicas` R > 1 the cluster's devices are cut, in the cluster's order, into R
+/// groups of `n / R` (devices left over stay unused): the program is placed on the first group,
+/// and every other group must hold the same placement device for device (same kind, at least
+/// the memory each device's part needs), which the record lists as `replicas`.
 pub fn schedule(
     program: &Program,
     cluster: &ClusterSpec,
     options: &PlacementOptions,
 ) -> Result<Placement, PlacementError> {
     cluster.validate()?;
+    let r = options.replicas.max(1);
+    if r == 1 {
+        return schedule_one(program, cluster, options);
+    }
+    let n = cluster.devices.len();
+    let refuse = |reason: String| PlacementError::Replicas { replicas: r, reason };
+    if n < r {
+        return Err(refuse(format!("each replica needs its own device, and the cluster has {n}")));
+    }
+    let per = n / r;
+    let groups: Vec<&[DeviceSpec]> = cluster.devices.chunks(per).take(r).collect();
+    let first: Vec<&str> = groups[0].iter().map(|d| d.name.as_str()).collect();
+    let mut placement = schedule_one(program, &cluster.subset(&first), options)?;
+    let mut replicas = Vec::with_capacity(r);
+    for (g, group) in groups.iter().enumerate() {
+        let mut copy = Vec::with_capacity(per);
+        for (own, (d, used)) in groups[0].iter().zip(group.iter().zip(&placement.memory)) {
+            if d.kind != own.kind {
+                return Err(refuse(format!(
+                    "replica {g} would run {}'s part on {}, a {} device where {} is {}",
+                    own.name, d.name, d.kind, own.name, own.kind
+                )));
+            }
+            if d.memory < used.peak_bytes {
+                return Err(refuse(format!(
+                    "replica {g} would run {}'s part on {}, which has {} of the {} it needs",
+                    own.name,
+                    d.name,
+                    human(d.memory),
+                    human(used.peak_bytes)
+                )));
+            }
+            copy.push(PlacedDevice { name: d.name.clone(), kind: d.kind.name().to_string(), memory_bytes: d.memory });
+        }
+        replicas.push(copy);
+    }
+    placement.record.replicas = replicas;
+    Ok(placement)
+}
+
+fn schedule_one(
+    program: &Program,
+    cluster: &ClusterSpec,
+    options: &PlacementOptions,
+) -> Result<Placement, PlacementError> {
     let ctx = model::Ctx::new(program, cluster, options)?;
     if options.phases == PhaseChoice::Always && !(ctx.splittable && ctx.k >= 2) {
         return Err(PlacementError::Program(if ctx.splittable {
@@ -363,6 +418,7 @@ pub fn schedule(
             })
             .collect(),
         phases: phases.clone(),
+        replicas: Vec::new(),
     };
     let timelines = timeline::timelines(&ctx, program, assign);
     Ok(Placement {

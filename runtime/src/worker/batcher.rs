@@ -4,7 +4,9 @@
 //! batch of one: no call waits for a batch to fill); calls arriving while a batch executes
 //! wait, and when it finishes (and an execution slot is free) everything waiting, up to
 //! `max_batch`, forms the next batch, after a grace of at most a tenth of the last batch's
-//! execution (2–20 ms) for the rest of that batch's sessions to come back. Each batch runs on one blocking thread through
+//! execution (2–20 ms) for the rest of that batch's sessions to come back. A batch window
+//! (`genie worker --batch-window-ms`, off by default) makes every batch wait up to that long
+//! for `max_batch` calls instead. Each batch runs on one blocking thread through
 //! [`exec::run_device_plan_batched`]; each call then finishes as a call alone does (its sends
 //! flushed, its state put back, its own `RunDone`).
 
@@ -95,15 +97,23 @@ impl Worker {
             // moments of each other; the first back would otherwise start a batch without the
             // rest, which then run alone after it. Wait for them briefly: until as many calls
             // wait as the last batch held, or a tenth of its execution time (2 to 20 ms). A
-            // queue left empty goes idle at once (the next call runs without waiting).
-            if let Some((size, took)) = last {
-                let grace =
-                    (took / 10).clamp(std::time::Duration::from_millis(2), std::time::Duration::from_millis(20));
+            // queue left empty goes idle at once (the next call runs without waiting). With a
+            // batch window, every batch waits up to the window for `max_batch` calls.
+            let max_batch = self.config.max_batch.max(1);
+            let fill = match last {
+                _ if !self.config.batch_window.is_zero() => Some((max_batch, self.config.batch_window)),
+                Some((size, took)) => Some((
+                    size.min(max_batch),
+                    (took / 10).clamp(std::time::Duration::from_millis(2), std::time::Duration::from_millis(20)),
+                )),
+                None => None,
+            };
+            if let Some((target, grace)) = fill {
                 let until = tokio::time::Instant::now() + grace;
                 loop {
                     let joined = self.batcher.joined.notified();
                     let waiting = lock(&self.batcher.queues).get(&key).map_or(0, |q| q.waiting.len());
-                    if waiting >= size.min(self.config.max_batch.max(1)) {
+                    if waiting >= target {
                         break;
                     }
                     if tokio::time::timeout_at(until, joined).await.is_err() {

@@ -116,6 +116,9 @@ pub struct Session<P> {
     pub last_used: Instant,
     /// A call is running; the session is neither swept nor given to a second call.
     pub busy: bool,
+    /// When it opened among this worker's sessions (a counter): its rank is the number of
+    /// sessions still open that opened before it.
+    pub opened: u64,
 }
 
 /// A resident weight.
@@ -231,6 +234,16 @@ pub struct Evicted {
     pub bytes: u64,
 }
 
+/// The outcome of an admitted session.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpenedSession {
+    /// The session's rank: sessions of every client still open that opened before it (when it
+    /// first opens: all the others). Opening it again asks for its rank now.
+    pub sessions_before: u64,
+    /// Weights dropped from the cache to make room.
+    pub evicted: Vec<Evicted>,
+}
+
 /// The outcome of an admitted load.
 #[derive(Debug)]
 pub struct Loaded {
@@ -315,6 +328,8 @@ pub struct Ledger<P> {
     upload_bytes: u64,
     client_uploads: HashMap<ClientId, u64>,
     refused_for_memory: u64,
+    /// Sessions opened so far (each session's `opened`).
+    sessions_opened: u64,
 }
 
 impl<P: Payload> Ledger<P> {
@@ -331,6 +346,7 @@ impl<P: Payload> Ledger<P> {
             upload_bytes: 0,
             client_uploads: HashMap::new(),
             refused_for_memory: 0,
+            sessions_opened: 0,
         }
     }
 
@@ -555,14 +571,16 @@ impl<P: Payload> Ledger<P> {
         program: u64,
         session: u64,
         now: Instant,
-    ) -> Result<Vec<Evicted>, RemoteError> {
+    ) -> Result<OpenedSession, RemoteError> {
         let (reserved_bytes, largest_run) = match self.programs.get(&(client, program)) {
             Some(p) if p.ready => (p.session_bytes, p.activation_bytes.iter().copied().max().unwrap_or(0)),
             _ => return Err(unknown_program(program)),
         };
         if let Some(s) = self.sessions.get(&(client, session)) {
             return if s.program == program {
-                Ok(Vec::new())
+                let opened = s.opened;
+                let sessions_before = self.sessions.values().filter(|o| o.opened < opened).count() as u64;
+                Ok(OpenedSession { sessions_before, evicted: Vec::new() })
             } else {
                 Err(RemoteError::new(ErrorKind::BadRequest, format!("session {session} already exists")))
             };
@@ -584,9 +602,12 @@ impl<P: Payload> Ledger<P> {
                 human(largest_run)
             )
         })?;
-        let s = Session { program, reserved_bytes, slots: BTreeMap::new(), last_used: now, busy: false };
+        self.sessions_opened += 1;
+        let opened = self.sessions_opened;
+        let s = Session { program, reserved_bytes, slots: BTreeMap::new(), last_used: now, busy: false, opened };
+        let sessions_before = self.sessions.len() as u64;
         self.sessions.insert((client, session), s);
-        Ok(self.evict_weights())
+        Ok(OpenedSession { sessions_before, evicted: self.evict_weights() })
     }
 
     /// Close a session. Returns the run it is busy with, if any, for the caller to cancel.

@@ -79,6 +79,10 @@ pub struct WorkerConfig {
     /// (continuous batching: calls waiting when a batch finishes form the next); 1: every call
     /// alone.
     pub max_batch: usize,
+    /// How long a batch waits to fill before it runs (up to `max_batch` calls), trading each
+    /// step's latency for larger batches; zero (the default): a call at an idle queue runs at
+    /// once, and after a batch only its own sessions are waited for, briefly.
+    pub batch_window: Duration,
     /// The longest a run may take, whatever timeout its client asks for.
     pub max_run_timeout: Duration,
     /// How long a per-op call waits for the inputs sent with it.
@@ -114,6 +118,7 @@ impl WorkerConfig {
             max_requests_per_connection: 256,
             max_executions: 64,
             max_batch: DEFAULT_MAX_BATCH,
+            batch_window: Duration::ZERO,
             max_run_timeout: Duration::from_secs(600),
             op_input_timeout: Duration::from_secs(10),
             early_tensor_wait: Duration::from_secs(10),

@@ -46,9 +46,9 @@ impl Worker {
             Request::ProveWeights { program, proofs } => self.prove_weights(client, program, proofs).await,
             Request::WeightsUploaded { program } => self.weights_uploaded(client, program).await,
             Request::OpenSession { program, session } => {
-                let evicted = lock(&self.ledger).open_session(client, program, session, Instant::now())?;
-                log_evictions(&evicted);
-                Ok(Reply::Ok)
+                let opened = lock(&self.ledger).open_session(client, program, session, Instant::now())?;
+                log_evictions(&opened.evicted);
+                Ok(Reply::SessionOpened { sessions_before: opened.sessions_before })
             }
             Request::Run { run, program, session, entry, bindings, timeout_ms } => {
                 let timeout = Duration::from_millis(timeout_ms.max(1)).min(self.config.max_run_timeout);

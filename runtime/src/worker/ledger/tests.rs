@@ -152,6 +152,7 @@ fn symbolic_plan(weights: &[(&str, u64)], kv: u64, x_type: TensorType, symbols: 
         state_slots,
         entries: vec![entry],
         phases: None,
+        replicas: Vec::new(),
     }
 }
 
@@ -533,11 +534,19 @@ fn each_client_is_held_to_its_limits() {
     assert_eq!(err.message, "this client already has 2 programs on this worker (the limit is 2)");
     load(&mut ledger, ALICE, 2, plan(&[("a", 10)], 0, 0), t0).expect("loading a program again is no new program");
     load_ready(&mut ledger, BOB, 1, plan(&[("b", 10)], 0, 0), t0);
-    ledger.open_session(ALICE, 1, 10, t0).unwrap();
-    ledger.open_session(ALICE, 1, 11, t0).unwrap();
+    assert_eq!(ledger.open_session(ALICE, 1, 10, t0).unwrap().sessions_before, 0);
+    assert_eq!(ledger.open_session(ALICE, 1, 11, t0).unwrap().sessions_before, 1);
     assert_eq!(ledger.open_session(ALICE, 1, 12, t0).unwrap_err().kind, ErrorKind::LimitReached);
-    ledger.open_session(ALICE, 1, 11, t0).expect("a retried open is no new session");
-    ledger.open_session(BOB, 1, 10, t0).expect("Bob has his own limits");
+    let again = ledger.open_session(ALICE, 1, 11, t0).expect("a retried open is no new session");
+    assert_eq!(again.sessions_before, 1, "a retried open gives the session's rank, not counting itself");
+    let bobs = ledger.open_session(BOB, 1, 10, t0).expect("Bob has his own limits");
+    assert_eq!(bobs.sessions_before, 2, "every client's sessions count: they are the worker's load");
+    assert_eq!(ledger.open_session(BOB, 1, 10, t0).unwrap().sessions_before, 2);
+    ledger.close_session(ALICE, 10).unwrap();
+    assert_eq!(ledger.open_session(BOB, 1, 10, t0).unwrap().sessions_before, 1, "one opened before it is gone");
+    assert_eq!(ledger.open_session(ALICE, 1, 11, t0).unwrap().sessions_before, 0);
+    ledger.open_session(ALICE, 1, 10, t0).expect("reopened");
+    assert_eq!(ledger.open_session(ALICE, 1, 10, t0).unwrap().sessions_before, 2, "now the latest");
     begin(&mut ledger, ALICE, 1, 1, 10, t0).unwrap();
     assert_eq!(begin(&mut ledger, ALICE, 2, 1, 11, t0).unwrap_err().kind, ErrorKind::LimitReached);
     assert_eq!(ledger.begin_op(ALICE, 1, Vec::new(), 0).unwrap_err().kind, ErrorKind::LimitReached);
