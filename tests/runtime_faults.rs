@@ -175,14 +175,20 @@ fn victim(rt: &tokio::runtime::Runtime) -> Victim {
     Victim { healthy, victim, deployment, options }
 }
 
-#[test]
-fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
+/// The GPT-2 fixture compiled for two 80 kB workers, which splits it over both.
+fn gpt2_split_over_two_workers() -> (genie_codegen::ProgramPlan, genie_ir::Program) {
     let files = [fixture("gpt2/prefill.pt2"), fixture("gpt2/decode.pt2")];
     let mut program = genie_frontends::load(&files).unwrap();
     let cluster = ClusterSpec::local_workers(2, 80_000);
     let plan = compile_program(&mut program, &cluster, &CompileOptions { max_seq: Some(16), ..Default::default() })
         .expect("compiles for two workers");
-    assert!(plan.devices.iter().all(|d| d.nodes > 0));
+    assert!(plan.devices.iter().all(|d| d.nodes > 0), "split over both workers");
+    (plan, program)
+}
+
+#[test]
+fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
+    let (plan, program) = gpt2_split_over_two_workers();
     let rt = runtime();
     let Victim { healthy, mut victim, deployment, options } = victim(&rt);
     let prefill_in: BTreeMap<String, Tensor> =
@@ -223,6 +229,39 @@ fn a_worker_killed_mid_run_gives_a_clear_error_and_the_other_stays_healthy() {
         assert!(stats.runs > 0);
     });
     check_still_serves(&rt, &healthy);
+}
+
+/// One part of a call split over two workers fails (a token id beyond the vocabulary, on the
+/// worker with the embedding): the call fails at once with that worker's error, and the other
+/// part, which waits for an activation that will never come, is cancelled rather than left to
+/// wait out the run's two-minute timeout. Both workers then run the next call.
+#[test]
+fn a_failed_part_of_a_call_cancels_the_others_at_once() {
+    let (plan, program) = gpt2_split_over_two_workers();
+    let rt = runtime();
+    let local = Deployment::Local { device: Device::Cpu, memory: LocalMemory::Unlimited };
+    let options = ClientOptions { run_timeout: Duration::from_secs(120), ..ClientOptions::default() };
+    let good: BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(fixture("gpt2/prefill.inputs.safetensors")).unwrap().into_iter().collect();
+    let mut bad: BTreeMap<String, Tensor> = good.iter().map(|(k, v)| (k.clone(), v.copy())).collect();
+    let ids = bad.get_mut("input_ids").expect("the prefill takes input_ids");
+    *ids = ids.full_like(1_000_000);
+    rt.block_on(async {
+        let deployed = deploy::deploy(Arc::new(plan), &program.weights, &local, &options).await.unwrap();
+        let mut s = deployed.program().open_session().await.unwrap();
+        let started = Instant::now();
+        let err = tokio::time::timeout(Duration::from_secs(100), s.run("prefill", &bad))
+            .await
+            .expect("the call ends before its timeout")
+            .unwrap_err();
+        let took = started.elapsed();
+        let ClientError::Remote { device, error } = &err else { panic!("a worker's error, got {err}") };
+        assert!(!matches!(error.kind, ErrorKind::Timeout | ErrorKind::Cancelled), "the root cause, not {err}");
+        assert_eq!(device, "worker0", "the worker with the embedding: {err}");
+        assert!(took < Duration::from_secs(30), "the failed call took {took:?}: the other part was not cancelled");
+        let out = s.run("prefill", &good).await.expect("both workers run the next call");
+        assert!(!out.outputs.is_empty());
+    });
 }
 
 /// Prefill and decode apart, and the prefill worker dies before its handoff: the call fails

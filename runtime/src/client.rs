@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1001,6 +1001,19 @@ impl Program {
     }
 }
 
+/// Best effort: cancel run `run` on each of `devices` still connected (a part that already
+/// finished, or a worker that is gone, is no matter).
+async fn cancel_parts(cluster: &Cluster, devices: impl Iterator<Item = &str>, run: u64) {
+    for device in devices {
+        let Ok(link) = cluster.link(device) else { continue };
+        let live = link.live.lock().await.clone();
+        if let Some(live) = live.filter(|l| l.connection.close_reason().is_none()) {
+            let wait = Duration::from_secs(2);
+            let _ = live.call(device, cluster.next_id(), Request::CancelRun { run }, wait).await;
+        }
+    }
+}
+
 /// How many times a new session reads the replicas' loads again after opening, to move off a
 /// replica that others chose at the same moment, and how long it waits between reads while
 /// later sessions move.
@@ -1100,16 +1113,9 @@ impl Session {
 
     /// Best effort: cancel run `run` on every worker of `entry` still connected.
     async fn cancel(&self, run: u64, entry: &str) {
-        let cluster = &self.replica.cluster;
         let Some(e) = self.plan.entry(entry) else { return };
-        for device in e.plans.iter().map(|p| p.device.as_str()).filter(|d| *d != CLIENT) {
-            let Ok(link) = cluster.link(device) else { continue };
-            let live = link.live.lock().await.clone();
-            if let Some(live) = live.filter(|l| l.connection.close_reason().is_none()) {
-                let wait = Duration::from_secs(2);
-                let _ = live.call(device, cluster.next_id(), Request::CancelRun { run }, wait).await;
-            }
-        }
+        let devices = e.plans.iter().map(|p| p.device.as_str()).filter(|d| *d != CLIENT);
+        cancel_parts(&self.replica.cluster, devices, run).await;
     }
 
     /// Check inputs and bind symbols; the inputs as wire payloads by tensor id.
@@ -1179,8 +1185,23 @@ impl Session {
             bindings: bindings.clone(),
             timeout_ms: timeout.as_millis() as u64,
         };
-        // A call is not idempotent once it has state to write, so it is never retried.
-        let runs: Vec<_> = workers.iter().map(|d| cluster.request(d, body(d), timeout, false)).collect();
+        // A call is not idempotent once it has state to write, so it is never retried. The
+        // first part that fails has the others cancelled at once: a part waiting for a tensor
+        // the failed one will never send would otherwise wait out the run's timeout.
+        let cancelled = AtomicBool::new(false);
+        let runs: Vec<_> = workers
+            .iter()
+            .map(|d| {
+                let (cluster, cancelled, workers, body) = (&cluster, &cancelled, &workers, &body);
+                async move {
+                    let reply = cluster.request(d, body(d), timeout, false).await;
+                    if !matches!(reply, Ok(Reply::RunDone { .. })) && !cancelled.swap(true, Ordering::Relaxed) {
+                        cancel_parts(cluster, workers.iter().copied().filter(|w| w != d), run).await;
+                    }
+                    reply
+                }
+            })
+            .collect();
         let sends = async {
             let mut links: BTreeMap<String, u64> = BTreeMap::new();
             let mut spans = Vec::new();
@@ -1246,10 +1267,11 @@ impl Session {
                 Err(e) => errors.push(e),
             }
         }
-        // Prefer the root cause over the timeouts it caused on other workers.
-        let is_timeout =
-            |e: &ClientError| matches!(e, ClientError::Remote { error, .. } if error.kind == ErrorKind::Timeout);
-        if let Some(i) = errors.iter().position(|e| !is_timeout(e)).or(if errors.is_empty() { None } else { Some(0) }) {
+        // Prefer the root cause over the timeouts and cancellations it caused on other workers.
+        let is_consequence = |e: &ClientError| matches!(e, ClientError::Remote { error, .. } if matches!(error.kind, ErrorKind::Timeout | ErrorKind::Cancelled));
+        if let Some(i) =
+            errors.iter().position(|e| !is_consequence(e)).or(if errors.is_empty() { None } else { Some(0) })
+        {
             first_error = first_error.or(Some(errors.swap_remove(i)));
         }
         let (sent, input_spans) = match sent {
