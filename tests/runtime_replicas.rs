@@ -46,6 +46,20 @@ fn reference() -> (Vec<i64>, Vec<i64>) {
     (Vec::<i64>::try_from(r["prompt"].flatten(0, -1)).unwrap(), Vec::<i64>::try_from(&r["tokens"]).unwrap())
 }
 
+/// Embedded workers as a remote deployment (their certificates pinned), so a test can give each
+/// its own memory or stop one.
+fn remote_of(workers: &worker::LocalWorkers) -> Deployment {
+    let remote: BTreeMap<String, RemoteWorker> = workers
+        .addresses
+        .iter()
+        .map(|a| match &a.trust {
+            Trust::Fingerprint(fp) => (a.device.clone(), RemoteWorker::pinned(a.addr, fp.clone())),
+            other => panic!("an embedded worker is pinned, not {other:?}"),
+        })
+        .collect();
+    Deployment::Remote { workers: remote, token: workers.token.clone() }
+}
+
 /// How many of `sessions` run on each of `replicas` replicas.
 fn per_replica(sessions: &[Session], replicas: usize) -> Vec<usize> {
     (0..replicas).map(|r| sessions.iter().filter(|s| s.replica() == r).count()).collect()
@@ -115,15 +129,7 @@ fn a_replica_that_refuses_for_memory_passes_the_session_to_the_next() {
     let tight = device.weight_bytes + device.activation_bytes + device.kv_bytes / 2;
     let budgets = [("worker0".to_string(), Some(tight)), ("worker1".to_string(), None)];
     let workers = worker::start_local_with_memory(&budgets, Device::Cpu).unwrap();
-    let remote: BTreeMap<String, RemoteWorker> = workers
-        .addresses
-        .iter()
-        .map(|a| match &a.trust {
-            Trust::Fingerprint(fp) => (a.device.clone(), RemoteWorker::pinned(a.addr, fp.clone())),
-            other => panic!("an embedded worker is pinned, not {other:?}"),
-        })
-        .collect();
-    let deployment = Deployment::Remote { workers: remote, token: workers.token.clone() };
+    let deployment = remote_of(&workers);
     let rt = runtime();
     let deployed =
         rt.block_on(deploy::deploy(Arc::new(plan), &srg.weights, &deployment, &ClientOptions::default())).unwrap();
@@ -143,6 +149,24 @@ fn a_replica_that_refuses_for_memory_passes_the_session_to_the_next() {
     let g = rt.block_on(greedy(program, &prompt, want.len(), None)).unwrap();
     assert_eq!((g.tokens, g.replica), (want, 1));
     drop(workers);
+}
+
+/// A replica whose worker has gone: new sessions open on the other (its load is unknown, so
+/// it is tried last, and opening there fails over), and generations there are exact.
+#[test]
+fn sessions_open_on_the_replica_whose_worker_is_alive() {
+    let (plan, srg) = compile_two_replicas();
+    let mut workers = worker::start_local(&["worker0".to_string(), "worker1".to_string()], Device::Cpu).unwrap();
+    let deployment = remote_of(&workers);
+    let rt = runtime();
+    let options = ClientOptions { retries: 0, ..ClientOptions::default() };
+    let deployed = rt.block_on(deploy::deploy(Arc::new(plan), &srg.weights, &deployment, &options)).unwrap();
+    workers.handles.remove(0).shutdown();
+    let (prompt, want) = reference();
+    for i in 0..2 {
+        let g = rt.block_on(greedy(deployed.program(), &prompt, want.len(), None)).unwrap();
+        assert_eq!((g.tokens, g.replica), (want.clone(), 1), "generation {i}");
+    }
 }
 
 /// A `genie generate` process printing `--jsonl`.

@@ -831,10 +831,13 @@ impl Program {
     }
 
     async fn replica_load(&self, replica: &Replica) -> Option<ReplicaLoad> {
-        let asks: Vec<_> = self.plan.devices.iter().map(|d| replica.cluster.stats(&d.name)).collect();
+        // A worker that is gone would hold every new session up for its retries: its replica's
+        // load is unknown after a short wait instead, and the replica is tried last.
+        let asks: Vec<_> =
+            self.plan.devices.iter().map(|d| tokio::time::timeout(LOAD_WAIT, replica.cluster.stats(&d.name))).collect();
         let mut load = ReplicaLoad { sessions: 0, queued_calls: 0, free_memory: u64::MAX };
         for stats in futures_join(asks).await {
-            let stats = stats.ok()?;
+            let stats = stats.ok()?.ok()?;
             load.sessions = load.sessions.max(stats.sessions);
             load.queued_calls += stats.calls_in_flight;
             if let Some(budget) = stats.memory_bytes {
@@ -1019,6 +1022,8 @@ async fn cancel_parts(cluster: &Cluster, devices: impl Iterator<Item = &str>, ru
 /// later sessions move.
 const BALANCE_ROUNDS: usize = 8;
 const BALANCE_WAIT: Duration = Duration::from_millis(5);
+/// How long a replica's workers have to report their load before it counts as unknown.
+const LOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The replica with the least load that has not refused; those whose load is unknown come last.
 fn lightest(loads: &[Option<ReplicaLoad>], refused: &[bool]) -> Option<usize> {
