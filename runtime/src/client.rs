@@ -826,7 +826,23 @@ impl Program {
 
     /// The load each replica's workers report now (`None` where a worker did not answer).
     pub async fn replica_loads(&self) -> Vec<Option<ReplicaLoad>> {
-        let asks: Vec<_> = self.replicas.iter().map(|r| self.replica_load(r)).collect();
+        self.loads_except(None).await
+    }
+
+    /// [`Program::replica_loads`], with replica `skip` (if any) not asked and `None`.
+    async fn loads_except(&self, skip: Option<usize>) -> Vec<Option<ReplicaLoad>> {
+        let asks: Vec<_> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(r, replica)| async move {
+                if Some(r) == skip {
+                    None
+                } else {
+                    self.replica_load(replica).await
+                }
+            })
+            .collect();
         futures_join(asks).await
     }
 
@@ -864,7 +880,7 @@ impl Program {
     /// beyond the lightest other, the sessions that opened there last (by their rank, which the
     /// worker reports) move, as many as half the difference; each opens on the lighter replica
     /// before closing where it was, so a session on its way counts on both and no other moves
-    /// for it. The earlier sessions look again after a moment, in case too few moved, and a
+    /// for it. The earlier sessions look again after a moment (backing off), in case too few moved, and a
     /// session that moved looks again too, in case too many did (at most `BALANCE_ROUNDS`).
     pub async fn open_session_with_id(&self, session: u64) -> Result<Session, ClientError> {
         if self.replicas.len() == 1 {
@@ -872,14 +888,14 @@ impl Program {
         }
         let mut refused = vec![false; self.replicas.len()];
         let (mut opened, mut rank) = self.open_on_lightest(session, &mut refused).await?;
+        let mut wait = BALANCE_WAIT;
         for _ in 0..BALANCE_ROUNDS {
             // Read here before there, and the rank last: a session moving from here to there
             // opens there before it closes here, so it is then counted twice or here only,
             // never missed, and this session errs towards staying.
             let r = opened.index;
             let here = self.replica_load(&self.replicas[r]).await.map_or(rank + 1, |l| l.sessions);
-            let mut loads = self.replica_loads().await;
-            loads[r] = None;
+            let loads = self.loads_except(Some(r)).await;
             let lighter = lightest(&loads, &refused)
                 .and_then(|o| Some((o, loads[o]?.sessions)))
                 .filter(|(_, there)| there.saturating_add(1) < here);
@@ -887,7 +903,8 @@ impl Program {
             rank = self.rank_on(r, session).await.unwrap_or(rank);
             if rank < here - (here - there) / 2 {
                 // Later sessions are to move; look again once they may have.
-                tokio::time::sleep(BALANCE_WAIT).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BALANCE_WAIT_MAX);
                 continue;
             }
             match self.open_on(o, session).await {
@@ -931,22 +948,31 @@ impl Program {
     /// The session's rank on replica `r` now (the most sessions opened before it still open
     /// on any of its workers): opening it again asks for it.
     async fn rank_on(&self, r: usize, session: u64) -> Result<u64, ClientError> {
-        let replica = &self.replicas[r];
-        let timeout = replica.cluster.inner.options.request_timeout;
-        let mut rank = 0;
-        for d in &self.plan.devices {
-            let open = Request::OpenSession { program: replica.id, session };
-            match replica.cluster.request(&d.name, open, timeout, true).await? {
-                Reply::SessionOpened { sessions_before } => rank = rank.max(sessions_before),
-                other => return Err(unexpected(&d.name, &other)),
-            }
-        }
-        Ok(rank)
+        self.open_requests(r, session).await
     }
 
-    /// Open the session on every worker of replica `r`; also returns the most sessions any of
-    /// them held before. A refusal closes what did open, so nothing stays reserved.
+    /// Open the session on every worker of replica `r`; also returns its rank there. A refusal
+    /// closes what did open, so nothing stays reserved.
     async fn open_on(&self, r: usize, session: u64) -> Result<(Session, u64), ClientError> {
+        let opened = Session {
+            replica: self.replicas[r].clone(),
+            index: r,
+            plan: self.plan.clone(),
+            id: session,
+            slot_shapes: BTreeMap::new(),
+        };
+        match self.open_requests(r, session).await {
+            Ok(rank) => Ok((opened, rank)),
+            Err(e) => {
+                let _ = opened.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Send OpenSession to every worker of replica `r` (idempotent: a session already open
+    /// there stays as it is); the most sessions any of them says opened before it.
+    async fn open_requests(&self, r: usize, session: u64) -> Result<u64, ClientError> {
         let replica = &self.replicas[r];
         let timeout = replica.cluster.inner.options.request_timeout;
         let opens: Vec<_> = self
@@ -957,29 +983,16 @@ impl Program {
                 replica.cluster.request(&d.name, Request::OpenSession { program: replica.id, session }, timeout, true)
             })
             .collect();
-        let mut before = 0;
+        let mut rank = 0;
         let mut failed = None;
         for (reply, d) in futures_join(opens).await.into_iter().zip(&self.plan.devices) {
             match reply {
-                Ok(Reply::SessionOpened { sessions_before }) => before = before.max(sessions_before),
+                Ok(Reply::SessionOpened { sessions_before }) => rank = rank.max(sessions_before),
                 Ok(other) => failed = failed.or(Some(unexpected(&d.name, &other))),
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
-        let opened = Session {
-            replica: replica.clone(),
-            index: r,
-            plan: self.plan.clone(),
-            id: session,
-            slot_shapes: BTreeMap::new(),
-        };
-        match failed {
-            None => Ok((opened, before)),
-            Some(e) => {
-                let _ = opened.close().await;
-                Err(e)
-            }
-        }
+        failed.map_or(Ok(rank), Err)
     }
 
     /// A handle on a session of this program by id, without opening it: for a session opened
@@ -1019,9 +1032,11 @@ async fn cancel_parts(cluster: &Cluster, devices: impl Iterator<Item = &str>, ru
 
 /// How many times a new session reads the replicas' loads again after opening, to move off a
 /// replica that others chose at the same moment, and how long it waits between reads while
-/// later sessions move.
+/// later sessions move: 5 ms, doubling up to 100 ms (about a third of a second in all, so a
+/// loaded machine's movers have time to move).
 const BALANCE_ROUNDS: usize = 8;
 const BALANCE_WAIT: Duration = Duration::from_millis(5);
+const BALANCE_WAIT_MAX: Duration = Duration::from_millis(100);
 /// How long a replica's workers have to report their load before it counts as unknown.
 const LOAD_WAIT: Duration = Duration::from_secs(2);
 
