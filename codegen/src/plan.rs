@@ -290,4 +290,9 @@ impl EntryPlan {
     pub fn plan(&self, device: &str) -> Option<&DevicePlan> {
         self.plans.iter().find(|p| p.device == device)
     }
+
+    /// The symbol values this entry's memory is reckoned at (each symbol's `memory_value`).
+    pub fn memory_bindings(&self) -> std::collections::BTreeMap<String, i64> {
+        self.symbols.iter().map(|s| (s.name.clone(), s.memory_value)).collect()
+    }
 }

@@ -14,10 +14,7 @@ use genie_codegen::{EntryPlan, ProgramPlan, Step, CLIENT};
 use genie_ir::{ValueId, WeightHash, WeightStore};
 use tch::{Device, Tensor};
 
-use crate::exec::{self, bind_symbols, run_device_plan, ExecError, Mailbox, Resident};
-
-/// State slot values by slot id.
-type Slots = BTreeMap<u32, Tensor>;
+use crate::exec::{self, bind_symbols, run_device_plan, ExecError, Mailbox, Resident, SlotValue, Slots};
 
 /// A program's plans running in this process.
 pub struct LocalCluster {
@@ -26,7 +23,7 @@ pub struct LocalCluster {
     /// One per `plan.devices`, in order.
     residents: Vec<Resident>,
     /// The session's state: slot id → value.
-    slots: BTreeMap<u32, Tensor>,
+    slots: Slots,
 }
 
 impl LocalCluster {
@@ -60,14 +57,14 @@ impl LocalCluster {
 
     /// The current value of a state slot.
     pub fn slot(&self, id: u32) -> Option<&Tensor> {
-        self.slots.get(&id)
+        self.slots.get(&id).map(SlotValue::tensor)
     }
 
     /// The value an entry's state output (by name) left in its slot after the last call.
     pub fn state_output(&self, entry: &str, name: &str) -> Option<&Tensor> {
         let e = self.plan.entry(entry)?;
         let slot = e.outputs.iter().find(|o| o.name == name)?.slot?;
-        self.slots.get(&slot)
+        self.slots.get(&slot).map(SlotValue::tensor)
     }
 
     /// Forget every state slot (a new session).
@@ -100,19 +97,19 @@ impl LocalCluster {
         }
         // Every graph input's value, on this device.
         let mut values: HashMap<ValueId, Tensor> = HashMap::new();
-        let mut new_slots: Vec<(u32, Tensor)> = Vec::new();
+        let mut new_slots: Vec<(u32, SlotValue)> = Vec::new();
         for port in &e.inputs {
             let t = match (inputs.get(&port.name), port.slot) {
                 (Some(t), _) if !t.defined() => return Err(input_err(&port.name, "an undefined tensor".into())),
                 (Some(t), slot) => {
                     let t = self.on_device(t).map_err(|r| input_err(&port.name, r))?;
                     if let Some(s) = slot {
-                        new_slots.push((s, t.shallow_clone()));
+                        new_slots.push((s, SlotValue::new(t.shallow_clone())));
                     }
                     t
                 }
                 (None, Some(s)) => match self.slots.get(&s) {
-                    Some(t) => t.shallow_clone(),
+                    Some(t) => t.tensor().shallow_clone(),
                     None => {
                         return Err(input_err(
                             &port.name,
@@ -154,12 +151,12 @@ impl LocalCluster {
             let resident = residents[index]
                 .take()
                 .ok_or_else(|| ExecError::Plan(format!("entry `{entry}` has two plans for `{}`", dp.device)))?;
-            let held: BTreeMap<u32, Tensor> = self
+            let held: Slots = self
                 .plan
                 .state_slots
                 .iter()
                 .filter(|s| s.device == dp.device)
-                .filter_map(|s| self.slots.get(&s.id).map(|t| (s.id, t.shallow_clone())))
+                .filter_map(|s| self.slots.get(&s.id).map(|t| (s.id, t.share())))
                 .collect();
             jobs.push((dp, resident, held, mailbox_of(&dp.device)));
         }

@@ -18,12 +18,13 @@ use genie_codegen::{DevicePlan, EntryPlan, Step};
 use genie_ir::{Arg, Batching, NodeId, ValueId};
 use tch::{Device, Tensor};
 
+use super::state::{self, Append, SlotValue, Slots};
 use super::{call_kernel, check, concrete_shape, torch_message, Bindings, Env, ExecError, Mailbox, Resident, Site};
 
 /// One call of a batch: its symbol values, its session's state on this device, its mailbox.
 pub struct BatchCall<'a> {
     pub bindings: &'a Bindings,
-    pub state: &'a BTreeMap<u32, Tensor>,
+    pub state: &'a Slots,
     pub mailbox: &'a mut dyn Mailbox,
 }
 
@@ -38,7 +39,7 @@ enum Held {
 }
 
 /// What each call of a batch leaves: the slot values it wrote, or why it failed.
-pub type BatchResults = Vec<Result<BTreeMap<u32, Tensor>, ExecError>>;
+pub type BatchResults = Vec<Result<Slots, ExecError>>;
 
 /// Run `plan` for every call in `calls` as one batched step. The outer error fails the whole
 /// batch; otherwise each call has its own result. A batch of one is [`super::run_device_plan`].
@@ -58,8 +59,10 @@ pub fn run_device_plan_batched(
         device: resident.device(),
         live: HashMap::new(),
         failed: (0..calls.len()).map(|_| None).collect(),
+        appended: (0..calls.len()).map(|_| HashMap::new()).collect(),
     };
-    let mut saved: Vec<BTreeMap<u32, Tensor>> = (0..calls.len()).map(|_| BTreeMap::new()).collect();
+    let appends = state::appends(entry, plan);
+    let mut saved: Vec<Slots> = (0..calls.len()).map(|_| BTreeMap::new()).collect();
     for step in &plan.steps {
         match step {
             Step::Recv { tensor, transfer, .. } => {
@@ -132,7 +135,10 @@ pub fn run_device_plan_batched(
                             Err(_) => batch.per_call(calls, *node, op, args, outputs)?,
                         }
                     }
-                    Batching::PerCall => batch.per_call(calls, *node, op, args, outputs)?,
+                    Batching::PerCall => match appends.get(node) {
+                        Some(a) => batch.append(calls, *node, a, op, args)?,
+                        None => batch.per_call(calls, *node, op, args, outputs)?,
+                    },
                 }
             }
             Step::Send { tensor, transfer, .. } => {
@@ -152,11 +158,15 @@ pub fn run_device_plan_batched(
             }
             Step::SaveState { tensor, slot } => {
                 for (i, call) in calls.iter().enumerate() {
+                    if let Some(value) = batch.appended[i].remove(tensor) {
+                        saved[i].insert(*slot, value);
+                        continue;
+                    }
                     let t = batch.one(*tensor, i, call.state)?;
                     // A row of a stacked tensor would keep the whole batch's storage alive with
                     // the session's state: the state gets its own copy.
                     let own = if matches!(batch.live.get(tensor), Some(Held::Rows(_))) { t.copy() } else { t };
-                    saved[i].insert(*slot, own);
+                    saved[i].insert(*slot, SlotValue::new(own));
                 }
             }
         }
@@ -172,9 +182,63 @@ struct Batch<'a> {
     live: HashMap<ValueId, Held>,
     /// Why each call failed, if it did; its lane carries zeros from then on.
     failed: Vec<Option<ExecError>>,
+    /// Per call, the slot values in-place appends made, by the tensor they are saved as.
+    appended: Vec<HashMap<ValueId, SlotValue>>,
 }
 
 impl Batch<'_> {
+    /// An append to each call's state slot ([`state`]): in place behind the slot's value where
+    /// it can be, else the op as written, per call.
+    fn append(
+        &mut self,
+        calls: &[BatchCall],
+        node: NodeId,
+        a: &Append,
+        op: &str,
+        args: &[Arg],
+    ) -> Result<(), ExecError> {
+        let mut each = Vec::with_capacity(calls.len());
+        for (i, call) in calls.iter().enumerate() {
+            let done = match (&self.failed[i], call.state.get(&a.slot)) {
+                (Some(_), _) => Err(ExecError::Plan("the call failed earlier".into())),
+                (None, Some(past)) => self
+                    .one(a.new, i, call.state)
+                    .and_then(|new| state::append(self.entry, a, past, &new))
+                    .and_then(|value| match value {
+                        Some(value) => check(self.entry, a.out, value.tensor(), call.bindings).map(|()| Some(value)),
+                        None => Ok(None),
+                    }),
+                (None, None) => Ok(None),
+            };
+            match done {
+                Ok(Some(value)) => {
+                    each.push(value.tensor().shallow_clone());
+                    self.appended[i].insert(a.out, value);
+                }
+                Ok(None) => {
+                    let resolve = |v: ValueId| self.one(v, i, call.state);
+                    let site = Site { node: Some(node), op };
+                    let t = call_kernel(site, args, &resolve, call.bindings, self.device)
+                        .and_then(|mut outs| match outs.len() {
+                            1 => outs.pop().ok_or_else(|| ExecError::Plan("no output".into())),
+                            got => {
+                                Err(ExecError::OutputCount { node: Some(node), op: op.to_string(), expected: 1, got })
+                            }
+                        })
+                        .and_then(|t| check(self.entry, a.out, &t, call.bindings).map(|()| t));
+                    let t = self.or_zeros(i, a.out, call.bindings, t)?;
+                    each.push(t);
+                }
+                Err(e) => {
+                    let t = self.or_zeros(i, a.out, call.bindings, Err(e))?;
+                    each.push(t);
+                }
+            }
+        }
+        self.live.insert(a.out, Held::PerCall(each));
+        Ok(())
+    }
+
     /// Run an op once per call, on each call's tensors and symbol values; a call whose op fails
     /// (or that failed earlier) gets zeros of the plan's types and is marked failed.
     fn per_call(
@@ -267,7 +331,7 @@ impl Batch<'_> {
 
     /// Call `call`'s tensor `v`: its own, its row of a stacked one, a shared one, or what the
     /// device holds (weights, constants, the call's state).
-    fn one(&self, v: ValueId, call: usize, state: &BTreeMap<u32, Tensor>) -> Result<Tensor, ExecError> {
+    fn one(&self, v: ValueId, call: usize, state: &Slots) -> Result<Tensor, ExecError> {
         match self.live.get(&v) {
             Some(Held::Shared(t)) => Ok(t.shallow_clone()),
             Some(Held::Rows(t)) => t.f_narrow(0, call as i64, 1).map_err(|e| self.torch(v, e)),

@@ -29,6 +29,7 @@ mod batch;
 mod bind;
 mod convert;
 mod kernels;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,6 +42,7 @@ pub use batch::{run_device_plan_batched, BatchCall, BatchResults};
 pub use bind::{bind_symbols, concrete_shape};
 pub use convert::{tensor_from_bytes, tensor_to_bytes};
 pub use kernels::kernel_names;
+pub use state::{SlotValue, Slots};
 
 /// Symbol values of one call (`s0 → 12`).
 pub type Bindings = BTreeMap<String, i64>;
@@ -312,7 +314,7 @@ fn call_kernel(
 struct Env<'a> {
     entry: &'a EntryPlan,
     resident: &'a Resident,
-    state: &'a BTreeMap<u32, Tensor>,
+    state: &'a Slots,
     live: HashMap<ValueId, Tensor>,
 }
 
@@ -348,7 +350,7 @@ impl Env<'_> {
             TensorKind::State { slot, .. } => self
                 .state
                 .get(slot)
-                .map(Tensor::shallow_clone)
+                .map(|s| s.tensor().shallow_clone())
                 .ok_or_else(|| missing(format!("state slot {slot} has no value on this device"))),
             TensorKind::Input { .. } => Err(missing("a user input that was not received".into())),
             TensorKind::Node { node, .. } => Err(missing(format!("output of {node}: not computed or received here"))),
@@ -403,6 +405,12 @@ pub trait OpRunner {
         bindings: &Bindings,
         device: Device,
     ) -> Result<Vec<Tensor>, ExecError>;
+
+    /// Whether a `cat` that appends to the state slot it reads may write in place behind the
+    /// slot's value ([`state`]) instead of being run: only where the ops run in this process.
+    fn appends_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// An `Exec` step, as an [`OpRunner`] sees it.
@@ -428,6 +436,10 @@ impl OpRunner for LocalOps {
     ) -> Result<Vec<Tensor>, ExecError> {
         call_kernel(Site { node: Some(step.node), op: step.op }, step.args, resolve, bindings, device)
     }
+
+    fn appends_in_place(&self) -> bool {
+        true
+    }
 }
 
 /// Run one device's steps of one call. `state` holds the slot values this device reads (by slot
@@ -438,9 +450,9 @@ pub fn run_device_plan(
     plan: &DevicePlan,
     bindings: &Bindings,
     resident: &Resident,
-    state: &BTreeMap<u32, Tensor>,
+    state: &Slots,
     mailbox: &mut dyn Mailbox,
-) -> Result<BTreeMap<u32, Tensor>, ExecError> {
+) -> Result<Slots, ExecError> {
     run_device_plan_with(entry, plan, bindings, resident, state, mailbox, &mut LocalOps)
 }
 
@@ -450,14 +462,17 @@ pub fn run_device_plan_with(
     plan: &DevicePlan,
     bindings: &Bindings,
     resident: &Resident,
-    state: &BTreeMap<u32, Tensor>,
+    state: &Slots,
     mailbox: &mut dyn Mailbox,
     ops: &mut dyn OpRunner,
-) -> Result<BTreeMap<u32, Tensor>, ExecError> {
+) -> Result<Slots, ExecError> {
     let _guard = tch::no_grad_guard();
     let device = resident.device();
     let mut env = Env { entry, resident, state, live: HashMap::new() };
     let mut saved = BTreeMap::new();
+    let appends = if ops.appends_in_place() { state::appends(entry, plan) } else { HashMap::new() };
+    // Slot values an in-place append made, by the tensor they are saved as.
+    let mut appended: HashMap<ValueId, SlotValue> = HashMap::new();
     for step in &plan.steps {
         match step {
             Step::Recv { tensor, transfer, .. } => {
@@ -474,6 +489,16 @@ pub fn run_device_plan_with(
                 env.live.insert(*tensor, t);
             }
             Step::Exec { node, op, args, outputs, .. } => {
+                if let Some(a) = appends.get(node) {
+                    if let Some(past) = state.get(&a.slot) {
+                        if let Some(value) = state::append(entry, a, past, &env.get(a.new)?)? {
+                            check(entry, a.out, value.tensor(), bindings)?;
+                            env.live.insert(a.out, value.tensor().shallow_clone());
+                            appended.insert(a.out, value);
+                            continue;
+                        }
+                    }
+                }
                 let resolve = |v: ValueId| env.get(v);
                 let step = ExecStep { node: *node, op, args, outputs };
                 let outs = ops.exec(entry, step, &resolve, bindings, device)?;
@@ -498,7 +523,11 @@ pub fn run_device_plan_with(
                 env.live.remove(tensor);
             }
             Step::SaveState { tensor, slot } => {
-                saved.insert(*slot, env.get(*tensor)?);
+                let value = match appended.remove(tensor) {
+                    Some(value) => value,
+                    None => SlotValue::new(env.get(*tensor)?),
+                };
+                saved.insert(*slot, value);
             }
         }
     }

@@ -550,3 +550,126 @@ fn symbols_only_in_expressions_are_solved() {
     let e = bind_symbols(&entry, &|_| Some(vec![5, 7])).unwrap_err();
     assert!(matches!(e, ExecError::UnboundSymbol { ref symbol, .. } if symbol == "s1"), "{e}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// State appended in place (`state.rs`).
+
+/// A decode-like plan: `present = cat([past, new], 1)` with `past` read from slot 0 and
+/// `present` saved back to it and sent to the client. `past` is [1, s0, 2] (s0 up to 8 at the
+/// memory bindings), `new` [1, 1, 2].
+fn append_plan() -> EntryPlan {
+    let s0 = Dim::symbol("s0");
+    let (past, new, present) = (ValueId(0), ValueId(1), ValueId(2));
+    let (one, two) = (Dim::constant(1), Dim::constant(2));
+    let mut tensors = BTreeMap::new();
+    let past_ty = ty(DType::Float32, &[one.clone(), s0.clone(), two.clone()]);
+    tensors.insert(past, info("past", past_ty, TensorKind::State { index: 0, slot: 0 }));
+    tensors.insert(
+        new,
+        info("new", ty(DType::Float32, &[one.clone(), one.clone(), two.clone()]), TensorKind::Input { index: 1 }),
+    );
+    let present_ty = ty(DType::Float32, &[one.clone(), s0.add(&one), two]);
+    tensors.insert(present, info("present", present_ty, TensorKind::Node { node: NodeId(0), output: 0 }));
+    let worker = DevicePlan {
+        device: "worker0".into(),
+        steps: vec![
+            Step::Recv { tensor: new, from: "client".into(), transfer: 0 },
+            Step::Exec {
+                node: NodeId(0),
+                op: "aten.cat.default".into(),
+                args: vec![Arg::Tensors(vec![past, new]), Arg::Int(1)],
+                outputs: vec![present],
+                batching: Batching::PerCall,
+            },
+            Step::Send { tensor: present, to: "client".into(), transfer: 1 },
+            Step::SaveState { tensor: present, slot: 0 },
+        ],
+        activation_peak_bytes: 0,
+    };
+    EntryPlan {
+        name: "decode".into(),
+        phase: Phase::Unknown,
+        symbols: vec![SymbolInfo {
+            name: "s0".into(),
+            min: 1,
+            max: Some(8),
+            cost_value: 4,
+            memory_value: 8,
+            sources: vec![DimSource { tensor: past, dim: 1 }],
+        }],
+        tensors,
+        inputs: vec![],
+        outputs: vec![],
+        transfers: vec![],
+        handoffs: Vec::new(),
+        plans: vec![worker],
+        bytes_per_call: 0,
+        hops: 1,
+        estimate: None,
+    }
+}
+
+/// One step of [`append_plan`] from `past` with the row `row`: the slot's new value.
+fn append_step(entry: &EntryPlan, past: &SlotValue, row: f32) -> SlotValue {
+    let mut mb = Queue::default();
+    mb.inbox.entry(0).or_default().push_back(t(&[row, -row], &[1, 1, 2]));
+    let b = Bindings::from([("s0".to_string(), past.tensor().size()[1])]);
+    let state = Slots::from([(0, past.share())]);
+    let mut saved = run_device_plan(entry, &entry.plans[0], &b, &Resident::new(Device::Cpu), &state, &mut mb).unwrap();
+    let value = saved.remove(&0).expect("slot 0 saved");
+    assert!(value.tensor().equal(&mb.sent[&1]), "the value sent is the value saved");
+    value
+}
+
+fn rows_of(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.contiguous().flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn appends_to_a_state_slot_write_in_place_behind_it_and_never_change_a_value_held_elsewhere() {
+    let entry = append_plan();
+    let start = SlotValue::new(t(&[1.0, -1.0, 2.0, -2.0], &[1, 2, 2]));
+    // The first append copies into a buffer with room up to the memory bindings (s0 + 1 = 9).
+    let a = append_step(&entry, &start, 3.0);
+    assert_eq!(rows_of(a.tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0]);
+    assert!(a.has_room());
+    assert_eq!(a.bytes(), 9 * 2 * 4, "the slot holds its whole buffer");
+    assert_eq!(rows_of(start.tensor()), [1.0, -1.0, 2.0, -2.0], "the value appended to is unchanged");
+    // The next writes behind it: same storage, one more row.
+    let b = append_step(&entry, &a, 4.0);
+    assert_eq!(b.tensor().data_ptr(), a.tensor().data_ptr(), "appended in place");
+    assert_eq!(rows_of(b.tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 4.0, -4.0]);
+    assert_eq!(rows_of(a.tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0], "the earlier value still reads as it was");
+    // Appending again to `a` (a call that failed after appending leaves the slot at `a`): the row
+    // behind `a` belongs to `b` now, so this copies, and `b` keeps its row.
+    let c = append_step(&entry, &a, 5.0);
+    assert_ne!(c.tensor().data_ptr(), a.tensor().data_ptr(), "a stale value is copied, not written behind");
+    assert_eq!(rows_of(c.tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 5.0, -5.0]);
+    assert_eq!(rows_of(b.tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 4.0, -4.0], "no value held elsewhere changes");
+    // Grown past the room's end (9 rows), appends go on: each into a new buffer.
+    let mut v = c;
+    for row in 6..=12 {
+        v = append_step(&entry, &v, row as f32);
+    }
+    assert_eq!(v.tensor().size(), [1, 11, 2]);
+    assert_eq!(rows_of(v.tensor())[10 * 2..], [12.0, -12.0]);
+
+    // Batched: two calls at different lengths, each appended in place behind its own slot.
+    let (x, y) = (append_step(&entry, &start, 7.0), append_step(&entry, &a, 8.0));
+    let (mut mx, mut my) = (Queue::default(), Queue::default());
+    mx.inbox.entry(0).or_default().push_back(t(&[9.0, -9.0], &[1, 1, 2]));
+    my.inbox.entry(0).or_default().push_back(t(&[10.0, -10.0], &[1, 1, 2]));
+    let (bx, by) = (Bindings::from([("s0".to_string(), 3)]), Bindings::from([("s0".to_string(), 4)]));
+    let (sx, sy) = (Slots::from([(0, x.share())]), Slots::from([(0, y.share())]));
+    let mut calls = [
+        BatchCall { bindings: &bx, state: &sx, mailbox: &mut mx },
+        BatchCall { bindings: &by, state: &sy, mailbox: &mut my },
+    ];
+    let results = run_device_plan_batched(&entry, &entry.plans[0], &Resident::new(Device::Cpu), &mut calls).unwrap();
+    let got: Vec<SlotValue> = results.into_iter().map(|r| r.unwrap().remove(&0).unwrap()).collect();
+    assert_eq!(rows_of(got[0].tensor()), [1.0, -1.0, 2.0, -2.0, 7.0, -7.0, 9.0, -9.0]);
+    assert_eq!(rows_of(got[1].tensor()), [1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 8.0, -8.0, 10.0, -10.0]);
+    assert_eq!(got[0].tensor().data_ptr(), x.tensor().data_ptr());
+    assert_eq!(got[1].tensor().data_ptr(), y.tensor().data_ptr());
+    assert!(got[0].tensor().equal(&mx.sent[&1]) && got[1].tensor().equal(&my.sent[&1]));
+}

@@ -21,7 +21,7 @@ use super::connection::Conn;
 use super::ledger::RunTicket;
 use super::runs::{span, Executed, InboxKey, WorkerMailbox};
 use super::{lock, Worker};
-use crate::exec::{self, BatchCall, Bindings, ExecError, Resident};
+use crate::exec::{self, BatchCall, Bindings, ExecError, Resident, SlotValue};
 use crate::wire::{ClientId, ErrorKind, RemoteError};
 
 /// Which calls may execute together: the same plan (by digest), entry and device.
@@ -37,7 +37,7 @@ pub(super) struct BatchKey {
 pub(super) struct BatchJob {
     pub conn: Arc<Conn>,
     pub run: u64,
-    pub ticket: RunTicket<Tensor>,
+    pub ticket: RunTicket<Tensor, SlotValue>,
     pub bindings: Bindings,
     pub deadline: Instant,
     pub enqueued: Instant,

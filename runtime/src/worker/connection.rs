@@ -348,7 +348,7 @@ impl Worker {
 
 /// Hands an admitted upload back to the ledger however its stream ends.
 struct UploadGuard<'a> {
-    ledger: &'a std::sync::Mutex<super::ledger::Ledger<tch::Tensor>>,
+    ledger: &'a std::sync::Mutex<super::ledger::Ledger<tch::Tensor, crate::exec::SlotValue>>,
     upload: Option<Upload>,
 }
 

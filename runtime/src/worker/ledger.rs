@@ -263,7 +263,7 @@ pub struct ProofTargets<P> {
 }
 
 /// What a run takes from the ledger; its session stays busy until [`Ledger::end_run`].
-pub struct RunTicket<P> {
+pub struct RunTicket<P, S = P> {
     pub plan: Arc<ProgramPlan>,
     /// The program's [`LoadedProgram::digest`].
     pub digest: [u8; 32],
@@ -272,7 +272,7 @@ pub struct RunTicket<P> {
     /// The entry's index in `plan.entries`.
     pub entry_index: usize,
     /// The session's state slots, shared.
-    pub state: BTreeMap<u32, P>,
+    pub state: BTreeMap<u32, S>,
     /// The resident weights the device plan reads, shared.
     pub weights: Vec<(WeightHash, P)>,
 }
@@ -312,11 +312,12 @@ pub struct LedgerStats {
     pub calls: u64,
 }
 
-/// Programs, sessions, weights and clients of one worker; see the module docs.
-pub struct Ledger<P> {
+/// Programs, sessions, weights and clients of one worker; see the module docs. `P` is how a
+/// resident weight is held, `S` how a state slot's value is.
+pub struct Ledger<P, S = P> {
     config: LedgerConfig,
     programs: HashMap<(ClientId, u64), LoadedProgram>,
-    sessions: HashMap<(ClientId, u64), Session<P>>,
+    sessions: HashMap<(ClientId, u64), Session<S>>,
     weights: HashMap<WeightHash, Weight<P>>,
     /// Bytes of all resident weights.
     weight_bytes: u64,
@@ -332,8 +333,8 @@ pub struct Ledger<P> {
     sessions_opened: u64,
 }
 
-impl<P: Payload> Ledger<P> {
-    pub fn new(config: LedgerConfig) -> Ledger<P> {
+impl<P: Payload, S: Payload> Ledger<P, S> {
+    pub fn new(config: LedgerConfig) -> Ledger<P, S> {
         Ledger {
             config,
             programs: HashMap::new(),
@@ -642,7 +643,7 @@ impl<P: Payload> Ledger<P> {
         entry: &str,
         bindings: &Bindings,
         now: Instant,
-    ) -> Result<RunTicket<P>, RemoteError> {
+    ) -> Result<RunTicket<P, S>, RemoteError> {
         let key = CallKey::Run { client, run };
         if self.calls.contains_key(&key) {
             return Err(RemoteError::new(ErrorKind::BadRequest, format!("run {run} is already in flight")));
@@ -688,7 +689,7 @@ impl<P: Payload> Ledger<P> {
         client: ClientId,
         run: u64,
         session: u64,
-        written: Option<BTreeMap<u32, P>>,
+        written: Option<BTreeMap<u32, S>>,
         now: Instant,
     ) {
         self.calls.remove(&CallKey::Run { client, run });
@@ -1170,11 +1171,6 @@ fn check_bindings(entry: &EntryPlan, bindings: &Bindings) -> Result<(), RemoteEr
     Ok(())
 }
 
-/// The symbol values `entry`'s memory is reckoned at.
-fn memory_bindings(entry: &EntryPlan) -> Bindings {
-    entry.symbols.iter().map(|s| (s.name.clone(), s.memory_value)).collect()
-}
-
 /// Bytes of a tensor type under `bindings`.
 fn bytes_at(ty: &TensorType, bindings: &Bindings, what: &str) -> Result<u64, RemoteError> {
     let bytes = ty.bytes().eval(bindings).map_err(|e| {
@@ -1195,7 +1191,7 @@ fn reckon(plan: &ProgramPlan, device: &str) -> Result<(u64, Vec<u64>), RemoteErr
             activations.push(0);
             continue;
         };
-        let bindings = memory_bindings(entry);
+        let bindings = entry.memory_bindings();
         let mut sizes: HashMap<genie_ir::ValueId, u64> = HashMap::with_capacity(entry.tensors.len());
         for (v, info) in &entry.tensors {
             sizes.insert(*v, bytes_at(&info.ty, &bindings, &format!("tensor {v} of `{}`", entry.name))?);
@@ -1211,7 +1207,7 @@ fn reckon(plan: &ProgramPlan, device: &str) -> Result<(u64, Vec<u64>), RemoteErr
             let Some(io) = ports.iter().find(|io| io.name == port.name) else { continue };
             let Some(info) = entry.tensors.get(&io.tensor) else { continue };
             let what = format!("state slot `{}`", slot.name);
-            largest = largest.max(bytes_at(&info.ty, &memory_bindings(entry), &what)?);
+            largest = largest.max(bytes_at(&info.ty, &entry.memory_bindings(), &what)?);
         }
         session = session.saturating_add(largest);
     }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use tch::{Device, Tensor};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::exec::SlotValue;
 use crate::metrics::MetricsServer;
 use crate::transport::{self, Identity, TransportOptions, Trust};
 pub use ledger::Limits;
@@ -338,7 +339,7 @@ struct Worker {
     call_started: Notify,
     /// Programs, sessions, resident weights, clients and memory, and the decisions on them.
     /// One lock, so that an admission check and the insertion it admits happen together.
-    ledger: Mutex<Ledger<Tensor>>,
+    ledger: Mutex<Ledger<Tensor, SlotValue>>,
     /// Signalled whenever a weight becomes resident (uploads run on their own streams).
     weight_arrived: Notify,
     inbox: Inbox,
@@ -458,6 +459,18 @@ impl Payload for Tensor {
 
     fn share(&self) -> Tensor {
         self.shallow_clone()
+    }
+}
+
+/// A state slot's value in the ledger: its bytes are its whole buffer's (the room an in-place
+/// append keeps behind it included).
+impl Payload for SlotValue {
+    fn bytes(&self) -> u64 {
+        SlotValue::bytes(self)
+    }
+
+    fn share(&self) -> SlotValue {
+        SlotValue::share(self)
     }
 }
 

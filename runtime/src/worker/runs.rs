@@ -15,7 +15,7 @@ use super::batcher::{BatchJob, BatchKey};
 use super::connection::Conn;
 use super::ledger::RunTicket;
 use super::{lock, tensor_bytes, Worker};
-use crate::exec::{self, Bindings, ExecError, Mailbox, Resident};
+use crate::exec::{self, Bindings, ExecError, Mailbox, Resident, SlotValue, Slots};
 use crate::streams;
 use crate::trace;
 use crate::wire::{ClientId, ErrorKind, OpInput, PeerInfo, Purpose, RemoteError, Reply, RunStats, TraceSpan};
@@ -162,7 +162,7 @@ impl Worker {
         // weights, shared; the session stays busy until its state is put back below.
         let ticket = lock(&self.ledger).begin_run(client, run, program, session, entry_name, &bindings, started)?;
         self.call_started.notify_waiters();
-        let finish = |written: Option<BTreeMap<u32, Tensor>>| {
+        let finish = |written: Option<Slots>| {
             lock(&self.ledger).end_run(client, run, session, written, Instant::now());
         };
         let deadline = started + timeout;
@@ -261,7 +261,7 @@ impl Worker {
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         run: u64,
-        ticket: RunTicket<Tensor>,
+        ticket: RunTicket<Tensor, SlotValue>,
         bindings: Bindings,
         deadline: Instant,
     ) -> Result<Executed, RemoteError> {
@@ -495,7 +495,7 @@ impl Worker {
                 }
                 Step::SaveState { tensor, slot } => {
                     let t = live.get(tensor).ok_or_else(|| bad(format!("{tensor} is saved before it arrives")))?;
-                    written.insert(*slot, t.shallow_clone());
+                    written.insert(*slot, SlotValue::new(t.shallow_clone()));
                 }
                 Step::Free { tensor } => {
                     live.remove(tensor);
@@ -549,7 +549,7 @@ fn receives_only(part: &genie_codegen::DevicePlan) -> bool {
 /// What executing one call left, alone or in a batch: its result, the sends still under way,
 /// bytes received per sender, seconds executing, its spans, and the batch's size.
 pub(super) struct Executed {
-    pub result: Result<BTreeMap<u32, Tensor>, ExecError>,
+    pub result: Result<Slots, ExecError>,
     pub pending: Vec<PendingSend>,
     pub received: BTreeMap<String, u64>,
     pub exec_s: f64,
@@ -558,7 +558,7 @@ pub(super) struct Executed {
 }
 
 /// What a receive-only part leaves: the slots it wrote, bytes received per sender, its spans.
-type ReceivedState = (BTreeMap<u32, Tensor>, BTreeMap<String, u64>, Vec<TraceSpan>);
+type ReceivedState = (Slots, BTreeMap<String, u64>, Vec<TraceSpan>);
 
 /// A send under way: its task ends with the bytes sent and when they were.
 pub(super) struct PendingSend {
