@@ -11,13 +11,14 @@ use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
+use std::time::Instant;
 
 use common::{fixture, read, worker_process, WorkerProcess};
 use genie_codegen::ProgramPlan;
 use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::Program as SrgProgram;
 use genie_passes::placement::ClusterSpec;
-use genie_runtime::client::{ClientOptions, Session};
+use genie_runtime::client::{ClientOptions, Session, LOAD_WAIT};
 use genie_runtime::deploy::{self, Deployment, LocalMemory, RemoteWorker};
 use genie_runtime::generate::greedy;
 use genie_runtime::transport::Trust;
@@ -166,6 +167,15 @@ fn sessions_open_on_the_replica_whose_worker_is_alive() {
     for i in 0..2 {
         let g = rt.block_on(greedy(deployed.program(), &prompt, want.len(), None)).unwrap();
         assert_eq!((g.tokens, g.replica), (want.clone(), 1), "generation {i}");
+        // The silent replica is remembered: reading the loads does not wait for it again.
+        let asked = Instant::now();
+        let loads = rt.block_on(deployed.program().replica_loads());
+        assert!(loads[0].is_none() && loads[1].is_some(), "{loads:?}");
+        assert!(
+            asked.elapsed() < LOAD_WAIT / 2,
+            "the loads took {:?}: the gone worker was asked again",
+            asked.elapsed()
+        );
     }
 }
 

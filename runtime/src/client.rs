@@ -422,7 +422,7 @@ impl Cluster {
             stats.bytes_uploaded += s.bytes_uploaded;
             stats.weights_resident += s.weights_resident;
         }
-        Ok(Program { replicas: Arc::new(vec![Replica { cluster: self.clone(), id: program }]), plan, stats })
+        Ok(Program { replicas: Arc::new(vec![Replica::new(self.clone(), program)]), plan, stats })
     }
 
     async fn load_on(
@@ -755,6 +755,24 @@ pub struct Program {
 struct Replica {
     cluster: Cluster,
     id: u64,
+    /// Until when its load counts as unknown without asking: a worker of it did not answer
+    /// (shared by every handle to the program).
+    silent_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Replica {
+    fn new(cluster: Cluster, id: u64) -> Replica {
+        Replica { cluster, id, silent_until: Arc::new(Mutex::new(None)) }
+    }
+
+    fn silent(&self) -> bool {
+        lock(&self.silent_until).is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Whether it answered: silence is remembered for [`SILENT_FOR`], an answer forgets it.
+    fn answered(&self, answered: bool) {
+        *lock(&self.silent_until) = (!answered).then(|| Instant::now() + SILENT_FOR);
+    }
 }
 
 /// What a replica's workers report of their load when a session is about to open.
@@ -848,11 +866,17 @@ impl Program {
 
     async fn replica_load(&self, replica: &Replica) -> Option<ReplicaLoad> {
         // A worker that is gone would hold every new session up for its retries: its replica's
-        // load is unknown after a short wait instead, and the replica is tried last.
+        // load is unknown after a short wait instead, the replica is tried last, and it is not
+        // asked again for a while (every new session would wait again).
+        if replica.silent() {
+            return None;
+        }
         let asks: Vec<_> =
             self.plan.devices.iter().map(|d| tokio::time::timeout(LOAD_WAIT, replica.cluster.stats(&d.name))).collect();
         let mut load = ReplicaLoad { sessions: 0, queued_calls: 0, free_memory: u64::MAX };
-        for stats in futures_join(asks).await {
+        let answers = futures_join(asks).await;
+        replica.answered(answers.iter().all(|a| matches!(a, Ok(Ok(_)))));
+        for stats in answers {
             let stats = stats.ok()?.ok()?;
             load.sessions = load.sessions.max(stats.sessions);
             load.queued_calls += stats.calls_in_flight;
@@ -962,7 +986,10 @@ impl Program {
             slot_shapes: BTreeMap::new(),
         };
         match self.open_requests(r, session).await {
-            Ok(rank) => Ok((opened, rank)),
+            Ok(rank) => {
+                self.replicas[r].answered(true);
+                Ok((opened, rank))
+            }
             Err(e) => {
                 let _ = opened.close().await;
                 Err(e)
@@ -1038,7 +1065,10 @@ const BALANCE_ROUNDS: usize = 8;
 const BALANCE_WAIT: Duration = Duration::from_millis(5);
 const BALANCE_WAIT_MAX: Duration = Duration::from_millis(100);
 /// How long a replica's workers have to report their load before it counts as unknown.
-const LOAD_WAIT: Duration = Duration::from_secs(2);
+pub const LOAD_WAIT: Duration = Duration::from_secs(2);
+/// How long a replica whose worker did not report its load counts as unknown without asking
+/// (a session opening on it, when the others refuse, ends that at once).
+const SILENT_FOR: Duration = Duration::from_secs(30);
 
 /// The replica with the least load that has not refused; those whose load is unknown come last.
 fn lightest(loads: &[Option<ReplicaLoad>], refused: &[bool]) -> Option<usize> {
