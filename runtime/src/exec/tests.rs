@@ -341,6 +341,11 @@ fn w_hash() -> WeightHash {
     WeightHash::of(&TensorType::new(DType::Float32, &[3, 2]), &w_bytes())
 }
 
+/// The symbol `s0` in [1, 8], reckoned at 4 for cost and 8 for memory, read from `source`.
+fn s0_up_to_8(source: DimSource) -> SymbolInfo {
+    SymbolInfo { name: "s0".into(), min: 1, max: Some(8), cost_value: 4, memory_value: 8, sources: vec![source] }
+}
+
 fn tiny_plan() -> EntryPlan {
     let s0 = Dim::symbol("s0");
     let (x, w, one, h, y) = (ValueId(0), ValueId(1), ValueId(2), ValueId(3), ValueId(4));
@@ -404,14 +409,7 @@ fn tiny_plan() -> EntryPlan {
     EntryPlan {
         name: "tiny".into(),
         phase: Phase::Unknown,
-        symbols: vec![SymbolInfo {
-            name: "s0".into(),
-            min: 1,
-            max: Some(8),
-            cost_value: 4,
-            memory_value: 8,
-            sources: vec![DimSource { tensor: x, dim: 0 }],
-        }],
+        symbols: vec![s0_up_to_8(DimSource { tensor: x, dim: 0 })],
         tensors,
         inputs: vec![IoPort { name: "x".into(), tensor: x, slot: None, device: "client".into(), role: None }],
         outputs: vec![IoPort { name: "y".into(), tensor: y, slot: None, device: "worker0".into(), role: None }],
@@ -589,14 +587,7 @@ fn append_plan() -> EntryPlan {
     EntryPlan {
         name: "decode".into(),
         phase: Phase::Unknown,
-        symbols: vec![SymbolInfo {
-            name: "s0".into(),
-            min: 1,
-            max: Some(8),
-            cost_value: 4,
-            memory_value: 8,
-            sources: vec![DimSource { tensor: past, dim: 1 }],
-        }],
+        symbols: vec![s0_up_to_8(DimSource { tensor: past, dim: 1 })],
         tensors,
         inputs: vec![],
         outputs: vec![],
