@@ -216,16 +216,7 @@ impl Batch<'_> {
                     self.appended[i].insert(a.out, value);
                 }
                 Ok(None) => {
-                    let resolve = |v: ValueId| self.one(v, i, call.state);
-                    let site = Site { node: Some(node), op };
-                    let t = call_kernel(site, args, &resolve, call.bindings, self.device)
-                        .and_then(|mut outs| match outs.len() {
-                            1 => outs.pop().ok_or_else(|| ExecError::Plan("no output".into())),
-                            got => {
-                                Err(ExecError::OutputCount { node: Some(node), op: op.to_string(), expected: 1, got })
-                            }
-                        })
-                        .and_then(|t| check(self.entry, a.out, &t, call.bindings).map(|()| t));
+                    let t = self.run_for(i, call, node, op, args, &[a.out]).map(|mut outs| outs.remove(0));
                     let t = self.or_zeros(i, a.out, call.bindings, t)?;
                     each.push(t);
                 }
@@ -254,18 +245,7 @@ impl Batch<'_> {
             let outs = if self.failed[i].is_some() {
                 Err(ExecError::Plan("the call failed earlier".into()))
             } else {
-                let resolve = |v: ValueId| self.one(v, i, call.state);
-                let site = Site { node: Some(node), op };
-                call_kernel(site, args, &resolve, call.bindings, self.device).and_then(|outs| {
-                    if outs.len() != outputs.len() {
-                        let (expected, got) = (outputs.len(), outs.len());
-                        return Err(ExecError::OutputCount { node: Some(node), op: op.to_string(), expected, got });
-                    }
-                    for (v, t) in outputs.iter().zip(&outs) {
-                        check(self.entry, *v, t, call.bindings)?;
-                    }
-                    Ok(outs)
-                })
+                self.run_for(i, call, node, op, args, outputs)
             };
             match outs {
                 Ok(outs) => outs.into_iter().enumerate().for_each(|(k, t)| each[k].push(t)),
@@ -282,6 +262,29 @@ impl Batch<'_> {
             self.live.insert(*v, Held::PerCall(ts));
         }
         Ok(())
+    }
+
+    /// Run an op for call `i` alone (its tensors, its symbol values), its outputs checked
+    /// against the plan.
+    fn run_for(
+        &self,
+        i: usize,
+        call: &BatchCall,
+        node: NodeId,
+        op: &str,
+        args: &[Arg],
+        outputs: &[ValueId],
+    ) -> Result<Vec<Tensor>, ExecError> {
+        let resolve = |v: ValueId| self.one(v, i, call.state);
+        let outs = call_kernel(Site { node: Some(node), op }, args, &resolve, call.bindings, self.device)?;
+        if outs.len() != outputs.len() {
+            let (expected, got) = (outputs.len(), outs.len());
+            return Err(ExecError::OutputCount { node: Some(node), op: op.to_string(), expected, got });
+        }
+        for (v, t) in outputs.iter().zip(&outs) {
+            check(self.entry, *v, t, call.bindings)?;
+        }
+        Ok(outs)
     }
 
     fn fail(&mut self, call: usize, e: ExecError) {
