@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use genie_driver::pipeline::{bindings_from_shapes, compile_program, CompileOptions};
+use genie_driver::recovery::Replanner;
 use genie_passes::placement::{self, PhaseChoice, Policy, RequestShape};
 use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
 use genie_runtime::generate;
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
+use genie_runtime::recovery::Recovery;
 use genie_runtime::trace;
 
 use crate::progress::Display;
@@ -47,6 +49,11 @@ pub struct WorkerArgs {
     /// TLS private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Keep this worker's identity in DIR: a self-signed certificate and key made on its first
+    /// start and read on every later one, so its fingerprint survives a restart and clients
+    /// that pinned it reach it again.
+    #[arg(long, value_name = "DIR", conflicts_with = "cert")]
+    pub state_dir: Option<PathBuf>,
     /// Free sessions unused for this many seconds.
     #[arg(long, default_value_t = 600)]
     pub session_idle_secs: u64,
@@ -136,6 +143,10 @@ pub struct ClusterArgs {
     /// Seconds one call may take before it fails.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Seconds within which a worker that stops answering (killed, hung, cut off) is declared
+    /// dead: its connection idles out, and a fresh connection gets no answer.
+    #[arg(long, value_name = "SECS", default_value_t = genie_runtime::client::DEFAULT_DETECTION.as_secs_f64())]
+    pub detect_secs: f64,
     /// The sequence length placement plans memory for.
     #[arg(long, value_name = "N")]
     pub max_seq: Option<i64>,
@@ -214,6 +225,11 @@ pub struct GenerateArgs {
     /// Write every step's timeline as a Chrome trace (open it in Perfetto or chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// How many times a generation may recover from a lost worker (placing the model again on
+    /// the workers of the cluster that answer, spares included, and replaying the prompt and
+    /// the tokens so far); 0: a lost worker ends the generation.
+    #[arg(long, value_name = "N", default_value_t = genie_runtime::recovery::DEFAULT_MAX_RECOVERIES)]
+    pub max_recoveries: usize,
 }
 
 fn parse_device(text: &str) -> Result<tch::Device> {
@@ -227,9 +243,11 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     }
     let device = parse_device(&args.device)?;
     worker::check_device(device)?;
-    let identity = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
-        _ => Identity::self_signed(&["localhost".to_string(), args.listen.ip().to_string()])?,
+    let names = ["localhost".to_string(), args.listen.ip().to_string()];
+    let identity = match (&args.cert, &args.key, &args.state_dir) {
+        (Some(cert), Some(key), _) => Identity::from_pem_files(cert, key)?,
+        (_, _, Some(dir)) => Identity::persisted(dir, &names)?,
+        _ => Identity::self_signed(&names)?,
     };
     let token = match read_token(&args.token, &args.token_file)? {
         Some(t) => t,
@@ -323,6 +341,9 @@ fn deployment(args: &ClusterArgs) -> Result<Deployment> {
 struct Running {
     runtime: tokio::runtime::Runtime,
     deployed: Deployed,
+    /// What places the program again after a lost worker (remote workers only: embedded ones
+    /// live and die with this process).
+    replanner: Option<Replanner>,
 }
 
 /// Compile the models (or read a plan and the models it was compiled from) for the cluster the
@@ -336,41 +357,43 @@ fn prepare(
     display: &Arc<Display>,
 ) -> Result<Running> {
     let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
-    let (plan, weights) = if crate::compile::is_plan_file(&files[0]) {
-        let plan = crate::compile::read_plan(&files[0])?;
-        if files.len() < 2 {
-            bail!(
-                "{} is a plan, and plans hold no weights: also give the model files it was compiled from",
-                files[0].display()
-            );
-        }
-        (plan, genie_frontends::load(&files[1..])?.weights)
-    } else {
-        let mut program = genie_frontends::load(files)?;
-        let shapes: BTreeMap<String, Vec<i64>> =
-            inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
-        let bindings = bindings_from_shapes(&program, &shapes);
-        let options = CompileOptions {
-            max_seq: args.max_seq,
-            bindings,
-            policy: args.policy,
-            request: Some(request),
-            phases: args.disaggregate,
-            replicas: args.replicas,
-            ..CompileOptions::default()
-        };
-        let plan = display.while_running("compiling", || compile_program(&mut program, &spec, &options))?;
-        (plan, program.weights)
+    let plan_file = crate::compile::is_plan_file(&files[0]);
+    if plan_file && files.len() < 2 {
+        bail!(
+            "{} is a plan, and plans hold no weights: also give the model files it was compiled from",
+            files[0].display()
+        );
+    }
+    let mut program = genie_frontends::load(if plan_file { &files[1..] } else { files })?;
+    let shapes: BTreeMap<String, Vec<i64>> =
+        inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
+    let options = CompileOptions {
+        max_seq: args.max_seq,
+        bindings: bindings_from_shapes(&program, &shapes),
+        policy: args.policy,
+        request: Some(request),
+        phases: args.disaggregate,
+        replicas: args.replicas,
+        ..CompileOptions::default()
     };
     let deployment = deployment(args)?;
-    let options = ClientOptions {
+    let client = ClientOptions {
         run_timeout: Duration::from_secs(args.timeout.max(1)),
         progress: display.sink(),
         ..ClientOptions::default()
+    }
+    .with_detection(Duration::try_from_secs_f64(args.detect_secs).context("--detect-secs")?);
+    // Compiling writes into the program: a recovery places the program as imported.
+    let replanner = matches!(deployment, Deployment::Remote { .. })
+        .then(|| Replanner::new(program.clone(), spec.clone(), options.clone(), deployment.clone(), client.clone()));
+    let plan = if plan_file {
+        crate::compile::read_plan(&files[0])?
+    } else {
+        display.while_running("compiling", || compile_program(&mut program, &spec, &options))?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan), &weights, &deployment, &options))?;
-    Ok(Running { runtime, deployed })
+    let deployed = runtime.block_on(deploy::deploy(Arc::new(plan), &program.weights, &deployment, &client))?;
+    Ok(Running { runtime, deployed, replanner })
 }
 
 /// `genie run`.
@@ -420,16 +443,30 @@ fn stats_line(label: &str, s: &CallStats) -> String {
 /// `genie generate --jsonl`: one step's line on stdout, flushed.
 fn write_step_line(s: &generate::StepDone<'_>) -> std::io::Result<()> {
     use std::io::Write as _;
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "step": s.step,
         "token": s.token,
         "wall_s": s.stats.wall_s,
         "bytes": s.stats.bytes,
         "batch": s.stats.last_stage_batch(),
     });
+    if let Some(r) = s.recovered {
+        line["recovered"] = recovered_json(r);
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()
+}
+
+/// A recovery from a lost worker, as `--jsonl` and `--json` print it.
+fn recovered_json(r: &genie_runtime::recovery::Recovered) -> serde_json::Value {
+    serde_json::json!({
+        "lost": r.lost.join(","),
+        "replayed_tokens": r.replayed_tokens,
+        "detect_s": r.detect_s,
+        "seconds": r.seconds,
+        "uploaded_bytes": r.uploaded_bytes,
+    })
 }
 
 /// `genie generate --stats`: a line per step, then the latencies.
@@ -442,6 +479,16 @@ fn generation_stats(result: &generate::Generated, replicas: usize) -> String {
         let label = if i == 0 { "prefill".to_string() } else { format!("decode {i}") };
         text += &stats_line(&label, s);
         text.push('\n');
+        for r in result.recoveries.iter().filter(|r| r.step == i) {
+            text += &format!(
+                "  recovered at step {i}: lost {}, detected after {:.3} s; placed again ({} B of weights uploaded) and replayed {} tokens in {:.3} s\n",
+                if r.lost.is_empty() { "nothing".to_string() } else { r.lost.join(", ") },
+                r.detect_s,
+                r.uploaded_bytes,
+                r.replayed_tokens,
+                r.seconds
+            );
+        }
     }
     text + &latency_line(result.time_to_first_token_s, &result.inter_token_s) + "\n"
 }
@@ -521,13 +568,22 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             }
         }
     };
-    let result = running.runtime.block_on(generate::greedy_with(
-        running.deployed.program(),
-        &prompt,
-        args.max_new_tokens,
-        Some(&metrics),
-        on_step,
-    ))?;
+    let generation = async {
+        let program = running.deployed.program();
+        match running.replanner.as_ref().filter(|_| args.max_recoveries > 0) {
+            Some(replace) => {
+                let recovery = Recovery { replace, max_recoveries: args.max_recoveries };
+                generate::greedy_recovering(program, &prompt, args.max_new_tokens, Some(&metrics), recovery, on_step)
+                    .await
+            }
+            None => generate::greedy_with(program, &prompt, args.max_new_tokens, Some(&metrics), on_step).await,
+        }
+    };
+    let result = running.runtime.block_on(generation);
+    if let Some(replanner) = &running.replanner {
+        running.runtime.block_on(replanner.close());
+    }
+    let result = result?;
     if let Some(e) = unwritten {
         return Err(e).context("writing the steps to stdout");
     }
@@ -550,6 +606,11 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             "steps": steps,
             "replica": result.replica,
             "replicas": replicas,
+            "recoveries": result.recoveries.iter().map(|r| {
+                let mut j = recovered_json(r);
+                j["step"] = r.step.into();
+                j
+            }).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if args.jsonl {

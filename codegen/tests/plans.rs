@@ -219,6 +219,7 @@ fn a_faster_device_gets_the_work() {
         flops: Some(1e14),
         mem_bandwidth: Some(1e12),
         op_overhead: Some(0.0),
+        spare: false,
     };
     let (_, placement, _) =
         compile(&program, &cluster, &PlacementOptions { max_seq: Some(16), ..Default::default() }).unwrap();

@@ -59,7 +59,8 @@ pub struct CompileOptions {
     pub no_state: bool,
 }
 
-/// Run every pass on `program`, place it on `cluster` (writing `ann.device`) and generate plans.
+/// Run every pass on `program`, place it on `cluster` (writing `ann.device`; spare devices are
+/// left out) and generate plans.
 pub fn compile_program(
     program: &mut Program,
     cluster: &ClusterSpec,
@@ -93,6 +94,7 @@ pub fn compile_program_placed(
         phases: options.phases,
         replicas: options.replicas,
     };
+    let cluster = &cluster.without_spares();
     let placement = placement::schedule(program, cluster, &placement_options).map_err(|source| {
         PipelineError::Placement { program: program.name.clone(), devices: cluster.devices.len(), source }
     })?;

@@ -57,7 +57,14 @@ pub struct ClientOptions {
     /// Where weight uploads report their progress (bytes sent of the bytes to send, per
     /// worker).
     pub progress: ProgressSink,
+    /// How long a worker that stopped answering takes to be declared dead (see
+    /// [`ClientOptions::with_detection`]).
+    pub detection: Duration,
 }
+
+/// The default bound on how long a worker that stopped answering (killed, hung, cut off) takes
+/// to be declared dead.
+pub const DEFAULT_DETECTION: Duration = Duration::from_secs(3);
 
 impl Default for ClientOptions {
     /// The defaults with no token (a deployment fills in its own).
@@ -77,7 +84,26 @@ impl ClientOptions {
             backoff: Duration::from_millis(100),
             upload_concurrency: 4,
             progress: ProgressSink::default(),
+            detection: DEFAULT_DETECTION,
         }
+        .with_detection(DEFAULT_DETECTION)
+    }
+
+    /// Declare a worker that stops answering dead within `bound`: a connection on which nothing
+    /// arrives for 0.6 of it is closed (keep-alives go every fifth of that, so a live worker
+    /// always answers in time), and a fresh connection attempt then gets the rest
+    /// ([`ClientOptions::probe_timeout`]).
+    pub fn with_detection(mut self, bound: Duration) -> ClientOptions {
+        let bound = bound.max(Duration::from_millis(100));
+        self.detection = bound;
+        self.transport.idle_timeout = bound.mul_f64(0.6);
+        self.transport.keep_alive = self.transport.idle_timeout / 5;
+        self
+    }
+
+    /// How long a fresh connection to a worker has to answer before it counts as dead.
+    pub fn probe_timeout(&self) -> Duration {
+        self.detection.mul_f64(0.4)
     }
 }
 
@@ -134,6 +160,37 @@ pub enum ClientError {
     Protocol { device: String, reason: String },
     #[error("the client's runtime: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl ClientError {
+    /// The worker the error is about, if it names one.
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            ClientError::Connect { device, .. }
+            | ClientError::Refused { device, .. }
+            | ClientError::Remote { device, .. }
+            | ClientError::ConnectionLost { device, .. }
+            | ClientError::Timeout { device, .. }
+            | ClientError::UnknownDevice { device, .. }
+            | ClientError::Protocol { device, .. } => Some(device),
+            _ => None,
+        }
+    }
+
+    /// Whether a call failed because a worker was lost rather than because of the call: the
+    /// connection broke or went silent, a worker could not reach its peer or waited in vain for
+    /// its tensors, or a worker no longer knows the program or session (it restarted, or swept
+    /// them). What such a call left in its session's state is unknown.
+    pub fn is_worker_loss(&self) -> bool {
+        match self {
+            ClientError::Connect { .. } | ClientError::ConnectionLost { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Remote { error, .. } => matches!(
+                error.kind,
+                ErrorKind::PeerUnreachable | ErrorKind::Timeout | ErrorKind::UnknownProgram | ErrorKind::UnknownSession
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// A set of connected workers, one per plan device.
@@ -202,7 +259,7 @@ impl Cluster {
         let cluster =
             Cluster { inner: Arc::new(Inner { options, endpoint, workers: links, ids: Arc::new(AtomicU64::new(1)) }) };
         let connects: Vec<_> = cluster.inner.workers.values().map(|w| cluster.live(w)).collect();
-        for r in futures_join(connects).await {
+        for r in join_all(connects).await {
             r?;
         }
         Ok(cluster)
@@ -416,7 +473,7 @@ impl Cluster {
         let mut stats = LoadStats::default();
         let loads: Vec<_> =
             plan.devices.iter().map(|d| self.load_on(program, &d.name, plan.clone(), peers.clone(), weights)).collect();
-        for r in futures_join(loads).await {
+        for r in join_all(loads).await {
             let s = r?;
             stats.weights_uploaded += s.weights_uploaded;
             stats.bytes_uploaded += s.bytes_uploaded;
@@ -709,7 +766,7 @@ fn unexpected(device: &str, reply: &Reply) -> ClientError {
 }
 
 /// Await futures concurrently (on this task), keeping their order.
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -861,7 +918,7 @@ impl Program {
                 }
             })
             .collect();
-        futures_join(asks).await
+        join_all(asks).await
     }
 
     async fn replica_load(&self, replica: &Replica) -> Option<ReplicaLoad> {
@@ -874,7 +931,7 @@ impl Program {
         let asks: Vec<_> =
             self.plan.devices.iter().map(|d| tokio::time::timeout(LOAD_WAIT, replica.cluster.stats(&d.name))).collect();
         let mut load = ReplicaLoad { sessions: 0, queued_calls: 0, free_memory: u64::MAX };
-        let answers = futures_join(asks).await;
+        let answers = join_all(asks).await;
         replica.answered(answers.iter().all(|a| matches!(a, Ok(Ok(_)))));
         for stats in answers {
             let stats = stats.ok()?.ok()?;
@@ -1012,7 +1069,7 @@ impl Program {
             .collect();
         let mut rank = 0;
         let mut failed = None;
-        for (reply, d) in futures_join(opens).await.into_iter().zip(&self.plan.devices) {
+        for (reply, d) in join_all(opens).await.into_iter().zip(&self.plan.devices) {
             match reply {
                 Ok(Reply::SessionOpened { sessions_before }) => rank = rank.max(sessions_before),
                 Ok(other) => failed = failed.or(Some(unexpected(&d.name, &other))),
@@ -1041,6 +1098,62 @@ impl Program {
             }
         }
         Ok(())
+    }
+}
+
+impl Program {
+    /// Best effort, for a program given up after a lost worker: close `session` and unload the
+    /// program on every worker of every replica, waiting at most `within` for each request and
+    /// never retrying (a worker that is gone just does not answer). Nothing is held for it
+    /// afterwards on the workers that answered; the connections are closed in the background.
+    pub async fn abandon(&self, session: Option<u64>, within: Duration) {
+        let requests = |r: &Replica| {
+            let mut asks = Vec::new();
+            for d in &self.plan.devices {
+                if let Some(session) = session {
+                    asks.push((d.name.clone(), Request::CloseSession { session }));
+                }
+                asks.push((d.name.clone(), Request::UnloadProgram { program: r.id }));
+            }
+            asks
+        };
+        let mut sends = Vec::new();
+        for replica in self.replicas.iter() {
+            let cluster = replica.cluster.clone();
+            let asks = requests(replica);
+            sends.push(async move {
+                // In order per worker (the session before its program), workers at once.
+                let per_worker: Vec<_> = cluster
+                    .devices()
+                    .into_iter()
+                    .map(|device| {
+                        let cluster = cluster.clone();
+                        let mine: Vec<Request> =
+                            asks.iter().filter(|(d, _)| *d == device).map(|(_, r)| r.clone()).collect();
+                        async move {
+                            for body in mine {
+                                let asked = cluster.request(&device, body, within, false);
+                                if let Ok(Err(e)) | Err(e) =
+                                    tokio::time::timeout(within, asked).await.map_err(|_| ClientError::Timeout {
+                                        device: device.clone(),
+                                        what: "release".into(),
+                                        after: within,
+                                    })
+                                {
+                                    tracing::debug!("{device}: releasing an abandoned program: {e}");
+                                    if e.is_worker_loss() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    })
+                    .collect();
+                join_all(per_worker).await;
+                tokio::spawn(async move { cluster.close().await });
+            });
+        }
+        join_all(sends).await;
     }
 }
 
@@ -1282,7 +1395,7 @@ impl Session {
             }
             Ok::<_, ClientError>((links, spans))
         };
-        let (replies, sent) = tokio::join!(futures_join(runs), sends);
+        let (replies, sent) = tokio::join!(join_all(runs), sends);
         let cleanup = |expected: &[ExpectedOutput]| {
             for (_, _, purpose, live, _) in expected {
                 lock(&live.tensors).remove(purpose);

@@ -17,7 +17,7 @@
 //! Files written before the section existed, with `address` and `fingerprint` on each device,
 //! are read the same way (with a warning naming the move).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -358,6 +358,55 @@ pub async fn deploy(
     let connected = connect(deployment, &devices, options).await?;
     let program = connected.load(plan, weights).await?;
     Ok(Deployed { connected, program })
+}
+
+/// Which of the deployment's workers (by device name) answer now: each reached on a fresh
+/// connection that must say Hello and report its stats within `options.probe_timeout()`, all at
+/// once. Embedded workers live in this process and always answer; a name the deployment has no
+/// worker for does not.
+pub async fn answering(deployment: &Deployment, names: &[String], options: &ClientOptions) -> BTreeSet<String> {
+    let Deployment::Remote { workers, token } = deployment else {
+        return names.iter().cloned().collect();
+    };
+    let within = options.probe_timeout();
+    let mut options = options.clone();
+    options.token = token.clone();
+    options.retries = 0;
+    options.request_timeout = within;
+    options.transport.connect_timeout = within;
+    let probes: Vec<_> = names
+        .iter()
+        .filter_map(|name| Some((name.clone(), workers.get(name)?.clone())))
+        .map(|(name, w)| {
+            let options = options.clone();
+            async move {
+                let address =
+                    WorkerAddress { device: name.clone(), addr: w.address, trust: w.trust, server_name: w.server_name };
+                let probe = async {
+                    let cluster = Cluster::connect(vec![address], options).await?;
+                    let stats = cluster.stats(&name).await;
+                    tokio::spawn(async move { cluster.close().await });
+                    stats
+                };
+                match tokio::time::timeout(within, probe).await {
+                    Ok(Ok(_)) => Some(name),
+                    Ok(Err(e)) => {
+                        tracing::info!("{name} does not answer: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::info!("{name} does not answer within {within:?}");
+                        None
+                    }
+                }
+            }
+        })
+        .collect();
+    let mut alive = BTreeSet::new();
+    for name in crate::client::join_all(probes).await.into_iter().flatten() {
+        alive.insert(name);
+    }
+    alive
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::client::{CallStats, ClientError, Program};
 use crate::metrics::GenerationMetrics;
+use crate::recovery::{Recovered, Recovery, RecoveryError};
 
 /// Why a greedy loop could not run.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,22 @@ pub enum GenerateError {
     Session(#[source] Box<ClientError>),
     #[error("reading the logits of step {step}: {reason}")]
     Logits { step: usize, reason: String },
+    /// A worker was lost at `step` and the program could not be placed again.
+    #[error("step {step}: {cause}; recovering failed")]
+    Recovery {
+        step: usize,
+        cause: Box<ClientError>,
+        #[source]
+        source: RecoveryError,
+    },
+    /// A worker was lost at `step` after the generation had recovered as often as allowed.
+    #[error("step {step}: a worker was lost again after {recoveries} recoveries (--max-recoveries)")]
+    TooManyRecoveries {
+        step: usize,
+        recoveries: usize,
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 /// What a greedy loop produced.
@@ -44,6 +61,8 @@ pub struct Generated {
     pub inter_token_s: Vec<f64>,
     /// The replica of the program the session ran on (0 when there is one).
     pub replica: usize,
+    /// Each recovery from a lost worker, in order.
+    pub recoveries: Vec<Recovered>,
 }
 
 /// One step of a greedy loop, reported by [`greedy_with`] as soon as its token is known.
@@ -54,8 +73,10 @@ pub struct StepDone<'a> {
     /// Seconds since the token before it; for the prefill, since the start (time to first
     /// token).
     pub latency_s: f64,
-    /// The call's measurements.
+    /// The call's measurements (for a recovered step: the replay's).
     pub stats: &'a CallStats,
+    /// Set when a worker was lost at this step and the generation recovered.
+    pub recovered: Option<&'a Recovered>,
 }
 
 /// What the loop feeds a per-call input, from the input's role (found by the annotate pass from
@@ -195,7 +216,23 @@ pub async fn greedy_with(
     metrics: Option<&GenerationMetrics>,
     on_step: impl FnMut(&StepDone<'_>) + Send,
 ) -> Result<Generated, GenerateError> {
-    run_greedy(program, prompt, new_tokens, metrics, on_step, None).await
+    run_greedy(program, prompt, new_tokens, metrics, on_step, None, None).await
+}
+
+/// [`greedy_with`], surviving lost workers: when a call fails because a worker was lost, the
+/// program is placed anew on the workers that answer (`recovery.replace`), the prompt and the
+/// tokens produced so far are replayed there as one prefill (whose token is the lost step's),
+/// and the generation goes on; at most `recovery.max_recoveries` times. The tokens are those of
+/// an uninterrupted run: none is lost, repeated or changed.
+pub async fn greedy_recovering(
+    program: &Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&GenerationMetrics>,
+    recovery: Recovery<'_>,
+    on_step: impl FnMut(&StepDone<'_>) + Send,
+) -> Result<Generated, GenerateError> {
+    run_greedy(program, prompt, new_tokens, metrics, on_step, None, Some(recovery)).await
 }
 
 /// [`greedy`] for many sessions that decode together: after its prefill (or its failure) each
@@ -208,7 +245,7 @@ pub async fn greedy_decoding_together(
     new_tokens: usize,
     prefilled: &tokio::sync::Barrier,
 ) -> Result<Generated, GenerateError> {
-    run_greedy(program, prompt, new_tokens, None, |_| {}, Some(prefilled)).await
+    run_greedy(program, prompt, new_tokens, None, |_| {}, Some(prefilled), None).await
 }
 
 async fn run_greedy(
@@ -218,10 +255,12 @@ async fn run_greedy(
     metrics: Option<&GenerationMetrics>,
     mut on_step: impl FnMut(&StepDone<'_>) + Send,
     prefilled: Option<&tokio::sync::Barrier>,
+    recovery: Option<Recovery<'_>>,
 ) -> Result<Generated, GenerateError> {
     let started = Instant::now();
     let mut waiting = prefilled;
-    let result = greedy_steps(program, prompt, new_tokens, metrics, &mut on_step, &mut waiting, started).await;
+    let result =
+        greedy_steps(program, prompt, new_tokens, metrics, &mut on_step, &mut waiting, started, recovery).await;
     // A session that failed before the others were released still lets them go.
     if let Some(barrier) = waiting {
         barrier.wait().await;
@@ -229,6 +268,7 @@ async fn run_greedy(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn greedy_steps(
     program: &Program,
     prompt: &[i64],
@@ -237,6 +277,7 @@ async fn greedy_steps(
     on_step: &mut (impl FnMut(&StepDone<'_>) + Send),
     prefilled: &mut Option<&tokio::sync::Barrier>,
     started: Instant,
+    recovery: Option<Recovery<'_>>,
 ) -> Result<Generated, GenerateError> {
     let plan = program.plan();
     let [prefill, decode] = &plan.entries[..] else {
@@ -256,6 +297,9 @@ async fn greedy_steps(
     }
     let (prefill_in, decode_in) = (feeds(prefill)?, feeds(decode)?);
     let (prefill_out, decode_out) = (logits_output(prefill)?, logits_output(decode)?);
+    let (prefill_name, decode_name) = (prefill.name.clone(), decode.name.clone());
+    // A recovery replaces the program (and its plan) with one placed on the survivors.
+    let mut program = program.clone();
     let mut session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
     let mut out = Generated {
         tokens: Vec::new(),
@@ -264,20 +308,65 @@ async fn greedy_steps(
         time_to_first_token_s: 0.0,
         inter_token_s: Vec::new(),
         replica: session.replica(),
+        recoveries: Vec::new(),
     };
     let mut last_token_at = started;
-    let mut ids = Tensor::from_slice(prompt).reshape([1, prompt.len() as i64]);
-    let mut past = 0i64;
+    // The session's lineage: the prompt and every token produced, all the state was made from.
+    let mut lineage: Vec<i64> = prompt.to_vec();
     for step in 0..new_tokens {
-        let (entry, feeds, output) =
-            if step == 0 { (prefill, &prefill_in, &prefill_out) } else { (decode, &decode_in, &decode_out) };
-        let inputs = call_inputs(feeds, &ids, past);
-        past += ids.size().last().copied().unwrap_or(1);
-        let result = session.run(&entry.name, &inputs).await.map_err(|source| GenerateError::Step {
-            step,
-            entry: entry.name.clone(),
-            source: Box::new(source),
-        })?;
+        let new = if step == 0 { prompt.len() } else { 1 };
+        let ids = Tensor::from_slice(&lineage[lineage.len() - new..]).reshape([1, new as i64]);
+        let mut call = if step == 0 {
+            (&prefill_name, &prefill_in, &prefill_out, call_inputs(&prefill_in, &ids, 0))
+        } else {
+            (&decode_name, &decode_in, &decode_out, call_inputs(&decode_in, &ids, (lineage.len() - new) as i64))
+        };
+        // The recoveries this step needed (a replay can lose a worker too).
+        let mut recovered: Vec<Recovered> = Vec::new();
+        let mut detected_at = Instant::now();
+        let (result, output) = loop {
+            let (entry, _, output, inputs) = &call;
+            let call_started = Instant::now();
+            let failure = match session.run(entry, inputs).await {
+                Ok(result) => break (result, *output),
+                Err(e) => e,
+            };
+            let Some(recovery) = recovery.filter(|_| failure.is_worker_loss()) else {
+                return Err(GenerateError::Step { step, entry: entry.to_string(), source: Box::new(failure) });
+            };
+            let recoveries = out.recoveries.len() + recovered.len();
+            if recoveries >= recovery.max_recoveries {
+                return Err(GenerateError::TooManyRecoveries { step, recoveries, source: Box::new(failure) });
+            }
+            let detected = Instant::now();
+            tracing::warn!("step {step}: {failure}; placing the program again on the workers that answer");
+            let named = failure.device().map(str::to_string);
+            let replaced = match recovery.replace.replace(&program, session.id()).await {
+                Ok(replaced) => replaced,
+                Err(source) => return Err(GenerateError::Recovery { step, cause: Box::new(failure), source }),
+            };
+            let lost = if replaced.lost.is_empty() { named.into_iter().collect() } else { replaced.lost };
+            let uploaded_bytes = replaced.program.stats.bytes_uploaded;
+            program = replaced.program;
+            session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
+            out.replica = session.replica();
+            // Replay the lineage as one prefill: it rebuilds every state slot, and its token is
+            // this step's.
+            let all = Tensor::from_slice(&lineage).reshape([1, lineage.len() as i64]);
+            call = (&prefill_name, &prefill_in, &prefill_out, call_inputs(&prefill_in, &all, 0));
+            recovered.push(Recovered {
+                step,
+                lost,
+                replayed_tokens: lineage.len(),
+                detect_s: detected.duration_since(call_started).as_secs_f64(),
+                seconds: 0.0,
+                uploaded_bytes,
+            });
+            detected_at = detected;
+        };
+        if let Some(r) = recovered.last_mut() {
+            r.seconds = detected_at.elapsed().as_secs_f64();
+        }
         let logits_err = |reason: String| GenerateError::Logits { step, reason };
         let logits = result.outputs.get(output).ok_or_else(|| logits_err(format!("no output `{output}`")))?;
         let last = last_position(logits).map_err(|e| logits_err(e.to_string()))?;
@@ -296,11 +385,12 @@ async fn greedy_steps(
                 m.inter_token_latency.observe(latency);
             }
         }
-        on_step(&StepDone { step, token, latency_s: latency, stats: &result.stats });
+        on_step(&StepDone { step, token, latency_s: latency, stats: &result.stats, recovered: recovered.last() });
         out.tokens.push(token);
         out.logits.push(last);
         out.steps.push(result.stats);
-        ids = Tensor::from_slice(&[token]).reshape([1, 1]);
+        out.recoveries.extend(recovered);
+        lineage.push(token);
         if let Some(barrier) = prefilled.take() {
             barrier.wait().await;
             last_token_at = Instant::now();

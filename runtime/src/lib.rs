@@ -9,7 +9,8 @@
 //!   sweeps) inside a quinn/tokio shell (connections, requests, runs, peer links);
 //! - `handshake.rs`: the Hello/Welcome exchange, shared by the client, workers connecting to
 //!   peers and workers accepting;
-//! - `client.rs`: the other end; `generate.rs`: the greedy loop;
+//! - `client.rs`: the other end; `generate.rs`: the greedy loop; `recovery.rs`: surviving a lost
+//!   worker by replaying a session's lineage on the workers that answer;
 //! - `metrics.rs`: the Prometheus listener and the client's generation metrics; `trace.rs`: the
 //!   trace clock, spans and Chrome trace files; `progress.rs`: progress reports.
 
@@ -22,6 +23,7 @@ pub mod local;
 pub mod metrics;
 pub mod per_op;
 pub mod progress;
+pub mod recovery;
 pub mod streams;
 pub mod tensor;
 pub mod trace;

@@ -62,10 +62,13 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Start `genie worker` on a free loopback port with `extra` flags and read where it listens.
+/// Start `genie worker` on a free loopback port (unless `extra` gives a `--listen`) with `extra`
+/// flags and read where it listens.
 pub fn worker_process(extra: &[&str]) -> WorkerProcess {
+    let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
     let child = Command::new(env!("CARGO_BIN_EXE_genie"))
-        .args(["worker", "--listen", "127.0.0.1:0"])
+        .arg("worker")
+        .args(listen)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

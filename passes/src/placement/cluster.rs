@@ -96,6 +96,10 @@ pub struct DeviceSpec {
     /// Fixed seconds per op launched; default by kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_overhead: Option<f64>,
+    /// Held in reserve: placement leaves it out, and a recovery from a lost worker may place
+    /// the lost part on it (`spare: true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spare: bool,
 }
 
 impl DeviceSpec {
@@ -266,6 +270,7 @@ impl ClusterSpec {
                 flops: None,
                 mem_bandwidth: None,
                 op_overhead: None,
+                spare: false,
             })
             .collect();
         ClusterSpec { devices, links: Vec::new(), default_link: LinkParams::loopback() }
@@ -380,6 +385,22 @@ impl ClusterSpec {
             links: self.links.iter().filter(|l| keep(&l.from) && keep(&l.to)).cloned().collect(),
             default_link: self.default_link,
         }
+    }
+
+    /// The devices placement may use: every one that is not a spare.
+    pub fn without_spares(&self) -> ClusterSpec {
+        let names: Vec<&str> = self.devices.iter().filter(|d| !d.spare).map(|d| d.name.as_str()).collect();
+        self.subset(&names)
+    }
+
+    /// The part of the cluster made of `names` with none of them held in reserve: what a
+    /// recovery places on (the devices still alive, spares included).
+    pub fn recovering_on(&self, names: &[&str]) -> ClusterSpec {
+        let mut spec = self.subset(names);
+        for d in &mut spec.devices {
+            d.spare = false;
+        }
+        spec
     }
 
     /// Total memory of all devices.

@@ -81,6 +81,46 @@ impl Identity {
         })
     }
 
+    /// The identity kept in `dir` (`cert.pem`, `key.pem`): read when both are there, else a fresh
+    /// self-signed one for `names`, written there first (the key readable by its owner only), so
+    /// a worker restarted with the same directory keeps its fingerprint and clients that pinned
+    /// it reach it again. A directory holding one file of the two, or files that do not make an
+    /// identity, is an error naming the file.
+    pub fn persisted(dir: &Path, names: &[String]) -> Result<Identity, TransportError> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let failed = |path: &Path, reason: String| TransportError::Certificate { path: path.to_path_buf(), reason };
+        match (cert.exists(), key.exists()) {
+            (true, true) => return Identity::from_pem_files(&cert, &key),
+            (true, false) => return Err(failed(&key, "missing beside cert.pem".into())),
+            (false, true) => return Err(failed(&cert, "missing beside key.pem".into())),
+            (false, false) => {}
+        }
+        let generated = rcgen::generate_simple_self_signed(names.to_vec())
+            .map_err(|e| TransportError::SelfSigned { names: names.to_vec(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| failed(dir, format!("creating the directory: {e}")))?;
+        // Each file whole or not at all: written beside, then renamed; the key first, so a
+        // certificate on disk always has its key.
+        let write = |path: &Path, text: String, private: bool| -> Result<(), TransportError> {
+            let partial = path.with_extension("pem.partial");
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            if private {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            #[cfg(not(unix))]
+            let _ = private;
+            let mut file = options.open(&partial).map_err(|e| failed(&partial, e.to_string()))?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| failed(&partial, e.to_string()))?;
+            file.sync_all().map_err(|e| failed(&partial, e.to_string()))?;
+            std::fs::rename(&partial, path).map_err(|e| failed(path, e.to_string()))
+        };
+        write(&key, generated.signing_key.serialize_pem(), true)?;
+        write(&cert, generated.cert.pem(), false)?;
+        Identity::from_pem_files(&cert, &key)
+    }
+
     fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Identity, String> {
         let leaf = chain.first().ok_or_else(|| "no certificate".to_string())?;
         let fingerprint = fingerprint_of(leaf.as_ref());

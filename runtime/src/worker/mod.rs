@@ -344,7 +344,7 @@ struct Worker {
     weight_arrived: Notify,
     inbox: Inbox,
     batcher: batcher::Batcher,
-    peers: tokio::sync::Mutex<HashMap<String, PeerLink>>,
+    peers: tokio::sync::Mutex<HashMap<peers::PeerKey, PeerLink>>,
     counters: Counters,
     metrics: WorkerMetrics,
 }

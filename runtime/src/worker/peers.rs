@@ -1,8 +1,15 @@
 //! Worker-to-worker links: a run's activations at a cut go straight to the worker of the next
 //! device, over a connection opened on first use: the peer's certificate pinned by the
 //! fingerprint the client's program lists, this worker's own presented to the peer.
+//!
+//! A link is kept per peer address *and* the client's id there. The id is issued by the peer
+//! process that admitted the client, so a peer that restarts at the same address (with the
+//! same certificate, `--state-dir`) is reached by a new link as soon as a client's program
+//! names it anew, never through a connection to the process that died (which would only fail
+//! at its idle timeout). Links unused for a while are closed.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream, SendStream};
 
@@ -11,21 +18,37 @@ use crate::handshake::{self, HandshakeError};
 use crate::transport::{self, Trust};
 use crate::wire::{ErrorKind, Hello, PeerInfo, RemoteError, Role, PROTOCOL_VERSION};
 
+/// A link's key: the peer's address and the client's id on that peer.
+pub(super) type PeerKey = (String, crate::wire::ClientId);
+
+/// How long a link may go unused before it is closed (the next use opens a new one).
+const UNUSED_LINK: Duration = Duration::from_secs(120);
+
 /// A connection to another worker, with the control stream kept open.
 pub(super) struct PeerLink {
     connection: Connection,
     _control: (SendStream, RecvStream),
+    last_used: Instant,
 }
 
 impl Worker {
     /// The connection to a peer device, opened (and authenticated) on first use.
     pub(super) async fn peer(&self, info: &PeerInfo) -> Result<Connection, RemoteError> {
         let mut peers = self.peers.lock().await;
-        if let Some(link) = peers.get(&info.address) {
+        let key = (info.address.clone(), info.client);
+        if let Some(link) = peers.get_mut(&key) {
             if link.connection.close_reason().is_none() {
+                link.last_used = Instant::now();
                 return Ok(link.connection.clone());
             }
         }
+        peers.retain(|_, link| {
+            let keep = link.connection.close_reason().is_none() && link.last_used.elapsed() < UNUSED_LINK;
+            if !keep {
+                link.connection.close(0u32.into(), b"unused");
+            }
+            keep
+        });
         let unreachable = |e: String| {
             RemoteError::new(ErrorKind::PeerUnreachable, format!("peer {} at {}: {e}", info.device, info.address))
         };
@@ -52,7 +75,8 @@ impl Worker {
                 e @ HandshakeError::Timeout(_) => e.to_string(),
             })
         })?;
-        peers.insert(info.address.clone(), PeerLink { connection: connection.clone(), _control: (send, recv) });
+        let link = PeerLink { connection: connection.clone(), _control: (send, recv), last_used: Instant::now() };
+        peers.insert(key, link);
         Ok(connection)
     }
 }
