@@ -480,6 +480,49 @@ fn a_run_is_held_to_the_workers_ceiling_and_can_be_cancelled() {
     still_serves(&rt, &mut w);
 }
 
+/// A client that leaves (its connection closed, or gone silent) while its run waits for inputs
+/// has the run cancelled at once, not at the run's timeout: the session it held is free to be
+/// swept and nothing stays reserved. (Before: a killed client left a busy session and its
+/// reservation until the run's own timeout, 120 s by default.)
+#[test]
+fn a_run_whose_client_left_is_cancelled_at_once() {
+    let rt = runtime();
+    let mut w = worker(&["--session-idle-secs", "1"]);
+    let edge = edge();
+    rt.block_on(async {
+        let mut raw = Raw::client(&w).await;
+        raw.load(1, &edge.plan, &edge.program.weights, true).await;
+        let opened = raw.request(Request::OpenSession { program: 1, session: 5 }).await;
+        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
+        let run = Request::Run {
+            run: 7,
+            program: 1,
+            session: 5,
+            entry: "model".into(),
+            bindings: BTreeMap::new(),
+            timeout_ms: 600_000,
+        };
+        raw.send(run).await;
+        let mut observer = Raw::client(&w).await;
+        let busy = poll(Duration::from_secs(5), async || {
+            let s = observer.stats().await;
+            (s.calls_in_flight == 1).then_some(s)
+        })
+        .await;
+        assert!(busy.is_some(), "the run started");
+        raw.conn.close(0u32.into(), b"gone");
+        let started = std::time::Instant::now();
+        let freed = poll(Duration::from_secs(10), async || {
+            let s = observer.stats().await;
+            (s.calls_in_flight == 0 && s.sessions == 0).then_some(s)
+        })
+        .await;
+        assert!(freed.is_some(), "still held: {:?}", observer.stats().await);
+        assert!(started.elapsed() < Duration::from_secs(5), "freed after {:?}", started.elapsed());
+    });
+    still_serves(&rt, &mut w);
+}
+
 /// A flood of per-op calls that never send their inputs is held to the client's limit on calls
 /// in flight; an op whose output would not fit is refused before anything is allocated. Other
 /// clients are served meanwhile. (Before: each call took a blocking thread for 60 s, 512 of

@@ -99,6 +99,7 @@ fn generate_recovering(
     let deployment = DeploymentSpec::from_cluster_ron(text).unwrap().unwrap().resolve(TOKEN.into(), None).unwrap();
     let client = ClientOptions::default().with_detection(DETECTION);
     let rt = runtime();
+    let metrics = genie_runtime::metrics::GenerationMetrics::default();
     let result = rt.block_on(async {
         let deployed = deploy::deploy(Arc::new(plan), &program.weights, &deployment, &client).await.unwrap();
         let replanner = Replanner::new(source, spec, options, deployment, client);
@@ -107,7 +108,7 @@ fn generate_recovering(
             deployed.program(),
             &reference.prompt,
             reference.tokens.len(),
-            None,
+            Some(&metrics),
             recovery,
             on_step,
         )
@@ -116,6 +117,11 @@ fn generate_recovering(
         deployed.close().await;
         result
     });
+    // Each recovery is counted where `genie generate --metrics` serves it.
+    if let Ok(generated) = &result {
+        let counted = format!("genie_recoveries_total {}", generated.recoveries.len());
+        assert!(metrics.render().contains(&counted), "{counted} in {}", metrics.render());
+    }
     (result, used)
 }
 

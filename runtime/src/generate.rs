@@ -367,6 +367,12 @@ async fn greedy_steps(
         if let Some(r) = recovered.last_mut() {
             r.seconds = detected_at.elapsed().as_secs_f64();
         }
+        if let Some(m) = metrics {
+            for r in &recovered {
+                m.recoveries.inc();
+                m.recovery_seconds.observe(r.detect_s + r.seconds);
+            }
+        }
         let logits_err = |reason: String| GenerateError::Logits { step, reason };
         let logits = result.outputs.get(output).ok_or_else(|| logits_err(format!("no output `{output}`")))?;
         let last = last_position(logits).map_err(|e| logits_err(e.to_string()))?;

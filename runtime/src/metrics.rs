@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -141,6 +142,10 @@ pub struct GenerationMetrics {
     registry: Registry,
     pub time_to_first_token: Histogram,
     pub inter_token_latency: Histogram,
+    /// Recoveries from a lost worker, and the seconds each took from the lost call's start to
+    /// the recovered step's token (detection, placing again, replay).
+    pub recoveries: Counter,
+    pub recovery_seconds: Histogram,
 }
 
 impl Default for GenerationMetrics {
@@ -158,7 +163,19 @@ impl Default for GenerationMetrics {
             "Seconds between consecutive tokens of a generation (each decode call)",
             inter_token_latency.clone(),
         );
-        GenerationMetrics { registry, time_to_first_token, inter_token_latency }
+        let recoveries = Counter::default();
+        let recovery_seconds = Histogram::new(latency_buckets());
+        registry.register(
+            "recoveries",
+            "Times a generation recovered from a lost worker (placed again, its tokens replayed)",
+            recoveries.clone(),
+        );
+        registry.register(
+            "recovery_seconds",
+            "Seconds from a lost call's start to the recovered step's token",
+            recovery_seconds.clone(),
+        );
+        GenerationMetrics { registry, time_to_first_token, inter_token_latency, recoveries, recovery_seconds }
     }
 }
 

@@ -34,6 +34,10 @@ pub(super) struct Conn {
     /// Who is on the other end: a client by its id here, a peer by its certificate.
     pub(super) sender: Sender,
     pub(super) remote: SocketAddr,
+    /// Runs requested on this connection and not yet answered: when it closes they are
+    /// cancelled (their reply and outputs had nowhere to go), so a client that died mid-call
+    /// leaves no busy session or reservation waiting out the run's timeout.
+    pub(super) runs: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Conn {
@@ -141,7 +145,7 @@ impl Worker {
             _ => return,
         };
         connection.set_max_concurrent_uni_streams(VarInt::from_u32(transport::MAX_UNI_STREAMS));
-        let conn = Arc::new(Conn { connection: connection.clone(), sender, remote });
+        let conn = Arc::new(Conn { connection: connection.clone(), sender, remote, runs: Default::default() });
         let uni = {
             let me = self.clone();
             let conn = conn.clone();
@@ -150,6 +154,10 @@ impl Worker {
         self.control_loop(conn.clone(), send, recv).await;
         uni.abort();
         if let Sender::Client(id) = conn.sender {
+            for run in std::mem::take(&mut *lock(&conn.runs)) {
+                tracing::debug!("client {id:016x} left during run {run}: cancelled");
+                self.inbox.cancel(id, run);
+            }
             lock(&self.ledger).client_disconnected(id, Instant::now());
         }
     }

@@ -23,6 +23,9 @@ pub(super) type PeerKey = (String, crate::wire::ClientId);
 
 /// How long a link may go unused before it is closed (the next use opens a new one).
 const UNUSED_LINK: Duration = Duration::from_secs(120);
+/// The most links kept open at once: past it, the least recently used is closed (a client's
+/// programs choose the peer entries, so their number is not the worker's to trust).
+const MAX_LINKS: usize = 256;
 
 /// A connection to another worker, with the control stream kept open.
 pub(super) struct PeerLink {
@@ -49,6 +52,12 @@ impl Worker {
             }
             keep
         });
+        if peers.len() >= MAX_LINKS {
+            let oldest = peers.iter().min_by_key(|(_, link)| link.last_used).map(|(k, _)| k.clone());
+            if let Some(link) = oldest.and_then(|k| peers.remove(&k)) {
+                link.connection.close(0u32.into(), b"too many links");
+            }
+        }
         let unreachable = |e: String| {
             RemoteError::new(ErrorKind::PeerUnreachable, format!("peer {} at {}: {e}", info.device, info.address))
         };

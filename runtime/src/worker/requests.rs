@@ -53,7 +53,9 @@ impl Worker {
             Request::Run { run, program, session, entry, bindings, timeout_ms } => {
                 let timeout = Duration::from_millis(timeout_ms.max(1)).min(self.config.max_run_timeout);
                 let in_flight = InFlight::start(&self.counters);
+                lock(&conn.runs).insert(run);
                 let result = self.run(conn, run, program, session, &entry, bindings, timeout).await;
+                lock(&conn.runs).remove(&run);
                 drop(in_flight);
                 if let Ok(stats) = &result {
                     self.metrics.run_took(&entry, stats.wall_s);

@@ -82,6 +82,7 @@ impl Inbox {
     pub(super) fn cancel(&self, client: ClientId, run: u64) {
         lock(&self.state).cancelled.insert((client, run));
         self.arrived.notify_all();
+        self.arrived_async.notify_waiters();
     }
 
     pub(super) fn is_cancelled(&self, client: ClientId, run: u64) -> bool {
