@@ -4,6 +4,7 @@
 //! worker that already holds a weight proves it and is not sent it again), and the failed
 //! program is released where it still is.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use genie_passes::placement::ClusterSpec;
@@ -58,7 +59,7 @@ impl Replanner {
             if lost.is_empty() { "none".to_string() } else { lost.join(", ") }
         );
         if alive.is_empty() {
-            self.abandon_later(failed, session);
+            self.abandon_later(failed, session, &lost);
             return Err(RecoveryError::NoSurvivor { lost });
         }
         let alive: Vec<String> = alive.into_iter().collect();
@@ -74,20 +75,21 @@ impl Replanner {
         let (compiled, program) = match compiled {
             Ok(done) => done,
             Err(e) => {
-                self.abandon_later(failed, session);
+                self.abandon_later(failed, session, &lost);
                 return Err(RecoveryError::Load { alive, source: Box::new(e) });
             }
         };
         let plan = match compiled {
             Ok(plan) => plan,
             Err(source) => {
-                self.abandon_later(failed, session);
+                self.abandon_later(failed, session, &lost);
                 return Err(RecoveryError::DoesNotFit { alive, lost, source: Box::new(source) });
             }
         };
         // Nothing of the failed session or program stays held where a worker still has it
         // (released before loading, so its memory is free for the new placement).
-        failed.abandon(Some(session), self.client.probe_timeout()).await;
+        let dead: BTreeSet<String> = lost.iter().cloned().collect();
+        failed.abandon(Some(session), self.client.probe_timeout(), &dead).await;
         let deployed = deploy::deploy(std::sync::Arc::new(plan), &program.weights, &self.deployment, &self.client)
             .await
             .map_err(|source| RecoveryError::Load { alive: alive.clone(), source: Box::new(source) })?;
@@ -99,9 +101,10 @@ impl Replanner {
 
 impl Replanner {
     /// Release the failed program in the background, the error going out at once.
-    fn abandon_later(&self, failed: &Program, session: u64) {
+    fn abandon_later(&self, failed: &Program, session: u64, lost: &[String]) {
         let (failed, within) = (failed.clone(), self.client.probe_timeout());
-        tokio::spawn(async move { failed.abandon(Some(session), within).await });
+        let dead: BTreeSet<String> = lost.iter().cloned().collect();
+        tokio::spawn(async move { failed.abandon(Some(session), within, &dead).await });
     }
 }
 

@@ -2,7 +2,7 @@
 //! opens sessions and runs entries. Connections are long-lived and reused; idempotent requests
 //! are retried with exponential backoff over a fresh connection; every wait has a timeout.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1106,7 +1106,9 @@ impl Program {
     /// program on every worker of every replica, waiting at most `within` for each request and
     /// never retrying (a worker that is gone just does not answer). Nothing is held for it
     /// afterwards on the workers that answered; the connections are closed in the background.
-    pub async fn abandon(&self, session: Option<u64>, within: Duration) {
+    ///
+    /// Workers named in `dead` (by their deployment name) are not asked at all.
+    pub async fn abandon(&self, session: Option<u64>, within: Duration, dead: &BTreeSet<String>) {
         let requests = |r: &Replica| {
             let mut asks = Vec::new();
             for d in &self.plan.devices {
@@ -1123,8 +1125,12 @@ impl Program {
             let asks = requests(replica);
             sends.push(async move {
                 // In order per worker (the session before its program), workers at once.
-                let per_worker: Vec<_> = cluster
+                let alive: Vec<String> = cluster
                     .devices()
+                    .into_iter()
+                    .filter(|d| cluster.link(d).is_ok_and(|link| !dead.contains(&link.device)))
+                    .collect();
+                let per_worker: Vec<_> = alive
                     .into_iter()
                     .map(|device| {
                         let cluster = cluster.clone();
