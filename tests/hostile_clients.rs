@@ -439,6 +439,23 @@ fn a_stalled_tensor_stream_is_cut_and_what_it_reserved_released() {
     still_serves(&rt, &mut w);
 }
 
+impl Raw {
+    /// A client with the edge model loaded as program 1 and session 5 open.
+    async fn with_session(w: &WorkerProcess, edge: &Edge) -> Raw {
+        let mut raw = Raw::client(w).await;
+        raw.load(1, &edge.plan, &edge.program.weights, true).await;
+        let opened = raw.request(Request::OpenSession { program: 1, session: 5 }).await;
+        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
+        raw
+    }
+}
+
+/// Run `run` of the edge model in session 5 of program 1, asking for `timeout_ms` (its inputs
+/// are never sent).
+fn waiting_run(run: u64, timeout_ms: u64) -> Request {
+    Request::Run { run, program: 1, session: 5, entry: "model".into(), bindings: BTreeMap::new(), timeout_ms }
+}
+
 /// A run whose inputs never come ends at the worker's ceiling whatever timeout its client
 /// asked for, and frees its session; a client can cancel its own run. (Before: a run could ask
 /// for 24 h and its session stayed busy as long.)
@@ -448,18 +465,8 @@ fn a_run_is_held_to_the_workers_ceiling_and_can_be_cancelled() {
     let mut w = worker(&["--max-run-secs", "2"]);
     let edge = edge();
     rt.block_on(async {
-        let mut raw = Raw::client(&w).await;
-        raw.load(1, &edge.plan, &edge.program.weights, true).await;
-        let opened = raw.request(Request::OpenSession { program: 1, session: 5 }).await;
-        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
-        let run = |run| Request::Run {
-            run,
-            program: 1,
-            session: 5,
-            entry: "model".into(),
-            bindings: BTreeMap::new(),
-            timeout_ms: 24 * 3600 * 1000,
-        };
+        let mut raw = Raw::with_session(&w, &edge).await;
+        let run = |run| waiting_run(run, 24 * 3600 * 1000);
         let reply = raw.request(run(100)).await;
         let e = error_of(&reply);
         assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
@@ -490,19 +497,8 @@ fn a_run_whose_client_left_is_cancelled_at_once() {
     let mut w = worker(&["--session-idle-secs", "1"]);
     let edge = edge();
     rt.block_on(async {
-        let mut raw = Raw::client(&w).await;
-        raw.load(1, &edge.plan, &edge.program.weights, true).await;
-        let opened = raw.request(Request::OpenSession { program: 1, session: 5 }).await;
-        assert_eq!(opened, Reply::SessionOpened { sessions_before: 0 });
-        let run = Request::Run {
-            run: 7,
-            program: 1,
-            session: 5,
-            entry: "model".into(),
-            bindings: BTreeMap::new(),
-            timeout_ms: 600_000,
-        };
-        raw.send(run).await;
+        let mut raw = Raw::with_session(&w, &edge).await;
+        raw.send(waiting_run(7, 600_000)).await;
         let mut observer = Raw::client(&w).await;
         let busy = poll(Duration::from_secs(5), async || {
             let s = observer.stats().await;
