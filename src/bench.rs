@@ -19,7 +19,10 @@ pub struct BenchArgs {
     /// disaggregated (a few minutes). `serve`: 1, 4, 16 and 64 GPT-2-small sessions at once
     /// (prompt 256, 32 new tokens each) on one `genie worker`, decode steps batched (default
     /// `--max-batch`) and not (`--max-batch 1`), every session's tokens checked (minutes).
-    /// `pd-quick`, `serve-quick`: the same on the GPT-2 test fixture, in seconds.
+    /// `recovery`: GPT-2-small on two of three `genie worker` processes (the third a spare),
+    /// the second SIGKILLed after the fifth token, for 32 and 256 new tokens: detection and
+    /// recovery time against the uninterrupted generation (minutes). `pd-quick`, `serve-quick`,
+    /// `recovery-quick`: the same on the GPT-2 test fixture, in seconds.
     #[arg(long, default_value = "default")]
     pub suite: String,
     /// Write machine-readable results here.
@@ -63,6 +66,10 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         "pd" | "pd-quick" => {
             let report = bench::pd::run(&options, &mut |line| println!("{line}"))?;
             Some((bench::pd::table(&report), serde_json::json!({ "pd": report })))
+        }
+        "recovery" | "recovery-quick" => {
+            let report = bench::recovery::run(&options, &mut |line| println!("{line}"))?;
+            Some((bench::recovery::table(&report), serde_json::json!({ "recovery": report })))
         }
         "serve" | "serve-quick" => {
             let report = bench::serve::run(&options, &mut |line| println!("{line}"))?;

@@ -393,3 +393,23 @@ fn bench_serve_suite_measures_sessions_at_once_batched_and_not() {
         assert_eq!(r["tokens"].as_u64().unwrap(), r["sessions"].as_u64().unwrap() * 8, "{r}");
     }
 }
+
+/// `genie bench --suite recovery-quick` runs the recovery suite's code on the GPT-2 fixture in
+/// seconds: the second device's worker killed after the fifth token, the generation recovered on
+/// the spare with the uninterrupted run's tokens (the suite fails otherwise), and detection and
+/// recovery reported against the uninterrupted generation.
+#[test]
+fn bench_recovery_suite_measures_a_lost_worker_against_an_uninterrupted_run() {
+    let json_path = tmp("recovery.json");
+    let text = genie(&["bench", "--suite", "recovery-quick", "--json", json_path.to_str().unwrap()]);
+    assert!(text.contains("uninterrupted") && text.contains("spare"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let rows = json["recovery"]["rows"].as_array().unwrap_or_else(|| panic!("{json}"));
+    let [r] = rows.as_slice() else { panic!("one row: {json}") };
+    assert_eq!((r["new_tokens"].as_u64(), r["step"].as_u64(), r["lost"].as_str()), (Some(16), Some(5), Some("w1")));
+    assert_eq!(r["replayed_tokens"].as_u64(), Some(5 + 5), "the prompt and five tokens: {r}");
+    let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(f("detect_s") > 0.0 && f("detect_s") <= f("detection_bound_s") + 0.5, "{r}");
+    assert!(f("recover_s") > 0.0 && f("uninterrupted_s") > 0.0, "{r}");
+    assert!((f("total_ratio") - (f("detect_s") + f("recover_s")) / f("uninterrupted_s")).abs() < 1e-9, "{r}");
+}

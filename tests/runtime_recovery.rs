@@ -26,8 +26,9 @@ use genie_runtime::recovery::{Recovery, RecoveryError};
 use genie_runtime::transport::Trust;
 
 const TOKEN: &str = "recovery-test-token";
-/// The detection bound the tests run with (the default is 3 s).
-const DETECTION: Duration = Duration::from_secs(1);
+/// The detection bound the tests run with (the default is 4 s): long enough that a worker
+/// starved of CPU by the rest of the suite still answers its keep-alives in time.
+const DETECTION: Duration = Duration::from_secs(2);
 
 /// A fresh directory of this test process, named by `tag`.
 fn scratch(tag: &str) -> std::path::PathBuf {
@@ -274,7 +275,7 @@ fn genie_generate(cluster: &std::path::Path, extra: &[&str]) -> Command {
         .arg(fixture("gpt2/decode.pt2"))
         .arg("--cluster")
         .arg(cluster)
-        .args(["--token", TOKEN, "--detect-secs", "1", "--max-seq", "64", "--prompt-ids"])
+        .args(["--token", TOKEN, "--detect-secs", "2", "--max-seq", "64", "--prompt-ids"])
         .arg(fixture("gpt2/generate.safetensors"))
         .args(extra);
     cmd
@@ -357,6 +358,6 @@ fn genie_generate_jsonl_marks_the_recovered_step() {
     assert_eq!(r["lost"], "w1", "{step}");
     let at = step["step"].as_u64().unwrap();
     assert_eq!(r["replayed_tokens"].as_u64(), Some(5 + at), "{step}");
-    assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["detect_s"].as_f64().unwrap() <= 1.5, "{step}");
+    assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["detect_s"].as_f64().unwrap() <= 2.5, "{step}");
     assert!(stderr.contains(&format!("recovered at step {at}: lost w1")), "{stderr}");
 }

@@ -64,7 +64,7 @@ pub struct ClientOptions {
 
 /// The default bound on how long a worker that stopped answering (killed, hung, cut off) takes
 /// to be declared dead.
-pub const DEFAULT_DETECTION: Duration = Duration::from_secs(3);
+pub const DEFAULT_DETECTION: Duration = Duration::from_secs(4);
 
 impl Default for ClientOptions {
     /// The defaults with no token (a deployment fills in its own).

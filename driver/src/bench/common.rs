@@ -1,5 +1,5 @@
 //! What the suites that serve generation requests on `genie worker` processes share (`pd`,
-//! `serve`): the worker processes, compiling and deploying on them, prompts and percentiles.
+//! `serve`, `recovery`): the worker processes, compiling and deploying on them, prompts and percentiles.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,14 @@ pub(super) struct WorkerProcess {
     pub address: String,
     /// Its certificate's fingerprint, to pin.
     pub fingerprint: String,
+}
+
+impl WorkerProcess {
+    /// SIGKILL the process and reap it.
+    pub(super) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for WorkerProcess {

@@ -10,6 +10,7 @@
 
 mod common;
 pub mod pd;
+pub mod recovery;
 mod report;
 pub mod serve;
 
@@ -39,8 +40,9 @@ use crate::pipeline::{compile_program, CompileOptions, PipelineError};
 pub struct BenchOptions {
     /// `default`: GPT-2-small decode at contexts 128/512/2048, prefill 512, ResNet-18 at batch 1
     /// and 8, a BERT-base encoder (models generated once into `models`). `quick`: the small test
-    /// fixtures, in seconds. `pd`/`pd-quick` ([`pd::run`]) and `serve`/`serve-quick`
-    /// ([`serve::run`]) are suites of their own.
+    /// fixtures, in seconds. `pd`/`pd-quick` ([`pd::run`]), `serve`/`serve-quick`
+    /// ([`serve::run`]) and `recovery`/`recovery-quick` ([`recovery::run`]) are suites of their
+    /// own.
     pub suite: String,
     /// Where the default suite's models are generated (once).
     pub models: PathBuf,
@@ -56,14 +58,15 @@ pub struct BenchOptions {
     pub python: PathBuf,
     /// Where long steps (generating the models) report progress.
     pub progress: ProgressSink,
-    /// The `genie` binary, for suites that start `genie worker` processes (`pd`, `serve`).
+    /// The `genie` binary, for suites that start `genie worker` processes (`pd`, `serve`,
+    /// `recovery`).
     pub genie: Option<PathBuf>,
 }
 
 /// Why the benchmark stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error("unknown suite `{0}` (default, quick, pd, pd-quick, serve, serve-quick)")]
+    #[error("unknown suite `{0}` (default, quick, pd, pd-quick, serve, serve-quick, recovery, recovery-quick)")]
     UnknownSuite(String),
     #[error("reading {path}")]
     Read {
