@@ -86,6 +86,7 @@ fn generate_recovering(
     family: &str,
     text: &str,
     phases: PhaseChoice,
+    max_recoveries: usize,
     on_step: impl FnMut(&generate::StepDone<'_>) + Send,
 ) -> (Result<Generated, GenerateError>, Vec<String>) {
     let reference = reference(family);
@@ -104,7 +105,7 @@ fn generate_recovering(
     let result = rt.block_on(async {
         let deployed = deploy::deploy(Arc::new(plan), &program.weights, &deployment, &client).await.unwrap();
         let replanner = Replanner::new(source, spec, options, deployment, client);
-        let recovery = Recovery { replace: &replanner, max_recoveries: 3 };
+        let recovery = Recovery { replace: &replanner, max_recoveries };
         let result = generate::greedy_recovering(
             deployed.program(),
             &reference.prompt,
@@ -141,7 +142,7 @@ fn survives_each_used_worker_killed(family: &str, phases: PhaseChoice) {
         let memory = if phases == PhaseChoice::Always { "150KB" } else { "100KB" };
         let text = cluster_text(&workers, memory, 1);
         let mut killed_at = None;
-        let (result, used) = generate_recovering(family, &text, phases, |s| {
+        let (result, used) = generate_recovering(family, &text, phases, 3, |s| {
             if s.step == 4 {
                 kill(&mut workers[victim]);
                 killed_at = Some(Instant::now());
@@ -206,7 +207,7 @@ fn a_restarted_worker_keeps_its_identity_and_a_recovery_uses_it() {
     let (old_address, old_fingerprint) = (workers[1].address.clone(), workers[1].fingerprint.clone());
     let state_dir = dirs[1].to_str().unwrap().to_string();
     let mut restarted = None;
-    let (result, used) = generate_recovering("gpt2", &text, PhaseChoice::Never, |s| {
+    let (result, used) = generate_recovering("gpt2", &text, PhaseChoice::Never, 3, |s| {
         if s.step == 4 {
             kill(&mut workers[1]);
             restarted = Some(worker_process(&["--token", TOKEN, "--state-dir", &state_dir, "--listen", &old_address]));
@@ -230,7 +231,7 @@ fn with_no_survivor_able_to_hold_the_model_the_error_is_typed_and_prompt() {
     let mut workers = workers(2, &[]);
     let text = cluster_text(&workers, "100KB", 0);
     let mut killed_at = None;
-    let (result, _) = generate_recovering("gpt2", &text, PhaseChoice::Never, |s| {
+    let (result, _) = generate_recovering("gpt2", &text, PhaseChoice::Never, 3, |s| {
         if s.step == 4 {
             kill(&mut workers[1]);
             killed_at = Some(Instant::now());
@@ -245,6 +246,33 @@ fn with_no_survivor_able_to_hold_the_model_the_error_is_typed_and_prompt() {
     assert_eq!((alive.as_slice(), lost.as_slice()), (["w0".to_string()].as_slice(), ["w1".to_string()].as_slice()));
     assert!(source.to_string().contains("placing"), "{source}");
     assert!(after < DETECTION + Duration::from_millis(1500), "the error came {after:?} after the kill");
+}
+
+/// `--max-recoveries` bounds the recoveries of one generation: with one allowed, losing the
+/// spare that took over is a typed error naming the recoveries made, not another recovery.
+#[test]
+fn a_loss_beyond_max_recoveries_is_a_typed_error() {
+    let mut workers = workers(3, &[]);
+    let text = cluster_text(&workers, "100KB", 1);
+    let mut recovered_at = None;
+    let (result, _) = generate_recovering("gpt2", &text, PhaseChoice::Never, 1, |s| {
+        if s.step == 4 {
+            kill(&mut workers[1]);
+        }
+        if s.recovered.is_some() {
+            recovered_at = Some(s.step);
+        }
+        if s.step == 8 {
+            kill(&mut workers[2]);
+        }
+    });
+    assert_eq!(recovered_at, Some(5), "the first loss recovered on the spare");
+    match result {
+        Err(GenerateError::TooManyRecoveries { step: 9, recoveries: 1, source }) => {
+            assert!(source.is_worker_loss(), "{source}")
+        }
+        other => panic!("expected TooManyRecoveries at step 9, got {:?}", other.map(|g| g.tokens)),
+    }
 }
 
 /// Stats of every worker, asked on a connection of their own.
