@@ -462,6 +462,7 @@ fn write_step_line(s: &generate::StepDone<'_>) -> std::io::Result<()> {
 fn recovered_json(r: &genie_runtime::recovery::Recovered) -> serde_json::Value {
     serde_json::json!({
         "lost": r.lost.join(","),
+        "kept": r.kept,
         "replayed_tokens": r.replayed_tokens,
         "detect_s": r.detect_s,
         "seconds": r.seconds,
@@ -481,9 +482,14 @@ fn generation_stats(result: &generate::Generated, replicas: usize) -> String {
         text.push('\n');
         for r in result.recoveries.iter().filter(|r| r.step == i) {
             text += &format!(
-                "  recovered at step {i}: lost {}, detected after {:.3} s; placed again ({} B of weights uploaded) and replayed {} tokens in {:.3} s\n",
+                "  recovered at step {i}: lost {}, detected after {:.3} s; {} ({} B of weights uploaded), replayed {} tokens in {:.3} s\n",
                 if r.lost.is_empty() { "nothing".to_string() } else { r.lost.join(", ") },
                 r.detect_s,
+                if r.kept.is_empty() {
+                    "placed anew".to_string()
+                } else {
+                    format!("state kept on {}, the lost part moved", r.kept.join(", "))
+                },
                 r.uploaded_bytes,
                 r.replayed_tokens,
                 r.seconds

@@ -1,16 +1,19 @@
 //! Placing a program again after a worker was lost: the runtime's [`Replace`], with the
-//! compiler behind it. The cluster's devices (spares included) that still answer are placed on
-//! as if they were the whole cluster, the plan is loaded through the one deployment path (a
-//! worker that already holds a weight proves it and is not sent it again), and the failed
-//! program is released where it still is.
+//! compiler behind it. First choice: keep the program and move each lost device's part to a
+//! worker that answers and is not in use (a spare, or the lost worker itself back after a
+//! restart) with at least that device's memory, so the survivors keep the session's state.
+//! Otherwise the cluster's devices (spares included) that answer are placed on as if they were
+//! the whole cluster, the plan is loaded through the one deployment path (a worker that already
+//! holds a weight proves it and is not sent it again), and the failed program is released
+//! where it still is.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use genie_passes::placement::ClusterSpec;
-use genie_runtime::client::{ClientOptions, Program};
+use genie_runtime::client::{ClientOptions, Program, WorkerAddress};
 use genie_runtime::deploy::{self, Deployed, Deployment};
-use genie_runtime::recovery::{BoxFuture, RecoveryError, Replace, Replaced};
+use genie_runtime::recovery::{BoxFuture, Loss, RecoveryError, Replace, Replaced};
 
 use crate::pipeline::{compile_program, CompileOptions};
 
@@ -47,11 +50,33 @@ impl Replanner {
         }
     }
 
-    async fn place_again(&self, failed: &Program, session: u64) -> Result<Replaced, RecoveryError> {
+    async fn place_again(&self, loss: Loss<'_>) -> Result<Replaced, RecoveryError> {
+        let (failed, session) = (loss.program, loss.session);
         let names: Vec<String> = self.cluster.devices.iter().map(|d| d.name.clone()).collect();
         let alive = deploy::answering(&self.deployment, &names, &self.client).await;
         let used: Vec<String> = deploy::plan_devices(failed.plan()).into_iter().map(|(name, _)| name).collect();
-        let lost: Vec<String> = used.iter().filter(|d| !alive.contains(*d)).cloned().collect();
+        let mut lost: Vec<String> = used.iter().filter(|d| !alive.contains(*d)).cloned().collect();
+        if lost.is_empty() {
+            // Every worker answers: the one whose connection or state the call lost restarted.
+            lost.extend(loss.suspect.filter(|d| used.iter().any(|u| u == d)).map(str::to_string));
+        }
+        if let Some(moves) = self.moves(failed, &lost, &alive, &used) {
+            match failed.moved(&moves, &self.source.weights).await {
+                Ok(program) => {
+                    let kept: Vec<String> = used.iter().filter(|d| !lost.contains(d)).cloned().collect();
+                    let to: Vec<&str> =
+                        lost.iter().map(|d| moves.get(d).map_or(d.as_str(), |a| a.device.as_str())).collect();
+                    tracing::warn!(
+                        "recovering: the program kept on {}, its part on {} now on {}",
+                        kept.join(", "),
+                        lost.join(", "),
+                        to.join(", ")
+                    );
+                    return Ok(Replaced { program, lost, kept });
+                }
+                Err(e) => tracing::warn!("recovering: moving the lost parts failed ({e}); placing the program anew"),
+            }
+        }
         tracing::warn!(
             "recovering: {} answer{}, lost {}",
             alive.iter().cloned().collect::<Vec<_>>().join(", "),
@@ -95,7 +120,47 @@ impl Replanner {
             .map_err(|source| RecoveryError::Load { alive: alive.clone(), source: Box::new(source) })?;
         let program = deployed.program().clone();
         self.deployed.lock().unwrap_or_else(|p| p.into_inner()).push(deployed);
-        Ok(Replaced { program, lost })
+        Ok(Replaced { program, lost, kept: Vec::new() })
+    }
+
+    /// Where each lost device's part can go with the program kept: nowhere new when the lost
+    /// worker answers again (restarted: it takes its part back), else a worker that answers,
+    /// runs no part of the program, and has the lost device's kind and at least its memory.
+    /// `None` when some part has no such place, the program has several copies, or the
+    /// workers are embedded.
+    fn moves(
+        &self,
+        failed: &Program,
+        lost: &[String],
+        alive: &BTreeSet<String>,
+        used: &[String],
+    ) -> Option<BTreeMap<String, WorkerAddress>> {
+        let Deployment::Remote { workers, .. } = &self.deployment else { return None };
+        if lost.is_empty() || failed.replicas() != 1 {
+            return None;
+        }
+        let spec = |name: &str| self.cluster.devices.iter().find(|d| d.name == name);
+        let mut taken: Vec<&str> = Vec::new();
+        let mut moves = BTreeMap::new();
+        for d in lost.iter().filter(|d| !alive.contains(*d)) {
+            let need = failed.plan().devices.iter().find(|p| p.name == *d).map_or(0, |p| p.memory_bytes);
+            let kind = spec(d).map(|s| s.kind);
+            let to = alive.iter().find(|r| {
+                !used.contains(r)
+                    && !taken.contains(&r.as_str())
+                    && spec(r).is_some_and(|s| Some(s.kind) == kind && s.memory >= need)
+            })?;
+            taken.push(to);
+            let w = workers.get(to)?;
+            let address = WorkerAddress {
+                device: to.clone(),
+                addr: w.address,
+                trust: w.trust.clone(),
+                server_name: w.server_name.clone(),
+            };
+            moves.insert(d.clone(), address);
+        }
+        Some(moves)
     }
 }
 
@@ -109,7 +174,7 @@ impl Replanner {
 }
 
 impl Replace for Replanner {
-    fn replace<'a>(&'a self, failed: &'a Program, session: u64) -> BoxFuture<'a, Result<Replaced, RecoveryError>> {
-        Box::pin(self.place_again(failed, session))
+    fn replace<'a>(&'a self, loss: Loss<'a>) -> BoxFuture<'a, Result<Replaced, RecoveryError>> {
+        Box::pin(self.place_again(loss))
     }
 }

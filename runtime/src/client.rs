@@ -282,6 +282,30 @@ impl Cluster {
         Ok(Cluster { inner: Arc::new(inner) })
     }
 
+    /// The same connections, but `name` reaches the worker at `address` (connected now, as a
+    /// new client there): a lost device's part moved to another worker.
+    async fn with_worker(&self, name: &str, address: WorkerAddress) -> Result<Cluster, ClientError> {
+        let mut workers = self.inner.workers.clone();
+        let link = WorkerLink {
+            device: address.device.clone(),
+            addr: address.addr,
+            trust: address.trust,
+            server_name: address.server_name,
+            identity: Mutex::new(None),
+            live: Default::default(),
+        };
+        workers.insert(name.to_string(), Arc::new(link));
+        let inner = Inner {
+            options: self.inner.options.clone(),
+            endpoint: self.inner.endpoint.clone(),
+            workers,
+            ids: self.inner.ids.clone(),
+        };
+        let cluster = Cluster { inner: Arc::new(inner) };
+        cluster.live(cluster.link(name)?).await?;
+        Ok(cluster)
+    }
+
     /// The devices this cluster has workers for.
     pub fn devices(&self) -> Vec<String> {
         self.inner.workers.keys().cloned().collect()
@@ -454,7 +478,18 @@ impl Cluster {
     /// uploaded (a weight resident from an earlier load, or from another client's identical
     /// model, is not sent again once this client proves it holds the bytes).
     pub async fn load(&self, plan: Arc<ProgramPlan>, weights: &WeightStore) -> Result<Program, ClientError> {
-        let program = rand::random::<u64>();
+        self.load_as(rand::random::<u64>(), plan, weights).await
+    }
+
+    /// [`Cluster::load`] under a chosen program id. Loading again under the id of a program
+    /// already loaded replaces its plan and peers on each worker and keeps its sessions (a
+    /// worker that already owns the weights uploads nothing).
+    async fn load_as(
+        &self,
+        program: u64,
+        plan: Arc<ProgramPlan>,
+        weights: &WeightStore,
+    ) -> Result<Program, ClientError> {
         let mut peers = Vec::new();
         for d in &plan.devices {
             let link = self.link(&d.name)?.clone();
@@ -1041,6 +1076,7 @@ impl Program {
             plan: self.plan.clone(),
             id: session,
             slot_shapes: BTreeMap::new(),
+            completed: BTreeSet::new(),
         };
         match self.open_requests(r, session).await {
             Ok(rank) => {
@@ -1086,7 +1122,14 @@ impl Program {
     pub fn session_with_id(&self, replica: usize, id: u64) -> Session {
         let index = replica.min(self.replicas.len() - 1);
         let replica = self.replicas[index].clone();
-        Session { replica, index, plan: self.plan.clone(), id, slot_shapes: BTreeMap::new() }
+        Session {
+            replica,
+            index,
+            plan: self.plan.clone(),
+            id,
+            slot_shapes: BTreeMap::new(),
+            completed: BTreeSet::new(),
+        }
     }
 
     /// Remove the program from its workers (every replica).
@@ -1102,6 +1145,58 @@ impl Program {
 }
 
 impl Program {
+    /// The same program with the parts of some devices moved to other workers (`moves`: plan
+    /// device → the worker that takes it), for a program of one copy whose workers there were
+    /// lost: the new workers load their part (uploading the weights they lack), and every
+    /// other worker loads the program again under the same id, which points it at its new
+    /// peers and keeps its sessions and their state. A session opened again by id
+    /// ([`Program::open_session_with_id`]) then has its old state where it was kept and empty
+    /// slots on the new workers.
+    pub async fn moved(
+        &self,
+        moves: &BTreeMap<String, WorkerAddress>,
+        weights: &WeightStore,
+    ) -> Result<Program, ClientError> {
+        let [replica] = self.replicas.as_slice() else {
+            return Err(ClientError::Protocol {
+                device: CLIENT.into(),
+                reason: "only a program of one copy can have its parts moved".into(),
+            });
+        };
+        let mut cluster = replica.cluster.clone();
+        for (device, address) in moves {
+            cluster = cluster.with_worker(device, address.clone()).await?;
+        }
+        cluster.load_as(replica.id, self.plan.clone(), weights).await
+    }
+
+    /// Open session `session` on `devices` only (a scratch session a replay writes into on the
+    /// workers whose own state is kept).
+    pub async fn open_session_on(&self, devices: &[String], session: u64) -> Result<(), ClientError> {
+        let replica = &self.replicas[0];
+        let timeout = replica.cluster.inner.options.request_timeout;
+        for d in devices {
+            let body = Request::OpenSession { program: replica.id, session };
+            match replica.cluster.request(d, body, timeout, true).await? {
+                Reply::SessionOpened { .. } => {}
+                other => return Err(unexpected(d, &other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Close session `session` on `devices` (best effort: a worker that does not answer within
+    /// `within` is left to its idle sweep).
+    pub async fn close_session_on(&self, devices: &[String], session: u64, within: Duration) {
+        let replica = &self.replicas[0];
+        for d in devices {
+            let asked = replica.cluster.request(d, Request::CloseSession { session }, within, false);
+            if let Ok(Err(e)) = tokio::time::timeout(within, asked).await {
+                tracing::debug!("{d}: closing scratch session {session}: {e}");
+            }
+        }
+    }
+
     /// Best effort, for a program given up after a lost worker: close `session` and unload the
     /// program on every worker of every replica, waiting at most `within` for each request and
     /// never retrying (a worker that is gone just does not answer). Nothing is held for it
@@ -1236,6 +1331,9 @@ pub struct Session {
     id: u64,
     /// The shape of each state slot's current value, so later calls can bind their symbols.
     slot_shapes: BTreeMap<u32, Vec<i64>>,
+    /// The workers whose part of the last call finished (and saved its state there), also when
+    /// the call as a whole failed.
+    completed: BTreeSet<String>,
 }
 
 impl Session {
@@ -1246,6 +1344,38 @@ impl Session {
     /// Which replica of the program the session runs on (0 when there is one).
     pub fn replica(&self) -> usize {
         self.index
+    }
+
+    /// The workers (plan devices) whose part of the last call finished, its state saved there,
+    /// even when the call failed elsewhere.
+    pub fn last_call_completed(&self) -> &BTreeSet<String> {
+        &self.completed
+    }
+
+    /// [`Session::run`] with some workers' parts in another session: each device in `elsewhere`
+    /// runs in the session id given (opened there with [`Program::open_session_on`]), so its
+    /// state outputs go there and this session's state on it stays as it is. The call's
+    /// activations still flow between all of them. A replay uses it to rebuild the state of
+    /// the workers that lost it while the others keep theirs.
+    pub fn run_elsewhere_on<'s>(
+        &'s mut self,
+        entry_name: &str,
+        inputs: &BTreeMap<String, Tensor>,
+        elsewhere: &'s BTreeMap<String, u64>,
+    ) -> impl std::future::Future<Output = Result<RunOutput, ClientError>> + Send + 's {
+        // Prepared before the future, which then holds no tensor reference (tensors are not
+        // Sync).
+        let prepared = self.prepare(entry_name, inputs);
+        async move {
+            let (entry_name, bindings, payloads) = prepared?;
+            let run = rand::random::<u64>();
+            let result = self.run_prepared(run, &entry_name, bindings, payloads, elsewhere).await;
+            if result.is_err() {
+                self.slot_shapes.clear();
+                self.cancel(run, &entry_name).await;
+            }
+            result
+        }
     }
 
     /// Forget the state (the next call must write it again, e.g. a new prefill).
@@ -1266,7 +1396,7 @@ impl Session {
         async move {
             let (entry_name, bindings, payloads) = prepared?;
             let run = rand::random::<u64>();
-            let result = self.run_prepared(run, &entry_name, bindings, payloads).await;
+            let result = self.run_prepared(run, &entry_name, bindings, payloads, &BTreeMap::new()).await;
             if result.is_err() {
                 // A failed call may have updated the state on some workers and not on others:
                 // forget it, so the next call that reads state fails clearly (StateNotReady)
@@ -1320,8 +1450,10 @@ impl Session {
         entry_name: &str,
         bindings: Bindings,
         by_tensor: HashMap<genie_ir::ValueId, (genie_ir::DType, Vec<i64>, Bytes)>,
+        elsewhere: &BTreeMap<String, u64>,
     ) -> Result<RunOutput, ClientError> {
         let started = Instant::now();
+        self.completed.clear();
         let call_start_us = trace::micros_since_epoch(started);
         let cluster = self.replica.cluster.clone();
         let plan = self.plan.clone();
@@ -1346,10 +1478,10 @@ impl Session {
             }
         }
         let timeout = options.run_timeout;
-        let body = |_: &str| Request::Run {
+        let body = |d: &str| Request::Run {
             run,
             program: self.replica.id,
-            session: self.id,
+            session: elsewhere.get(d).copied().unwrap_or(self.id),
             entry: entry_name.to_string(),
             bindings: bindings.clone(),
             timeout_ms: timeout.as_millis() as u64,
@@ -1413,6 +1545,7 @@ impl Session {
         for (reply, device) in replies.into_iter().zip(&workers) {
             match reply {
                 Ok(Reply::RunDone { stats: s }) => {
+                    self.completed.insert(device.to_string());
                     for (to, n) in &s.bytes_sent {
                         *stats.links.entry(format!("{device}→{to}")).or_default() += n;
                     }

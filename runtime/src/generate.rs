@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::client::{CallStats, ClientError, Program};
 use crate::metrics::GenerationMetrics;
-use crate::recovery::{Recovered, Recovery, RecoveryError};
+use crate::recovery::{Loss, Recovered, Recovery, RecoveryError};
 
 /// Why a greedy loop could not run.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +176,31 @@ fn call_inputs(feeds: &[Fed], ids: &Tensor, past: i64) -> BTreeMap<String, Tenso
         .collect()
 }
 
+/// A replay that rebuilds the state of a session's moved parts: the prefill over the first
+/// `tokens` of the lineage, the kept workers running their parts in a scratch session.
+struct Replay {
+    tokens: usize,
+    elsewhere: BTreeMap<String, u64>,
+    scratch: u64,
+    on: Vec<String>,
+}
+
+impl Replay {
+    /// Close the scratch session on the kept workers.
+    async fn close(&self, program: &Program) {
+        program.close_session_on(&self.on, self.scratch, std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// The workers that run a part of `entry`.
+fn plan_of(program: &Program, entry: &str) -> Vec<String> {
+    program
+        .plan()
+        .entry(entry)
+        .map(|e| e.plans.iter().map(|p| p.device.clone()).filter(|d| d != genie_codegen::CLIENT).collect())
+        .unwrap_or_default()
+}
+
 /// The first output that goes to the client (the logits).
 fn logits_output(e: &EntryPlan) -> Result<String, GenerateError> {
     e.outputs
@@ -324,13 +349,40 @@ async fn greedy_steps(
         // The recoveries this step needed (a replay can lose a worker too).
         let mut recovered: Vec<Recovered> = Vec::new();
         let mut detected_at = Instant::now();
+        // A replay to run before the step's call, rebuilding the state of moved parts only.
+        let mut replay: Option<Replay> = None;
+        // Tokens the call feeds into the session's state.
+        let mut call_fed = new;
         let (result, output) = loop {
             let (entry, _, output, inputs) = &call;
             let call_started = Instant::now();
-            let failure = match session.run(entry, inputs).await {
-                Ok(result) => break (result, *output),
-                Err(e) => e,
+            let attempt = match &replay {
+                Some(r) => {
+                    let ids = Tensor::from_slice(&lineage[..r.tokens]).reshape([1, r.tokens as i64]);
+                    let inputs = call_inputs(&prefill_in, &ids, 0);
+                    session.run_elsewhere_on(&prefill_name, &inputs, &r.elsewhere).await
+                }
+                None => session.run(entry, inputs).await,
             };
+            let failure = match (attempt, replay.take()) {
+                (Ok(result), None) => break (result, *output),
+                (Ok(result), Some(r)) => {
+                    r.close(&program).await;
+                    if r.tokens == lineage.len() {
+                        // The kept state holds the step's token already: the replay's is it.
+                        break (result, &prefill_out);
+                    }
+                    // The state is whole again up to the step: its own call runs now.
+                    continue;
+                }
+                (Err(e), r) => {
+                    if let Some(r) = &r {
+                        r.close(&program).await;
+                    }
+                    (e, r.is_some())
+                }
+            };
+            let (failure, in_replay) = failure;
             let Some(recovery) = recovery.filter(|_| failure.is_worker_loss()) else {
                 return Err(GenerateError::Step { step, entry: entry.to_string(), source: Box::new(failure) });
             };
@@ -340,24 +392,64 @@ async fn greedy_steps(
             }
             let detected = Instant::now();
             tracing::warn!("step {step}: {failure}; placing the program again on the workers that answer");
-            let named = failure.device().map(str::to_string);
-            let replaced = match recovery.replace.replace(&program, session.id()).await {
+            // What the kept workers' state holds: every token fed so far if each of them
+            // finished its part of the failed call, all but the call's own if none did.
+            let participants: Vec<String> = plan_of(&program, entry);
+            let done = session.last_call_completed().clone();
+            let loss = Loss { program: &program, session: session.id(), suspect: failure.device() };
+            let replaced = match recovery.replace.replace(loss).await {
                 Ok(replaced) => replaced,
                 Err(source) => return Err(GenerateError::Recovery { step, cause: Box::new(failure), source }),
             };
-            let lost = if replaced.lost.is_empty() { named.into_iter().collect() } else { replaced.lost };
+            // (A failed replay leaves the kept workers' state unknown to this reckoning: anew.)
+            let kept_in_call: Vec<&String> = replaced.kept.iter().filter(|d| participants.contains(d)).collect();
+            let kept_tokens = if in_replay {
+                None
+            } else if kept_in_call.iter().all(|d| done.contains(*d)) {
+                Some(lineage.len())
+            } else if kept_in_call.iter().all(|d| !done.contains(*d)) {
+                Some(lineage.len() - call_fed)
+            } else {
+                None
+            };
             let uploaded_bytes = replaced.program.stats.bytes_uploaded;
+            let lost = replaced.lost;
             program = replaced.program;
-            session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
-            out.replica = session.replica();
-            // Replay the lineage as one prefill: it rebuilds every state slot, and its token is
-            // this step's.
-            let all = Tensor::from_slice(&lineage).reshape([1, lineage.len() as i64]);
-            call = (&prefill_name, &prefill_in, &prefill_out, call_inputs(&prefill_in, &all, 0));
+            out.replica = 0;
+            let (kept, replayed_tokens) = match kept_tokens.filter(|t| !replaced.kept.is_empty() && *t > 0) {
+                Some(tokens) => {
+                    // The same session: its state stays on the kept workers, the moved parts
+                    // open it empty; the replay writes the kept workers' outputs into a
+                    // scratch session there.
+                    session = program
+                        .open_session_with_id(session.id())
+                        .await
+                        .map_err(|e| GenerateError::Session(Box::new(e)))?;
+                    let scratch = rand::random::<u64>();
+                    program
+                        .open_session_on(&replaced.kept, scratch)
+                        .await
+                        .map_err(|e| GenerateError::Session(Box::new(e)))?;
+                    let elsewhere = replaced.kept.iter().map(|d| (d.clone(), scratch)).collect();
+                    replay = Some(Replay { tokens, elsewhere, scratch, on: replaced.kept.clone() });
+                    (replaced.kept, tokens)
+                }
+                None => {
+                    // Everything anew: replay the lineage as one prefill in a fresh session; it
+                    // rebuilds every state slot, and its token is this step's.
+                    session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
+                    out.replica = session.replica();
+                    let all = Tensor::from_slice(&lineage).reshape([1, lineage.len() as i64]);
+                    call = (&prefill_name, &prefill_in, &prefill_out, call_inputs(&prefill_in, &all, 0));
+                    call_fed = lineage.len();
+                    (Vec::new(), lineage.len())
+                }
+            };
             recovered.push(Recovered {
                 step,
                 lost,
-                replayed_tokens: lineage.len(),
+                kept,
+                replayed_tokens,
                 detect_s: detected.duration_since(call_started).as_secs_f64(),
                 seconds: 0.0,
                 uploaded_bytes,

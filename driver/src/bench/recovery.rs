@@ -7,7 +7,8 @@
 //! detection bound and once at 1 s. Reported per row: the uninterrupted generation's time
 //! (time to first token + every inter-token latency); the time from the lost call's start to
 //! its failure (the silent connection idling out: detection); from the failure to the lost
-//! step's token (the probe that declares the worker dead, placing again, loading, the replay);
+//! step's token (the probe that declares the worker dead; the lost part moved to the spare,
+//! the survivor keeping its state; loading; the replay that rebuilds the moved part's state);
 //! each as a ratio of the uninterrupted time; and the weight bytes the new placement uploaded.
 //! Every token must equal the uninterrupted run's, or the suite fails.
 //! `recovery-quick` runs the same on the GPT-2 test fixture, in seconds.
@@ -81,6 +82,8 @@ pub struct RecoveryRow {
     /// The step whose call was lost, the worker lost, and the tokens the replay ran over.
     pub step: usize,
     pub lost: String,
+    /// The workers that kept the program and the session's state (empty: placed anew).
+    pub kept: String,
     pub replayed_tokens: usize,
     /// From the lost call's start to its failure.
     pub detect_s: f64,
@@ -157,6 +160,7 @@ fn row(new_tokens: usize, bound: Duration, uninterrupted_s: f64, r: &Recovered) 
         uninterrupted_s,
         step: r.step,
         lost: r.lost.join(","),
+        kept: r.kept.join(","),
         replayed_tokens: r.replayed_tokens,
         detect_s: r.detect_s,
         recover_s: r.seconds,
@@ -243,11 +247,12 @@ pub fn table(r: &RecoveryReport) -> String {
     .ok();
     writeln!(
         t,
-        "\n{:>6} {:>7} {:>14} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>12}",
+        "\n{:>6} {:>7} {:>14} {:>6} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>12}",
         "tokens",
         "bound",
         "uninterrupted",
         "lost",
+        "kept",
         "detect",
         "÷ uninter.",
         "recover",
@@ -259,11 +264,12 @@ pub fn table(r: &RecoveryReport) -> String {
     for x in &r.rows {
         writeln!(
             t,
-            "{:>6} {:>6.0}s {:>13.2}s {:>6} {:>8.2}s {:>10.3} {:>8.2}s {:>10.3} {:>9.3} {:>10.1}MB",
+            "{:>6} {:>6.0}s {:>13.2}s {:>6} {:>6} {:>8.2}s {:>10.3} {:>8.2}s {:>10.3} {:>9.3} {:>10.1}MB",
             x.new_tokens,
             x.detection_bound_s,
             x.uninterrupted_s,
             x.lost,
+            if x.kept.is_empty() { "-" } else { &x.kept },
             x.detect_s,
             x.detect_ratio,
             x.recover_s,
