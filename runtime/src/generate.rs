@@ -2,7 +2,7 @@
 //! cache resident on the workers between steps (only the token goes in, the logits come out).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use genie_codegen::EntryPlan;
 use genie_ir::InputRole;
@@ -188,7 +188,7 @@ struct Replay {
 impl Replay {
     /// Close the scratch session on the kept workers.
     async fn close(&self, program: &Program) {
-        program.close_session_on(&self.on, self.scratch, std::time::Duration::from_secs(2)).await;
+        program.close_session_on(&self.on, self.scratch, Duration::from_secs(2)).await;
     }
 }
 
@@ -426,13 +426,22 @@ async fn greedy_steps(
                         .await
                         .map_err(|e| GenerateError::Session(Box::new(e)))?;
                     let scratch = rand::random::<u64>();
-                    program
-                        .open_session_on(&replaced.kept, scratch)
-                        .await
-                        .map_err(|e| GenerateError::Session(Box::new(e)))?;
-                    let elsewhere = replaced.kept.iter().map(|d| (d.clone(), scratch)).collect();
-                    replay = Some(Replay { tokens, elsewhere, scratch, on: replaced.kept.clone() });
-                    (replaced.kept, tokens)
+                    match program.open_session_on(&replaced.kept, scratch).await {
+                        Ok(()) => {
+                            let elsewhere = replaced.kept.iter().map(|d| (d.clone(), scratch)).collect();
+                            replay = Some(Replay { tokens, elsewhere, scratch, on: replaced.kept.clone() });
+                            (replaced.kept, tokens)
+                        }
+                        Err(e) => {
+                            // No room for a scratch session beside the kept state: the replay
+                            // writes the whole lineage's state everywhere instead.
+                            tracing::warn!("recovering: no scratch session on the kept workers ({e}); replaying all");
+                            program.close_session_on(&replaced.kept, scratch, Duration::from_secs(2)).await;
+                            let (tokens, elsewhere) = (lineage.len(), BTreeMap::new());
+                            replay = Some(Replay { tokens, elsewhere, scratch, on: Vec::new() });
+                            (Vec::new(), tokens)
+                        }
+                    }
                 }
                 None => {
                     // Everything anew: replay the lineage as one prefill in a fresh session; it
