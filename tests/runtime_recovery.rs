@@ -225,6 +225,28 @@ fn a_lost_part_no_free_worker_can_take_is_placed_anew_on_the_survivors() {
     assert!(generated.steps[6..].iter().all(|s| s.workers.contains_key("w0") && s.workers.contains_key("w2")));
 }
 
+/// A survivor with no room for the replay's scratch session (one session per client here) keeps
+/// no state: the replay rewrites the whole lineage's state on every worker, still token-exact.
+#[test]
+fn with_no_room_for_a_scratch_session_the_replay_rewrites_everything() {
+    let mut workers = workers(3, &["--max-sessions", "1"]);
+    let text = cluster_text(&workers, "100KB", 1);
+    let want = reference("gpt2");
+    let (result, _) = generate_recovering("gpt2", &text, PhaseChoice::Never, 3, |s| {
+        if s.step == 4 {
+            kill(&mut workers[1]);
+        }
+    });
+    let generated = result.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(generated.tokens, want.tokens);
+    let [r] = generated.recoveries.as_slice() else { panic!("{:?}", generated.recoveries) };
+    assert!(r.kept.is_empty(), "no state kept: {r:?}");
+    assert_eq!(r.replayed_tokens, want.prompt.len() + 5, "the whole lineage replayed: {r:?}");
+    // The program itself was kept (its plan's device w1 now runs on the spare), not placed
+    // anew (which would name the spare w2 in the plan).
+    assert!(generated.steps[6..].iter().all(|s| s.workers.contains_key("w1") && !s.workers.contains_key("w2")));
+}
+
 /// A worker killed and restarted at the same address with the same `--state-dir` keeps its
 /// fingerprint (the cluster file pinned it), and with no spare the recovery places the model on
 /// both workers again, the restarted one included.
