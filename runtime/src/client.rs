@@ -230,6 +230,20 @@ struct Live {
     clock: Mutex<trace::ClockSync>,
 }
 
+impl WorkerLink {
+    /// A link to the worker at `address`, not yet connected, with no identity there yet.
+    fn new(address: WorkerAddress) -> WorkerLink {
+        WorkerLink {
+            device: address.device,
+            addr: address.addr,
+            trust: address.trust,
+            server_name: address.server_name,
+            identity: Mutex::new(None),
+            live: Default::default(),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -242,20 +256,7 @@ impl Cluster {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source: Box::new(source),
         })?;
-        let links = workers
-            .into_iter()
-            .map(|w| {
-                let link = WorkerLink {
-                    device: w.device.clone(),
-                    addr: w.addr,
-                    trust: w.trust,
-                    server_name: w.server_name,
-                    identity: Mutex::new(None),
-                    live: Default::default(),
-                };
-                (w.device, Arc::new(link))
-            })
-            .collect();
+        let links = workers.into_iter().map(|w| (w.device.clone(), Arc::new(WorkerLink::new(w)))).collect();
         let cluster =
             Cluster { inner: Arc::new(Inner { options, endpoint, workers: links, ids: Arc::new(AtomicU64::new(1)) }) };
         let connects: Vec<_> = cluster.inner.workers.values().map(|w| cluster.live(w)).collect();
@@ -273,35 +274,26 @@ impl Cluster {
         for (name, device) in names {
             workers.insert(name.clone(), self.link(device)?.clone());
         }
+        Ok(self.over(workers))
+    }
+
+    /// A cluster of `workers` sharing this one's options, endpoint and request ids.
+    fn over(&self, workers: BTreeMap<String, Arc<WorkerLink>>) -> Cluster {
         let inner = Inner {
             options: self.inner.options.clone(),
             endpoint: self.inner.endpoint.clone(),
             workers,
             ids: self.inner.ids.clone(),
         };
-        Ok(Cluster { inner: Arc::new(inner) })
+        Cluster { inner: Arc::new(inner) }
     }
 
     /// The same connections, but `name` reaches the worker at `address` (connected now, as a
     /// new client there): a lost device's part moved to another worker.
     async fn with_worker(&self, name: &str, address: WorkerAddress) -> Result<Cluster, ClientError> {
         let mut workers = self.inner.workers.clone();
-        let link = WorkerLink {
-            device: address.device.clone(),
-            addr: address.addr,
-            trust: address.trust,
-            server_name: address.server_name,
-            identity: Mutex::new(None),
-            live: Default::default(),
-        };
-        workers.insert(name.to_string(), Arc::new(link));
-        let inner = Inner {
-            options: self.inner.options.clone(),
-            endpoint: self.inner.endpoint.clone(),
-            workers,
-            ids: self.inner.ids.clone(),
-        };
-        let cluster = Cluster { inner: Arc::new(inner) };
+        workers.insert(name.to_string(), Arc::new(WorkerLink::new(address)));
+        let cluster = self.over(workers);
         cluster.live(cluster.link(name)?).await?;
         Ok(cluster)
     }
@@ -472,6 +464,15 @@ impl Cluster {
             *link.live.lock().await = None;
             attempt += 1;
         }
+    }
+
+    /// One request, not retried, whose answer is waited for at most `within` (a worker that is
+    /// gone is a `Timeout`).
+    async fn request_within(&self, device: &str, body: Request, within: Duration) -> Result<Reply, ClientError> {
+        let what = body.kind();
+        tokio::time::timeout(within, self.request(device, body, within, false))
+            .await
+            .map_err(|_| ClientError::Timeout { device: device.to_string(), what: what.into(), after: within })?
     }
 
     /// Install a plan on its workers. Each worker reports the weights it lacks; only those are
@@ -1190,8 +1191,7 @@ impl Program {
     pub async fn close_session_on(&self, devices: &[String], session: u64, within: Duration) {
         let replica = &self.replicas[0];
         for d in devices {
-            let asked = replica.cluster.request(d, Request::CloseSession { session }, within, false);
-            if let Ok(Err(e)) = tokio::time::timeout(within, asked).await {
+            if let Err(e) = replica.cluster.request_within(d, Request::CloseSession { session }, within).await {
                 tracing::debug!("{d}: closing scratch session {session}: {e}");
             }
         }
@@ -1204,57 +1204,34 @@ impl Program {
     ///
     /// Workers named in `dead` (by their deployment name) are not asked at all.
     pub async fn abandon(&self, session: Option<u64>, within: Duration, dead: &BTreeSet<String>) {
-        let requests = |r: &Replica| {
-            let mut asks = Vec::new();
-            for d in &self.plan.devices {
-                if let Some(session) = session {
-                    asks.push((d.name.clone(), Request::CloseSession { session }));
-                }
-                asks.push((d.name.clone(), Request::UnloadProgram { program: r.id }));
-            }
-            asks
-        };
-        let mut sends = Vec::new();
+        let mut releases = Vec::new();
         for replica in self.replicas.iter() {
-            let cluster = replica.cluster.clone();
-            let asks = requests(replica);
-            sends.push(async move {
+            let cluster = &replica.cluster;
+            for device in cluster.devices() {
+                if cluster.link(&device).is_ok_and(|link| dead.contains(&link.device)) {
+                    continue;
+                }
+                let mut asks: Vec<Request> =
+                    session.map(|session| Request::CloseSession { session }).into_iter().collect();
+                asks.push(Request::UnloadProgram { program: replica.id });
                 // In order per worker (the session before its program), workers at once.
-                let alive: Vec<String> = cluster
-                    .devices()
-                    .into_iter()
-                    .filter(|d| cluster.link(d).is_ok_and(|link| !dead.contains(&link.device)))
-                    .collect();
-                let per_worker: Vec<_> = alive
-                    .into_iter()
-                    .map(|device| {
-                        let cluster = cluster.clone();
-                        let mine: Vec<Request> =
-                            asks.iter().filter(|(d, _)| *d == device).map(|(_, r)| r.clone()).collect();
-                        async move {
-                            for body in mine {
-                                let asked = cluster.request(&device, body, within, false);
-                                if let Ok(Err(e)) | Err(e) =
-                                    tokio::time::timeout(within, asked).await.map_err(|_| ClientError::Timeout {
-                                        device: device.clone(),
-                                        what: "release".into(),
-                                        after: within,
-                                    })
-                                {
-                                    tracing::debug!("{device}: releasing an abandoned program: {e}");
-                                    if e.is_worker_loss() {
-                                        break;
-                                    }
-                                }
+                releases.push(async move {
+                    for body in asks {
+                        if let Err(e) = cluster.request_within(&device, body, within).await {
+                            tracing::debug!("{device}: releasing an abandoned program: {e}");
+                            if e.is_worker_loss() {
+                                break;
                             }
                         }
-                    })
-                    .collect();
-                join_all(per_worker).await;
-                tokio::spawn(async move { cluster.close().await });
-            });
+                    }
+                });
+            }
         }
-        join_all(sends).await;
+        join_all(releases).await;
+        for replica in self.replicas.iter() {
+            let cluster = replica.cluster.clone();
+            tokio::spawn(async move { cluster.close().await });
+        }
     }
 }
 

@@ -180,15 +180,16 @@ fn call_inputs(feeds: &[Fed], ids: &Tensor, past: i64) -> BTreeMap<String, Tenso
 /// `tokens` of the lineage, the kept workers running their parts in a scratch session.
 struct Replay {
     tokens: usize,
+    /// The kept workers, each running in the scratch session.
     elsewhere: BTreeMap<String, u64>,
-    scratch: u64,
-    on: Vec<String>,
 }
 
 impl Replay {
     /// Close the scratch session on the kept workers.
     async fn close(&self, program: &Program) {
-        program.close_session_on(&self.on, self.scratch, Duration::from_secs(2)).await;
+        for (device, scratch) in &self.elsewhere {
+            program.close_session_on(std::slice::from_ref(device), *scratch, Duration::from_secs(2)).await;
+        }
     }
 }
 
@@ -244,11 +245,12 @@ pub async fn greedy_with(
     run_greedy(program, prompt, new_tokens, metrics, on_step, None, None).await
 }
 
-/// [`greedy_with`], surviving lost workers: when a call fails because a worker was lost, the
-/// program is placed anew on the workers that answer (`recovery.replace`), the prompt and the
-/// tokens produced so far are replayed there as one prefill (whose token is the lost step's),
-/// and the generation goes on; at most `recovery.max_recoveries` times. The tokens are those of
-/// an uninterrupted run: none is lost, repeated or changed.
+/// [`greedy_with`], surviving lost workers: when a call fails because a worker was lost,
+/// `recovery.replace` gives the program again (its lost parts moved to workers that answer, the
+/// others keeping the session's state; or placed anew), the prompt and the tokens produced so
+/// far are replayed to rebuild the state that was lost, and the generation goes on; at most
+/// `recovery.max_recoveries` times. The tokens are those of an uninterrupted run: none is lost,
+/// repeated or changed.
 pub async fn greedy_recovering(
     program: &Program,
     prompt: &[i64],
@@ -364,7 +366,7 @@ async fn greedy_steps(
                 }
                 None => session.run(entry, inputs).await,
             };
-            let failure = match (attempt, replay.take()) {
+            let (failure, in_replay) = match (attempt, replay.take()) {
                 (Ok(result), None) => break (result, *output),
                 (Ok(result), Some(r)) => {
                     r.close(&program).await;
@@ -382,7 +384,6 @@ async fn greedy_steps(
                     (e, r.is_some())
                 }
             };
-            let (failure, in_replay) = failure;
             let Some(recovery) = recovery.filter(|_| failure.is_worker_loss()) else {
                 return Err(GenerateError::Step { step, entry: entry.to_string(), source: Box::new(failure) });
             };
@@ -415,7 +416,6 @@ async fn greedy_steps(
             let uploaded_bytes = replaced.program.stats.bytes_uploaded;
             let lost = replaced.lost;
             program = replaced.program;
-            out.replica = 0;
             let (kept, replayed_tokens) = match kept_tokens.filter(|t| !replaced.kept.is_empty() && *t > 0) {
                 Some(tokens) => {
                     // The same session: its state stays on the kept workers, the moved parts
@@ -429,7 +429,7 @@ async fn greedy_steps(
                     match program.open_session_on(&replaced.kept, scratch).await {
                         Ok(()) => {
                             let elsewhere = replaced.kept.iter().map(|d| (d.clone(), scratch)).collect();
-                            replay = Some(Replay { tokens, elsewhere, scratch, on: replaced.kept.clone() });
+                            replay = Some(Replay { tokens, elsewhere });
                             (replaced.kept, tokens)
                         }
                         Err(e) => {
@@ -437,8 +437,8 @@ async fn greedy_steps(
                             // writes the whole lineage's state everywhere instead.
                             tracing::warn!("recovering: no scratch session on the kept workers ({e}); replaying all");
                             program.close_session_on(&replaced.kept, scratch, Duration::from_secs(2)).await;
-                            let (tokens, elsewhere) = (lineage.len(), BTreeMap::new());
-                            replay = Some(Replay { tokens, elsewhere, scratch, on: Vec::new() });
+                            let tokens = lineage.len();
+                            replay = Some(Replay { tokens, elsewhere: BTreeMap::new() });
                             (Vec::new(), tokens)
                         }
                     }
@@ -447,13 +447,13 @@ async fn greedy_steps(
                     // Everything anew: replay the lineage as one prefill in a fresh session; it
                     // rebuilds every state slot, and its token is this step's.
                     session = program.open_session().await.map_err(|e| GenerateError::Session(Box::new(e)))?;
-                    out.replica = session.replica();
                     let all = Tensor::from_slice(&lineage).reshape([1, lineage.len() as i64]);
                     call = (&prefill_name, &prefill_in, &prefill_out, call_inputs(&prefill_in, &all, 0));
                     call_fed = lineage.len();
                     (Vec::new(), lineage.len())
                 }
             };
+            out.replica = session.replica();
             recovered.push(Recovered {
                 step,
                 lost,
