@@ -10,7 +10,8 @@ use genie_codegen::ProgramPlan;
 use genie_driver::pipeline::{compile_program_placed, CompileOptions};
 
 use crate::progress::Display;
-use genie_passes::placement::{self, cluster, ClusterSpec, PhaseChoice, Policy, RequestShape};
+use genie_driver::cluster::ClusterChoice;
+use genie_passes::placement::{ClusterSpec, PhaseChoice, Policy, RequestShape};
 
 /// Arguments of `genie compile`.
 #[derive(clap::Args)]
@@ -96,27 +97,9 @@ pub fn is_plan_file(path: &Path) -> bool {
         .is_ok_and(|_| genie_codegen::is_binary_plan(&head))
 }
 
-/// Read a plan (binary, or RON when the name ends in `.ron`).
+/// Read a plan (binary, or RON).
 pub fn read_plan(path: &Path) -> Result<ProgramPlan> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let plan = if genie_codegen::is_binary_plan(&bytes) {
-        genie_codegen::from_binary(&bytes)
-    } else {
-        let text = String::from_utf8(bytes)
-            .with_context(|| format!("{} is neither a binary plan nor text", path.display()))?;
-        genie_codegen::from_ron(&text)
-    };
-    plan.with_context(|| format!("reading plan {}", path.display()))
-}
-
-fn write_plan(path: &Path, plan: &ProgramPlan) -> Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let bytes = if name.ends_with(".ron") {
-        genie_codegen::to_ron(plan)?.into_bytes()
-    } else {
-        genie_codegen::to_binary(plan)?
-    };
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    genie_codegen::read_file(path).with_context(|| format!("reading plan {}", path.display()))
 }
 
 /// The cluster `--cluster FILE`, or else `--workers N --worker-memory SIZE`, describes (shared by
@@ -126,19 +109,13 @@ pub fn cluster_spec(
     workers: Option<usize>,
     worker_memory: Option<&str>,
 ) -> Result<ClusterSpec> {
-    if let Some(path) = cluster_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return ClusterSpec::from_ron(&text).with_context(|| format!("cluster spec {}", path.display()));
-    }
-    let n = workers.unwrap_or(cluster::DEFAULT_WORKERS);
-    if n == 0 {
-        bail!("--workers must be at least 1");
-    }
-    let memory = match worker_memory {
-        Some(s) => placement::parse_size(s).context("--worker-memory")?,
-        None => cluster::DEFAULT_WORKER_MEMORY,
+    let choice = ClusterChoice {
+        file: cluster_file.map(Path::to_path_buf),
+        workers,
+        worker_memory: worker_memory.map(str::to_string),
+        ..ClusterChoice::default()
     };
-    Ok(ClusterSpec::local_workers(n, memory))
+    Ok(choice.spec()?)
 }
 
 /// `genie compile`: load, run the passes, place, generate, write.
@@ -157,7 +134,7 @@ pub fn compile(args: CompileArgs, bindings: BTreeMap<String, i64>, display: &Arc
     };
     let (plan, placement) =
         display.while_running("compiling", || compile_program_placed(&mut program, &cluster, &options))?;
-    write_plan(&args.output, &plan)?;
+    genie_codegen::write_file(&args.output, &plan)?;
     let mut report = format!("wrote {}\n", args.output.display());
     if let Some(path) = &args.timeline {
         let svg = genie_passes::placement::timeline::svg(&placement.timelines);

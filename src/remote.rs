@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use genie_driver::cluster::ClusterChoice;
 use genie_driver::pipeline::{bindings_from_shapes, compile_program, CompileOptions};
 use genie_driver::recovery::Replanner;
 use genie_passes::placement::{self, PhaseChoice, Policy, RequestShape};
 use genie_runtime::client::{CallStats, ClientOptions};
-use genie_runtime::deploy::{self, Deployed, Deployment, DeploymentSpec, LocalMemory};
+use genie_runtime::deploy::{self, Deployed, Deployment};
 use genie_runtime::generate;
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
 use genie_runtime::recovery::Recovery;
@@ -322,19 +323,18 @@ fn read_token(token: &Option<String>, file: &Option<PathBuf>) -> Result<Option<S
     Ok(None)
 }
 
-/// Where the arguments say the workers are: the cluster file's deployment section (with the
-/// token and CA from the flags), else embedded workers enforcing their devices' memory.
-fn deployment(args: &ClusterArgs) -> Result<Deployment> {
-    let local = || -> Result<Deployment> {
-        Ok(Deployment::Local { device: parse_device(&args.device)?, memory: LocalMemory::FromPlan })
-    };
-    let Some(path) = &args.cluster else { return local() };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let spec = DeploymentSpec::from_cluster_ron(&text).with_context(|| format!("cluster file {}", path.display()))?;
-    let Some(spec) = spec else { return local() };
-    let token = read_token(&args.token, &args.token_file)?
-        .context("the cluster has remote workers: give their token with --token or --token-file")?;
-    spec.resolve(token, args.ca.as_deref()).with_context(|| format!("cluster file {}", path.display()))
+impl ClusterArgs {
+    /// The cluster these arguments name.
+    fn choice(&self) -> Result<ClusterChoice> {
+        Ok(ClusterChoice {
+            file: self.cluster.clone(),
+            workers: self.workers,
+            worker_memory: self.worker_memory.clone(),
+            device: Some(self.device.clone()),
+            token: read_token(&self.token, &self.token_file)?,
+            ca: self.ca.clone(),
+        })
+    }
 }
 
 /// A program compiled (or read) and deployed, and the runtime its calls run on.
@@ -356,7 +356,8 @@ fn prepare(
     request: RequestShape,
     display: &Arc<Display>,
 ) -> Result<Running> {
-    let spec = crate::compile::cluster_spec(args.cluster.as_deref(), args.workers, args.worker_memory.as_deref())?;
+    let choice = args.choice()?;
+    let spec = choice.spec()?;
     let plan_file = crate::compile::is_plan_file(&files[0]);
     if plan_file && files.len() < 2 {
         bail!(
@@ -376,7 +377,7 @@ fn prepare(
         replicas: args.replicas,
         ..CompileOptions::default()
     };
-    let deployment = deployment(args)?;
+    let deployment = choice.deployment()?;
     let client = ClientOptions {
         run_timeout: Duration::from_secs(args.timeout.max(1)),
         progress: display.sink(),

@@ -68,6 +68,16 @@ pub enum PlanIoError {
     /// A plan written by an incompatible version.
     #[error("plan format version {found} is not supported (this build reads version {expected})")]
     Version { found: u32, expected: u32 },
+    /// A plan file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A plan file is neither binary nor text.
+    #[error("{path} is neither a binary plan nor text")]
+    NotText { path: std::path::PathBuf },
 }
 
 /// The first bytes of a binary plan, followed by the format version (u32, little-endian).
@@ -115,6 +125,23 @@ pub fn from_binary(bytes: &[u8]) -> Result<ProgramPlan, PlanIoError> {
         return Err(PlanIoError::Version { found, expected: PLAN_FORMAT_VERSION });
     }
     Ok(binary::from_bytes(&bytes[12..])?)
+}
+
+/// Write a plan file: RON when the name ends in `.ron`, else binary.
+pub fn write_file(path: &std::path::Path, plan: &ProgramPlan) -> Result<(), PlanIoError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let bytes = if name.ends_with(".ron") { to_ron(plan)?.into_bytes() } else { to_binary(plan)? };
+    std::fs::write(path, bytes).map_err(|source| PlanIoError::File { path: path.into(), source })
+}
+
+/// Read a plan file, binary or RON (by its first bytes).
+pub fn read_file(path: &std::path::Path) -> Result<ProgramPlan, PlanIoError> {
+    let bytes = std::fs::read(path).map_err(|source| PlanIoError::File { path: path.into(), source })?;
+    if is_binary_plan(&bytes) {
+        return from_binary(&bytes);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| PlanIoError::NotText { path: path.into() })?;
+    from_ron(&text)
 }
 
 /// True when the bytes start like a binary plan.

@@ -41,6 +41,37 @@ pub enum PerOpError {
     /// The worker or the connection failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A single op's arguments do not fit its schema, or it is not an op Genie knows.
+    #[error("{0}")]
+    Op(String),
+}
+
+/// One op on `worker`, as the prototype's `execute_remote_operation` did: its arguments as
+/// written against the op's schema (`positional`, then `keywords`), where `Arg::Tensor(%i)`
+/// names `tensors[i]`. Omitted arguments take their defaults; the outputs' count and types come
+/// from the registry, so a call the op cannot take is refused before anything is sent.
+pub async fn exec_single_op(
+    cluster: &Cluster,
+    worker: &str,
+    op: &str,
+    positional: Vec<Arg>,
+    keywords: Vec<(String, Arg)>,
+    tensors: &[Tensor],
+) -> Result<Vec<Tensor>, PerOpError> {
+    let def = genie_ir::registry::lookup(op).map_err(|e| PerOpError::Op(e.to_string()))?;
+    let args = def.schema.bind(positional, keywords).map_err(|e| PerOpError::Op(e.to_string()))?;
+    let mut types = BTreeMap::new();
+    for (i, t) in tensors.iter().enumerate() {
+        let dtype = crate::tensor::dtype_of(t.kind()).ok_or_else(|| {
+            PerOpError::Op(format!("{op}: tensor {i} has a dtype Genie does not carry ({:?})", t.kind()))
+        })?;
+        types.insert(ValueId(i as u32), genie_ir::TensorType::new(dtype, &t.size()));
+    }
+    let lookup = |v: ValueId| types.get(&v);
+    let outputs = genie_ir::registry::infer(op, &args, &lookup).map_err(|e| PerOpError::Op(e.to_string()))?;
+    let inputs: Vec<OpArgument<'_>> = tensors.iter().map(OpArgument::Tensor).collect();
+    let (out, _, _) = cluster.exec_op(worker, op, args, inputs, outputs.len() as u32).await?;
+    Ok(out)
 }
 
 /// A single-device plan ready to run op by op.
