@@ -18,8 +18,9 @@ use genie_ir::render::{self, DotColoring};
 use genie_ir::{Arg, DType, ValueId};
 use genie_passes::placement::{ClusterSpec, PhaseChoice, Policy, RequestShape};
 use genie_runtime::client::{ClientError, ClientOptions};
-use genie_runtime::deploy::{self, Connected, Deployed, Deployment, LocalMemory};
+use genie_runtime::deploy::{self, Connected, DeployError, Deployed, Deployment, LocalMemory};
 use genie_runtime::generate::{self, GenerateError};
+use genie_runtime::per_op::PerOpError;
 use genie_runtime::wire::ErrorKind;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -83,12 +84,30 @@ impl Failure {
     fn runtime(e: &(dyn StdError + 'static)) -> Failure {
         let mut cause: Option<&(dyn StdError + 'static)> = Some(e);
         while let Some(c) = cause {
-            if c.downcast_ref::<ClientError>().is_some_and(is_refusal) {
+            if client_error(c).is_some_and(is_refusal) {
                 return Failure::new(ErrorClass::Refused, e);
             }
             cause = c.source();
         }
         Failure::new(ErrorClass::Runtime, e)
+    }
+}
+
+/// The client error an error is or wraps directly. Transparent wrappers (`DeployError::Client`,
+/// `PerOpError::Client`) hide it from `source()`, so they are looked into by name.
+fn client_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a ClientError> {
+    if let Some(c) = e.downcast_ref::<ClientError>() {
+        return Some(c);
+    }
+    if let Some(DeployError::Client(c)) = e.downcast_ref::<DeployError>() {
+        return Some(c);
+    }
+    if let Some(PerOpError::Client(c)) = e.downcast_ref::<PerOpError>() {
+        return Some(c);
+    }
+    match e.downcast_ref::<GenerateError>()? {
+        GenerateError::Step { source, .. } | GenerateError::Session(source) => Some(source),
+        _ => None,
     }
 }
 
@@ -579,10 +598,7 @@ impl Connection {
                 keywords,
                 &tensors,
             );
-            self.runtime.block_on(call).map_err(|e| match e {
-                genie_runtime::per_op::PerOpError::Op(m) => Failure::usage(m),
-                other => Failure::runtime(&other),
-            })
+            self.runtime.block_on(call).map_err(|e| Failure::runtime(&e))
         })?;
         Ok(out.into_iter().map(PyTensor).collect())
     }
@@ -626,10 +642,7 @@ fn generation_options(prompt: &[i64], max_new_tokens: usize) -> PyResult<Compile
 }
 
 fn generate_failure(e: &GenerateError) -> Failure {
-    match e {
-        GenerateError::Unsupported(_) => Failure::new(ErrorClass::Usage, e),
-        other => Failure::runtime(other),
-    }
+    Failure::runtime(e)
 }
 
 /// Tokens of a streaming generation, as they come.

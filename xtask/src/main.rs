@@ -3,11 +3,17 @@
 //! - `setup`: a project-local venv (`.venv`) with the pinned PyTorch wheel for tch, idempotent.
 //! - `run`:   set up, build everything (release), then run the main job: inspect the bundled
 //!   program through every pass, and compile a GPT-2-style pair for two local workers.
-//! - `test`:  set up, build, run the whole test suite.
-//! - `lint`:  `cargo fmt --check` and clippy with warnings denied.
+//! - `test`:  set up, build, run the whole test suite: the Rust tests, then the Python package's
+//!   pytest suite (`python/tests`) against the wheel installed into `.venv`.
+//! - `wheel-check`: install the wheel into a second, fresh venv that has only `torch==2.11.0` and
+//!   `transformers` (`target/wheel-check-venv`), and run the README's Python example there.
+//! - `lint`:  `cargo fmt --check` and clippy with warnings denied (the workspace and `python/`).
 //! - `ci`:    `test` then `lint` (what `.ci/run` runs).
 //! - `fuzz TARGET SECONDS`: run one cargo-fuzz target of `fuzz/` for that long (installs
 //!   cargo-fuzz if missing), from its committed seeds in `fuzz/corpus/TARGET`.
+//!
+//! Building includes the Python package (`python/`, PyO3 + maturin): its wheel goes to
+//! `target/wheels/` and is installed into `.venv`, so `import genie` works there.
 //!
 //! Every cargo invocation gets the environment tch needs (`VIRTUAL_ENV`, `PATH`,
 //! `LIBTORCH_USE_PYTORCH`), so nobody sets variables by hand. Binaries carry an rpath to the
@@ -21,9 +27,20 @@ use std::time::Instant;
 const TORCH_REQUIREMENT: &str = "torch==2.11.0";
 /// Python packages the test suite uses besides torch (the ONNX reference models, safetensors),
 /// and what `genie bench` needs: `testsuite/scripts/make_bench_models.py` exports ONNX through
-/// onnxscript, and the bench times onnxruntime session creation.
-const TEST_REQUIREMENTS: &[&str] =
-    &["onnx==1.23.2", "numpy", "safetensors", "onnxscript==0.7.2", "onnxruntime==1.32.0"];
+/// onnxscript, and the bench times onnxruntime session creation. maturin builds the Python
+/// package's wheel; its tests run under pytest against transformers models.
+const TEST_REQUIREMENTS: &[&str] = &[
+    "onnx==1.23.2",
+    "numpy",
+    "safetensors",
+    "onnxscript==0.7.2",
+    "onnxruntime==1.32.0",
+    "maturin==1.16.0",
+    "pytest==9.2.0",
+    TRANSFORMERS_REQUIREMENT,
+];
+/// The transformers the Python package's tests and `wheel-check` use.
+const TRANSFORMERS_REQUIREMENT: &str = "transformers==5.25.0";
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -37,9 +54,10 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "lint" => lint(),
         "ci" => test(&[]).and_then(|_| lint()),
+        "wheel-check" => wheel_check(),
         "fuzz" => fuzz(rest),
         _ => {
-            eprintln!("usage: cargo xtask <setup|run|test|lint|ci|fuzz TARGET SECONDS> [args]");
+            eprintln!("usage: cargo xtask <setup|run|test|lint|ci|wheel-check|fuzz TARGET SECONDS> [args]");
             return if task == "help" { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
     };
@@ -137,7 +155,13 @@ fn report_free_space() {
 
 /// `cargo` with the environment torch-sys needs to find the venv's libtorch.
 fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    with_torch_env(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// A command with the environment torch-sys needs (the venv first on `PATH`, `VIRTUAL_ENV`,
+/// `LIBTORCH_USE_PYTORCH`), run from the repository root.
+fn with_torch_env(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
     let bin = venv().join("bin");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![bin];
@@ -151,9 +175,46 @@ fn cargo() -> Command {
 }
 
 /// Build every target of the workspace in release: the binary and every test binary, so the
-/// test command after the main command only runs them.
+/// test command after the main command only runs them; then the Python package.
 fn build_all() -> Result<()> {
-    status(cargo().args(["build", "--release", "--workspace", "--all-targets"]))
+    status(cargo().args(["build", "--release", "--workspace", "--all-targets"]))?;
+    build_wheel().map(|_| ())
+}
+
+/// The Python package's wheel, built by maturin into `target/wheels/` (sharing `target/` with
+/// the workspace, so common dependencies build once) and installed into `.venv`.
+fn build_wheel() -> Result<PathBuf> {
+    // The package refuses to load beside any other torch: its pin must be the one built against.
+    let pinned = TORCH_REQUIREMENT.trim_start_matches("torch==");
+    let build_info = root().join("python/genie/_build.py");
+    let text = std::fs::read_to_string(&build_info).map_err(|e| format!("reading {}: {e}", build_info.display()))?;
+    if !text.contains(&format!("TORCH_VERSION = \"{pinned}\"")) {
+        return Err(format!("{} must say TORCH_VERSION = \"{pinned}\" ({TORCH_REQUIREMENT})", build_info.display()));
+    }
+    let wheels = root().join("target/wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    let mut maturin = with_torch_env(venv().join("bin/maturin"));
+    status(
+        maturin
+            .current_dir(root().join("python"))
+            .args(["build", "--release", "--quiet", "--interpreter"])
+            .arg(venv_python())
+            .arg("--out")
+            .arg(&wheels)
+            .arg("--target-dir")
+            .arg(root().join("target")),
+    )?;
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| format!("reading {}: {e}", wheels.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("maturin wrote no wheel into {}", wheels.display()))?;
+    status(
+        Command::new(venv_python())
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-deps", "--force-reinstall"])
+            .arg(&wheel),
+    )?;
+    Ok(wheel)
 }
 
 fn run_main_job(extra: &[String]) -> Result<()> {
@@ -196,13 +257,69 @@ fn run_main_job(extra: &[String]) -> Result<()> {
 fn test(extra: &[String]) -> Result<()> {
     setup()?;
     build_all()?;
-    status(cargo().args(["test", "--release", "--workspace"]).args(extra))
+    // Both suites run even when the first fails, so one run reports every failure.
+    let rust = status(cargo().args(["test", "--release", "--workspace"]).args(extra));
+    let python = pytest();
+    match (rust, python) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+    }
+}
+
+/// The Python package's tests against the wheel installed in `.venv`, run from the repository
+/// root so that `import genie` finds the installed package, not the sources in `python/`.
+fn pytest() -> Result<()> {
+    status(
+        Command::new(venv_python())
+            .args(["-m", "pytest", "-c", "python/pytest.ini", "python/tests", "-q"])
+            .current_dir(root()),
+    )
+}
+
+/// A second venv with only `torch` and `transformers` from PyPI, the wheel installed into it,
+/// and the README's Python example run there (from an empty folder).
+fn wheel_check() -> Result<()> {
+    setup()?;
+    let wheel = build_wheel()?;
+    let fresh = root().join("target/wheel-check-venv");
+    let _ = std::fs::remove_dir_all(&fresh);
+    status(Command::new(system_python()?).args(["-m", "venv"]).arg(&fresh))?;
+    let python = fresh.join("bin/python");
+    let scratch = root().join("target/pip-scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    status(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--no-cache-dir"])
+            .args([TORCH_REQUIREMENT, TRANSFORMERS_REQUIREMENT])
+            .arg(&wheel)
+            .env("TMPDIR", &scratch),
+    )?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let readme = std::fs::read_to_string(root().join("README.md")).map_err(|e| format!("reading README.md: {e}"))?;
+    let example = readme
+        .split_once("<!-- python-example")
+        .and_then(|(_, rest)| rest.split_once("```python\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(code, _)| code.to_string())
+        .ok_or("README.md has no python-example block")?;
+    let work = root().join("target/wheel-check");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    println!("== the README's Python example in {}", fresh.display());
+    status(Command::new(&python).args(["-c", &example]).current_dir(&work))
 }
 
 fn lint() -> Result<()> {
     setup()?;
     status(cargo().args(["fmt", "--all", "--check"]))?;
-    status(cargo().args(["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    status(cargo().args(["fmt", "--manifest-path", "python/Cargo.toml", "--check"]))?;
+    status(cargo().args(["clippy", "--release", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    status(
+        cargo()
+            .args(["clippy", "--release", "--manifest-path", "python/Cargo.toml", "--target-dir", "target"])
+            .args(["--", "-D", "warnings"]),
+    )
 }
 
 /// `cargo xtask fuzz TARGET SECONDS [libFuzzer flags]`: one fuzz target for that many seconds.
