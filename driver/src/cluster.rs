@@ -27,7 +27,7 @@ pub enum ClusterError {
     Deployment {
         path: PathBuf,
         #[source]
-        source: DeployError,
+        source: Box<DeployError>,
     },
     #[error("the cluster has remote workers: give their token")]
     NoToken,
@@ -83,11 +83,11 @@ impl ClusterChoice {
         let Some(path) = &self.file else { return local() };
         let text = self.read_file(path)?;
         let spec = DeploymentSpec::from_cluster_ron(&text)
-            .map_err(|source| ClusterError::Deployment { path: path.clone(), source })?;
+            .map_err(|source| ClusterError::Deployment { path: path.clone(), source: Box::new(source) })?;
         let Some(spec) = spec else { return local() };
         let token = self.token.clone().ok_or(ClusterError::NoToken)?;
         spec.resolve(token, self.ca.as_deref())
-            .map_err(|source| ClusterError::Deployment { path: path.clone(), source })
+            .map_err(|source| ClusterError::Deployment { path: path.clone(), source: Box::new(source) })
     }
 
     fn read_file(&self, path: &PathBuf) -> Result<String, ClusterError> {
