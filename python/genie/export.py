@@ -59,7 +59,9 @@ def _flat_cache(cache: Any) -> List[torch.Tensor]:
 
 def _logits_and_cache(out: Any) -> Tuple[torch.Tensor, Any]:
     if hasattr(out, "logits"):
-        return out.logits, out.past_key_values
+        # transformers 5 calls the cache `cache` (`past_key_values` still works, with a warning).
+        keys = out.keys() if hasattr(out, "keys") else ()
+        return out.logits, out["cache"] if "cache" in keys else out.past_key_values
     if isinstance(out, (tuple, list)) and len(out) >= 2:
         return out[0], out[1]
     raise TypeError(
@@ -71,6 +73,12 @@ def _logits_and_cache(out: Any) -> Tuple[torch.Tensor, Any]:
 def _accepts(model: nn.Module, name: str) -> bool:
     params = inspect.signature(model.forward).parameters
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _cache_keyword(model: nn.Module) -> str:
+    """The keyword the model takes its cache by: `cache` in transformers 5, else
+    `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _is_transformers(model: nn.Module) -> bool:
@@ -111,15 +119,13 @@ class _Decode(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor
     ) -> Tuple[torch.Tensor, ...]:
-        extra: Dict[str, torch.Tensor] = {}
+        extra: Dict[str, Any] = {}
         if self.with_mask:
             extra["attention_mask"] = attention_mask
         if self.with_positions:
             extra["position_ids"] = position_ids
-        cache = _cache_from(self.model, past)
-        logits, cache = _logits_and_cache(
-            self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, **extra)
-        )
+        extra[_cache_keyword(self.model)] = _cache_from(self.model, past)
+        logits, cache = _logits_and_cache(self.model(input_ids=input_ids, use_cache=True, **extra))
         return (logits, *_flat_cache(cache))
 
 

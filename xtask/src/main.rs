@@ -2,7 +2,8 @@
 //!
 //! - `setup`: a project-local venv (`.venv`) with the pinned PyTorch wheel for tch, idempotent.
 //! - `run`:   set up, build everything (release), then run the main job: inspect the bundled
-//!   program through every pass, and compile a GPT-2-style pair for two local workers.
+//!   program through every pass, compile and run a GPT-2-style pair on two local workers, and
+//!   run the README's Python example.
 //! - `test`:  set up, build, run the whole test suite: the Rust tests, then the Python package's
 //!   pytest suite (`python/tests`) against the wheel installed into `.venv`.
 //! - `wheel-check`: install the wheel into a second, fresh venv that has only `torch==2.11.0` and
@@ -251,7 +252,10 @@ fn run_main_job(extra: &[String]) -> Result<()> {
             .args(["--prompt", "11,17,116,44,50", "--max-new-tokens", "16", "--workers", "2"])
             .args(["--worker-memory", "100KB", "--max-seq", "32", "--stats"]),
     )?;
-    Ok(())
+    // The same from Python (the README's opening example): a transformers LLaMA exported,
+    // compiled for two embedded workers and generated with `import genie`.
+    println!("\n== python: the README's example (export_decoder -> compile -> generate)");
+    run_readme_example(&venv_python(), "readme-example")
 }
 
 fn test(extra: &[String]) -> Result<()> {
@@ -296,6 +300,13 @@ fn wheel_check() -> Result<()> {
             .env("TMPDIR", &scratch),
     )?;
     let _ = std::fs::remove_dir_all(&scratch);
+    println!("== the README's Python example in {}", fresh.display());
+    run_readme_example(&python, "wheel-check")
+}
+
+/// The README's Python example (the block after `<!-- python-example`), run by `python` in an
+/// empty folder `target/NAME`.
+fn run_readme_example(python: &Path, name: &str) -> Result<()> {
     let readme = std::fs::read_to_string(root().join("README.md")).map_err(|e| format!("reading README.md: {e}"))?;
     let example = readme
         .split_once("<!-- python-example")
@@ -303,11 +314,10 @@ fn wheel_check() -> Result<()> {
         .and_then(|(_, rest)| rest.split_once("```"))
         .map(|(code, _)| code.to_string())
         .ok_or("README.md has no python-example block")?;
-    let work = root().join("target/wheel-check");
+    let work = root().join("target").join(name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
-    println!("== the README's Python example in {}", fresh.display());
-    status(Command::new(&python).args(["-c", &example]).current_dir(&work))
+    status(Command::new(python).args(["-c", &example]).current_dir(&work))
 }
 
 fn lint() -> Result<()> {
