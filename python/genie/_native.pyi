@@ -45,7 +45,13 @@ class TokenStream(Iterator[int]):
     def __next__(self) -> int: ...
 
 class Connection:
-    def __init__(self, cluster: Cluster, timeout_s: float = 120.0) -> None: ...
+    def __init__(
+        self,
+        cluster: Cluster,
+        timeout_s: float = 120.0,
+        detect_s: Optional[float] = None,
+        max_recoveries: Optional[int] = None,
+    ) -> None: ...
     def run(
         self, program: Union[Program, Plan], inputs: Mapping[str, torch.Tensor], entry: Optional[str] = None
     ) -> Dict[str, torch.Tensor]: ...

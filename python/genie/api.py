@@ -135,9 +135,15 @@ class Connection:
     """Workers reached (or started) for a cluster. A program is compiled for the cluster and
     deployed on first use, then stays loaded (weights sent once) until `close()`."""
 
-    def __init__(self, cluster: Cluster, timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        timeout_s: float = 120.0,
+        detect_s: Optional[float] = None,
+        max_recoveries: Optional[int] = None,
+    ) -> None:
         self.cluster = cluster
-        self._native = _native.Connection(cluster._native, timeout_s)
+        self._native = _native.Connection(cluster._native, timeout_s, detect_s, max_recoveries)
         self._loaded: Dict[Tuple[str, ...], Program] = {}
 
     def _runnable(self, program: Runnable) -> Union[_native.Program, _native.Plan]:
@@ -167,7 +173,10 @@ class Connection:
     ) -> Union[List[int], Iterator[int]]:
         """Greedy generation with a prefill and a decode program (e.g. the two files
         `export_decoder` writes); the KV cache stays on the workers between steps. With
-        `stream=True`, an iterator that yields each token as it is produced."""
+        `stream=True`, an iterator that yields each token as it is produced. On remote workers
+        a lost worker is survived as `genie generate` survives it: its part moves to a worker
+        that answers (a spare of the cluster file) and the lost state is rebuilt from the
+        tokens so far; the tokens are those of an uninterrupted run."""
         prompt = _prompt(prompt_ids)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, not {max_new_tokens}")
@@ -209,10 +218,19 @@ def _prompt(prompt_ids: Union[Sequence[int], torch.Tensor]) -> List[int]:
 
 
 def connect(
-    cluster: ClusterLike = None, token: Optional[str] = None, ca: Optional[PathLike] = None, timeout_s: float = 120.0
+    cluster: ClusterLike = None,
+    token: Optional[str] = None,
+    ca: Optional[PathLike] = None,
+    timeout_s: float = 120.0,
+    detect_s: Optional[float] = None,
+    max_recoveries: Optional[int] = None,
 ) -> Connection:
     """Reach the workers of `cluster`: `None` starts embedded workers on loopback (as the CLI
     does by default), `genie.local(...)` chooses how many and their memory, a cluster file
     names running workers (`token` is theirs; `ca` trusts certificates it signed instead of
-    pinned fingerprints). Use it as a context manager, or call `close()`."""
-    return Connection(_cluster(cluster, token, ca), timeout_s)
+    pinned fingerprints). `timeout_s` bounds one call; `detect_s` (default 4) is how soon a
+    worker that stops answering is declared lost, and `max_recoveries` (default 3) how often
+    one generation may recover from a lost worker (0: a lost worker ends it), as the CLI's
+    `--timeout`, `--detect-secs` and `--max-recoveries`. Use it as a context manager, or call
+    `close()`."""
+    return Connection(_cluster(cluster, token, ca), timeout_s, detect_s, max_recoveries)

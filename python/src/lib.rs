@@ -14,13 +14,15 @@ use std::time::Duration;
 use genie_codegen::ProgramPlan;
 use genie_driver::cluster::ClusterChoice;
 use genie_driver::pipeline::{self, CompileOptions, PipelineError};
+use genie_driver::recovery::Replanner;
 use genie_ir::render::{self, DotColoring};
 use genie_ir::{Arg, DType, ValueId};
 use genie_passes::placement::{ClusterSpec, PhaseChoice, Policy, RequestShape};
-use genie_runtime::client::{ClientError, ClientOptions};
+use genie_runtime::client::{ClientError, ClientOptions, DEFAULT_DETECTION};
 use genie_runtime::deploy::{self, Connected, DeployError, Deployed, Deployment, LocalMemory};
 use genie_runtime::generate::{self, GenerateError};
 use genie_runtime::per_op::PerOpError;
+use genie_runtime::recovery::{Recovery, DEFAULT_MAX_RECOVERIES};
 use genie_runtime::wire::ErrorKind;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -192,6 +194,10 @@ struct Plan {
     id: u64,
     plan: Arc<ProgramPlan>,
     program: Arc<genie_ir::Program>,
+    /// The program as imported and the options it was compiled with: what a recovery from a
+    /// lost worker compiles again.
+    imported: Arc<genie_ir::Program>,
+    options: CompileOptions,
 }
 
 #[pymethods]
@@ -320,10 +326,20 @@ fn compile_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<CompileOptio
     Ok(out)
 }
 
-fn compile_for(imported: &genie_ir::Program, spec: &ClusterSpec, options: &CompileOptions) -> Result<Plan, Failure> {
-    let mut compiled = imported.clone();
+fn compile_for(
+    imported: &Arc<genie_ir::Program>,
+    spec: &ClusterSpec,
+    options: &CompileOptions,
+) -> Result<Plan, Failure> {
+    let mut compiled = (**imported).clone();
     let plan = pipeline::compile_program(&mut compiled, spec, options).map_err(compile_failure)?;
-    Ok(Plan { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), plan: Arc::new(plan), program: Arc::new(compiled) })
+    Ok(Plan {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        plan: Arc::new(plan),
+        program: Arc::new(compiled),
+        imported: imported.clone(),
+        options: options.clone(),
+    })
 }
 
 /// Passes, placement and codegen for the cluster (`genie compile`).
@@ -349,16 +365,66 @@ enum Runnable<'py> {
 
 /// What a [`Runnable`] holds, free of the GIL.
 enum Target {
-    Plan { id: u64, plan: Arc<ProgramPlan>, program: Arc<genie_ir::Program> },
-    Program { id: u64, imported: Arc<genie_ir::Program> },
+    Plan {
+        id: u64,
+        plan: Arc<ProgramPlan>,
+        program: Arc<genie_ir::Program>,
+        imported: Arc<genie_ir::Program>,
+        options: CompileOptions,
+    },
+    Program {
+        id: u64,
+        imported: Arc<genie_ir::Program>,
+    },
 }
 
 impl Runnable<'_> {
     fn target(&self) -> Target {
         match self {
-            Runnable::Plan(p) => Target::Plan { id: p.id, plan: p.plan.clone(), program: p.program.clone() },
+            Runnable::Plan(p) => Target::Plan {
+                id: p.id,
+                plan: p.plan.clone(),
+                program: p.program.clone(),
+                imported: p.imported.clone(),
+                options: p.options.clone(),
+            },
             Runnable::Program(p) => Target::Program { id: p.id, imported: p.imported.clone() },
         }
+    }
+}
+
+/// A program deployed by a connection, and what places it again after a lost worker (remote
+/// workers only: embedded ones live and die with this process).
+struct Loaded {
+    deployed: Deployed,
+    replanner: Option<Replanner>,
+}
+
+impl Loaded {
+    /// Greedy generation on this deployment, recovering from lost workers as the CLI's
+    /// `genie generate` does (at most `max_recoveries` times).
+    async fn generate(
+        &self,
+        prompt: &[i64],
+        new_tokens: usize,
+        max_recoveries: usize,
+        on_step: impl FnMut(&generate::StepDone<'_>) + Send,
+    ) -> Result<generate::Generated, GenerateError> {
+        let program = self.deployed.program();
+        match self.replanner.as_ref().filter(|_| max_recoveries > 0) {
+            Some(replace) => {
+                let recovery = Recovery { replace, max_recoveries };
+                generate::greedy_recovering(program, prompt, new_tokens, None, recovery, on_step).await
+            }
+            None => generate::greedy_with(program, prompt, new_tokens, None, on_step).await,
+        }
+    }
+
+    async fn close(&self) {
+        if let Some(r) = &self.replanner {
+            r.close().await;
+        }
+        self.deployed.close().await;
     }
 }
 
@@ -369,8 +435,10 @@ struct Connection {
     spec: ClusterSpec,
     deployment: Deployment,
     options: ClientOptions,
-    /// Per program or plan id: the plan it was compiled to and its deployment.
-    deployed: Mutex<HashMap<u64, Arc<Deployed>>>,
+    /// Per program or plan id: its deployment. Held while deploying, so that threads asking
+    /// for the same program at once deploy it once.
+    deployed: Mutex<HashMap<u64, Arc<Loaded>>>,
+    max_recoveries: usize,
     /// The worker single ops go to (connected on first use).
     op_worker: Mutex<Option<Arc<Connected>>>,
     closed: Mutex<bool>,
@@ -390,27 +458,37 @@ impl Connection {
 
     /// The deployment of a program (compiled for this cluster with `options` the first time)
     /// or of a plan.
-    fn deployed(&self, what: Target, options: CompileOptions) -> Result<Arc<Deployed>, Failure> {
+    fn deployed(&self, what: Target, options: CompileOptions) -> Result<Arc<Loaded>, Failure> {
         let id = match &what {
             Target::Plan { id, .. } | Target::Program { id, .. } => *id,
         };
-        if let Some(d) = lock(&self.deployed).get(&id) {
+        let mut loaded = lock(&self.deployed);
+        if let Some(d) = loaded.get(&id) {
             return Ok(d.clone());
         }
-        let (plan, program) = match what {
-            Target::Plan { plan, program, .. } => (plan, program),
+        let (plan, program, imported, options) = match what {
+            Target::Plan { plan, program, imported, options, .. } => (plan, program, imported, options),
             Target::Program { imported, .. } => {
                 let plan = compile_for(&imported, &self.spec, &options)?;
-                (plan.plan, plan.program)
+                (plan.plan, plan.program, imported, options)
             }
         };
         let deployed = self
             .runtime
             .block_on(deploy::deploy(plan, &program.weights, &self.deployment, &self.options))
             .map_err(|e| Failure::runtime(&e))?;
-        let deployed = Arc::new(deployed);
-        lock(&self.deployed).insert(id, deployed.clone());
-        Ok(deployed)
+        let replanner = matches!(self.deployment, Deployment::Remote { .. }).then(|| {
+            Replanner::new(
+                (*imported).clone(),
+                self.spec.clone(),
+                options,
+                self.deployment.clone(),
+                self.options.clone(),
+            )
+        });
+        let entry = Arc::new(Loaded { deployed, replanner });
+        loaded.insert(id, entry.clone());
+        Ok(entry)
     }
 
     fn op_worker(&self) -> Result<Arc<Connected>, Failure> {
@@ -439,14 +517,26 @@ impl Connection {
 #[pymethods]
 impl Connection {
     #[new]
-    #[pyo3(signature = (cluster, timeout_s=120.0))]
-    fn new(cluster: &Cluster, timeout_s: f64) -> PyResult<Connection> {
+    #[pyo3(signature = (cluster, timeout_s=120.0, detect_s=None, max_recoveries=None))]
+    fn new(
+        cluster: &Cluster,
+        timeout_s: f64,
+        detect_s: Option<f64>,
+        max_recoveries: Option<usize>,
+    ) -> PyResult<Connection> {
         let spec = cluster.choice.spec().map_err(|e| Failure::new(ErrorClass::Usage, &e))?;
         let deployment = cluster.choice.deployment().map_err(|e| Failure::new(ErrorClass::Usage, &e))?;
         let timeout = Duration::try_from_secs_f64(timeout_s)
             .ok()
             .filter(|t| !t.is_zero())
             .ok_or_else(|| PyValueError::new_err(format!("timeout_s must be positive, not {timeout_s}")))?;
+        let detection = match detect_s {
+            None => DEFAULT_DETECTION,
+            Some(s) => Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| PyValueError::new_err(format!("detect_s must be positive, not {s}")))?,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -456,8 +546,9 @@ impl Connection {
             runtime,
             spec,
             deployment,
-            options: ClientOptions { run_timeout: timeout, ..ClientOptions::default() },
+            options: ClientOptions { run_timeout: timeout, ..ClientOptions::default() }.with_detection(detection),
             deployed: Mutex::new(HashMap::new()),
+            max_recoveries: max_recoveries.unwrap_or(DEFAULT_MAX_RECOVERIES),
             op_worker: Mutex::new(None),
             closed: Mutex::new(false),
         })
@@ -483,8 +574,8 @@ impl Connection {
         };
         let target = program.target();
         let outputs = py.allow_threads(move || -> Result<BTreeMap<String, Tensor>, Failure> {
-            let deployed = self.deployed(target, options)?;
-            let program = deployed.program();
+            let loaded = self.deployed(target, options)?;
+            let program = loaded.deployed.program();
             let plan = program.plan();
             let entry = match entry {
                 Some(e) => e,
@@ -520,8 +611,9 @@ impl Connection {
         let options = generation_options(&prompt, max_new_tokens)?;
         let target = program.target();
         let tokens = py.allow_threads(move || -> Result<Vec<i64>, Failure> {
-            let deployed = self.deployed(target, options)?;
-            let generated = self.runtime.block_on(generate::greedy(deployed.program(), &prompt, max_new_tokens, None));
+            let loaded = self.deployed(target, options)?;
+            let generated =
+                self.runtime.block_on(loaded.generate(&prompt, max_new_tokens, self.max_recoveries, |_| {}));
             generated.map(|g| g.tokens).map_err(|e| generate_failure(&e))
         })?;
         Ok(tokens)
@@ -538,22 +630,17 @@ impl Connection {
         self.check_open()?;
         let options = generation_options(&prompt, max_new_tokens)?;
         let target = program.target();
-        let deployed = py.allow_threads(move || self.deployed(target, options))?;
+        let loaded = py.allow_threads(move || self.deployed(target, options))?;
         let (tx, rx) = mpsc::channel();
         let handle = self.runtime.handle().clone();
+        let max_recoveries = self.max_recoveries;
         std::thread::Builder::new()
             .name("genie-generate".into())
             .spawn(move || {
                 let tokens = tx.clone();
-                let result = handle.block_on(generate::greedy_with(
-                    deployed.program(),
-                    &prompt,
-                    max_new_tokens,
-                    None,
-                    move |step| {
-                        let _ = tokens.send(Ok(step.token));
-                    },
-                ));
+                let result = handle.block_on(loaded.generate(&prompt, max_new_tokens, max_recoveries, move |step| {
+                    let _ = tokens.send(Ok(step.token));
+                }));
                 if let Err(e) = result {
                     let _ = tx.send(Err(generate_failure(&e)));
                 }
@@ -605,7 +692,7 @@ impl Connection {
 
     /// Release every program on its workers and stop embedded ones. Idempotent.
     fn close(&self, py: Python<'_>) {
-        let deployed: Vec<Arc<Deployed>> = {
+        let deployed: Vec<Arc<Loaded>> = {
             let mut closed = lock(&self.closed);
             if *closed {
                 return;

@@ -59,8 +59,12 @@ def worker() -> Iterator[Tuple[Worker, str]]:
         w.stop()
 
 
-def cluster_file(path: Path, workers: "list[Worker]", memory: str = "1GiB") -> Path:
-    devices = ", ".join(f'(name: "w{i}", kind: cpu, memory: "{memory}")' for i in range(len(workers)))
+def cluster_file(path: Path, workers: "list[Worker]", memory: str = "1GiB", spares: int = 0) -> Path:
+    """A cluster file naming the workers as `w0`, `w1`, ...; the last `spares` are spares."""
+    devices = ", ".join(
+        f'(name: "w{i}", kind: cpu, memory: "{memory}"{", spare: true" if i >= len(workers) - spares else ""})'
+        for i in range(len(workers))
+    )
     entries = ", ".join(
         f'"w{i}": (address: "{w.address}", fingerprint: "{w.fingerprint}")' for i, w in enumerate(workers)
     )
