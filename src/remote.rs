@@ -402,21 +402,9 @@ pub fn run(args: RunArgs, display: &Arc<Display>) -> Result<()> {
     let inputs = read_tensors(&args.inputs)?;
     let running = prepare(&args.files, &args.cluster, Some(&inputs), RequestShape::default(), display)?;
     let program = running.deployed.program();
-    let plan = program.plan();
-    let entry = match &args.entry {
-        Some(e) => e.clone(),
-        None if plan.entries.len() == 1 => plan.entries[0].name.clone(),
-        None => bail!(
-            "the program has several entries ({}); pick one with --entry",
-            plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    };
-    let output = running.runtime.block_on(async {
-        let mut s = program.open_session().await?;
-        let out = s.run(&entry, &inputs).await;
-        let _ = s.close().await;
-        out
-    })?;
+    // Several entries and no --entry: the error names them.
+    let output = running.runtime.block_on(program.run_once(args.entry.as_deref(), &inputs))?;
+    let entry = args.entry.clone().unwrap_or_else(|| program.plan().entries[0].name.clone());
     write_tensors(&args.outputs, &output.outputs)?;
     if let Some(path) = &args.trace {
         trace::write_chrome_trace(path, &output.stats.spans).with_context(|| format!("writing {}", path.display()))?;

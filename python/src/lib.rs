@@ -576,23 +576,7 @@ impl Connection {
         let outputs = py.allow_threads(move || -> Result<BTreeMap<String, Tensor>, Failure> {
             let loaded = self.deployed(target, options)?;
             let program = loaded.deployed.program();
-            let plan = program.plan();
-            let entry = match entry {
-                Some(e) => e,
-                None if plan.entries.len() == 1 => plan.entries[0].name.clone(),
-                None => {
-                    return Err(Failure::usage(format!(
-                        "the program has several entries ({}); pick one with entry=",
-                        plan.entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
-                    )))
-                }
-            };
-            let output = self.runtime.block_on(async {
-                let mut s = program.open_session().await?;
-                let out = s.run(&entry, &inputs).await;
-                let _ = s.close().await;
-                out
-            });
+            let output = self.runtime.block_on(program.run_once(entry.as_deref(), &inputs));
             output.map(|o| o.outputs).map_err(|e| Failure::runtime(&e))
         })?;
         Ok(outputs.into_iter().map(|(k, v)| (k, PyTensor(v))).collect())

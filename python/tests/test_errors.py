@@ -71,6 +71,16 @@ def test_runtime_errors_name_the_input(tmp_path):
         c.run(path, {name: torch.randn(2, 16)})
 
 
+def test_a_program_of_several_entries_needs_the_entry_named():
+    decoder = [FIXTURES / "gpt2" / "prefill.pt2", FIXTURES / "gpt2" / "decode.pt2"]
+    ids = torch.tensor([[11, 17, 116, 44, 50]])
+    with genie.connect() as c:
+        with pytest.raises(genie.GenieRuntimeError, match=r"several entries \(prefill, decode\)"):
+            c.run(decoder, {"input_ids": ids})
+        outputs = c.run(decoder, {"input_ids": ids}, entry="prefill")
+    assert next(iter(outputs.values())).shape[:2] == (1, 5)
+
+
 def test_a_generation_of_a_program_that_is_not_a_decoder(tmp_path):
     with genie.connect() as c:
         with pytest.raises(genie.GenieRuntimeError, match="prefill and a decode"):

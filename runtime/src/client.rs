@@ -134,6 +134,8 @@ pub enum ClientError {
     UnknownDevice { device: String, have: String },
     #[error("the program has no entry `{entry}` (entries: {have})")]
     UnknownEntry { entry: String, have: String },
+    #[error("the program has several entries ({have}); name the one to run")]
+    EntryNeeded { have: String },
     #[error("input `{name}` of {entry} is missing (inputs: {expected})")]
     MissingInput { entry: String, name: String, expected: String },
     #[error("{entry} has no input `{name}` (inputs: {expected})")]
@@ -981,6 +983,28 @@ impl Program {
     }
 
     /// Open a session: its state (KV cache) lives on the workers between calls.
+    /// One call in a session of its own (opened, run, closed): of `entry`, or of the program's
+    /// only entry.
+    pub async fn run_once(
+        &self,
+        entry: Option<&str>,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> Result<RunOutput, ClientError> {
+        let entries = &self.plan().entries;
+        let entry = match (entry, entries.as_slice()) {
+            (Some(e), _) => e.to_string(),
+            (None, [only]) => only.name.clone(),
+            (None, _) => {
+                let have = entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(ClientError::EntryNeeded { have });
+            }
+        };
+        let mut session = self.open_session().await?;
+        let out = session.run(&entry, inputs).await;
+        let _ = session.close().await;
+        out
+    }
+
     pub async fn open_session(&self) -> Result<Session, ClientError> {
         self.open_session_with_id(rand::random::<u64>()).await
     }
