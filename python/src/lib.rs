@@ -156,7 +156,8 @@ struct Program {
     files: Vec<PathBuf>,
     /// As imported: what compiling starts from.
     imported: Arc<genie_ir::Program>,
-    /// After every pass: what `summary` and `dot` show (as `genie inspect` does).
+    /// What `summary` and `dot` show, as `genie inspect` does: models after every pass, RON
+    /// programs as written.
     analysed: genie_ir::Program,
 }
 
@@ -224,7 +225,8 @@ impl Plan {
     }
 }
 
-/// Import model files (`.pt2`, `.onnx`, `.ron`; several form one program) and run every pass.
+/// Import model files (`.pt2`, `.onnx`, `.ron`; several form one program) and run every pass
+/// on models (RON programs are kept as written, as `genie inspect` shows them).
 #[pyfunction]
 fn load(py: Python<'_>, files: Vec<PathBuf>) -> PyResult<Program> {
     if files.is_empty() {
@@ -233,9 +235,12 @@ fn load(py: Python<'_>, files: Vec<PathBuf>) -> PyResult<Program> {
     let program = py.allow_threads(|| -> Result<Program, Failure> {
         let imported = genie_frontends::load(&files).map_err(|e| Failure::new(ErrorClass::Import, &e))?;
         let mut analysed = imported.clone();
-        genie_passes::PassManager::with_options(genie_passes::PassOptions::default())
-            .run(&mut analysed, None)
-            .map_err(|e| Failure::new(ErrorClass::Compile, &e))?;
+        let all_ron = files.iter().all(|f| f.extension().is_some_and(|e| e.eq_ignore_ascii_case("ron")));
+        if !all_ron {
+            genie_passes::PassManager::with_options(genie_passes::PassOptions::default())
+                .run(&mut analysed, None)
+                .map_err(|e| Failure::new(ErrorClass::Compile, &e))?;
+        }
         Ok(Program {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             files: files.clone(),
@@ -573,12 +578,12 @@ impl Connection {
             Runnable::Plan(_) => CompileOptions::default(),
         };
         let target = program.target();
-        let outputs = py.allow_threads(move || -> Result<BTreeMap<String, Tensor>, Failure> {
-            let loaded = self.deployed(target, options)?;
-            let program = loaded.deployed.program();
-            let output = self.runtime.block_on(program.run_once(entry.as_deref(), &inputs));
+        let loaded = py.allow_threads(move || self.deployed(target, options))?;
+        let runtime = self.runtime.handle().clone();
+        let outputs = interruptible(py, move || {
+            let output = runtime.block_on(loaded.deployed.program().run_once(entry.as_deref(), &inputs));
             output.map(|o| o.outputs).map_err(|e| Failure::runtime(&e))
-        })?;
+        })??;
         Ok(outputs.into_iter().map(|(k, v)| (k, PyTensor(v))).collect())
     }
 
@@ -594,12 +599,12 @@ impl Connection {
         self.check_open()?;
         let options = generation_options(&prompt, max_new_tokens)?;
         let target = program.target();
-        let tokens = py.allow_threads(move || -> Result<Vec<i64>, Failure> {
-            let loaded = self.deployed(target, options)?;
-            let generated =
-                self.runtime.block_on(loaded.generate(&prompt, max_new_tokens, self.max_recoveries, |_| {}));
+        let loaded = py.allow_threads(move || self.deployed(target, options))?;
+        let (runtime, max_recoveries) = (self.runtime.handle().clone(), self.max_recoveries);
+        let tokens = interruptible(py, move || {
+            let generated = runtime.block_on(loaded.generate(&prompt, max_new_tokens, max_recoveries, |_| {}));
             generated.map(|g| g.tokens).map_err(|e| generate_failure(&e))
-        })?;
+        })??;
         Ok(tokens)
     }
 
@@ -716,6 +721,34 @@ fn generate_failure(e: &GenerateError) -> Failure {
     Failure::runtime(e)
 }
 
+/// How often a call waiting for its result looks for Python signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// `work` on a thread of its own, waited for with the GIL released and interruptible: a
+/// KeyboardInterrupt (or any signal handler's exception) returns at once, and the work finishes
+/// in the background, its result dropped.
+fn interruptible<T: Send + 'static>(py: Python<'_>, work: impl FnOnce() -> T + Send + 'static) -> PyResult<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("genie-call".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| GenieRuntimeError::new_err(format!("starting the call's thread: {e}")))?;
+    // A receiver is not shared between threads; the lock makes waiting on it with the GIL
+    // released (on whichever thread) sound.
+    let rx = Mutex::new(rx);
+    loop {
+        match py.allow_threads(|| lock(&rx).recv_timeout(SIGNAL_CHECK)) {
+            Ok(result) => return Ok(result),
+            Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(GenieRuntimeError::new_err("the call's thread ended without a result"))
+            }
+        }
+    }
+}
+
 /// Tokens of a streaming generation, as they come.
 #[pyclass(module = "genie._native")]
 struct TokenStream {
@@ -729,12 +762,14 @@ impl TokenStream {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<i64>> {
-        let next = py.allow_threads(|| lock(&self.tokens).recv());
-        match next {
-            Ok(Ok(token)) => Ok(Some(token)),
-            Ok(Err(f)) => Err(f.into()),
-            // The generation thread finished: the stream is over.
-            Err(_) => Ok(None),
+        loop {
+            match py.allow_threads(|| lock(&self.tokens).recv_timeout(SIGNAL_CHECK)) {
+                Ok(Ok(token)) => return Ok(Some(token)),
+                Ok(Err(f)) => return Err(f.into()),
+                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+                // The generation thread finished: the stream is over.
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+            }
         }
     }
 }

@@ -28,6 +28,13 @@ def test_a_program_summary_is_the_cli_summary():
     assert dot.startswith("digraph") and "attention" in dot
 
 
+def test_a_ron_program_is_summarised_as_written_as_the_cli_does():
+    from conftest import ROOT
+
+    example = str(ROOT / "examples" / "tiny_decoder.ron")
+    assert genie.load(example).summary() == cli_json(example)
+
+
 def test_a_plan_summary_is_the_cli_summary_of_the_saved_plan(tmp_path):
     plan = genie.compile(GPT2, genie.local(workers=2, memory="100KB"), max_seq=16)
     assert len(plan.devices) == 2
