@@ -436,6 +436,12 @@ impl Loaded {
 /// Workers reached (or started) for a cluster, and the programs deployed on them.
 #[pyclass(module = "genie._native", frozen)]
 struct Connection {
+    /// Shared with the threads calls run on (see [`interruptible`]).
+    inner: Arc<Clients>,
+}
+
+/// What a [`Connection`] holds.
+struct Clients {
     runtime: tokio::runtime::Runtime,
     spec: ClusterSpec,
     deployment: Deployment,
@@ -453,7 +459,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Connection {
+impl Clients {
     fn check_open(&self) -> PyResult<()> {
         if *lock(&self.closed) {
             return Err(GenieRuntimeError::new_err("this connection is closed"));
@@ -547,7 +553,7 @@ impl Connection {
             .enable_all()
             .build()
             .map_err(|e| GenieRuntimeError::new_err(format!("starting the client runtime: {e}")))?;
-        Ok(Connection {
+        let inner = Clients {
             runtime,
             spec,
             deployment,
@@ -556,7 +562,8 @@ impl Connection {
             max_recoveries: max_recoveries.unwrap_or(DEFAULT_MAX_RECOVERIES),
             op_worker: Mutex::new(None),
             closed: Mutex::new(false),
-        })
+        };
+        Ok(Connection { inner: Arc::new(inner) })
     }
 
     /// One call of an entry: inputs and outputs by name.
@@ -568,7 +575,7 @@ impl Connection {
         inputs: BTreeMap<String, PyTensor>,
         entry: Option<String>,
     ) -> PyResult<BTreeMap<String, PyTensor>> {
-        self.check_open()?;
+        self.inner.check_open()?;
         let inputs: BTreeMap<String, Tensor> = inputs.into_iter().map(|(k, v)| (k, v.0)).collect();
         let options = match &program {
             Runnable::Program(p) => {
@@ -577,11 +584,10 @@ impl Connection {
             }
             Runnable::Plan(_) => CompileOptions::default(),
         };
-        let target = program.target();
-        let loaded = py.allow_threads(move || self.deployed(target, options))?;
-        let runtime = self.runtime.handle().clone();
+        let (target, inner) = (program.target(), self.inner.clone());
         let outputs = interruptible(py, move || {
-            let output = runtime.block_on(loaded.deployed.program().run_once(entry.as_deref(), &inputs));
+            let loaded = inner.deployed(target, options)?;
+            let output = inner.runtime.block_on(loaded.deployed.program().run_once(entry.as_deref(), &inputs));
             output.map(|o| o.outputs).map_err(|e| Failure::runtime(&e))
         })??;
         Ok(outputs.into_iter().map(|(k, v)| (k, PyTensor(v))).collect())
@@ -596,41 +602,40 @@ impl Connection {
         prompt: Vec<i64>,
         max_new_tokens: usize,
     ) -> PyResult<Vec<i64>> {
-        self.check_open()?;
+        self.inner.check_open()?;
         let options = generation_options(&prompt, max_new_tokens)?;
-        let target = program.target();
-        let loaded = py.allow_threads(move || self.deployed(target, options))?;
-        let (runtime, max_recoveries) = (self.runtime.handle().clone(), self.max_recoveries);
+        let (target, inner) = (program.target(), self.inner.clone());
         let tokens = interruptible(py, move || {
-            let generated = runtime.block_on(loaded.generate(&prompt, max_new_tokens, max_recoveries, |_| {}));
+            let loaded = inner.deployed(target, options)?;
+            let generated =
+                inner.runtime.block_on(loaded.generate(&prompt, max_new_tokens, inner.max_recoveries, |_| {}));
             generated.map(|g| g.tokens).map_err(|e| generate_failure(&e))
         })??;
         Ok(tokens)
     }
 
     /// [`Connection::generate`], the tokens yielded as each is produced.
-    fn generate_stream(
-        &self,
-        py: Python<'_>,
-        program: Runnable<'_>,
-        prompt: Vec<i64>,
-        max_new_tokens: usize,
-    ) -> PyResult<TokenStream> {
-        self.check_open()?;
+    fn generate_stream(&self, program: Runnable<'_>, prompt: Vec<i64>, max_new_tokens: usize) -> PyResult<TokenStream> {
+        self.inner.check_open()?;
         let options = generation_options(&prompt, max_new_tokens)?;
-        let target = program.target();
-        let loaded = py.allow_threads(move || self.deployed(target, options))?;
+        let (target, inner) = (program.target(), self.inner.clone());
         let (tx, rx) = mpsc::channel();
-        let handle = self.runtime.handle().clone();
-        let max_recoveries = self.max_recoveries;
+        // Deploying happens on the stream's thread too: the first `next` waits for it.
         std::thread::Builder::new()
             .name("genie-generate".into())
             .spawn(move || {
+                let loaded = match inner.deployed(target, options) {
+                    Ok(l) => l,
+                    Err(f) => {
+                        let _ = tx.send(Err(f));
+                        return;
+                    }
+                };
                 let tokens = tx.clone();
-                let result = handle.block_on(loaded.generate(&prompt, max_new_tokens, max_recoveries, move |step| {
+                let generation = loaded.generate(&prompt, max_new_tokens, inner.max_recoveries, move |step| {
                     let _ = tokens.send(Ok(step.token));
-                }));
-                if let Err(e) = result {
+                });
+                if let Err(e) = inner.runtime.block_on(generation) {
                     let _ = tx.send(Err(generate_failure(&e)));
                 }
             })
@@ -648,7 +653,7 @@ impl Connection {
         args: &Bound<'_, PyList>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<PyTensor>> {
-        self.check_open()?;
+        self.inner.check_open()?;
         let mut tensors = Vec::new();
         let mut positional = Vec::new();
         for (i, a) in args.iter().enumerate() {
@@ -663,8 +668,9 @@ impl Connection {
                 keywords.push((name, arg));
             }
         }
-        let out = py.allow_threads(move || -> Result<Vec<Tensor>, Failure> {
-            let connected = self.op_worker()?;
+        let inner = self.inner.clone();
+        let out = interruptible(py, move || -> Result<Vec<Tensor>, Failure> {
+            let connected = inner.op_worker()?;
             let worker = connected.addresses()[0].device.clone();
             let call = genie_runtime::per_op::exec_single_op(
                 connected.cluster(),
@@ -674,24 +680,25 @@ impl Connection {
                 keywords,
                 &tensors,
             );
-            self.runtime.block_on(call).map_err(|e| Failure::runtime(&e))
-        })?;
+            inner.runtime.block_on(call).map_err(|e| Failure::runtime(&e))
+        })??;
         Ok(out.into_iter().map(PyTensor).collect())
     }
 
     /// Release every program on its workers and stop embedded ones. Idempotent.
     fn close(&self, py: Python<'_>) {
+        let inner = &self.inner;
         let deployed: Vec<Arc<Loaded>> = {
-            let mut closed = lock(&self.closed);
+            let mut closed = lock(&inner.closed);
             if *closed {
                 return;
             }
             *closed = true;
-            lock(&self.deployed).drain().map(|(_, d)| d).collect()
+            lock(&inner.deployed).drain().map(|(_, d)| d).collect()
         };
-        let op_worker = lock(&self.op_worker).take();
+        let op_worker = lock(&inner.op_worker).take();
         py.allow_threads(|| {
-            self.runtime.block_on(async {
+            inner.runtime.block_on(async {
                 for d in &deployed {
                     d.close().await;
                 }
@@ -705,7 +712,7 @@ impl Connection {
     /// Whether `close` was called.
     #[getter]
     fn closed(&self) -> bool {
-        *lock(&self.closed)
+        *lock(&self.inner.closed)
     }
 }
 

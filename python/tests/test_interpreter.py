@@ -29,6 +29,8 @@ with genie.connect() as c:
 """
 
 
+# The interrupt may land while the program is still being compiled and deployed (the first
+# call's work): that is interruptible too.
 def test_ctrl_c_interrupts_a_long_call(tmp_path):
     out = run_python(SLOW_RUN.format(tmp=str(tmp_path)))
     assert out.returncode == 0, out.stderr[-2000:]
