@@ -18,7 +18,7 @@ use genie_driver::recovery::Replanner;
 use genie_ir::render::{self, DotColoring};
 use genie_ir::{Arg, DType, ValueId};
 use genie_passes::placement::{ClusterSpec, PhaseChoice, Policy, RequestShape};
-use genie_runtime::client::{ClientError, ClientOptions, DEFAULT_DETECTION};
+use genie_runtime::client::{self, ClientError, ClientOptions, DEFAULT_DETECTION};
 use genie_runtime::deploy::{self, Connected, DeployError, Deployed, Deployment, LocalMemory};
 use genie_runtime::generate::{self, GenerateError};
 use genie_runtime::per_op::PerOpError;
@@ -403,6 +403,9 @@ impl Runnable<'_> {
 struct Loaded {
     deployed: Deployed,
     replanner: Option<Replanner>,
+    /// What calls run on: the deployed program, or the one the last recovery placed (whose
+    /// new parts the replanner's deployments own).
+    current: Mutex<client::Program>,
 }
 
 impl Loaded {
@@ -415,14 +418,23 @@ impl Loaded {
         max_recoveries: usize,
         on_step: impl FnMut(&generate::StepDone<'_>) + Send,
     ) -> Result<generate::Generated, GenerateError> {
-        let program = self.deployed.program();
-        match self.replanner.as_ref().filter(|_| max_recoveries > 0) {
+        let program = self.program();
+        let generated = match self.replanner.as_ref().filter(|_| max_recoveries > 0) {
             Some(replace) => {
                 let recovery = Recovery { replace, max_recoveries };
-                generate::greedy_recovering(program, prompt, new_tokens, None, recovery, on_step).await
+                generate::greedy_recovering(&program, prompt, new_tokens, None, recovery, on_step).await
             }
-            None => generate::greedy_with(program, prompt, new_tokens, None, on_step).await,
+            None => generate::greedy_with(&program, prompt, new_tokens, None, on_step).await,
+        }?;
+        if !generated.recoveries.is_empty() {
+            // Later calls go on where this one recovered to, not to the lost worker.
+            *lock(&self.current) = generated.program.clone();
         }
+        Ok(generated)
+    }
+
+    fn program(&self) -> client::Program {
+        lock(&self.current).clone()
     }
 
     async fn close(&self) {
@@ -497,7 +509,8 @@ impl Clients {
                 self.options.clone(),
             )
         });
-        let entry = Arc::new(Loaded { deployed, replanner });
+        let current = Mutex::new(deployed.program().clone());
+        let entry = Arc::new(Loaded { deployed, replanner, current });
         loaded.insert(id, entry.clone());
         Ok(entry)
     }
@@ -587,7 +600,7 @@ impl Connection {
         let (target, inner) = (program.target(), self.inner.clone());
         let outputs = interruptible(py, move || {
             let loaded = inner.deployed(target, options)?;
-            let output = inner.runtime.block_on(loaded.deployed.program().run_once(entry.as_deref(), &inputs));
+            let output = inner.runtime.block_on(loaded.program().run_once(entry.as_deref(), &inputs));
             output.map(|o| o.outputs).map_err(|e| Failure::runtime(&e))
         })??;
         Ok(outputs.into_iter().map(|(k, v)| (k, PyTensor(v))).collect())

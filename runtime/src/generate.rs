@@ -63,6 +63,9 @@ pub struct Generated {
     pub replica: usize,
     /// Each recovery from a lost worker, in order.
     pub recoveries: Vec<Recovered>,
+    /// The program the last step ran on: the one given, or the one the last recovery placed
+    /// (a caller that keeps a program between generations goes on with this one).
+    pub program: Program,
 }
 
 /// One step of a greedy loop, reported by [`greedy_with`] as soon as its token is known.
@@ -336,6 +339,7 @@ async fn greedy_steps(
         inter_token_s: Vec::new(),
         replica: session.replica(),
         recoveries: Vec::new(),
+        program: program.clone(),
     };
     let mut last_token_at = started;
     // The session's lineage: the prompt and every token produced, all the state was made from.
@@ -504,5 +508,6 @@ async fn greedy_steps(
         }
     }
     let _ = session.close().await;
+    out.program = program;
     Ok(out)
 }
