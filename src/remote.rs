@@ -17,7 +17,6 @@ use genie_runtime::client::{CallStats, ClientOptions};
 use genie_runtime::deploy::{self, Deployed, Deployment};
 use genie_runtime::generate;
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
-use genie_runtime::recovery::Recovery;
 use genie_runtime::trace;
 
 use crate::progress::Display;
@@ -563,17 +562,15 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
             }
         }
     };
-    let generation = async {
-        let program = running.deployed.program();
-        match running.replanner.as_ref().filter(|_| args.max_recoveries > 0) {
-            Some(replace) => {
-                let recovery = Recovery { replace, max_recoveries: args.max_recoveries };
-                generate::greedy_recovering(program, &prompt, args.max_new_tokens, Some(&metrics), recovery, on_step)
-                    .await
-            }
-            None => generate::greedy_with(program, &prompt, args.max_new_tokens, Some(&metrics), on_step).await,
-        }
-    };
+    let generation = genie_driver::recovery::generate(
+        running.deployed.program(),
+        &prompt,
+        args.max_new_tokens,
+        Some(&metrics),
+        running.replanner.as_ref(),
+        args.max_recoveries,
+        on_step,
+    );
     let result = running.runtime.block_on(generation);
     if let Some(replanner) = &running.replanner {
         running.runtime.block_on(replanner.close());

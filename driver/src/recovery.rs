@@ -29,6 +29,28 @@ pub struct Replanner {
     deployed: Mutex<Vec<Deployed>>,
 }
 
+/// Greedy generation on `program`, recovering from lost workers through `replanner` (at most
+/// `max_recoveries` times) when there is one and recoveries are allowed; else a lost worker
+/// ends it. `genie generate` and the Python package's `generate` both run this.
+pub async fn generate(
+    program: &genie_runtime::client::Program,
+    prompt: &[i64],
+    new_tokens: usize,
+    metrics: Option<&genie_runtime::metrics::GenerationMetrics>,
+    replanner: Option<&Replanner>,
+    max_recoveries: usize,
+    on_step: impl FnMut(&genie_runtime::generate::StepDone<'_>) + Send,
+) -> Result<genie_runtime::generate::Generated, genie_runtime::generate::GenerateError> {
+    use genie_runtime::generate;
+    match replanner.filter(|_| max_recoveries > 0) {
+        Some(replace) => {
+            let recovery = genie_runtime::recovery::Recovery { replace, max_recoveries };
+            generate::greedy_recovering(program, prompt, new_tokens, metrics, recovery, on_step).await
+        }
+        None => generate::greedy_with(program, prompt, new_tokens, metrics, on_step).await,
+    }
+}
+
 impl Replanner {
     /// `source` is the program as the frontends gave it (compiling writes into a program, so
     /// keep a copy from before).

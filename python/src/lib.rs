@@ -22,7 +22,7 @@ use genie_runtime::client::{self, ClientError, ClientOptions, DEFAULT_DETECTION}
 use genie_runtime::deploy::{self, Connected, DeployError, Deployed, Deployment, LocalMemory};
 use genie_runtime::generate::{self, GenerateError};
 use genie_runtime::per_op::PerOpError;
-use genie_runtime::recovery::{Recovery, DEFAULT_MAX_RECOVERIES};
+use genie_runtime::recovery::DEFAULT_MAX_RECOVERIES;
 use genie_runtime::wire::ErrorKind;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -419,13 +419,16 @@ impl Loaded {
         on_step: impl FnMut(&generate::StepDone<'_>) + Send,
     ) -> Result<generate::Generated, GenerateError> {
         let program = self.program();
-        let generated = match self.replanner.as_ref().filter(|_| max_recoveries > 0) {
-            Some(replace) => {
-                let recovery = Recovery { replace, max_recoveries };
-                generate::greedy_recovering(&program, prompt, new_tokens, None, recovery, on_step).await
-            }
-            None => generate::greedy_with(&program, prompt, new_tokens, None, on_step).await,
-        }?;
+        let generated = genie_driver::recovery::generate(
+            &program,
+            prompt,
+            new_tokens,
+            None,
+            self.replanner.as_ref(),
+            max_recoveries,
+            on_step,
+        )
+        .await?;
         if !generated.recoveries.is_empty() {
             // Later calls go on where this one recovered to, not to the lost worker.
             *lock(&self.current) = generated.program.clone();
@@ -755,16 +758,18 @@ fn interruptible<T: Send + 'static>(py: Python<'_>, work: impl FnOnce() -> T + S
             let _ = tx.send(work());
         })
         .map_err(|e| GenieRuntimeError::new_err(format!("starting the call's thread: {e}")))?;
-    // A receiver is not shared between threads; the lock makes waiting on it with the GIL
-    // released (on whichever thread) sound.
-    let rx = Mutex::new(rx);
+    receive(py, &Mutex::new(rx))?.ok_or_else(|| GenieRuntimeError::new_err("the call's thread ended without a result"))
+}
+
+/// The next value from `rx`, waited for with the GIL released and Python signals checked every
+/// [`SIGNAL_CHECK`]; `None` once its sender is gone. (A receiver is not shared between threads;
+/// the lock makes waiting on it from whichever thread holds it sound.)
+fn receive<T: Send>(py: Python<'_>, rx: &Mutex<mpsc::Receiver<T>>) -> PyResult<Option<T>> {
     loop {
-        match py.allow_threads(|| lock(&rx).recv_timeout(SIGNAL_CHECK)) {
-            Ok(result) => return Ok(result),
+        match py.allow_threads(|| lock(rx).recv_timeout(SIGNAL_CHECK)) {
+            Ok(value) => return Ok(Some(value)),
             Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(GenieRuntimeError::new_err("the call's thread ended without a result"))
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
         }
     }
 }
@@ -782,15 +787,8 @@ impl TokenStream {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<i64>> {
-        loop {
-            match py.allow_threads(|| lock(&self.tokens).recv_timeout(SIGNAL_CHECK)) {
-                Ok(Ok(token)) => return Ok(Some(token)),
-                Ok(Err(f)) => return Err(f.into()),
-                Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
-                // The generation thread finished: the stream is over.
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
-            }
-        }
+        // `None` once the generation thread has finished: the stream is over.
+        receive(py, &self.tokens)?.transpose().map_err(PyErr::from)
     }
 }
 
