@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use genie_driver::cluster::ClusterChoice;
-use genie_driver::pipeline::{bindings_from_shapes, compile_program, CompileOptions};
+use genie_driver::pipeline::{compile_program, one_call_options, CompileOptions};
 use genie_driver::recovery::Replanner;
 use genie_passes::placement::{self, PhaseChoice, Policy, RequestShape};
 use genie_runtime::client::{CallStats, ClientOptions};
@@ -352,6 +352,7 @@ fn prepare(
     files: &[PathBuf],
     args: &ClusterArgs,
     inputs: Option<&BTreeMap<String, Tensor>>,
+    entry: Option<&str>,
     request: RequestShape,
     display: &Arc<Display>,
 ) -> Result<Running> {
@@ -369,12 +370,11 @@ fn prepare(
         inputs.map(|t| t.iter().map(|(name, t)| (name.clone(), t.size())).collect()).unwrap_or_default();
     let options = CompileOptions {
         max_seq: args.max_seq,
-        bindings: bindings_from_shapes(&program, &shapes),
         policy: args.policy,
         request: Some(request),
         phases: args.disaggregate,
         replicas: args.replicas,
-        ..CompileOptions::default()
+        ..one_call_options(&program, entry, &shapes)
     };
     let deployment = choice.deployment()?;
     let client = ClientOptions {
@@ -399,7 +399,8 @@ fn prepare(
 /// `genie run`.
 pub fn run(args: RunArgs, display: &Arc<Display>) -> Result<()> {
     let inputs = read_tensors(&args.inputs)?;
-    let running = prepare(&args.files, &args.cluster, Some(&inputs), RequestShape::default(), display)?;
+    let running =
+        prepare(&args.files, &args.cluster, Some(&inputs), args.entry.as_deref(), RequestShape::default(), display)?;
     let program = running.deployed.program();
     // Several entries and no --entry: the error names them.
     let output = running.runtime.block_on(program.run_once(args.entry.as_deref(), &inputs))?;
@@ -539,7 +540,7 @@ pub fn generate(args: GenerateArgs, display: &Arc<Display>) -> Result<()> {
     }
     let files = vec![args.prefill.clone(), args.decode.clone()];
     let request = RequestShape { prompt_len: prompt.len() as i64, new_tokens: args.max_new_tokens as i64 };
-    let running = prepare(&files, &args.cluster, None, request, display)?;
+    let running = prepare(&files, &args.cluster, None, None, request, display)?;
     let metrics = Arc::new(GenerationMetrics::default());
     let _serving = match args.metrics {
         Some(addr) => {

@@ -38,6 +38,26 @@ fn assert_matches(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, Tensor
     }
 }
 
+/// `genie run` of one decode step given its past K/V: the past is the call's initial state and
+/// the present K/V come back among the outputs, equal to eager PyTorch's. Without the past, the
+/// error says which state is missing.
+#[test]
+fn run_one_decode_step_with_its_past_as_inputs() {
+    let decode = fixture("gpt2/decode.pt2");
+    let inputs = fixture("gpt2/decode.inputs.safetensors");
+    let out = tmp("gpt2.decode.outputs.safetensors");
+    genie(&["run", decode.to_str().unwrap(), "--inputs", inputs.to_str().unwrap(), "--outputs", out.to_str().unwrap()]);
+    let want = read(&fixture("gpt2/decode.outputs.safetensors"));
+    assert!(want.len() == 5, "the reference holds the logits and four present K/V: {:?}", want.keys());
+    assert_matches(&read(&out), &want);
+    // Only the new token: the state was never written, and the error names it.
+    let ids = tmp("ids-only.safetensors");
+    Tensor::write_safetensors(&[("input_ids", &Tensor::from_slice(&[3i64]).view([1, 1]))], &ids).unwrap();
+    let err =
+        genie_fails(&["run", decode.to_str().unwrap(), "--inputs", ids.to_str().unwrap(), "--outputs", "/dev/null"]);
+    assert!(err.contains("past_key_0") && err.contains("state"), "{err}");
+}
+
 /// An inputs file built to hurt the reader: `genie run` names the file and the problem and
 /// exits non-zero, without a panic or an allocation beyond the file.
 #[test]

@@ -8,66 +8,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use common::{assert_close, assert_outputs, fixture, poll, read};
-use genie_codegen::ProgramPlan;
-use genie_driver::pipeline::{compile_program, CompileOptions};
+use common::{
+    assert_close, assert_outputs, compile_one, compile_split, compile_split_program, fixture, poll, read, start,
+};
 use genie_ir::Program as SrgProgram;
-use genie_passes::placement::ClusterSpec;
-use genie_runtime::client::{ClientError, ClientOptions, Cluster, Program};
-use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
+use genie_runtime::client::{ClientError, ClientOptions};
+use genie_runtime::deploy::{self, Deployment, LocalMemory};
 use genie_runtime::metrics::{GenerationMetrics, MetricsServer};
 use genie_runtime::worker;
 use tch::{Device, Tensor};
-
-/// Compile for two workers with memory just small enough that the program must be split.
-fn compile_split(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
-    compile_split_program(genie_frontends::load(files).expect("fixture loads"), files)
-}
-
-fn compile_split_program(base: SrgProgram, files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
-    let weights = base.weights.total_bytes();
-    // Start below the weights and grow until placement finds a split that fits.
-    let mut memory = weights * 6 / 10 + 4096;
-    for _ in 0..40 {
-        let mut program = base.clone();
-        let cluster = ClusterSpec::local_workers(2, memory);
-        let options = CompileOptions { max_seq: Some(32), ..CompileOptions::default() };
-        if let Ok(plan) = compile_program(&mut program, &cluster, &options) {
-            let busy = plan.devices.iter().filter(|d| d.nodes > 0).count();
-            assert_eq!(busy, 2, "{files:?}: {memory} B per worker should force a split");
-            return (plan, program);
-        }
-        memory = memory * 11 / 10;
-    }
-    panic!("{files:?}: no two-worker split found");
-}
-
-fn compile_one(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
-    let mut program = genie_frontends::load(files).expect("fixture loads");
-    let cluster = ClusterSpec::local_workers(1, 8 << 30);
-    let plan = compile_program(&mut program, &cluster, &CompileOptions::default()).expect("compiles");
-    (plan, program)
-}
-
-struct Running {
-    runtime: tokio::runtime::Runtime,
-    /// Keeps the embedded workers up.
-    deployed: Deployed,
-    cluster: Cluster,
-    program: Program,
-}
-
-fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    // Each worker enforces its device's memory from the cluster spec, so the plan's peak must
-    // fit where placement put it.
-    let local = Deployment::Local { device: Device::Cpu, memory: LocalMemory::FromPlan };
-    let deployed = runtime
-        .block_on(deploy::deploy(Arc::new(plan), &srg.weights, &local, &ClientOptions::default()))
-        .expect("deploys");
-    let (cluster, program) = (deployed.cluster().clone(), deployed.program().clone());
-    Running { runtime, deployed, cluster, program }
-}
 
 /// Run a single-entry fixture split across two workers and compare every output.
 fn check_family(family: &str) {

@@ -104,6 +104,21 @@ pub fn compile_program_placed(
     Ok((plan, placement))
 }
 
+/// How to compile `program` for one call of `entry` (or of its only entry) with inputs of these
+/// shapes: symbols bound by the shapes ([`bindings_from_shapes`]), and when the call is given
+/// every input of its entry, its past state included, no state bindings: the state inputs are
+/// the call's initial state and its present state comes back among the outputs.
+pub fn one_call_options(program: &Program, entry: Option<&str>, shapes: &BTreeMap<String, Vec<i64>>) -> CompileOptions {
+    let graph = match entry {
+        Some(name) => program.entries.iter().find(|g| g.name == name),
+        None if program.entries.len() == 1 => program.entries.first(),
+        None => None,
+    };
+    let self_contained =
+        graph.is_some_and(|g| g.inputs.iter().all(|&v| shapes.contains_key(&g.value(v).name)) && !g.inputs.is_empty());
+    CompileOptions { bindings: bindings_from_shapes(program, shapes), no_state: self_contained, ..Default::default() }
+}
+
 /// Symbol values read off the shapes of the inputs a call is about to be made with: each symbol
 /// that is a whole dim of an input, bound to that input's size there. Compiling with them plans
 /// time and memory for that call rather than for the symbols' defaults.

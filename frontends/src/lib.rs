@@ -87,8 +87,39 @@ impl std::fmt::Display for UnsupportedOps {
                 names.push_str(&format!(", … {} more", nodes.len() - SHOWN));
             }
             write!(f, "\n  {op} ×{} ({names})", nodes.len())?;
+            if let Some((namespace, library)) = custom_op_origin(op) {
+                write!(f, " — a custom op of namespace `{namespace}`, registered by {library}")?;
+            }
         }
         Ok(())
+    }
+}
+
+/// For an op outside PyTorch's own namespaces: its namespace and the library that most likely
+/// registered it with `torch.library`.
+pub fn custom_op_origin(op: &str) -> Option<(&str, &'static str)> {
+    let namespace = op.split('.').next()?;
+    const LIBRARIES: [(&str, &str); 13] = [
+        ("transformers", "Hugging Face transformers"),
+        ("torchvision", "torchvision"),
+        ("torchaudio", "torchaudio"),
+        ("torchao", "torchao"),
+        ("fbgemm", "fbgemm-gpu"),
+        ("bitsandbytes", "bitsandbytes"),
+        ("bnb", "bitsandbytes"),
+        ("vllm", "vLLM"),
+        ("_C", "vLLM or another C++ extension"),
+        ("flash_attn", "flash-attn"),
+        ("xformers", "xFormers"),
+        ("mmcv", "mmcv"),
+        ("quantized", "PyTorch's quantization"),
+    ];
+    match namespace {
+        "aten" | "prims" | "_operator" | "operator" | "torch" | "math" | "" => None,
+        ns => Some((
+            ns,
+            LIBRARIES.iter().find(|(n, _)| *n == ns).map_or("a library's torch.library registration", |(_, l)| *l),
+        )),
     }
 }
 

@@ -497,6 +497,7 @@ fn unknown_ops_are_all_reported_at_once() {
         Some(
             text.replace("torch.ops.aten.layer_norm.default", "torch.ops.aten.frobnicate.default")
                 .replace("torch.ops.aten.gelu.default", "torch.ops.genie_test.mystery.default")
+                .replacen("torch.ops.aten.linear.default", "torch.ops.torchvision.roi_align.default", 1)
                 .into_bytes(),
         )
     });
@@ -504,10 +505,21 @@ fn unknown_ops_are_all_reported_at_once() {
     let Pt2Error::UnsupportedOps { member, ops } = &err else { panic!("{err}") };
     assert_eq!(member, "models/model.json");
     let counts: BTreeMap<&str, usize> = ops.ops.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
-    assert_eq!(counts, BTreeMap::from([("aten.frobnicate.default", 5), ("genie_test.mystery.default", 2)]));
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("aten.frobnicate.default", 5),
+            ("genie_test.mystery.default", 2),
+            ("torchvision.roi_align.default", 1)
+        ])
+    );
     assert!(ops.ops["genie_test.mystery.default"].contains(&"gelu".to_string()));
     let text = err.to_string();
     assert!(text.contains("aten.frobnicate.default ×5") && text.contains("layer_norm_1"), "{text}");
+    // A library's custom op names its namespace and the library that likely registered it.
+    assert!(text.contains("namespace `torchvision`, registered by torchvision"), "{text}");
+    assert!(text.contains("namespace `genie_test`"), "{text}");
+    assert!(!text.lines().any(|l| l.contains("frobnicate") && l.contains("namespace")), "{text}");
 }
 
 #[test]

@@ -72,6 +72,10 @@ pub enum Tag {
     ConvStage,
     Pooling,
     PatchEmbed,
+    /// A mixture of experts' router: the scores over experts and the top-k choice.
+    MoeRouter,
+    /// One mixture-of-experts projection over experts' stacked weights.
+    MoeExpert,
 }
 
 macro_rules! snake_names {
@@ -111,6 +115,7 @@ snake_names!(Tag {
     Attention => "attention", KvCacheUpdate => "kv_cache_update", Mlp => "mlp",
     Residual => "residual", Norm => "norm", Embedding => "embedding", LmHead => "lm_head",
     ConvStage => "conv_stage", Pooling => "pooling", PatchEmbed => "patch_embed",
+    MoeRouter => "moe_router", MoeExpert => "moe_expert",
 });
 
 /// Cost hints for one node, with symbols bound to concrete sizes.

@@ -386,6 +386,31 @@ impl Dim {
         if let Some(q) = self.div_exact(other) {
             return q;
         }
+        // `(x // b) // c = x // (b·c)` for positive constants b and c (two strided convolutions
+        // in a row).
+        if let Some(c) = other.as_const().filter(|c| *c > 0) {
+            if let Some(([Atom::FloorDiv(x, b)], 1)) = self.terms().next().filter(|_| self.term_count() == 1) {
+                if let Some(bc) = b.as_const().filter(|b| *b > 0).and_then(|b| b.checked_mul(c)) {
+                    return x.floor_div(&Dim::constant(bc));
+                }
+            }
+        }
+        // `(d·k·X + r) // d = k·X + r // d` for integer X and a positive constant d: the terms
+        // the divisor divides leave the floor (`(s - 10) // 5` is `s // 5 - 2`), so equal
+        // quotients written differently compare equal.
+        if let Some(d) = other.as_const().filter(|d| *d > 0) {
+            let (mut whole, mut rest) = (TermSum::default(), TermSum::default());
+            for (mono, coef) in self.terms() {
+                if coef % d == 0 {
+                    whole.add(mono.into(), coef / d);
+                } else {
+                    rest.add(mono.into(), coef);
+                }
+            }
+            if !whole.terms.is_empty() && !rest.terms.is_empty() {
+                return whole.finish().add(&rest.finish().floor_div(other));
+            }
+        }
         atom_dim(Atom::FloorDiv(Box::new(self.clone()), Box::new(other.clone())))
     }
 
@@ -910,6 +935,11 @@ mod tests {
     fn exact_division_simplifies() {
         assert_eq!(d("768*s0").div_exact(&d("12*s0")), Some(Dim::constant(64)));
         assert_eq!(d("4*s0 + 8").floor_div(&Dim::constant(4)), d("s0 + 2"));
+        // The divisible terms leave the floor: a conv's `(s - 10) // 5 + 1` is `s // 5 - 1`.
+        assert_eq!(d("s0 - 10").floor_div(&Dim::constant(5)).add(&Dim::constant(1)), d("(s0)//(5) - 1"));
+        assert_eq!(d("5*s0 + 3").floor_div(&Dim::constant(5)), d("s0"));
+        assert_eq!(d("(s0)//(5)").floor_div(&Dim::constant(2)), d("(s0)//(10)"));
+        assert_eq!(d("5*s0 + s1 + 7").floor_div(&Dim::constant(5)), d("s0 + (s1 + 7)//(5)"));
         assert_eq!(d("s0 + 1").div_exact(&d("s0")), None);
         assert_eq!(d("3*s0 + 3").div_exact(&d("s0 + 1")), Some(Dim::constant(3)));
     }

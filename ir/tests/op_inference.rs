@@ -1,14 +1,14 @@
 //! The registry's shape/dtype inference against PyTorch's own results.
 //!
 //! `data/op_cases.json` is produced by `data/gen_op_cases.py`, which calls every registered op
-//! through `torch.ops.aten` on real tensors and records the output dtypes and shapes (or the error
-//! torch raised). Regenerate it with
+//! through `torch.ops.<namespace>` on real tensors and records the output dtypes and shapes (or
+//! the error torch raised). Regenerate it with
 //! `/work/main/.venv/bin/python ir/tests/data/gen_op_cases.py` after changing the cases.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use genie_ir::registry::{self, ArgKind, Schema};
-use genie_ir::{Arg, DType, TensorType, ValueId};
+use genie_ir::{Arg, DType, Dim, TensorType, ValueId};
 use serde_json::Value;
 
 const TABLE: &str = include_str!("data/op_cases.json");
@@ -217,18 +217,16 @@ fn schemas_are_torch_schemas() {
     assert!(failures.is_empty(), "schemas differ from PyTorch's:\n  {}", failures.join("\n  "));
 }
 
+/// The registry's schemas of the ops the census found are PyTorch's (that the `.pt2` importer
+/// takes every census op, registered or not, is `frontends/tests/op_census.rs`).
 #[test]
-fn every_census_op_is_registered() {
+fn census_ops_in_the_registry_have_the_census_schema() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testsuite/data/op_census.json");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let census: BTreeMap<String, Value> = serde_json::from_str(&text).expect("op_census.json is a JSON object");
     assert!(!census.is_empty(), "empty op census");
-    let missing: Vec<&String> = census
-        .keys()
-        // Importers remove `getitem`: tuple outputs become separate values.
-        .filter(|op| op.as_str() != "_operator.getitem" && registry::lookup(op).is_err())
-        .collect();
-    assert!(missing.is_empty(), "ops torch.export emits for the census models but the registry lacks: {missing:?}");
+    let registered = census.keys().filter(|op| registry::lookup(op).is_ok()).count();
+    assert!(registered > 100, "only {registered} census ops are registered");
     let differ: Vec<String> = census
         .iter()
         .filter_map(|(op, entry)| {
@@ -273,4 +271,147 @@ fn inference_never_panics_on_mangled_arguments() {
         }
     }
     assert!(panics.is_empty(), "inference panicked on {} mangled cases:\n  {}", panics.len(), panics.join("\n  "));
+}
+
+/// Inference of `op` on `args` whose tensor ids index `types`.
+fn infer_with(op: &str, args: &[Arg], types: &[TensorType]) -> Result<Vec<TensorType>, registry::InferError> {
+    let lookup = |v: ValueId| types.get(v.index());
+    registry::infer(op, args, &lookup)
+}
+
+/// Equations torch would never be given: every one is an `InferError` that names the problem,
+/// never a panic (the text comes from a file).
+#[test]
+fn bad_einsum_equations_are_errors_naming_the_problem() {
+    let types = [TensorType::new(DType::Float32, &[2, 3]), TensorType::new(DType::Float32, &[3, 4])];
+    let infer = |equation: &str, operands: &[u32]| {
+        let args = vec![
+            Arg::Str(equation.to_string()),
+            Arg::Tensors(operands.iter().map(|&i| ValueId(i)).collect()),
+            Arg::None,
+        ];
+        std::panic::catch_unwind(|| infer_with("aten.einsum.default", &args, &types))
+            .unwrap_or_else(|_| panic!("einsum inference panicked on {equation:?}"))
+    };
+    for (equation, operands, names) in [
+        ("ij,jk->ik", &[0][..], "operands"),
+        ("ij->ij", &[0, 1][..], "tensors were given"),
+        ("ij,jk->ik", &[][..], "at least one operand"),
+        ("ïj->j", &[0][..], "invalid subscript at index 0"),
+        ("ij->j->", &[0][..], "invalid subscript at index 5"),
+        ("ij->i,j", &[0][..], "invalid subscript"),
+        (".", &[0][..], "not part of an ellipsis"),
+        ("ij.", &[0][..], "not part of an ellipsis"),
+        ("......", &[0][..], "second ellipsis"),
+        ("...->......", &[0][..], "second ellipsis"),
+        ("ijk", &[0][..], "3 subscripts for operand 0 of rank 2"),
+        ("i", &[0][..], "1 subscripts for operand 0 of rank 2"),
+        ("ij->k", &[0][..], "does not appear"),
+        ("ij->jj", &[0][..], "more than once"),
+        ("ii", &[0][..], "repeated"),
+        ("ij,kj->ik", &[0, 1][..], "does not broadcast"),
+        ("ij,jk->ik", &[1, 0][..], "does not broadcast"),
+    ] {
+        match infer(equation, operands) {
+            Err(e) => assert!(e.to_string().contains(names), "{equation:?}: {e} should mention {names:?}"),
+            Ok(outs) => panic!("{equation:?} was accepted: {outs:?}"),
+        }
+    }
+    let ok = infer("ij,jk->ik", &[0, 1]).expect("a matrix product");
+    assert_eq!(ok, vec![TensorType::new(DType::Float32, &[2, 4])]);
+}
+
+/// `_native_batch_norm_legit.no_stats` in eval mode has no statistics to use (libtorch crashes on
+/// it on the CPU), so inference refuses it.
+#[test]
+fn batch_norm_without_stats_needs_training() {
+    let types = [TensorType::new(DType::Float32, &[2, 3, 4])];
+    let args = |training| {
+        vec![Arg::Tensor(ValueId(0)), Arg::None, Arg::None, Arg::Bool(training), Arg::Float(0.1), Arg::Float(1e-5)]
+    };
+    let op = "aten._native_batch_norm_legit.no_stats";
+    let e = infer_with(op, &args(false), &types).unwrap_err();
+    assert!(e.to_string().contains("training=True"), "{e}");
+    let outs = infer_with(op, &args(true), &types).unwrap();
+    let stat = TensorType::new(DType::Float32, &[3]);
+    assert_eq!(outs, vec![types[0].clone(), stat.clone(), stat]);
+}
+
+/// `unfold` of a symbolic dim: `(n - size) // step + 1` windows (no division with step 1); a
+/// static dim shorter than the window is an error.
+#[test]
+fn unfold_windows_of_a_symbolic_dim() {
+    let s0 = Dim::symbol("s0");
+    let types = [TensorType::with_dims(DType::Float32, vec![Dim::constant(2), s0.clone()])];
+    let args = |dim, size, step| vec![Arg::Tensor(ValueId(0)), Arg::Int(dim), Arg::Int(size), Arg::Int(step)];
+    let op = "aten.unfold.default";
+    let shape = |windows: Dim, size| vec![TensorType::with_dims(DType::Float32, vec![Dim::constant(2), windows, size])];
+    let windows = s0.sub(&Dim::constant(3)).floor_div(&Dim::constant(2)).add(&Dim::constant(1));
+    assert_eq!(infer_with(op, &args(1, 3, 2), &types).unwrap(), shape(windows, Dim::constant(3)));
+    assert_eq!(infer_with(op, &args(-1, 3, 1), &types).unwrap(), shape(s0.sub(&Dim::constant(2)), Dim::constant(3)));
+    let e = infer_with(op, &args(0, 3, 1), &types).unwrap_err();
+    assert!(e.to_string().contains("maximum size"), "{e}");
+    for (size, step, names) in [(-1, 1, "size"), (2, 0, "step"), (i64::MAX, 1, "maximum size")] {
+        let e = infer_with(op, &args(0, size, step), &types).unwrap_err();
+        assert!(e.to_string().contains(names), "size {size}, step {step}: {e}");
+    }
+}
+
+/// A symbolic spatial dim scales by a whole factor only; grid sampling needs the same batch dim
+/// on both sides (a batch of one is not broadcast).
+#[test]
+fn interpolation_of_symbolic_dims() {
+    let s0 = Dim::symbol("s0");
+    let x = TensorType::with_dims(DType::Float32, vec![Dim::constant(1), Dim::constant(3), s0.clone()]);
+    let upsample = |scale: f64| {
+        let args = vec![Arg::Tensor(ValueId(0)), Arg::None, Arg::Bool(false), Arg::Floats(vec![scale])];
+        infer_with("aten.upsample_linear1d.vec", &args, std::slice::from_ref(&x))
+    };
+    let want = TensorType::with_dims(DType::Float32, vec![Dim::constant(1), Dim::constant(3), s0.scale(2)]);
+    assert_eq!(upsample(2.0).unwrap(), vec![want]);
+    assert!(upsample(1.5).unwrap_err().to_string().contains("symbolic"));
+
+    let n = |batch: Dim, rest: &[i64]| {
+        let mut dims = vec![batch];
+        dims.extend(rest.iter().map(|&d| Dim::constant(d)));
+        TensorType::with_dims(DType::Float32, dims)
+    };
+    let sample = |grid: TensorType| {
+        let types = [n(s0.clone(), &[3, 4, 5]), grid];
+        let args = vec![Arg::Tensor(ValueId(0)), Arg::Tensor(ValueId(1)), Arg::Int(0), Arg::Int(0), Arg::Bool(false)];
+        infer_with("aten.grid_sampler_2d.default", &args, &types)
+    };
+    assert_eq!(sample(n(s0.clone(), &[6, 7, 2])).unwrap(), vec![n(s0.clone(), &[3, 6, 7])]);
+    for other in [Dim::constant(1), Dim::symbol("s1")] {
+        let e = sample(n(other.clone(), &[6, 7, 2])).unwrap_err();
+        assert!(e.to_string().contains("batch"), "grid batch {other}: {e}");
+    }
+}
+
+/// `scatter_reduce` names the reductions it takes.
+#[test]
+fn scatter_reduce_refuses_unknown_reductions() {
+    let types = [
+        TensorType::new(DType::Float32, &[3, 4]),
+        TensorType::new(DType::Int64, &[3, 2]),
+        TensorType::new(DType::Float32, &[3, 2]),
+    ];
+    let args = |reduce: &str| {
+        vec![
+            Arg::Tensor(ValueId(0)),
+            Arg::Int(1),
+            Arg::Tensor(ValueId(1)),
+            Arg::Tensor(ValueId(2)),
+            Arg::Str(reduce.into()),
+            Arg::Bool(true),
+        ]
+    };
+    let op = "aten.scatter_reduce.two";
+    for reduce in ["sum", "prod", "mean", "amax", "amin"] {
+        assert_eq!(infer_with(op, &args(reduce), &types).unwrap(), vec![types[0].clone()], "{reduce}");
+    }
+    for reduce in ["max", "add", "", "Sum"] {
+        let e = infer_with(op, &args(reduce), &types).unwrap_err();
+        assert!(e.to_string().contains("sum, prod, mean, amax or amin"), "{reduce:?}: {e}");
+    }
 }

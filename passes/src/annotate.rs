@@ -138,16 +138,43 @@ fn has_tag(g: &Graph, tags: &[Tag]) -> bool {
     g.regions.iter().any(|r| tags.contains(&r.tag))
 }
 
+/// What an input carries, by how it is consumed (through layout ops): token ids index a table,
+/// an image (rank 4) and a waveform or spectrogram (rank 2 or 3) feed a convolution.
+fn input_modality(g: &Graph, users: &[Vec<NodeId>], i: ValueId) -> Option<Modality> {
+    let ty = &g.value(i).ty;
+    let consumers: Vec<registry::OpFacts> = same_data_forward(g, users, i)
+        .iter()
+        .flat_map(|v| users[v.index()].iter().map(|n| registry::facts(&g.node(*n).op)))
+        .collect();
+    let convolved = consumers.iter().any(|f| f.contraction == Some(Contraction::Convolution));
+    if ty.dtype.is_integral() && consumers.iter().any(|f| f.lookup.is_some()) {
+        Some(Modality::Text)
+    } else if ty.dtype.is_floating() && ty.rank() == 4 && convolved {
+        Some(Modality::Vision)
+    } else if ty.dtype.is_floating() && matches!(ty.rank(), 2 | 3) && convolved {
+        Some(Modality::Audio)
+    } else {
+        None
+    }
+}
+
 fn annotate_graph(g: &mut Graph) {
     let (past, present) = kv_state(g);
     let state_outputs: HashSet<ValueId> = present.iter().map(|&i| g.outputs[i].value).collect();
 
-    // Phase.
+    // Phase. Convolutions make a vision model when they read images or when there is no
+    // attention; an audio encoder's convolutional front end (Whisper, wav2vec 2.0) does not.
+    let users = g.users();
+    let input_kinds: Vec<(ValueId, Option<Modality>)> =
+        g.inputs.iter().map(|&i| (i, input_modality(g, &users, i))).collect();
+    let reads_images = input_kinds.iter().any(|(_, m)| *m == Some(Modality::Vision));
     let phase = if !past.is_empty() && !present.is_empty() {
         Phase::LlmDecode
     } else if past.is_empty() && !present.is_empty() && has_tag(g, &[Tag::Attention]) {
         Phase::LlmPrefill
-    } else if has_tag(g, &[Tag::ConvStage, Tag::PatchEmbed, Tag::Pooling]) {
+    } else if has_tag(g, &[Tag::ConvStage, Tag::PatchEmbed, Tag::Pooling])
+        && (reads_images || !has_tag(g, &[Tag::Attention]))
+    {
         Phase::Vision
     } else if has_tag(g, &[Tag::Attention, Tag::Mlp, Tag::Embedding]) {
         Phase::Encoder
@@ -171,25 +198,9 @@ fn annotate_graph(g: &mut Graph) {
     }
 
     // Modality: seed inputs by how they are consumed, then propagate forward.
-    let users = g.users();
     let mut modality: Vec<Option<Modality>> = vec![None; g.values.len()];
-    for &i in &g.inputs {
-        let ty = &g.value(i).ty;
-        let consumers: Vec<registry::OpFacts> = same_data_forward(g, &users, i)
-            .iter()
-            .flat_map(|v| users[v.index()].iter().map(|n| registry::facts(&g.node(*n).op)))
-            .collect();
-        let text = ty.dtype.is_integral() && consumers.iter().any(|f| f.lookup.is_some());
-        let vision = ty.dtype.is_floating()
-            && ty.rank() == 4
-            && consumers.iter().any(|f| f.contraction == Some(Contraction::Convolution));
-        modality[i.index()] = if text {
-            Some(Modality::Text)
-        } else if vision {
-            Some(Modality::Vision)
-        } else {
-            None
-        };
+    for (i, m) in input_kinds {
+        modality[i.index()] = m;
     }
     if let Ok(order) = g.topo_order() {
         for n in order {
@@ -264,13 +275,14 @@ fn positions_role(ty: &genie_ir::TensorType) -> InputRole {
 }
 
 /// What each per-call input carries, decided by how the graph uses it, never by its name:
-/// - an integer input that indexes a weight table (an embedding lookup, through layout ops
-///   only): the token ids if the table is the vocabulary (as many rows as the logits have
+/// - an integer input that indexes a weight table (an embedding lookup, through layout ops and
+///   element-wise arithmetic): the token ids if the table is the vocabulary (as many rows as the logits have
 ///   columns, else the largest table); in an LLM entry, another such input is the positions;
 /// - an input whose values reach a sine or cosine (a rotary embedding): the positions;
 /// - an input that reaches attention (a tagged attention region, fused attention or a softmax)
 ///   through no contraction: the attention mask, or, one row wide, the positions
-///   (`cache_position`, which masks are built from).
+///   (`cache_position`, which masks are built from), if it meets the scores; in an LLM, an
+///   integer input that meets only the products' operands (queries and keys) is the positions.
 fn input_roles(
     g: &Graph,
     users: &[Vec<NodeId>],
@@ -287,7 +299,12 @@ fn input_roles(
         if !g.value(v).ty.dtype.is_integral() {
             continue;
         }
-        let visits = walk_forward(g, users, v, &|node, _| registry::facts(&node.op).same_data());
+        // Through layout ops and element-wise arithmetic: OPT looks its positions up at
+        // `position_ids + 2`.
+        let visits = walk_forward(g, users, v, &|node, _| {
+            let facts = registry::facts(&node.op);
+            facts.same_data() || facts.elementwise
+        });
         let rows = visits.iter().find_map(|&(n, arriving)| {
             let node = g.node(n);
             let (table, _) = registry::facts(&node.op).lookup?;
@@ -312,18 +329,43 @@ fn input_roles(
         .find(|(_, rows)| Some(*rows) == vocab)
         .or_else(|| lookups.iter().max_by_key(|(v, rows)| (*rows, std::cmp::Reverse(v.0))))
         .map(|(v, _)| *v);
+    let attention = nodes_tagged(g, Tag::Attention);
+    let is_softmax = |op: &str| matches!(op, "aten._softmax.default" | "aten.softmax.int");
+    // How an input meets attention, through comparisons, casts, gathers and arithmetic only:
+    // (the scores, the products' operands). A mask meets the scores element-wise (or is fused
+    // attention's mask operand); an input that reaches only the operands shapes the queries
+    // and keys: in an LLM, the positions of a rotary embedding read from a precomputed table
+    // (GPT-J).
+    let meets_attention = |v: ValueId| {
+        let to_attention = walk_forward(g, users, v, &|node, arriving| {
+            let facts = registry::facts(&node.op);
+            facts.contraction.is_none() && !is_lookup_index(node, arriving)
+        });
+        let (mut scores, mut operands) = (false, false);
+        for &(n, arriving) in &to_attention {
+            let node = g.node(n);
+            match registry::facts(&node.op).contraction {
+                Some(Contraction::Attention) => match node.args.get(3) {
+                    Some(Arg::Tensor(mask)) if *mask == arriving => scores = true,
+                    _ => operands = true,
+                },
+                Some(_) => operands |= attention.contains(&n),
+                None => scores |= attention.contains(&n) || is_softmax(&node.op),
+            }
+        }
+        (scores, operands)
+    };
     for &(v, _) in &lookups {
         if Some(v) == tokens {
             roles.push((v, InputRole::TokenIds));
-        } else if llm {
+        } else if llm && !meets_attention(v).0 {
+            // Not a mask that positions are also computed from (OPT's prefill).
             roles.push((v, positions_role(&g.value(v).ty)));
         }
     }
 
-    let attention = nodes_tagged(g, Tag::Attention);
-    let is_softmax = |op: &str| matches!(op, "aten._softmax.default" | "aten.softmax.int");
     for &v in &per_call {
-        if lookups.iter().any(|(l, _)| *l == v) {
+        if roles.iter().any(|(r, _)| *r == v) {
             continue;
         }
         let ty = &g.value(v).ty;
@@ -335,16 +377,12 @@ fn input_roles(
             roles.push((v, positions_role(ty)));
             continue;
         }
-        // Masks reach attention through comparisons, casts, gathers and arithmetic only.
-        let to_attention = walk_forward(g, users, v, &|node, arriving| {
-            let facts = registry::facts(&node.op);
-            facts.contraction.is_none() && !is_lookup_index(node, arriving)
-        });
-        let reaches = to_attention.iter().any(|(n, _)| {
-            let op = &g.node(*n).op;
-            attention.contains(n) || registry::facts(op).contraction == Some(Contraction::Attention) || is_softmax(op)
-        });
-        if reaches {
+        let (meets_scores, meets_operands) = meets_attention(v);
+        if llm && ty.dtype.is_integral() && meets_operands && !meets_scores {
+            roles.push((v, positions_role(ty)));
+            continue;
+        }
+        if meets_scores {
             roles.push((v, if ty.rank() >= 2 { InputRole::AttentionMask } else { InputRole::CachePosition }));
         }
     }

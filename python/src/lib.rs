@@ -463,7 +463,9 @@ struct Clients {
     options: ClientOptions,
     /// Per program or plan id: its deployment. Held while deploying, so that threads asking
     /// for the same program at once deploy it once.
-    deployed: Mutex<HashMap<u64, Arc<Loaded>>>,
+    /// By program (or plan) id and whether it was compiled without state bindings (a call given
+    /// its entry's every input, state included).
+    deployed: Mutex<HashMap<(u64, bool), Arc<Loaded>>>,
     max_recoveries: usize,
     /// The worker single ops go to (connected on first use).
     op_worker: Mutex<Option<Arc<Connected>>>,
@@ -488,6 +490,7 @@ impl Clients {
         let id = match &what {
             Target::Plan { id, .. } | Target::Program { id, .. } => *id,
         };
+        let id = (id, options.no_state);
         let mut loaded = lock(&self.deployed);
         if let Some(d) = loaded.get(&id) {
             return Ok(d.clone());
@@ -596,7 +599,7 @@ impl Connection {
         let options = match &program {
             Runnable::Program(p) => {
                 let shapes = inputs.iter().map(|(k, t)| (k.clone(), t.size())).collect();
-                CompileOptions { bindings: pipeline::bindings_from_shapes(&p.imported, &shapes), ..Default::default() }
+                pipeline::one_call_options(&p.imported, entry.as_deref(), &shapes)
             }
             Runnable::Plan(_) => CompileOptions::default(),
         };

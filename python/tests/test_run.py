@@ -92,3 +92,28 @@ def test_inputs_need_not_be_contiguous_and_outputs_are_ordinary_tensors(tmp_path
     assert_close(out, want)
     out.add_(1)  # writable, owned by torch like any other tensor
     assert_close(out, want + 1)
+
+
+def test_a_decode_step_given_its_past_runs_alone(tmp_path):
+    """A stateful graph run once with every input, its past K/V included: the past is the
+    initial state and the present K/V come back with the logits, as in eager PyTorch; a decoder
+    exported by `genie.export_decoder` the same way."""
+    from safetensors.torch import load_file
+
+    from conftest import FIXTURES
+
+    decode = FIXTURES / "gpt2" / "decode.pt2"
+    inputs = load_file(str(FIXTURES / "gpt2" / "decode.inputs.safetensors"))
+    want = load_file(str(FIXTURES / "gpt2" / "decode.outputs.safetensors"))
+    with genie.connect() as c:
+        got = c.run(decode, inputs)
+        assert sorted(got) == sorted(want)
+        for name in want:
+            assert_close(got[name], want[name])
+        # The same program called with the new token only has no state to start from.
+        try:
+            c.run(decode, {"input_ids": inputs["input_ids"]})
+        except genie.GenieRuntimeError as e:
+            assert "past_key_0" in str(e)
+        else:
+            raise AssertionError("a decode step without its past must fail")

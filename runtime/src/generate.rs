@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use genie_codegen::EntryPlan;
+use genie_codegen::{EntryPlan, Step};
 use genie_ir::InputRole;
 use tch::{Kind, Tensor};
 
@@ -107,6 +107,16 @@ struct Fed {
 fn feeds(e: &EntryPlan) -> Result<Vec<Fed>, GenerateError> {
     let mut out = Vec::new();
     let mut unknown = Vec::new();
+    // Inputs the client sends somewhere; the others no op reads.
+    let sent: std::collections::HashSet<genie_ir::ValueId> = e
+        .plan(genie_ir::CLIENT)
+        .map(|p| {
+            p.steps
+                .iter()
+                .filter_map(|s| if let Step::Send { tensor, .. } = s { Some(*tensor) } else { None })
+                .collect()
+        })
+        .unwrap_or_default();
     for port in e.inputs.iter().filter(|i| i.slot.is_none()) {
         let ty = e.tensors.get(&port.tensor).map(|t| &t.ty);
         let rank = ty.map_or(2, |t| t.rank());
@@ -115,6 +125,9 @@ fn feeds(e: &EntryPlan) -> Result<Vec<Fed>, GenerateError> {
             Some(InputRole::TokenIds) => Some(Feed::Tokens),
             Some(InputRole::AttentionMask) => Some(Feed::Mask),
             Some(InputRole::PositionIds | InputRole::CachePosition) => Some(Feed::Positions { rank }),
+            // An input the model takes but never reads (BLOOM's and MPT's `position_ids`, whose
+            // ALiBi biases come from the mask): any value of the new tokens' shape will do.
+            None if !sent.contains(&port.tensor) => Some(Feed::Positions { rank }),
             None => None,
         };
         match feed {

@@ -8,8 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use genie_codegen::EntryPlan;
+use std::sync::Arc;
+
+use genie_codegen::{EntryPlan, ProgramPlan};
+use genie_driver::pipeline::{compile_program, CompileOptions};
 use genie_ir::OutputKind;
+use genie_ir::Program as SrgProgram;
+use genie_passes::placement::ClusterSpec;
+use genie_runtime::client::{ClientOptions, Cluster, Program};
+use genie_runtime::deploy::{self, Deployed, Deployment, LocalMemory};
+use tch::Device;
 use tch::{Kind, Tensor};
 
 /// A file of the committed test fixtures.
@@ -114,12 +122,16 @@ pub fn cluster_file(path: &Path, workers: &[WorkerProcess], pin: bool) -> PathBu
 }
 
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_close_within(what, got, want, 1e-4, 1e-5)
+}
+
+pub fn assert_close_within(what: &str, got: &Tensor, want: &Tensor, rtol: f64, atol: f64) {
     assert_eq!(got.size(), want.size(), "{what}: shape");
     assert_eq!(got.kind(), want.kind(), "{what}: dtype");
     if want.is_floating_point() {
         let (g, w) = (got.to_kind(Kind::Double), want.to_kind(Kind::Double));
-        let excess = ((&g - &w).abs() - (w.abs() * 1e-4 + 1e-5)).max().double_value(&[]);
-        assert!(excess <= 0.0, "{what}: differs beyond rtol 1e-4, atol 1e-5 (by {excess})");
+        let excess = ((&g - &w).abs() - (w.abs() * rtol + atol)).max().double_value(&[]);
+        assert!(excess <= 0.0, "{what}: differs beyond rtol {rtol}, atol {atol} (by {excess})");
     } else {
         assert!(got.equal(want), "{what}: values differ");
     }
@@ -152,4 +164,55 @@ pub fn assert_outputs(
         let mutation = matches!(output.kind, OutputKind::BufferMutation { .. }) || inputs.contains(name);
         assert!(mutation, "{what}: output {name} has no reference and is no mutation");
     }
+}
+
+/// Compile for two workers with memory just small enough that the program must be split.
+pub fn compile_split(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
+    compile_split_program(genie_frontends::load(files).expect("fixture loads"), files)
+}
+
+pub fn compile_split_program(base: SrgProgram, files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
+    let weights = base.weights.total_bytes();
+    // Start below the weights and grow until placement finds a split that fits.
+    let mut memory = weights * 6 / 10 + 4096;
+    // Activations can outweigh the weights many times over (small CNNs on images).
+    for _ in 0..80 {
+        let mut program = base.clone();
+        let cluster = ClusterSpec::local_workers(2, memory);
+        let options = CompileOptions { max_seq: Some(32), ..CompileOptions::default() };
+        if let Ok(plan) = compile_program(&mut program, &cluster, &options) {
+            let busy = plan.devices.iter().filter(|d| d.nodes > 0).count();
+            assert_eq!(busy, 2, "{files:?}: {memory} B per worker should force a split");
+            return (plan, program);
+        }
+        memory = memory * 5 / 4;
+    }
+    panic!("{files:?}: no two-worker split found");
+}
+
+pub fn compile_one(files: &[PathBuf]) -> (ProgramPlan, SrgProgram) {
+    let mut program = genie_frontends::load(files).expect("fixture loads");
+    let cluster = ClusterSpec::local_workers(1, 8 << 30);
+    let plan = compile_program(&mut program, &cluster, &CompileOptions::default()).expect("compiles");
+    (plan, program)
+}
+
+pub struct Running {
+    pub runtime: tokio::runtime::Runtime,
+    /// Keeps the embedded workers up.
+    pub deployed: Deployed,
+    pub cluster: Cluster,
+    pub program: Program,
+}
+
+pub fn start(plan: ProgramPlan, srg: &SrgProgram) -> Running {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // Each worker enforces its device's memory from the cluster spec, so the plan's peak must
+    // fit where placement put it.
+    let local = Deployment::Local { device: Device::Cpu, memory: LocalMemory::FromPlan };
+    let deployed = runtime
+        .block_on(deploy::deploy(Arc::new(plan), &srg.weights, &local, &ClientOptions::default()))
+        .expect("deploys");
+    let (cluster, program) = (deployed.cluster().clone(), deployed.program().clone());
+    Running { runtime, deployed, cluster, program }
 }

@@ -39,6 +39,9 @@ const TEST_REQUIREMENTS: &[&str] = &[
     "maturin==1.16.0",
     "pytest==9.2.0",
     TRANSFORMERS_REQUIREMENT,
+    // The model zoos of the op census and the coverage fixtures (testsuite/scripts).
+    "torchvision==0.26.0",
+    "diffusers==0.42.1",
 ];
 /// The transformers the Python package's tests and `wheel-check` use.
 const TRANSFORMERS_REQUIREMENT: &str = "transformers==5.25.0";

@@ -6,6 +6,7 @@ use genie_ir::registry::{self, ArgKind, OpClass};
 use genie_ir::{Arg, DType, Dim, Graph, GraphOutput, OutputKind, SymRange, TensorType, ValueId, WeightStore};
 
 use super::archive::Archive;
+use super::ops::{self, ImportAs};
 use super::payload::{External, Payloads};
 use super::schema::{
     Argument, ExportedProgram, InputSpec, Node, OptionalTensorArgument, OutputSpec, SymBool, SymBoolArgument, SymFloat,
@@ -27,29 +28,6 @@ enum Origin {
 /// Largest bound on a tensor's byte count (per symbol-free coefficient) the reader accepts, so
 /// size arithmetic on the imported types cannot overflow `i64`.
 const MAX_EXTENT: u128 = 1 << 62;
-
-/// Sym-int ops folded into dim expressions instead of becoming nodes.
-fn is_sym_target(target: &str) -> bool {
-    const PREFIXES: [&str; 5] = ["_operator.", "operator.", "torch.sym_", "torch._sym_", "math."];
-    const ATEN: [&str; 5] = [
-        "torch.ops.aten.sym_size.int",
-        "torch.ops.aten.sym_size.default",
-        "torch.ops.aten.sym_numel.default",
-        "torch.ops.aten.sym_stride.int",
-        "torch.ops.aten.sym_storage_offset.default",
-    ];
-    PREFIXES.iter().any(|p| target.starts_with(p)) || ATEN.contains(&target)
-}
-
-/// Runtime asserts on symbolic shapes: the range constraints already say what they check.
-fn is_shape_assert(target: &str) -> bool {
-    matches!(
-        target,
-        "torch.ops.aten._assert_scalar.default"
-            | "torch.ops.aten.sym_constrain_range.default"
-            | "torch.ops.aten.sym_constrain_range_for_size.default"
-    )
-}
 
 /// The registry name of a node target (`torch.ops.aten.mm.default` → `aten.mm.default`).
 fn op_name(target: &str) -> &str {
@@ -152,6 +130,24 @@ pub struct Builder<'e> {
     /// The last version of every mutated weight or input, in first-mutation order.
     mutations: Vec<(Origin, ValueId)>,
     sym_cache: HashMap<String, (Dim, u128)>,
+    /// How many nodes (and graph outputs) read each tensor, by name.
+    readers: HashMap<String, usize>,
+}
+
+/// The tensor names an argument reads.
+fn tensor_names(arg: &Argument) -> Vec<&str> {
+    match arg {
+        Argument::Tensor(t) | Argument::OptionalTensor(OptionalTensorArgument::Tensor(t)) => vec![t.name.as_str()],
+        Argument::Tensors(ts) => ts.iter().map(|t| t.name.as_str()).collect(),
+        Argument::OptionalTensors(ts) => ts
+            .iter()
+            .filter_map(|t| match t {
+                OptionalTensorArgument::Tensor(t) => Some(t.name.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Where in the graph an argument is being read, for errors.
@@ -172,6 +168,22 @@ impl<'e> Builder<'e> {
             origin: HashMap::new(),
             mutations: Vec::new(),
             sym_cache: HashMap::new(),
+            readers: {
+                let graph = &ep.graph_module.graph;
+                let mut readers: HashMap<String, usize> = HashMap::new();
+                for arg in graph.nodes.iter().flat_map(|n| n.inputs.iter().map(|i| &i.arg)) {
+                    for name in tensor_names(arg) {
+                        *readers.entry(name.to_string()).or_default() += 1;
+                    }
+                }
+                // A graph output is read outside the graph.
+                for spec in &ep.graph_module.signature.output_specs {
+                    if let OutputSpec::User { arg: Argument::Tensor(t) } = spec {
+                        *readers.entry(t.name.clone()).or_default() += 1;
+                    }
+                }
+                readers
+            },
         }
     }
 
@@ -453,7 +465,7 @@ impl<'e> Builder<'e> {
                 continue;
             }
             let op = op_name(&node.target);
-            if registry::lookup(op).is_err() {
+            if ops::import_as(op).is_none() {
                 unsupported.add(op, node.name.clone().unwrap_or_else(|| format!("node{i}")));
             }
         }
@@ -467,7 +479,7 @@ impl<'e> Builder<'e> {
     /// Nodes that do not become SRG nodes: sym-int arithmetic and shape asserts.
     fn skipped(&self, node: &Node) -> bool {
         let symbolic = !node.outputs.is_empty() && node.outputs.iter().all(Argument::is_symbolic_scalar);
-        (symbolic && is_sym_target(&node.target)) || is_shape_assert(&node.target)
+        (symbolic && ops::is_sym_target(&node.target)) || ops::is_shape_assert(&node.target)
     }
 
     fn node(&mut self, index: usize, node: &Node) -> Result<(), Pt2Error> {
@@ -478,9 +490,15 @@ impl<'e> Builder<'e> {
         if node.target == "_operator.getitem" {
             return self.getitem(node, &At { node: &node_name, op: "_operator.getitem" });
         }
-        let def = registry::lookup(op_name(&node.target))
-            .map_err(|e| self.node_err(&At { node: &node_name, op: "?" }, e.to_string()))?;
-        let at = At { node: &node_name, op: def.schema.name.as_str() };
+        let exported = op_name(&node.target);
+        let how = ops::import_as(exported)
+            .ok_or_else(|| self.node_err(&At { node: &node_name, op: "?" }, format!("unsupported op `{exported}`")))?;
+        let schema = match &how {
+            ImportAs::Registered(def) => &def.schema,
+            ImportAs::InPlace(f) => f.schema(),
+            ImportAs::Decomposed(_, schema) => *schema,
+        };
+        let at = At { node: &node_name, op: schema.name.as_str() };
         let mut positional = Vec::new();
         let mut keywords = Vec::new();
         for na in &node.inputs {
@@ -491,6 +509,11 @@ impl<'e> Builder<'e> {
                 keywords.push((na.name.clone(), a));
             }
         }
+        let def = match how {
+            ImportAs::Registered(def) => def,
+            ImportAs::InPlace(f) => return self.in_place_as_functional(node, f, positional, keywords, &at),
+            ImportAs::Decomposed(d, schema) => return self.decomposed(node, d, schema, positional, keywords, &at),
+        };
         let (op, def, mut args) = self.bind(def, positional, keywords, &at)?;
         if op == "aten.slice.Tensor" {
             self.settle_negative_slice_bounds(&mut args);
@@ -525,19 +548,136 @@ impl<'e> Builder<'e> {
             self.graph.value_mut(v).name = n.clone();
             self.names.insert(n.clone(), v);
         }
-        let ann = &mut self.graph.node_mut(nid).ann;
-        ann.module_path = node.metadata.get("nn_module_stack").and_then(|s| module_path(s));
-        ann.source = node.metadata.get("stack_trace").and_then(|s| source_of(s));
+        self.annotate_from(nid.index(), node);
         if let (Some(old), Some(&new)) = (mutated, outs.first()) {
-            self.latest.insert(old, new);
-            if let Some(origin) = self.origin.get(&old).cloned() {
-                self.origin.insert(new, origin.clone());
-                match self.mutations.iter_mut().find(|(o, _)| *o == origin) {
-                    Some(slot) => slot.1 = new,
-                    None => self.mutations.push((origin, new)),
+            self.written(old, new);
+        }
+        self.node_outputs.insert(node_name, outs);
+        Ok(())
+    }
+
+    /// Nodes from index `first` on were made for the exported `node`: they get its module path
+    /// and source line.
+    fn annotate_from(&mut self, first: usize, node: &Node) {
+        let module = node.metadata.get("nn_module_stack").and_then(|s| module_path(s));
+        let source = node.metadata.get("stack_trace").and_then(|s| source_of(s));
+        for i in first..self.graph.nodes.len() {
+            let ann = &mut self.graph.nodes[i].ann;
+            ann.module_path = module.clone();
+            ann.source = source.clone();
+        }
+    }
+
+    /// An in-place op wrote `new` as the next version of `old`: later reads see `new`, and a
+    /// write to an input or buffer becomes a mutation of it.
+    fn written(&mut self, old: ValueId, new: ValueId) {
+        self.latest.insert(old, new);
+        if let Some(origin) = self.origin.get(&old).cloned() {
+            self.origin.insert(new, origin.clone());
+            match self.mutations.iter_mut().find(|(o, _)| *o == origin) {
+                Some(slot) => slot.1 = new,
+                None => self.mutations.push((origin, new)),
+            }
+        }
+    }
+
+    fn bind_err(&self, at: &At<'_>, source: registry::ArgError) -> Pt2Error {
+        Pt2Error::Bind {
+            member: self.member.to_string(),
+            node: at.node.to_string(),
+            op: at.op,
+            source: Box::new(source),
+        }
+    }
+
+    /// The single tensor output name of an exported node.
+    fn single_output(&self, node: &Node, at: &At<'_>) -> Result<String, Pt2Error> {
+        match node.outputs.as_slice() {
+            [Argument::Tensor(t)] => Ok(t.name.clone()),
+            _ => Err(self.node_err(at, "expected exactly one tensor output".into())),
+        }
+    }
+
+    /// `op_(self, …)` whose functional `op` is supported: `op(self, …)`, cast back to `self`'s
+    /// dtype if the functional op promotes, written back into `self`.
+    fn in_place_as_functional(
+        &mut self,
+        node: &Node,
+        functional: ops::Functional,
+        positional: Vec<Arg>,
+        keywords: Vec<(String, Arg)>,
+        at: &At<'_>,
+    ) -> Result<(), Pt2Error> {
+        let out_name = self.single_output(node, at)?;
+        let (op, args) = match &functional {
+            ops::Functional::Registered(def) => {
+                let (op, _, args) = self.bind(def, positional, keywords, at)?;
+                (op, args)
+            }
+            ops::Functional::Decomposed(_, schema) => {
+                let args = schema.bind(positional, keywords).map_err(|source| self.bind_err(at, source))?;
+                (schema.name.as_str(), args)
+            }
+        };
+        let Some(&Arg::Tensor(target)) = args.first() else {
+            return Err(self.node_err(at, "the written argument `self` is not a tensor".into()));
+        };
+        self.check_inplace_target(target, at)?;
+        let first = self.graph.nodes.len();
+        let made = match functional {
+            ops::Functional::Registered(_) => self.graph.add_op(op, args),
+            ops::Functional::Decomposed(d, _) => (d.lower)(&mut self.graph, &args)
+                .and_then(|outs| outs.first().copied().ok_or_else(|| genie_ir::InferError::new(op, "no output"))),
+        };
+        let mut value = made.map_err(|e| self.node_err(at, e.to_string()))?;
+        let want = self.graph.value(target).ty.dtype;
+        if self.graph.value(value).ty.dtype != want {
+            let cast = vec![Arg::Tensor(value), Arg::DType(want)];
+            value = ops::emit(&mut self.graph, "aten.to.dtype", cast, vec![])
+                .map_err(|e| self.node_err(at, e.to_string()))?;
+        }
+        self.annotate_from(first, node);
+        self.graph.value_mut(value).name = out_name.clone();
+        self.names.insert(out_name, value);
+        self.written(target, value);
+        Ok(())
+    }
+
+    /// A composite or alias op: lowered into registry ops by its decomposition.
+    fn decomposed(
+        &mut self,
+        node: &Node,
+        d: &'static ops::Decomposition,
+        schema: &'static registry::Schema,
+        positional: Vec<Arg>,
+        keywords: Vec<(String, Arg)>,
+        at: &At<'_>,
+    ) -> Result<(), Pt2Error> {
+        let mut out_names = Vec::new();
+        for o in &node.outputs {
+            match o {
+                Argument::Tensor(t) => out_names.push(t.name.clone()),
+                Argument::Tensors(ts) => out_names.extend(ts.iter().map(|t| t.name.clone())),
+                other => {
+                    return Err(self.node_err(at, format!("output of kind `{}` has no SRG form", other.kind_name())))
                 }
             }
         }
+        let args = schema.bind(positional, keywords).map_err(|source| self.bind_err(at, source))?;
+        let first = self.graph.nodes.len();
+        let outs = (d.lower)(&mut self.graph, &args).map_err(|e| self.node_err(at, e.to_string()))?;
+        if outs.len() != out_names.len() {
+            return Err(self.node_err(
+                at,
+                format!("the export lists {} outputs, the decomposition made {}", out_names.len(), outs.len()),
+            ));
+        }
+        self.annotate_from(first, node);
+        for (&v, name) in outs.iter().zip(&out_names) {
+            self.graph.value_mut(v).name = name.clone();
+            self.names.insert(name.clone(), v);
+        }
+        let node_name = node.name.clone().unwrap_or_else(|| at.node.to_string());
         self.node_outputs.insert(node_name, outs);
         Ok(())
     }
@@ -656,23 +796,37 @@ impl<'e> Builder<'e> {
         }
     }
 
-    /// An in-place op must not write through a view: the SRG has no aliasing, so the write
-    /// would not reach the viewed tensor.
+    /// An in-place op must not write through a view whose base is visible elsewhere: the SRG has
+    /// no aliasing, so the write would not reach the viewed tensor. A chain of views each of
+    /// whose bases is an intermediate read only by the next view (`flatten(x).dropout_()`, with
+    /// `x` used nowhere else) is fine: nothing else can see the write.
     fn check_inplace_target(&self, v: ValueId, at: &At<'_>) -> Result<(), Pt2Error> {
-        let Some(p) = self.graph.producer(v) else { return Ok(()) };
-        let producer = &self.graph.node(p).op;
-        let aliases = registry::lookup(producer).is_ok_and(|d| d.class == OpClass::View)
-            || producer.starts_with("aten.alias.")
-            || producer.starts_with("aten.detach.");
-        if aliases {
-            return Err(self.node_err(
-                at,
-                format!(
-                    "writes in place into `{}`, a view made by {producer}; export the functional graph \
-                     (`ep.run_decompositions()`) instead",
-                    self.graph.value(v).name
-                ),
-            ));
+        let mut current = v;
+        while let Some(p) = self.graph.producer(current) {
+            let producer = &self.graph.node(p).op;
+            let aliases = registry::lookup(producer).is_ok_and(|d| d.class == OpClass::View)
+                || producer.starts_with("aten.alias.")
+                || producer.starts_with("aten.detach.");
+            if !aliases {
+                return Ok(());
+            }
+            let base = self.graph.node(p).inputs().first().copied();
+            let private = base.is_some_and(|b| {
+                self.graph.producer(b).is_some()
+                    && !self.origin.contains_key(&b)
+                    && self.readers.get(&self.graph.value(b).name) == Some(&1)
+            });
+            if !private {
+                return Err(self.node_err(
+                    at,
+                    format!(
+                        "writes in place into `{}`, a view made by {producer} of a tensor read elsewhere; export \
+                         the functional graph (`ep.run_decompositions()`) instead",
+                        self.graph.value(v).name
+                    ),
+                ));
+            }
+            current = base.expect("checked above");
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 mod archive;
 mod build;
 mod error;
+mod ops;
 mod payload;
 mod schema;
 mod sym;
@@ -30,6 +31,7 @@ use std::path::Path;
 use genie_ir::{DType, Program};
 
 pub use error::Pt2Error;
+pub use ops::supports;
 
 use archive::Archive;
 

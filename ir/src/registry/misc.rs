@@ -322,6 +322,36 @@ fn vector_norm(c: &Call) -> Result<Vec<TensorType>, InferError> {
     reduce_with(c, c.opt_ints(2)?, c.bool(3)?, dtype)
 }
 
+/// `histc(self, bins, min, max)` → [bins] of self's dtype, floating only. `min == max` takes the
+/// range from the data; otherwise it must be finite with `min < max`.
+fn histc(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    if !t.dtype.is_floating() {
+        return Err(c.err(format!("histc of a {} tensor is not implemented", t.dtype)));
+    }
+    let bins = c.int(1)?;
+    if bins <= 0 {
+        return Err(c.err(format!("bins must be > 0, got {bins}")));
+    }
+    let bound = |i: usize| -> Result<Option<f64>, InferError> {
+        Ok(match c.scalar(i)? {
+            ScalarArg::Int(v) => Some(v as f64),
+            ScalarArg::Float(v) => Some(v),
+            ScalarArg::Bool(b) => Some(f64::from(u8::from(b))),
+            ScalarArg::Sym => None,
+        })
+    };
+    if let (Some(lo), Some(hi)) = (bound(2)?, bound(3)?) {
+        if lo != hi && !(lo.is_finite() && hi.is_finite()) {
+            return Err(c.err(format!("histc range [{lo}, {hi}] is not finite")));
+        }
+        if lo > hi {
+            return Err(c.err(format!("histc max {hi} must be larger than min {lo}")));
+        }
+    }
+    Ok(vec![TensorType::new(t.dtype, &[bins])])
+}
+
 /// `cumsum/cumprod(self, dim, *, dtype)`: there is no bool kernel.
 fn cumulative(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let t = c.tensor(0)?;
@@ -430,6 +460,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::all(Tensor self) -> Tensor", Compute, any_all, cost_reduce),
     op("aten::logsumexp(Tensor self, int[1] dim, bool keepdim=False) -> Tensor", Compute, logsumexp, cost_reduce).per_sample(),
     op("aten::linalg_vector_norm(Tensor self, Scalar ord=2, int[1]? dim=None, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor", Compute, vector_norm, cost_reduce).per_sample(),
+    op("aten::histc(Tensor self, int bins=100, Scalar min=0, Scalar max=0) -> Tensor", Compute, histc, cost_reduce),
     op("aten::cumsum(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor", Compute, cumulative, cost_elementwise).per_sample(),
     op("aten::cumprod(Tensor self, int dim, *, ScalarType? dtype=None) -> Tensor", Compute, cumulative, cost_elementwise).per_sample(),
     // Sorting and selection.

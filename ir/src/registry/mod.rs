@@ -6,6 +6,7 @@
 //! Adding an op touches one entry. The executor's tch binding lives in `runtime` (only it links
 //! libtorch) and is keyed by the same name.
 
+mod einsum;
 mod elementwise;
 pub mod facts;
 mod misc;
@@ -76,7 +77,8 @@ pub type CostFn = fn(&Call, &[TensorType]) -> OpCost;
 
 /// A registry entry.
 pub struct OpDef {
-    /// The schema exactly as declared: PyTorch's `str(torch.ops.aten.<op>.<overload>._schema)`.
+    /// The schema exactly as declared: PyTorch's `str(torch.ops.<ns>.<op>.<overload>._schema)`
+    /// (`aten`, or a library's namespace such as `transformers`).
     pub schema_text: &'static str,
     pub schema: Schema,
     pub class: OpClass,

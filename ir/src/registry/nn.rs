@@ -139,6 +139,35 @@ fn linear(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![TensorType::with_dims(matmul_dtype(c, x, w)?, shape)])
 }
 
+/// `transformers::grouped_mm_fallback(input [S, K], weight [E, K, N], offs [E])` → [S, N] in the
+/// input's dtype: rows `offs[i-1]..offs[i]` of the input times `weight[i]`. The checks are the
+/// op's fake (its shape function: ranks, `offs` int32/int64 with one entry per expert, K) and
+/// `mm`'s (one dtype, no bool kernel). The number of experts must be the same dim on both sides,
+/// not merely not known to differ: `offs` holds one count per expert.
+fn grouped_mm_fallback(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (x, w, offs) = (c.tensor(0)?, c.tensor(1)?, c.tensor(2)?);
+    if x.rank() != 2 || w.rank() != 3 || offs.rank() != 1 {
+        return Err(c.err(format!(
+            "expects input [S, K], weight [E, K, N] and offs [E], got ranks {}, {} and {}",
+            x.rank(),
+            w.rank(),
+            offs.rank()
+        )));
+    }
+    if offs.shape[0] != w.shape[0] {
+        return Err(c.err(format!("offs has {} entries for {} experts", offs.shape[0], w.shape[0])));
+    }
+    if !matches!(offs.dtype, DType::Int32 | DType::Int64) {
+        return Err(c.err(format!("offs must be int32 or int64, got {}", offs.dtype)));
+    }
+    check_inner(c, &x.shape[1], &w.shape[1])?;
+    let dtype = matmul_dtype(c, x, w)?;
+    if dtype == DType::Bool {
+        return Err(c.err("mm has no bool kernel"));
+    }
+    Ok(vec![TensorType::with_dims(dtype, vec![x.shape[0].clone(), w.shape[2].clone()])])
+}
+
 /// 2·M·N·K FLOPs for every matrix product: `numel(out) * 2 * K`.
 fn cost_matmul(c: &Call, outs: &[TensorType]) -> OpCost {
     let inputs = c.all_tensor_inputs();
@@ -410,6 +439,37 @@ fn native_batch_norm_no_training(c: &Call) -> Result<Vec<TensorType>, InferError
     Ok(vec![out[0].clone(), empty.clone(), empty])
 }
 
+/// `_native_batch_norm_legit.no_stats(input, weight?, bias?, training, momentum, eps)` → (out,
+/// save_mean [C], save_invstd [C]) from the batch's statistics. With no running statistics there
+/// is nothing to normalise with unless `training` is set (libtorch crashes on `False`), so that
+/// is refused. The statistics take the parameters' dtype: float32 for a half or bfloat16 input
+/// with float32 parameters (the mixed-type kernel), else the input's, which the parameters must
+/// share.
+fn native_batch_norm_no_stats(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    if x.rank() < 2 {
+        return Err(c.err("batch_norm input must be at least 2-D"));
+    }
+    if !matches!(x.dtype, DType::Float16 | DType::Bfloat16 | DType::Float32 | DType::Float64) {
+        return Err(c.err(format!("batch_norm of a {} input is not implemented", x.dtype)));
+    }
+    if x.numel().as_const() == Some(0) {
+        return Err(c.err("input tensor must have at least one element"));
+    }
+    if !c.bool(3)? {
+        return Err(c.err("without running statistics batch norm needs training=True"));
+    }
+    check_channel_params(c, x, &[1, 2])?;
+    let params: Vec<DType> = [c.opt_tensor(1)?, c.opt_tensor(2)?].into_iter().flatten().map(|t| t.dtype).collect();
+    let mixed = matches!(x.dtype, DType::Float16 | DType::Bfloat16) && params.contains(&DType::Float32);
+    let stat_dtype = if mixed { DType::Float32 } else { x.dtype };
+    if let Some(d) = params.iter().find(|d| **d != stat_dtype) {
+        return Err(c.err(format!("a {d} parameter for a {} input", x.dtype)));
+    }
+    let stat = TensorType::with_dims(stat_dtype, vec![x.shape[1].clone()]);
+    Ok(vec![x.clone(), stat.clone(), stat])
+}
+
 /// `softmax(self, dim, dtype?)` / `_softmax(self, dim, half_to_float)`: floating only, unless a
 /// dtype converts the input first.
 fn softmax(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -598,6 +658,186 @@ fn adaptive_max_pool(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![out[0].clone(), out[0].with_dtype(DType::Int64)])
 }
 
+/// The dtypes ATen's pooling and interpolation kernels take (`AT_DISPATCH_FLOATING_TYPES_AND2(Half,
+/// BFloat16)`).
+fn pooling_float(d: DType) -> bool {
+    matches!(d, DType::Float16 | DType::Bfloat16 | DType::Float32 | DType::Float64)
+}
+
+/// `adaptive_avg_pool3d(self, output_size [D, H, W])` → self's leading dims + output_size. As ATen
+/// does, an output of `[1, 1, 1]` is the mean over the last three dims (any rank from 3, any
+/// floating or complex dtype, empty dims allowed); any other goes to `_adaptive_avg_pool3d`: a
+/// 4-D or 5-D floating input whose dims past the first are not empty. A symbolic output size
+/// takes the second path.
+fn adaptive_avg_pool3d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let size = c.sym_ints(1)?;
+    if size.len() != 3 {
+        return Err(c.err(format!("adaptive_avg_pool3d: output_size must be 3, got {}", size.len())));
+    }
+    if size.iter().any(|d| d.as_const().is_some_and(|v| v < 0)) {
+        return Err(c.err(format!("elements of output_size must be >= 0, got {}", fmt_shape(&size))));
+    }
+    let rank = x.rank();
+    if size.iter().all(|d| d.as_const() == Some(1)) {
+        if rank < 3 {
+            return Err(c.err(format!("the mean over the last 3 dims of a rank-{rank} input")));
+        }
+        if !(pooling_float(x.dtype) || x.dtype.is_complex()) {
+            return Err(c.err(format!("mean of a {} input: a floating or complex dtype is needed", x.dtype)));
+        }
+    } else {
+        if rank != 4 && rank != 5 {
+            return Err(c.err(format!("adaptive_avg_pool3d expects a 4-D or 5-D input, got rank {rank}")));
+        }
+        if !pooling_float(x.dtype) {
+            return Err(c.err(format!("adaptive_avg_pool3d of a {} input is not implemented", x.dtype)));
+        }
+        if x.shape[1..].iter().any(|d| d.as_const() == Some(0)) {
+            return Err(c.err(format!("only dim 0 may be empty, got {}", fmt_shape(&x.shape))));
+        }
+    }
+    let mut shape = x.shape[..rank - 3].to_vec();
+    shape.extend(size);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+/// `grid_sampler[_2d](input [N, C, *in], grid [N, *out, k], interpolation_mode, padding_mode,
+/// align_corners)` → [N, C, *out], for `k` = the spatial dims of the input (2 or 3; `ranks` are
+/// the input ranks the op takes). Modes are 0..=2 (bilinear, nearest, bicubic; zeros, border,
+/// reflection; libtorch's CPU kernel does not check them, its meta function does), bicubic for
+/// 2-D only. Input and grid have one floating dtype, the same batch dim (the same `Dim`, so a row
+/// of one never meets another's), and the input no empty spatial dim.
+fn grid_sampler_nd(c: &Call, ranks: &[usize]) -> Result<Vec<TensorType>, InferError> {
+    let (x, grid) = (c.tensor(0)?, c.tensor(1)?);
+    if !ranks.contains(&x.rank()) || grid.rank() != x.rank() {
+        return Err(c.err(format!(
+            "expects a {ranks:?}-D input and a grid of the same rank, got {} and {}",
+            fmt_shape(&x.shape),
+            fmt_shape(&grid.shape)
+        )));
+    }
+    let spatial = x.rank() - 2;
+    if grid.shape[spatial + 1].as_const() != Some(spatial as i64) {
+        return Err(c.err(format!("expects grid [..., {spatial}], got {}", fmt_shape(&grid.shape))));
+    }
+    if x.shape[0] != grid.shape[0] {
+        return Err(c.err(format!("input batch {} and grid batch {} differ", x.shape[0], grid.shape[0])));
+    }
+    let (interpolation, padding) = (c.int(2)?, c.int(3)?);
+    if !(0..=2).contains(&interpolation) {
+        return Err(c.err(format!("invalid interpolation mode {interpolation}")));
+    }
+    if !(0..=2).contains(&padding) {
+        return Err(c.err(format!("invalid padding mode {padding}")));
+    }
+    if interpolation == 2 && spatial != 2 {
+        return Err(c.err("bicubic interpolation only supports 4-D input"));
+    }
+    if !pooling_float(x.dtype) || grid.dtype != x.dtype {
+        return Err(c.err(format!("grid_sampler of a {} input and a {} grid", x.dtype, grid.dtype)));
+    }
+    if x.shape[2..].iter().any(|d| d.as_const() == Some(0)) {
+        return Err(c.err(format!("the input's spatial dims must not be empty, got {}", fmt_shape(&x.shape))));
+    }
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend_from_slice(&grid.shape[1..=spatial]);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn grid_sampler(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    grid_sampler_nd(c, &[4, 5])
+}
+
+fn grid_sampler_2d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    grid_sampler_nd(c, &[4])
+}
+
+/// Grid sampling: per output element a weighted sum of 2^k taps (bilinear), 1 (nearest) or 4^k
+/// (bicubic) for `k` spatial dims, two FLOPs a tap.
+fn cost_grid_sampler(c: &Call, outs: &[TensorType]) -> OpCost {
+    let spatial = c.tensor(0).map_or(2, |x| x.rank().saturating_sub(2)).min(3) as u32;
+    let taps = match c.int(2) {
+        Ok(1) => 1,
+        Ok(2) => 4i64.pow(spatial),
+        _ => 2i64.pow(spatial),
+    };
+    streaming_cost(c, outs, 2 * taps)
+}
+
+/// `upsample_{linear1d,bicubic2d}.vec(input [N, C, *in], output_size?, align_corners,
+/// scale_factors?)` → [N, C, *out] for `spatial` spatial dims, as ATen's `compute_output_size`
+/// and shape checks: exactly one of output_size and scale_factors, one entry per spatial dim; a
+/// scaled size is `int64(in * scale)` (truncated; a symbolic dim only by a whole factor); every
+/// output size positive, no empty dim past the batch. `uint8` is whether the CPU kernel also takes
+/// uint8 (bicubic does).
+fn upsample_interp(c: &Call, spatial: usize, uint8: bool) -> Result<Vec<TensorType>, InferError> {
+    use crate::graph::Arg;
+    let x = c.tensor(0)?;
+    let sizes = match (&c.args[1], &c.args[3]) {
+        (Arg::None, Arg::Floats(scales)) => {
+            if scales.len() != spatial || x.rank() != spatial + 2 {
+                return Err(c.err(format!("{} scale factors for a rank-{} input", scales.len(), x.rank())));
+            }
+            let mut sizes = Vec::with_capacity(spatial);
+            for (n, &s) in x.shape[2..].iter().zip(scales) {
+                sizes.push(match n.as_const() {
+                    Some(n) => {
+                        let out = n as f64 * s;
+                        // `checked_convert<int64_t>`: NaN and values outside i64 are errors.
+                        if !(out > -9.2e18 && out < 9.2e18) {
+                            return Err(c.err(format!("output size {out} cannot be converted to int64")));
+                        }
+                        Dim::constant(out as i64)
+                    }
+                    None if s.fract() == 0.0 && (1.0..=2f64.powi(31)).contains(&s) => n.scale(s as i64),
+                    None => return Err(c.err(format!("scaling the symbolic dim {n} by {s}"))),
+                });
+            }
+            sizes
+        }
+        (Arg::None, _) | (_, Arg::Floats(_)) => {
+            return Err(c.err("must specify exactly one of output_size and scale_factors"))
+        }
+        _ => {
+            let sizes = c.sym_ints(1)?;
+            if sizes.len() != spatial || x.rank() != spatial + 2 {
+                return Err(c.err(format!("output_size {} for a rank-{} input", fmt_shape(&sizes), x.rank())));
+            }
+            sizes
+        }
+    };
+    if sizes.iter().chain(&x.shape[2..]).any(|d| d.as_const().is_some_and(|v| v <= 0)) {
+        return Err(c.err(format!(
+            "input and output sizes should be greater than 0, got input {} and output {}",
+            fmt_shape(&x.shape[2..]),
+            fmt_shape(&sizes)
+        )));
+    }
+    if x.shape[1].as_const() == Some(0) {
+        return Err(c.err(format!("non-empty data tensor expected, got {}", fmt_shape(&x.shape))));
+    }
+    if !(pooling_float(x.dtype) || (uint8 && x.dtype == DType::Uint8)) {
+        return Err(c.err(format!("interpolation of a {} input is not implemented", x.dtype)));
+    }
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend(sizes);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+fn upsample_linear1d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    upsample_interp(c, 1, false)
+}
+
+fn upsample_bicubic2d(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    upsample_interp(c, 2, true)
+}
+
+/// Bicubic interpolation: 16 taps per output element.
+fn cost_bicubic(c: &Call, outs: &[TensorType]) -> OpCost {
+    streaming_cost(c, outs, 32)
+}
+
 /// `upsample_*.vec(input, output_size?, [align_corners,] scale_factors?)`.
 fn upsample(c: &Call) -> Result<Vec<TensorType>, InferError> {
     let x = c.tensor(0)?;
@@ -657,6 +897,103 @@ fn pixel_shuffle(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![TensorType::with_dims(x.dtype, shape)])
 }
 
+/// The `int[2]` kernel_size, dilation, padding and stride of `im2col`/`col2im` (from argument
+/// `first` on), each of exactly two values, checked as ATen's shape checks do.
+fn unfold_attrs(c: &Call, first: usize) -> Result<[[i64; 2]; 4], InferError> {
+    let mut attrs = [[0; 2]; 4];
+    for (k, name) in ["kernel_size", "dilation", "padding", "stride"].into_iter().enumerate() {
+        match c.ints(first + k)?[..] {
+            [a, b] => attrs[k] = [a, b],
+            ref v => return Err(c.err(format!("{name} must have 2 values, got {}", v.len()))),
+        }
+    }
+    small_attrs(c, attrs.iter().flatten().copied())?;
+    let [kernel, dilation, padding, stride] = attrs;
+    if kernel.iter().chain(&dilation).chain(&stride).any(|&v| v <= 0) || padding.iter().any(|&v| v < 0) {
+        return Err(c.err(format!(
+            "kernel_size {kernel:?}, dilation {dilation:?} and stride {stride:?} must be positive, padding {padding:?} non-negative"
+        )));
+    }
+    Ok(attrs)
+}
+
+/// How many positions a window of `kernel_size` takes along each spatial dim (`sizes`).
+fn unfold_blocks(c: &Call, sizes: &[Dim], attrs: &[[i64; 2]; 4]) -> Result<[Dim; 2], InferError> {
+    let [k, d, p, s] = attrs;
+    let blocks = [0, 1].map(|i| window_out(&sizes[i], k[i], s[i], p[i], d[i], false));
+    if blocks.iter().any(|b| b.as_const().is_some_and(|v| v < 1)) {
+        return Err(c.err(format!("the sliding blocks {} are too small (non-positive)", fmt_shape(&blocks))));
+    }
+    Ok(blocks)
+}
+
+/// Only the batch dim (the first of a batched input) may be empty.
+fn nonempty_dims(c: &Call, x: &TensorType, batched: bool) -> Result<(), InferError> {
+    if x.shape[usize::from(batched)..].iter().any(|d| d.as_const() == Some(0)) {
+        return Err(c.err(format!("only the batch dim may be empty, got {}", fmt_shape(&x.shape))));
+    }
+    Ok(())
+}
+
+/// `im2col(self [N?, C, H, W], kernel_size, dilation, padding, stride)` (`unfold`) →
+/// [N?, C·kh·kw, L] with L the number of window positions.
+fn im2col(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let attrs = unfold_attrs(c, 1)?;
+    let batched = match x.rank() {
+        3 => false,
+        4 => true,
+        r => return Err(c.err(format!("im2col expects a 3-D or 4-D input, got rank {r}"))),
+    };
+    if x.dtype.is_integral() {
+        return Err(c.err(format!("im2col of {} is not implemented", x.dtype)));
+    }
+    nonempty_dims(c, x, batched)?;
+    let off = usize::from(batched);
+    let [bh, bw] = unfold_blocks(c, &x.shape[off + 1..], &attrs)?;
+    let mut shape = x.shape[..off].to_vec();
+    shape.push(x.shape[off].scale(attrs[0][0] * attrs[0][1]));
+    shape.push(bh.mul(&bw));
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
+/// `col2im(self [N?, C·kh·kw, L], output_size, kernel_size, dilation, padding, stride)` (`fold`)
+/// → [N?, C, oh, ow]; L must be the number of window positions in the output.
+fn col2im(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let x = c.tensor(0)?;
+    let out = c.sym_ints(1)?;
+    if out.len() != 2 {
+        return Err(c.err(format!("output_size must have 2 values, got {}", out.len())));
+    }
+    small_attrs(c, out.iter().filter_map(Dim::as_const))?;
+    let attrs = unfold_attrs(c, 2)?;
+    let batched = match x.rank() {
+        2 => false,
+        3 => true,
+        r => return Err(c.err(format!("col2im expects a 2-D or 3-D input, got rank {r}"))),
+    };
+    if x.dtype.is_integral() {
+        return Err(c.err(format!("col2im of {} is not implemented", x.dtype)));
+    }
+    nonempty_dims(c, x, batched)?;
+    let off = usize::from(batched);
+    let window = attrs[0][0] * attrs[0][1];
+    let (columns, positions) = (&x.shape[off], &x.shape[off + 1]);
+    if columns.as_const().is_some_and(|v| v % window != 0) {
+        return Err(c.err(format!("input dim {off} ({columns}) is not divisible by the kernel's {window} positions")));
+    }
+    let [bh, bw] = unfold_blocks(c, &out, &attrs)?;
+    if let (Some(want), Some(got)) = (bh.mul(&bw).as_const(), positions.as_const()) {
+        if want != got {
+            return Err(c.err(format!("input dim {} has {got} positions, the output has {want}", off + 1)));
+        }
+    }
+    let mut shape = x.shape[..off].to_vec();
+    shape.push(columns.floor_div(&Dim::constant(window)));
+    shape.extend(out);
+    Ok(vec![TensorType::with_dims(x.dtype, shape)])
+}
+
 /// Every neural-network op.
 pub(super) const OPS: &[OpDecl] = &[
     // Matrix products.
@@ -666,6 +1003,8 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::baddbmm(Tensor self, Tensor batch1, Tensor batch2, *, Scalar beta=1, Scalar alpha=1) -> Tensor", Compute, baddbmm, cost_matmul).contraction(MatMul),
     op("aten::matmul(Tensor self, Tensor other) -> Tensor", Compute, matmul, cost_matmul).contraction(MatMul),
     op("aten::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", Compute, linear, cost_matmul).contraction(MatMul),
+    op("transformers::grouped_mm_fallback(Tensor input, Tensor weight, Tensor offs) -> Tensor", Compute, grouped_mm_fallback, cost_matmul).contraction(MatMul),
+    op("aten::einsum(str equation, Tensor[] tensors, *, int[]? path=None) -> Tensor", Compute, super::einsum::einsum, super::einsum::cost_einsum),
     // Convolution.
     op("aten::conv1d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[1] stride=[1], SymInt[1] padding=[0], SymInt[1] dilation=[1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv).contraction(Convolution),
     op("aten::conv2d(Tensor input, Tensor weight, Tensor? bias=None, SymInt[2] stride=[1, 1], SymInt[2] padding=[0, 0], SymInt[2] dilation=[1, 1], SymInt groups=1) -> Tensor", Compute, conv_nd, cost_conv).contraction(Convolution),
@@ -682,6 +1021,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::native_group_norm(Tensor input, Tensor? weight, Tensor? bias, SymInt N, SymInt C, SymInt HxW, int group, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_group_norm, cost_normalize),
     op("aten::batch_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool training, float momentum, float eps, bool cudnn_enabled) -> Tensor", Compute, batch_norm, cost_normalize),
     op("aten::_native_batch_norm_legit_no_training(Tensor input, Tensor? weight, Tensor? bias, Tensor running_mean, Tensor running_var, float momentum, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_batch_norm_no_training, cost_normalize),
+    op("aten::_native_batch_norm_legit.no_stats(Tensor input, Tensor? weight, Tensor? bias, bool training, float momentum, float eps) -> (Tensor, Tensor, Tensor)", Compute, native_batch_norm_no_stats, cost_normalize),
     op("aten::instance_norm(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var, bool use_input_stats, float momentum, float eps, bool cudnn_enabled) -> Tensor", Compute, batch_norm, cost_normalize).per_sample(),
     // Softmax.
     op("aten::softmax.int(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", Compute, softmax, cost_normalize).per_sample(),
@@ -703,8 +1043,15 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce).per_sample(),
     op("aten::_adaptive_avg_pool2d(Tensor self, SymInt[2] output_size) -> Tensor", Compute, adaptive_pool, cost_reduce).per_sample(),
     op("aten::adaptive_max_pool2d(Tensor self, int[2] output_size) -> (Tensor, Tensor)", Compute, adaptive_max_pool, cost_reduce).per_sample(),
+    op("aten::adaptive_avg_pool3d(Tensor self, SymInt[3] output_size) -> Tensor", Compute, adaptive_avg_pool3d, cost_reduce).per_sample(),
     op("aten::upsample_nearest2d.vec(Tensor input, SymInt[]? output_size, float[]? scale_factors) -> Tensor", Compute, upsample, cost_copy).per_sample(),
     op("aten::upsample_bilinear2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor", Compute, upsample, cost_elementwise).per_sample(),
+    op("aten::upsample_bicubic2d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor", Compute, upsample_bicubic2d, cost_bicubic).per_sample(),
+    op("aten::upsample_linear1d.vec(Tensor input, SymInt[]? output_size, bool align_corners, float[]? scale_factors) -> Tensor", Compute, upsample_linear1d, cost_elementwise).per_sample(),
+    op("aten::grid_sampler(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor", Compute, grid_sampler, cost_grid_sampler).per_sample(),
+    op("aten::grid_sampler_2d(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor", Compute, grid_sampler_2d, cost_grid_sampler).per_sample(),
     op("aten::glu(Tensor self, int dim=-1) -> Tensor", Compute, glu, cost_transcendental).per_sample(),
     op("aten::pixel_shuffle(Tensor self, int upscale_factor) -> Tensor", Compute, pixel_shuffle, cost_copy),
+    op("aten::im2col(Tensor self, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor", Compute, im2col, cost_copy),
+    op("aten::col2im(Tensor self, SymInt[2] output_size, int[2] kernel_size, int[2] dilation, int[2] padding, int[2] stride) -> Tensor", Compute, col2im, cost_reduce),
 ];

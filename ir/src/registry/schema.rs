@@ -459,6 +459,11 @@ mod tests {
         let s = Schema::parse("aten::max_pool2d(Tensor self, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor").unwrap();
         assert_eq!(s.args[3].default, Some(Arg::Ints(vec![0, 0])));
         assert_eq!(s.args[2].default, Some(Arg::Ints(vec![])));
+        // A library's custom op keeps its namespace in the name.
+        let s = Schema::parse("transformers::grouped_mm_fallback(Tensor input, Tensor weight, Tensor offs) -> Tensor")
+            .unwrap();
+        assert_eq!(s.name, "transformers.grouped_mm_fallback.default");
+        assert_eq!(s.args.len(), 3);
     }
 
     #[test]

@@ -562,6 +562,167 @@ fn index_copy(c: &Call) -> Result<Vec<TensorType>, InferError> {
     Ok(vec![t.clone()])
 }
 
+/// `index_add(self, dim, index, source, *, alpha)`: an int32/int64 index of at most one dim and a
+/// `source` of self's dtype with one slice per index along `dim` (a 0-dim source is one slice)
+/// and self's sizes elsewhere (all of them when either is 0-dim).
+fn index_add(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, ix, src) = (c.tensor(0)?, c.tensor(2)?, c.tensor(3)?);
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    if ix.rank() > 1 {
+        return Err(c.err(format!("index_add index must be 0-D or 1-D, got rank {}", ix.rank())));
+    }
+    if !matches!(ix.dtype, DType::Int32 | DType::Int64) {
+        return Err(c.err(format!("index_add index must be int32 or int64, got {}", ix.dtype)));
+    }
+    if src.dtype != t.dtype {
+        return Err(c.err(format!("source dtype {} differs from self dtype {}", src.dtype, t.dtype)));
+    }
+    let slices = match src.rank() {
+        0 => Dim::constant(1),
+        _ => src.shape.get(d).cloned().ok_or_else(|| c.err(format!("dim {d} out of range for the source")))?,
+    };
+    if let (Some(a), Some(b)) = (ix.numel().as_const(), slices.as_const()) {
+        if a != b {
+            return Err(c.err(format!("{a} indices for {b} source slices")));
+        }
+    }
+    let skip = (t.rank() > 0 && src.rank() > 0).then_some(d);
+    same_sizes(c, "index_add", &t.shape, &src.shape, skip)?;
+    Ok(vec![t.clone()])
+}
+
+/// `masked_scatter(self, mask, source)`: self and the bool mask broadcast together; `source` (of
+/// self's dtype) gives the masked elements in order (whether it has enough depends on the mask's
+/// data, which the kernel checks).
+fn masked_scatter(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, mask, src) = (c.tensor(0)?, c.tensor(1)?, c.tensor(2)?);
+    if mask.dtype != DType::Bool {
+        return Err(c.err(format!("masked_scatter only supports boolean masks, got {}", mask.dtype)));
+    }
+    if src.dtype != t.dtype {
+        return Err(c.err(format!("source dtype {} differs from self dtype {}", src.dtype, t.dtype)));
+    }
+    Ok(vec![TensorType::with_dims(t.dtype, broadcast(c, &mask.shape, &t.shape)?)])
+}
+
+/// `as_strided(self, size, stride, storage_offset)` over self's elements in row-major order (an
+/// SRG value has no strides of its own: the exported tensor is contiguous). Sizes, strides and
+/// the offset are non-negative, and the furthest element reached lies inside self.
+fn as_strided(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let (size, stride) = (c.sym_ints(1)?, c.sym_ints(2)?);
+    if size.len() != stride.len() {
+        return Err(c.err(format!("{} sizes for {} strides", size.len(), stride.len())));
+    }
+    let offset = c.opt_sym_int(3)?.unwrap_or(Dim::constant(0));
+    negative_count(c, "size", &size)?;
+    negative_count(c, "stride", &stride)?;
+    negative_count(c, "storage offset", std::slice::from_ref(&offset))?;
+    let consts = |ds: &[Dim]| ds.iter().map(Dim::as_const).collect::<Option<Vec<i64>>>();
+    if let (Some(size), Some(stride), Some(offset), Some(numel)) =
+        (consts(&size), consts(&stride), offset.as_const(), t.numel().as_const())
+    {
+        if !size.contains(&0) {
+            // offset + Σ (size - 1)·stride is the last element reached; checked, as the values
+            // come from a file.
+            let last = size
+                .iter()
+                .zip(&stride)
+                .try_fold(offset, |acc, (n, s)| (n - 1).checked_mul(*s).and_then(|x| acc.checked_add(x)));
+            if last.is_none_or(|l| l >= numel) {
+                return Err(c.err(format!(
+                    "sizes {size:?}, strides {stride:?} and offset {offset} reach past the {numel} elements of the input"
+                )));
+            }
+        }
+    }
+    Ok(vec![TensorType::with_dims(t.dtype, size)])
+}
+
+/// `unfold(self, dimension, size, step)` (`Tensor.unfold`): the windows of `size` elements every
+/// `step` along `dimension`, `(n - size) / step + 1` of them, in place of that dim, with the
+/// window as a new last dim; a 0-dim self is one element and gives `[size]`. `size` is at most
+/// `n` (checked when `n` is static; a symbolic `n` keeps the floor division).
+fn unfold(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let t = c.tensor(0)?;
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    let (size, step) = (c.int(2)?, c.int(3)?);
+    if size < 0 {
+        return Err(c.err(format!("size is {size} but must be >= 0")));
+    }
+    if step <= 0 {
+        return Err(c.err(format!("step is {step} but must be > 0")));
+    }
+    let n = t.shape.get(d).cloned().unwrap_or(Dim::constant(1));
+    if let Some(n) = n.as_const() {
+        if size > n {
+            return Err(c.err(format!("maximum size for tensor at dimension {d} is {n} but size is {size}")));
+        }
+    }
+    if t.rank() == 0 {
+        return Ok(vec![TensorType::new(t.dtype, &[size])]);
+    }
+    let windows = n.sub(&Dim::constant(size)).floor_div(&Dim::constant(step)).add(&Dim::constant(1));
+    let mut shape = t.shape.clone();
+    shape[d] = windows;
+    shape.push(Dim::constant(size));
+    Ok(vec![TensorType::with_dims(t.dtype, shape)])
+}
+
+/// `scatter_reduce.two(self, dim, index, src, reduce, *, include_self)`: self's type. `reduce` is
+/// one of sum, prod, mean, amax, amin; `src` has self's dtype. An empty index is a no-op that is
+/// not checked further; otherwise it is int32/int64 of self's and src's rank (a 0-dim tensor
+/// counting as 1-D of one element), no larger than src anywhere nor than self off `dim`. The
+/// CPU kernels have no mean for bool or float8 (its division runs even when nothing is
+/// scattered), no amax/amin for complex and no scatter at all for float8.
+fn scatter_reduce(c: &Call) -> Result<Vec<TensorType>, InferError> {
+    let (t, ix, src) = (c.tensor(0)?, c.tensor(2)?, c.tensor(3)?);
+    let d = c.dim_index(c.int(1)?, t.rank())?;
+    let reduce = c.str(4)?;
+    if !matches!(reduce, "sum" | "prod" | "mean" | "amax" | "amin") {
+        return Err(c.err(format!("reduce must be one of sum, prod, mean, amax or amin, got {reduce:?}")));
+    }
+    if src.dtype != t.dtype {
+        return Err(c.err(format!("src dtype {} differs from self dtype {}", src.dtype, t.dtype)));
+    }
+    let float8 = matches!(t.dtype, DType::Float8E4m3fn | DType::Float8E5m2);
+    let unsupported = || c.err(format!("scatter_reduce {reduce} of {} is not implemented", t.dtype));
+    // The mean's division runs even when nothing is scattered.
+    if reduce == "mean" && (float8 || t.dtype == DType::Bool) {
+        return Err(unsupported());
+    }
+    if ix.numel().as_const() == Some(0) {
+        return Ok(vec![t.clone()]);
+    }
+    if float8 || (matches!(reduce, "amax" | "amin") && t.dtype.is_complex()) {
+        return Err(unsupported());
+    }
+    need_index_dtype(c, ix, false)?;
+    let rank = |x: &TensorType| x.rank().max(1);
+    if rank(ix) != rank(t) || rank(src) != rank(ix) {
+        return Err(c.err(format!(
+            "index {} must have the rank of self {} and src {}",
+            fmt_shape(&ix.shape),
+            fmt_shape(&t.shape),
+            fmt_shape(&src.shape)
+        )));
+    }
+    let size = |x: &TensorType, i: usize| x.shape.get(i).map_or(Some(1), Dim::as_const);
+    for i in 0..rank(t) {
+        let Some(n) = size(ix, i) else { continue };
+        let over = |limit: Option<i64>| limit.is_some_and(|l| n > l);
+        if (i != d && over(size(t, i))) || over(size(src, i)) {
+            return Err(c.err(format!(
+                "index {} must be no larger than self {} apart from dim {d} and no larger than src {}",
+                fmt_shape(&ix.shape),
+                fmt_shape(&t.shape),
+                fmt_shape(&src.shape)
+            )));
+        }
+    }
+    Ok(vec![t.clone()])
+}
+
 /// `index_put(self, indices, values, accumulate)`: `values` (of `self`'s dtype) must broadcast to
 /// the indexed shape; with a boolean mask that shape depends on the data and is not checked.
 fn index_put(c: &Call) -> Result<Vec<TensorType>, InferError> {
@@ -803,6 +964,7 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::gather(Tensor self, int dim, Tensor index, *, bool sparse_grad=False) -> Tensor", Compute, gather, cost_copy),
     op("aten::scatter.src(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", Compute, scatter, cost_copy),
     op("aten::scatter.value(Tensor self, int dim, Tensor index, Scalar value) -> Tensor", Compute, scatter, cost_copy),
+    op("aten::index_add(Tensor self, int dim, Tensor index, Tensor source, *, Scalar alpha=1) -> Tensor", Compute, index_add, cost_elementwise),
     op("aten::index_copy(Tensor self, int dim, Tensor index, Tensor source) -> Tensor", Compute, index_copy, cost_copy),
     op("aten::index_copy_(Tensor(a!) self, int dim, Tensor index, Tensor source) -> Tensor(a!)", Compute, index_copy, cost_copy),
     op("aten::index_put(Tensor self, Tensor?[] indices, Tensor values, bool accumulate=False) -> Tensor", Compute, index_put, cost_copy),
@@ -810,4 +972,12 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::slice_scatter(Tensor self, Tensor src, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor", Compute, slice_scatter, cost_copy),
     op("aten::select_scatter(Tensor self, Tensor src, int dim, SymInt index) -> Tensor", Compute, select_scatter, cost_copy),
     op("aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)", Compute, copy_, cost_copy),
+    op("aten::masked_scatter(Tensor self, Tensor mask, Tensor source) -> Tensor", Compute, masked_scatter, cost_copy),
+    op("aten::scatter_reduce.two(Tensor self, int dim, Tensor index, Tensor src, str reduce, *, bool include_self=True) -> Tensor", Compute, scatter_reduce, cost_elementwise),
+    // A view in PyTorch, but of strides the SRG does not have (any element order, overlaps):
+    // computed as new data, with no layout fact for passes to look through.
+    op("aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)", Compute, as_strided, cost_copy),
+    // A view in PyTorch whose windows overlap when `step < size`: computed as new data too, with
+    // no layout fact (it is neither a reshape nor a sub-range of its input).
+    op("aten::unfold(Tensor(a) self, int dimension, int size, int step) -> Tensor(a)", Compute, unfold, cost_copy),
 ];

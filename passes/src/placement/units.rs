@@ -98,7 +98,9 @@ fn region_keys(g: &Graph, blocks: &[&Region], pos_of: &dyn Fn(&[genie_ir::NodeId
     let block = |p: usize| starts.iter().rposition(|s| *s <= p).unwrap_or(0);
     for r in &g.regions {
         let k = match r.tag {
-            Tag::Attention | Tag::ConvStage | Tag::Mlp => format!("block.{}", block(pos_of(&r.nodes))),
+            Tag::Attention | Tag::ConvStage | Tag::Mlp | Tag::MoeRouter | Tag::MoeExpert => {
+                format!("block.{}", block(pos_of(&r.nodes)))
+            }
             Tag::Embedding | Tag::PatchEmbed => "embedding".to_string(),
             Tag::LmHead => "lm_head".to_string(),
             _ => continue,

@@ -21,6 +21,10 @@ pub struct Facts {
     /// For element-wise chains: the dense class the chain starts from (GELU written out as
     /// `0.5 * x * (1 + tanh(...))` still has one source).
     pub act_root: Option<Id>,
+    /// Attention scores: the (query, key) classes of a product of two activations
+    /// (`matmul`/`bmm`, or `baddbmm` adding a bias such as ALiBi), or of an element-wise
+    /// function of one (scaling, additive bias, masking, casts), however it is written.
+    pub scores: Option<(Id, Id)>,
 }
 
 /// The analysis computing [`Facts`].
@@ -43,6 +47,26 @@ impl Analysis<SymbolLang> for SrgAnalysis {
             Some("c") => f.constant = true,
             _ => {}
         }
+        let activation = |egraph: &EGraph<SymbolLang, Self>, c: Id| {
+            let d = &egraph[egraph.find(c)].data;
+            !(d.weight || d.constant)
+        };
+        let children = enode.children();
+        f.scores = match (op, children) {
+            ("aten.matmul.default" | "aten.bmm.default" | "aten.mm.default", [a, b])
+            | ("aten.baddbmm.default", [_, a, b])
+                if activation(egraph, *a) && activation(egraph, *b) =>
+            {
+                Some((egraph.find(*a), egraph.find(*b)))
+            }
+            _ if registry::facts(op).elementwise => {
+                let mut found = children.iter().filter_map(|&c| egraph[egraph.find(c)].data.scores);
+                let first = found.next();
+                // Two different products combined element-wise are not one attention's scores.
+                first.filter(|s| found.all(|other| other == *s))
+            }
+            _ => None,
+        };
         if op == "aten.linear.default" {
             f.dense = true;
         } else if registry::facts(op).elementwise {
@@ -77,6 +101,9 @@ impl Analysis<SymbolLang> for SrgAnalysis {
         to.dense |= from.dense;
         if to.act_root.is_none() {
             to.act_root = from.act_root;
+        }
+        if to.scores.is_none() {
+            to.scores = from.scores;
         }
         DidMerge(*to != before, true)
     }

@@ -50,6 +50,11 @@ impl MatchCtx<'_> {
         Self::var(var).and_then(|v| self.subst.get(v).copied()).map(|c| self.srg.egraph.find(c)).unwrap_or(self.root)
     }
 
+    /// The canonical class bound to a pattern variable, if the pattern has it.
+    pub fn bound_class(&self, var: &str) -> Option<Id> {
+        Self::var(var).and_then(|v| self.subst.get(v).copied()).map(|c| self.srg.egraph.find(c))
+    }
+
     /// Facts of the class bound to a variable.
     pub fn facts(&self, var: &str) -> &Facts {
         &self.srg.egraph[self.class(var)].data
@@ -63,6 +68,11 @@ impl MatchCtx<'_> {
     /// A representative value of the class bound to a variable: the earliest one.
     pub fn var_value(&self, var: &str) -> Option<ValueId> {
         self.by_class.get(&self.class(var)).and_then(|vs| vs.first().copied())
+    }
+
+    /// The values of a class.
+    pub fn values_of(&self, class: Id) -> &[ValueId] {
+        self.by_class.get(&self.srg.egraph.find(class)).map_or(&[], Vec::as_slice)
     }
 
     /// The matched value.
@@ -256,8 +266,10 @@ fn tag_graph(g: &mut Graph) -> Result<(Vec<Region>, String), String> {
                         continue;
                     }
                     let Some(exit) = root_value else { continue };
-                    let stops: HashSet<Id> =
-                        vars.iter().filter_map(|v| subst.get(*v)).map(|c| srg.egraph.find(*c)).collect();
+                    let stops: HashSet<Id> = match rule.stops {
+                        Some(stops) => stops(&ctx).into_iter().map(|c| srg.egraph.find(c)).collect(),
+                        None => vars.iter().filter_map(|v| subst.get(*v)).map(|c| srg.egraph.find(*c)).collect(),
+                    };
                     if stops.contains(&root) {
                         continue;
                     }

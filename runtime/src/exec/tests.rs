@@ -323,6 +323,411 @@ fn in_place_ops_do_not_mutate_their_inputs() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kernels that check their data before libtorch sees it, against values worked out by hand.
+
+fn tensors(n: u32) -> Vec<Arg> {
+    (0..n).map(|i| Arg::Tensor(ValueId(i))).collect()
+}
+
+fn floats(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(&t.to_kind(Kind::Float).reshape([-1])).expect("floats")
+}
+
+/// `transformers.grouped_mm_fallback` against a loop of `mm` over the groups, with an expert that
+/// gets no rows, rows past the last offset (zero) and int32 offsets; bad offsets are errors.
+#[test]
+fn grouped_mm_fallback_is_a_loop_of_mm() {
+    let op = "transformers.grouped_mm_fallback.default";
+    let x = Tensor::randn([7, 4], (Kind::Float, Device::Cpu));
+    let w = Tensor::randn([3, 4, 5], (Kind::Float, Device::Cpu));
+    let ends = [2i32, 2, 6];
+    let offs = Tensor::from_slice(&ends);
+    let out = run(op, &tensors(3), &[x.shallow_clone(), w.shallow_clone(), offs], &Bindings::new()).unwrap();
+    assert_eq!(out[0].size(), [7, 5]);
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        let (start_, end_) = (start as i64, end as i64);
+        let want = x.narrow(0, start_, end_ - start_).mm(&w.get(i as i64));
+        close(&out[0].narrow(0, start_, end_ - start_), &want, 1e-6, 1e-6).unwrap_or_else(|e| panic!("group {i}: {e}"));
+        start = end;
+    }
+    assert_eq!(floats(&out[0].narrow(0, 6, 1)), [0.0; 5], "rows past the last offset are zero");
+
+    // Offsets that decrease, leave [0, S], or do not match the experts are errors, not clamped.
+    for (bad, why) in [
+        (Tensor::from_slice(&[4i64, 2, 6]), "decreasing"),
+        (Tensor::from_slice(&[2i64, 2, 9]), "past the rows"),
+        (Tensor::from_slice(&[-1i64, 2, 6]), "negative"),
+        (Tensor::from_slice(&[2i64, 6]), "one per expert"),
+        (Tensor::from_slice(&[2.0f32, 2.0, 6.0]), "integers"),
+    ] {
+        let e = run(op, &tensors(3), &[x.shallow_clone(), w.shallow_clone(), bad], &Bindings::new()).unwrap_err();
+        assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{why}: {e}");
+    }
+    let e =
+        run(op, &tensors(3), &[x.reshape([1, 7, 4]), w.shallow_clone(), Tensor::from_slice(&ends)], &Bindings::new())
+            .unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 0, .. }), "{e}");
+}
+
+/// `index_add` accumulates repeated indices with alpha converted to self's dtype; an index out
+/// of range is an error before libtorch sees it.
+#[test]
+fn index_add_by_hand_and_out_of_range() {
+    let op = "aten.index_add.default";
+    let args = |alpha: Arg| {
+        vec![Arg::Tensor(ValueId(0)), Arg::Int(0), Arg::Tensor(ValueId(1)), Arg::Tensor(ValueId(2)), alpha]
+    };
+    let x = Tensor::from_slice(&[1i64, 1, 1, 1]);
+    let index = Tensor::from_slice(&[0i64, 0, 3]);
+    let source = Tensor::from_slice(&[1i64, 2, 3]);
+    // Integer self: alpha 2.5 is 2, as `alpha.to<int64_t>()` makes it.
+    let out = run(
+        op,
+        &args(Arg::Float(2.5)),
+        &[x.shallow_clone(), index.shallow_clone(), source.shallow_clone()],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(Vec::<i64>::try_from(&out[0]).unwrap(), [7, 1, 1, 7]);
+    let xf = t(&[0.0, 0.0, 0.0, 0.0], &[4]);
+    let out = run(
+        op,
+        &args(Arg::Float(-0.5)),
+        &[xf.shallow_clone(), index.shallow_clone(), t(&[1.0, 2.0, 4.0], &[3])],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(floats(&out[0]), [-1.5, 0.0, 0.0, -2.0]);
+    for bad in [[0i64, 4, 1], [0, -1, 1]] {
+        let e = run(
+            op,
+            &args(Arg::Int(1)),
+            &[xf.shallow_clone(), Tensor::from_slice(&bad), t(&[1.0, 2.0, 4.0], &[3])],
+            &Bindings::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{bad:?}: {e}");
+    }
+}
+
+/// `masked_scatter` fills the broadcast mask's ones in order; too short a source is an error.
+#[test]
+fn masked_scatter_by_hand_and_short_source() {
+    let op = "aten.masked_scatter.default";
+    let mask = Tensor::from_slice(&[true, false, true, false, true, false]).reshape([2, 3]);
+    let x = t(&[0.0; 3], &[1, 3]);
+    let out = run(
+        op,
+        &tensors(3),
+        &[x.shallow_clone(), mask.shallow_clone(), t(&[1.0, 2.0, 3.0, 4.0], &[4])],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(out[0].size(), [2, 3]);
+    assert_eq!(floats(&out[0]), [1.0, 0.0, 2.0, 0.0, 3.0, 0.0]);
+    let e = run(op, &tensors(3), &[x, mask, t(&[1.0, 2.0], &[2])], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{e}");
+}
+
+/// `histc` bins as ATen's CPU kernel does: the right edge in the last bin, NaN and values outside
+/// not counted, the data's range when min == max.
+#[test]
+fn histc_by_hand() {
+    let op = "aten.histc.default";
+    let args = |bins, lo: f64, hi: f64| vec![Arg::Tensor(ValueId(0)), Arg::Int(bins), Arg::Float(lo), Arg::Float(hi)];
+    let x = t(&[0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, -1.0, 5.5, f32::NAN, 2.5], &[11]);
+    let out = run(op, &args(5, 0.0, 5.0), &[x.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [1.0, 1.0, 2.0, 1.0, 3.0]);
+    // min == max: the data's range [2, 2] widened to [1, 3].
+    let out = run(op, &args(4, 0.0, 0.0), &[t(&[2.0, 2.0, 2.0], &[3])], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [0.0, 0.0, 3.0, 0.0]);
+    let e = run(op, &args(4, 2.0, 1.0), &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 3, .. }), "{e}");
+    let e = run(op, &args(0, 0.0, 1.0), &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 1, .. }), "{e}");
+    // NaN in the data with min == max: the range is not finite.
+    let e = run(op, &args(4, 0.0, 0.0), &[x], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{e}");
+}
+
+/// `as_strided` addresses its input's own elements, even when the input is a view into a larger
+/// tensor (the offset counts from the view's first element; nothing past its end is reachable).
+#[test]
+fn as_strided_addresses_the_input_not_its_storage() {
+    let op = "aten.as_strided.default";
+    let base = Tensor::arange(20, (Kind::Float, Device::Cpu));
+    let view = base.narrow(0, 5, 10);
+    let args = |size: Vec<i64>, stride: Vec<i64>, offset: i64| {
+        vec![Arg::Tensor(ValueId(0)), Arg::Ints(size), Arg::Ints(stride), Arg::Int(offset)]
+    };
+    let out = run(op, &args(vec![2, 2], vec![1, 3], 1), &[view.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [6.0, 9.0, 7.0, 10.0]);
+    // A transposed input: its contiguous form [[0, 3], [1, 4], [2, 5]] row-major, not its storage.
+    let tr = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]).tr();
+    let out = run(op, &args(vec![3], vec![2], 0), &[tr], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [0.0, 1.0, 2.0]);
+    // The view has 10 elements: element 10 is past its end, though inside `base`.
+    let e = run(op, &args(vec![2], vec![1], 9), &[view], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::Torch { .. }), "{e}");
+}
+
+/// Batch statistics by hand; eval mode (which crashes libtorch) and a weight of the wrong size
+/// (which its CPU kernel reads past) are errors.
+#[test]
+fn batch_norm_without_stats() {
+    let op = "aten._native_batch_norm_legit.no_stats";
+    let args = |training| {
+        vec![
+            Arg::Tensor(ValueId(0)),
+            Arg::Tensor(ValueId(1)),
+            Arg::None,
+            Arg::Bool(training),
+            Arg::Float(0.1),
+            Arg::Float(0.0),
+        ]
+    };
+    // Two channels over a batch of two: channel 0 holds 1, 3; channel 1 holds 2, 6.
+    let x = t(&[1.0, 2.0, 3.0, 6.0], &[2, 2]);
+    let w = t(&[1.0, 2.0], &[2]);
+    let out = run(op, &args(true), &[x.shallow_clone(), w.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[1]), [2.0, 4.0], "save_mean");
+    assert_eq!(floats(&out[2]), [1.0, 0.5], "save_invstd: 1/sqrt(var)");
+    assert_eq!(floats(&out[0]), [-1.0, -2.0, 1.0, 2.0]);
+    let e = run(op, &args(false), &[x.shallow_clone(), w], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 3, .. }), "{e}");
+    let e = run(op, &args(true), &[x, t(&[1.0], &[1])], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 1, .. }), "{e}");
+}
+
+/// `einsum` is libtorch's: a matrix product by hand, and a bad equation is an error.
+#[test]
+fn einsum_by_hand() {
+    let op = "aten.einsum.default";
+    let args = |eq: &str| vec![Arg::Str(eq.into()), Arg::Tensors(vec![ValueId(0), ValueId(1)]), Arg::None];
+    let (a, b) = (t(&[1.0, 2.0, 3.0, 4.0], &[2, 2]), t(&[5.0, 6.0, 7.0, 8.0], &[2, 2]));
+    let out = run(op, &args("ij,jk->ik"), &[a.shallow_clone(), b.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [19.0, 22.0, 43.0, 50.0]);
+    let out = run(op, &args("ij,ij->"), &[a.shallow_clone(), b.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [70.0]);
+    let e = run(op, &args("ij,jk->iq"), &[a, b], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::Torch { .. }), "{e}");
+}
+
+/// `col2im(im2col(x))` with windows that neither overlap nor leave gaps is `x`.
+#[test]
+fn col2im_undoes_im2col_of_disjoint_windows() {
+    let x = Tensor::randn([2, 3, 4, 6], (Kind::Float, Device::Cpu));
+    let pair = |a, b| Arg::Ints(vec![a, b]);
+    let (kernel, one, zero) = (pair(2, 3), pair(1, 1), pair(0, 0));
+    let cols = run(
+        "aten.im2col.default",
+        &[Arg::Tensor(ValueId(0)), kernel.clone(), one.clone(), zero.clone(), kernel.clone()],
+        &[x.shallow_clone()],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(cols[0].size(), [2, 18, 4]);
+    let back = run(
+        "aten.col2im.default",
+        &[Arg::Tensor(ValueId(0)), pair(4, 6), kernel.clone(), one, zero, kernel],
+        &cols,
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(bytes_of(&back[0]), bytes_of(&x));
+}
+
+/// `scatter_reduce` of every reduction, with and without self, by hand; a bad reduction and an
+/// index out of range or of the wrong dtype are errors before libtorch sees them (an empty
+/// index is not looked at).
+#[test]
+fn scatter_reduce_by_hand_and_bad_indices() {
+    let op = "aten.scatter_reduce.two";
+    let args = |dim: i64, reduce: &str, include_self: bool| {
+        vec![
+            Arg::Tensor(ValueId(0)),
+            Arg::Int(dim),
+            Arg::Tensor(ValueId(1)),
+            Arg::Tensor(ValueId(2)),
+            Arg::Str(reduce.into()),
+            Arg::Bool(include_self),
+        ]
+    };
+    let x = t(&[1.0, 2.0, 3.0, 4.0], &[4]);
+    let index = Tensor::from_slice(&[0i64, 0, 2]);
+    let src = t(&[5.0, 6.0, 7.0], &[3]);
+    let inputs = || [x.shallow_clone(), index.shallow_clone(), src.shallow_clone()];
+    for (reduce, with_self, without_self) in [
+        ("sum", [12.0, 2.0, 10.0, 4.0], [11.0, 2.0, 7.0, 4.0]),
+        ("prod", [30.0, 2.0, 21.0, 4.0], [30.0, 2.0, 7.0, 4.0]),
+        ("mean", [4.0, 2.0, 5.0, 4.0], [5.5, 2.0, 7.0, 4.0]),
+        ("amax", [6.0, 2.0, 7.0, 4.0], [6.0, 2.0, 7.0, 4.0]),
+        ("amin", [1.0, 2.0, 3.0, 4.0], [5.0, 2.0, 7.0, 4.0]),
+    ] {
+        let out = run(op, &args(0, reduce, true), &inputs(), &Bindings::new()).unwrap();
+        assert_eq!(floats(&out[0]), with_self, "{reduce} with self");
+        let out = run(op, &args(-1, reduce, false), &inputs(), &Bindings::new()).unwrap();
+        assert_eq!(floats(&out[0]), without_self, "{reduce} without self");
+    }
+    // Integer mean divides with the floor, as ATen does: (1 + 2 + 4) / 3 and (3 + 2) / 2.
+    let xi = Tensor::from_slice(&[1i64, 3]);
+    let out = run(
+        op,
+        &args(0, "mean", true),
+        &[xi, Tensor::from_slice(&[0i32, 0, 1]), Tensor::from_slice(&[2i64, 4, 2])],
+        &Bindings::new(),
+    )
+    .unwrap();
+    assert_eq!(Vec::<i64>::try_from(&out[0]).unwrap(), [2, 2]);
+    for reduce in ["max", "add", "SUM", ""] {
+        let e = run(op, &args(0, reduce, true), &inputs(), &Bindings::new()).unwrap_err();
+        assert!(matches!(e, ExecError::BadArgument { index: 4, .. }), "{reduce:?}: {e}");
+    }
+    for (bad, why) in [
+        (Tensor::from_slice(&[0i64, 4, 1]), "past the end"),
+        (Tensor::from_slice(&[0i64, -1, 1]), "negative"),
+        (Tensor::from_slice(&[0.0f32, 1.0, 2.0]), "float"),
+        (Tensor::from_slice(&[0i16, 1, 2]), "int16"),
+    ] {
+        let e = run(op, &args(0, "sum", true), &[x.shallow_clone(), bad, src.shallow_clone()], &Bindings::new())
+            .unwrap_err();
+        assert!(matches!(e, ExecError::BadArgument { index: 2, .. }), "{why}: {e}");
+    }
+    let e = run(op, &args(1, "sum", true), &inputs(), &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 1, .. }), "dim out of range: {e}");
+    // An empty index scatters nothing, whatever its dtype.
+    let empty = Tensor::zeros([0], (Kind::Float, Device::Cpu));
+    let out =
+        run(op, &args(0, "amax", true), &[x.shallow_clone(), empty, src.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), floats(&x));
+}
+
+/// `unfold` windows by hand (overlapping, along dim 0 of a matrix, of a 0-dim tensor); windows
+/// that do not fit are libtorch's errors.
+#[test]
+fn unfold_by_hand() {
+    let op = "aten.unfold.default";
+    let args = |dim, size, step| vec![Arg::Tensor(ValueId(0)), Arg::Int(dim), Arg::Int(size), Arg::Int(step)];
+    let v = Tensor::arange(10, (Kind::Float, Device::Cpu));
+    let out = run(op, &args(0, 4, 3), &[v.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(out[0].size(), [3, 4]);
+    assert_eq!(floats(&out[0]), [0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 5.0, 6.0, 6.0, 7.0, 8.0, 9.0]);
+    let m = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([2, 3]);
+    let out = run(op, &args(0, 2, 1), &[m.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(out[0].size(), [1, 3, 2]);
+    assert_eq!(floats(&out[0]), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    let out = run(op, &args(-1, 1, 5), &[t(&[7.0], &[])], &Bindings::new()).unwrap();
+    assert_eq!((out[0].size(), floats(&out[0])), (vec![1], vec![7.0]));
+    for (dim, size, step) in [(0, 11, 1), (0, 3, 0), (0, -1, 1), (1, 2, 1)] {
+        let e = run(op, &args(dim, size, step), &[v.shallow_clone()], &Bindings::new()).unwrap_err();
+        assert!(matches!(e, ExecError::Torch { .. }), "dim {dim}, size {size}, step {step}: {e}");
+    }
+}
+
+/// `grid_sampler` on the input's own pixel centres (`align_corners`) gives it back in every mode;
+/// a point far outside is 0 with zeros padding and the edge with border padding; modes outside
+/// 0..=2 (which libtorch's CPU kernel does not check) are errors.
+#[test]
+fn grid_sampler_by_hand_and_bad_modes() {
+    let x = Tensor::arange(6, (Kind::Float, Device::Cpu)).reshape([1, 1, 2, 3]);
+    // grid[0, h, w] = (x, y) of pixel (h, w).
+    let centres = t(&[-1.0, -1.0, 0.0, -1.0, 1.0, -1.0, -1.0, 1.0, 0.0, 1.0, 1.0, 1.0], &[1, 2, 3, 2]);
+    let args = |interpolation, padding, align| {
+        vec![
+            Arg::Tensor(ValueId(0)),
+            Arg::Tensor(ValueId(1)),
+            Arg::Int(interpolation),
+            Arg::Int(padding),
+            Arg::Bool(align),
+        ]
+    };
+    for op in ["aten.grid_sampler.default", "aten.grid_sampler_2d.default"] {
+        let sample = |grid: &Tensor, interpolation, padding, align| {
+            run(op, &args(interpolation, padding, align), &[x.shallow_clone(), grid.shallow_clone()], &Bindings::new())
+        };
+        for interpolation in 0..3 {
+            for padding in 0..3 {
+                let out = sample(&centres, interpolation, padding, true).unwrap();
+                close(&out[0], &x, 1e-6, 1e-6).unwrap_or_else(|e| panic!("{op} modes {interpolation}/{padding}: {e}"));
+            }
+        }
+        let far_right = t(&[5.0, -1.0], &[1, 1, 1, 2]);
+        assert_eq!(floats(&sample(&far_right, 0, 0, true).unwrap()[0]), [0.0], "{op}: zeros");
+        assert_eq!(floats(&sample(&far_right, 0, 1, true).unwrap()[0]), [2.0], "{op}: border");
+        for (interpolation, padding, index) in [(3, 0, 2), (-1, 0, 2), (0, 3, 3), (0, -1, 3)] {
+            let e = sample(&centres, interpolation, padding, false).unwrap_err();
+            assert!(matches!(e, ExecError::BadArgument { index: i, .. } if i == index), "{op}: {e}");
+        }
+    }
+    // Bicubic needs a 4-D input: libtorch's error for a 5-D one.
+    let (x3, g3) = (
+        Tensor::zeros([1, 1, 2, 2, 2], (Kind::Float, Device::Cpu)),
+        Tensor::zeros([1, 1, 1, 1, 3], (Kind::Float, Device::Cpu)),
+    );
+    let e = run("aten.grid_sampler.default", &args(2, 0, false), &[x3, g3], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::Torch { .. }), "{e}");
+}
+
+/// `upsample_linear1d` by hand from a size and from a scale (which ATen passes on: it sets the
+/// source positions when corners are not aligned); bad sizes and scales are errors.
+#[test]
+fn upsample_by_hand_and_bad_sizes() {
+    let args = |size: Option<Vec<i64>>, align, scales: Option<Vec<f64>>| {
+        vec![
+            Arg::Tensor(ValueId(0)),
+            size.map_or(Arg::None, Arg::Ints),
+            Arg::Bool(align),
+            scales.map_or(Arg::None, Arg::Floats),
+        ]
+    };
+    let linear = "aten.upsample_linear1d.vec";
+    let x = t(&[0.0, 1.0], &[1, 1, 2]);
+    let out = run(linear, &args(Some(vec![3]), true, None), &[x.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [0.0, 0.5, 1.0]);
+    let out = run(linear, &args(None, false, Some(vec![2.0])), &[x.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [0.0, 0.25, 0.75, 1.0]);
+    // A scale that does not divide: the size is truncated, the scale still sets the positions.
+    let out = run(linear, &args(None, false, Some(vec![1.7])), &[x.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(out[0].size(), [1, 1, 3]);
+    for (bad, index) in [
+        (args(None, false, Some(vec![f64::NAN])), 3),
+        (args(None, false, Some(vec![1e300])), 3),
+        (args(Some(vec![3]), false, Some(vec![2.0])), 1),
+        (args(None, false, None), 1),
+        (args(Some(vec![3, 3]), false, None), 1),
+    ] {
+        let e = run(linear, &bad, &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+        assert!(matches!(e, ExecError::BadArgument { index: i, .. } if i == index), "{bad:?}: {e}");
+    }
+    let bicubic = "aten.upsample_bicubic2d.vec";
+    let e = run(bicubic, &args(Some(vec![4, 4]), false, None), &[x.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::BadArgument { index: 0, .. }), "a 3-D input: {e}");
+    let x2 = x.reshape([1, 1, 1, 2]);
+    let e = run(bicubic, &args(Some(vec![0, 4]), false, None), &[x2.shallow_clone()], &Bindings::new()).unwrap_err();
+    assert!(matches!(e, ExecError::Torch { .. }), "an empty output: {e}");
+    // Corners aligned and the same size: the input back.
+    let out = run(bicubic, &args(Some(vec![1, 2]), true, None), &[x2.shallow_clone()], &Bindings::new()).unwrap();
+    assert_eq!(floats(&out[0]), [0.0, 1.0]);
+}
+
+/// `adaptive_avg_pool3d` means by hand: `[1, 1, 1]` (ATen's mean), one output per input (the
+/// input back) and a mean over depth and height.
+#[test]
+fn adaptive_avg_pool3d_by_hand() {
+    let op = "aten.adaptive_avg_pool3d.default";
+    let x = Tensor::arange(8, (Kind::Float, Device::Cpu)).reshape([1, 1, 2, 2, 2]);
+    let pool =
+        |size: Vec<i64>| run(op, &[Arg::Tensor(ValueId(0)), Arg::Ints(size)], &[x.shallow_clone()], &Bindings::new());
+    assert_eq!(floats(&pool(vec![1, 1, 1]).unwrap()[0]), [3.5]);
+    assert_eq!(bytes_of(&pool(vec![2, 2, 2]).unwrap()[0]), bytes_of(&x));
+    let out = pool(vec![1, 1, 2]).unwrap();
+    assert_eq!((out[0].size(), floats(&out[0])), (vec![1, 1, 1, 1, 2], vec![3.0, 4.0]));
+    let e = pool(vec![-1, 2, 2]).unwrap_err();
+    assert!(matches!(e, ExecError::Torch { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // A hand-made plan: y = relu(x @ w + 1) on worker0, x from the client, y back to it.
 
 fn ty(dtype: DType, dims: &[Dim]) -> TensorType {

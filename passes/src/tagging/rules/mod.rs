@@ -10,6 +10,7 @@ pub mod cnn;
 pub mod embedding;
 pub mod kv_cache;
 pub mod mlp;
+pub mod moe;
 pub mod norm;
 pub mod residual;
 pub mod vision;
@@ -20,16 +21,27 @@ use genie_ir::Tag;
 /// A check on a match, beyond its shape.
 pub type Check = fn(&MatchCtx) -> bool;
 
+/// Where a match's region stops, when not at the classes bound to the pattern's variables.
+pub type Stops = fn(&MatchCtx) -> Vec<egg::Id>;
+
 /// One pattern of a rule table.
 pub struct Rule {
     pub name: String,
     pub pattern: String,
     pub check: Check,
+    /// The region's entry classes; `None`: the classes bound to the pattern's variables.
+    pub stops: Option<Stops>,
 }
 
 impl Rule {
     pub fn new(name: impl Into<String>, pattern: impl Into<String>, check: Check) -> Rule {
-        Rule { name: name.into(), pattern: pattern.into(), check }
+        Rule { name: name.into(), pattern: pattern.into(), check, stops: None }
+    }
+
+    /// The region of a match ends at the classes `stops` gives instead.
+    pub fn with_stops(mut self, stops: Stops) -> Rule {
+        self.stops = Some(stops);
+        self
     }
 }
 
@@ -51,6 +63,8 @@ pub fn tables() -> Vec<RuleTable> {
         attention::table(),
         kv_cache::table(),
         mlp::table(),
+        moe::router_table(),
+        moe::expert_table(),
         norm::table(),
         embedding::embedding_table(),
         embedding::lm_head_table(),

@@ -121,6 +121,7 @@ pub(super) const KERNELS: &[(&str, KernelFn)] = &[
     ("aten.all.default", |a| one(a.tensor(0)?.f_all()?)),
     ("aten.logsumexp.default", |a| one(a.tensor(0)?.f_logsumexp(a.ints(1)?, a.bool(2)?)?)),
     ("aten.linalg_vector_norm.default", linalg_vector_norm),
+    ("aten.histc.default", histc),
     ("aten.cumsum.default", |a| one(a.tensor(0)?.f_cumsum(a.int(1)?, a.opt_dtype(2)?)?)),
     ("aten.cumprod.default", |a| one(a.tensor(0)?.f_cumprod(a.int(1)?, a.opt_dtype(2)?)?)),
     // Sorting.
@@ -191,4 +192,44 @@ fn linalg_vector_norm(a: &Args) -> KResult {
         Some(kind) => x.f_norm_scalaropt_dim_dtype(ord, dims, keepdim, kind)?,
         None => x.f_norm_scalaropt_dim(ord, dims, keepdim)?,
     })
+}
+
+/// `histc(self, bins, min, max)`. tch exposes only `histc(bins)` (the data's range), so this is
+/// ATen's kernel (`histogramdd_cpu_contiguous`, linear bins, as `histc` calls it) in tensor ops:
+/// the range is `[min, max]`, or the data's extrema when `min == max` (widened by 1 each way when
+/// those are equal too), held in self's dtype; an element `x` in range counts in bin
+/// `trunc((x - min) * bins / (max - min))`, each step in self's dtype, the last bin also taking
+/// `x == max`; NaNs and elements outside are not counted. Counts are exact and converted once
+/// (ATen adds 1 at a time in self's dtype, which stops counting at 2048 in half, 256 in bfloat16).
+fn histc(a: &Args) -> KResult {
+    let x = a.tensor(0)?;
+    let kind = x.f_kind()?;
+    if !matches!(kind, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double) {
+        return Err(a.bad(0, format!("histc of {kind:?} is not implemented")));
+    }
+    let bins = a.int(1)?;
+    if bins <= 0 {
+        return Err(a.bad(1, format!("bins must be > 0, got {bins}")));
+    }
+    let (mut lo, mut hi) = (a.num(2)?.f64(), a.num(3)?.f64());
+    if lo == hi && x.numel() > 0 {
+        let (min, max) = x.f_aminmax(None, false)?;
+        (lo, hi) = (min.f_double_value(&[])?, max.f_double_value(&[])?);
+    }
+    if lo == hi {
+        (lo, hi) = (lo - 1.0, hi + 1.0);
+    }
+    if !lo.is_finite() || !hi.is_finite() {
+        return Err(a.bad(2, format!("histc range [{lo}, {hi}] is not finite")));
+    }
+    if lo >= hi {
+        return Err(a.bad(3, format!("histc max {hi} must be larger than min {lo}")));
+    }
+    let in_dtype = |v: f64| Tensor::f_scalar_tensor(v, (kind, x.device()));
+    let (lo, hi, bins_t) = (in_dtype(lo)?, in_dtype(hi)?, in_dtype(bins as f64)?);
+    let flat = x.f_reshape([-1])?;
+    let inside = flat.f_ge_tensor(&lo)?.f_logical_and(&flat.f_le_tensor(&hi)?)?;
+    let pos = flat.f_masked_select(&inside)?.f_sub(&lo)?.f_mul(&bins_t)?.f_div(&hi.f_sub(&lo)?)?;
+    let bin = pos.f_to_kind(Kind::Int64)?.f_clamp_max(bins - 1)?;
+    one(bin.f_bincount(None::<Tensor>, bins)?.f_to_kind(kind)?)
 }

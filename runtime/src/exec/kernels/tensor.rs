@@ -4,9 +4,10 @@
 //! `view` is run as `reshape`: the SRG's tensors need not have eager PyTorch's strides (an
 //! in-place op's result here is a fresh tensor), and `reshape` is `view` whenever a view exists.
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-use super::{like_self, one, Args, KResult, KernelFn};
+use super::{like_self, one, to_kind, Args, KResult, KernelError, KernelFn};
+use crate::exec::args::Num;
 
 pub(super) const KERNELS: &[(&str, KernelFn)] = &[
     // Identities at inference.
@@ -72,6 +73,11 @@ pub(super) const KERNELS: &[(&str, KernelFn)] = &[
     ("aten.select_scatter.default", |a| one(a.tensor(0)?.f_select_scatter(a.tensor(1)?, a.int(2)?, a.int(3)?)?)),
     // `self.copy_(src)`: src in self's dtype, broadcast to self's shape.
     ("aten.copy_.default", |a| one(like_self(a.tensor(1)?.shallow_clone(), a.tensor(0)?)?)),
+    ("aten.index_add.default", index_add),
+    ("aten.masked_scatter.default", masked_scatter),
+    ("aten.as_strided.default", as_strided),
+    ("aten.unfold.default", |a| one(a.tensor(0)?.f_unfold(a.int(1)?, a.int(2)?, a.int(3)?)?)),
+    ("aten.scatter_reduce.two", scatter_reduce),
 ];
 
 /// The identity in eval mode; random dropout when `train` is set.
@@ -108,4 +114,106 @@ fn index_put(a: &Args) -> KResult {
     // Eager `x[i] = v` converts `v` to x's dtype before the op; do the same.
     let values = super::to_kind(values.shallow_clone(), this.f_kind()?)?;
     one(this.f_index_put(&a.opt_tensors(1)?, &values, a.bool(3)?)?)
+}
+
+/// Error unless every value of the int `index` (argument `i`) lies in `[0, size)`. Checked before
+/// libtorch sees it: on an accelerator an index out of range is a device-side assert, which
+/// takes the process down instead of raising.
+fn check_index_range(a: &Args, i: usize, index: &Tensor, size: i64) -> Result<(), KernelError> {
+    if index.numel() == 0 {
+        return Ok(());
+    }
+    let index = index.f_to_kind(Kind::Int64)?;
+    let (lo, hi) = (index.f_min()?.f_int64_value(&[])?, index.f_max()?.f_int64_value(&[])?);
+    if lo < 0 || hi >= size {
+        let bad = if lo < 0 { lo } else { hi };
+        return Err(a.bad(i, format!("index {bad} is out of range for a dim of size {size}")));
+    }
+    Ok(())
+}
+
+/// The size of `x` along `dim` (argument `i`, possibly negative); a 0-dim tensor has one slot
+/// along its one implicit dim.
+fn size_along(a: &Args, i: usize, x: &Tensor, dim: i64) -> Result<i64, KernelError> {
+    let sizes = x.size();
+    let rank = sizes.len().max(1) as i64;
+    let d = if dim < 0 { dim + rank } else { dim };
+    match sizes.len() {
+        0 if d == 0 => Ok(1),
+        _ => usize::try_from(d)
+            .ok()
+            .and_then(|d| sizes.get(d).copied())
+            .ok_or_else(|| a.bad(i, format!("dim {dim} out of range for rank {}", sizes.len()))),
+    }
+}
+
+/// `self.index_add(dim, index, source, alpha=alpha)`. tch's `index_add` takes no `alpha`, so
+/// another alpha scales `source` first, converted as ATen converts it (`alpha.to<scalar_t>()`:
+/// truncated for integer tensors, `alpha != 0` for bool).
+fn index_add(a: &Args) -> KResult {
+    let (x, index, source) = (a.tensor(0)?, a.tensor(2)?, a.tensor(3)?);
+    let dim = a.int(1)?;
+    let size = size_along(a, 1, x, dim)?;
+    if !matches!(index.f_kind()?, Kind::Int | Kind::Int64) {
+        return Err(a.bad(2, format!("index must be int32 or int64, got {:?}", index.f_kind()?)));
+    }
+    check_index_range(a, 2, index, size)?;
+    let kind = x.f_kind()?;
+    let alpha = match (a.num(4)?, kind) {
+        (n, Kind::Bool) => Num::Int(i64::from(n.f64() != 0.0)),
+        (Num::Float(f), Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64) => Num::Int(f as i64),
+        (n, _) => n,
+    };
+    if alpha.is_one() {
+        return one(x.f_index_add(dim, index, source)?);
+    }
+    let scaled = to_kind(source.f_mul_scalar(alpha.scalar())?, source.f_kind()?)?;
+    one(x.f_index_add(dim, index, &scaled)?)
+}
+
+/// `self.masked_scatter(mask, source)`: self and mask broadcast together. `source` must hold at
+/// least as many elements as the (broadcast) mask has ones, checked here: on an accelerator
+/// libtorch checks it with a device-side assert.
+fn masked_scatter(a: &Args) -> KResult {
+    let (x, mask, source) = (a.tensor(0)?, a.tensor(1)?, a.tensor(2)?);
+    if mask.f_kind()? != Kind::Bool {
+        return Err(a.bad(1, format!("masked_scatter only supports boolean masks, got {:?}", mask.f_kind()?)));
+    }
+    let expanded = Tensor::f_broadcast_tensors(&[x, mask])?;
+    let ones = expanded[1].f_sum(Kind::Int64)?.f_int64_value(&[])?;
+    if source.numel() < ones as usize {
+        return Err(a.bad(2, format!("source has {} elements for {ones} ones in the mask", source.numel())));
+    }
+    one(x.f_masked_scatter(mask, source)?)
+}
+
+/// `as_strided(self, size, stride, storage_offset)`. SRG values carry no strides, so it applies to
+/// the contiguous form of its input, which is what it means on the exported (contiguous) tensor.
+/// The input is copied into a tensor of its own, so that `storage_offset` counts from its first
+/// element and libtorch's bounds check is against its elements (a view's storage may be larger
+/// and start earlier).
+fn as_strided(a: &Args) -> KResult {
+    let x = a.tensor(0)?;
+    let mut own = Tensor::f_empty(x.size(), (x.f_kind()?, x.device()))?;
+    own.f_copy_(x)?;
+    one(own.f_as_strided(a.ints(1)?, a.ints(2)?, a.opt_int(3)?.unwrap_or(0))?)
+}
+
+/// `self.scatter_reduce(dim, index, src, reduce, include_self=include_self)`. The reduction and a
+/// non-empty index's dtype and range are checked here: on an accelerator an index out of range is
+/// a device-side assert, and eager CPU takes `reduce="max"` where torch's meta function (what
+/// export and the registry follow) refuses it.
+fn scatter_reduce(a: &Args) -> KResult {
+    let (x, index, src) = (a.tensor(0)?, a.tensor(2)?, a.tensor(3)?);
+    let (dim, reduce) = (a.int(1)?, a.str(4)?);
+    if !matches!(reduce, "sum" | "prod" | "mean" | "amax" | "amin") {
+        return Err(a.bad(4, format!("reduce must be one of sum, prod, mean, amax or amin, got {reduce:?}")));
+    }
+    if index.numel() > 0 {
+        if !matches!(index.f_kind()?, Kind::Int | Kind::Int64) {
+            return Err(a.bad(2, format!("index must be int32 or int64, got {:?}", index.f_kind()?)));
+        }
+        check_index_range(a, 2, index, size_along(a, 1, x, dim)?)?;
+    }
+    one(x.f_internal_scatter_reduce(dim, index, src, reduce, a.bool(5)?)?)
 }

@@ -1,7 +1,7 @@
 """Golden cases for the executor's kernels: every registry op run by eager PyTorch.
 
-Each case is an ATen overload called through `torch.ops.aten` on small tensors (fixed seed), with
-its outputs. `runtime/src/exec/tests.rs` runs the same call through `run_op` (arguments bound by
+Each case is an op overload called through `torch.ops.aten` (`ns=` names another namespace) on
+small tensors (fixed seed), with its outputs. `runtime/src/exec/tests.rs` runs the same call through `run_op` (arguments bound by
 the registry schema, defaults filled) and compares. Arguments are typed so the Rust side can
 rebuild `genie_ir::Arg`s exactly:
 
@@ -14,7 +14,9 @@ rebuild `genie_ir::Arg`s exactly:
 Tensors are {"dtype", "shape", "hex"} (little-endian bytes). A case with "check": "meta" has
 uninitialised outputs (`empty`): only dtype and shape are compared.
 
-Regenerate (deterministic):
+Regenerate (deterministic on one machine; another CPU may round a few float results differently
+in the last bit, so keep earlier cases as they are, add new ones in a function called last, and
+append only their cases to the committed file):
   .venv/bin/python runtime/src/exec/testdata/make_op_cases.py runtime/src/exec/testdata/op_cases.json
 """
 import json
@@ -22,6 +24,8 @@ import math
 import sys
 
 import torch
+# Registers `torch.ops.transformers.*` (the MoE fallback the registry knows).
+import transformers.integrations.moe  # noqa: F401
 
 torch.manual_seed(0)
 g = torch.Generator().manual_seed(0)
@@ -101,9 +105,9 @@ def tensor_json(t):
     return {"dtype": str(t.dtype).replace("torch.", ""), "shape": list(t.shape), "hex": raw.numpy().tobytes().hex()}
 
 
-def case(op, *args, check="values", **kw):
+def case(op, *args, check="values", ns="aten", **kw):
     base, _, overload = op.partition(".")
-    fn = getattr(getattr(torch.ops.aten, base), overload or "default")
+    fn = getattr(getattr(getattr(torch.ops, ns), base), overload or "default")
     enc = Enc()
     pos_args = [enc.arg(a) for a in args]
     kw_args = {k: enc.arg(v) for k, v in kw.items()}
@@ -117,7 +121,7 @@ def case(op, *args, check="values", **kw):
     else:
         outs = list(out)
     CASES.append({
-        "op": f"aten.{base}.{overload or 'default'}",
+        "op": f"{ns}.{base}.{overload or 'default'}",
         "args": pos_args,
         "kwargs": kw_args,
         "inputs": [tensor_json(t) for t in enc.inputs],
@@ -530,11 +534,149 @@ def misc():
     case("one_hot", torch.tensor([[0], [3]]), 5)
 
 
+def added():
+    """Ops added after the first set; kept last so the earlier cases' random inputs stay as they were."""
+    # histc: values on bin edges, outside the range, NaN; the data's range when min == max.
+    edges = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, -1.0, 5.5, float("nan"), 2.5])
+    case("histc", edges, 5, 0, 5)
+    case("histc", f(4, 6), 7)
+    case("histc", f(30), 4, -1.5, 1.0)
+    case("histc", f(20, dtype=torch.float64), 6, 0.25, 0.25)
+    case("histc", torch.full((3,), 2.0), 4)
+    case("histc", torch.zeros(0), 3)
+    case("histc", f(40).half(), 5, -1, 1)
+    case("histc", f(40).bfloat16(), 3)
+    # index_add: repeated indices accumulate; alpha is converted to self's dtype first.
+    case("index_add", f(5, 3), 0, torch.tensor([0, 2, 0]), f(3, 3))
+    case("index_add", f(5, 3), 1, torch.tensor([2, 0], dtype=torch.int32), f(5, 2), alpha=-0.5)
+    case("index_add", ints(5), 0, torch.tensor([4, 4, 1]), ints(3), alpha=3)
+    case("index_add", ints(4, 2), 0, torch.tensor([0, 0, 3]), ints(3, 2), alpha=2.5)
+    case("index_add", f(1).reshape(()), 0, torch.tensor([0]), f(1).reshape(()))
+    case("index_add", bools(4, 2), 0, torch.tensor([1, 3]), bools(2, 2))
+    # masked_scatter: self and mask broadcast; extra source elements are unused.
+    mask = torch.tensor([[True, False, True], [False, True, False]])
+    case("masked_scatter", f(2, 3), mask, f(6))
+    case("masked_scatter", f(1, 3), mask, f(2, 4))
+    case("masked_scatter", f(2, 3), torch.tensor([False, True, True]), f(5))
+    case("masked_scatter", ints(2, 3), mask, ints(3))
+    # as_strided on contiguous inputs (what an exported graph holds).
+    x = f(4, 5)
+    case("as_strided", x, [2, 2], [1, 2])
+    case("as_strided", x, [3, 2], [5, 1], 7)
+    case("as_strided", x, [2, 3], [0, 1], 3)
+    case("as_strided", x, [20], [0])
+    case("as_strided", x, [], [], 19)
+    case("as_strided", f(2, 3, 4), [2, 2, 2], [12, 1, 4], 1)
+    # im2col / col2im (unfold / fold).
+    case("im2col", f(2, 3, 5, 6), [2, 3], [1, 1], [0, 0], [1, 1])
+    case("im2col", f(3, 5, 6), [2, 3], [2, 1], [1, 2], [2, 3])
+    case("im2col", f(1, 2, 4, 4).half(), [3, 3], [1, 1], [1, 1], [2, 2])
+    case("col2im", f(2, 18, 16), [5, 6], [2, 3], [1, 1], [0, 0], [1, 1])
+    case("col2im", f(18, 9), [5, 6], [2, 3], [2, 1], [1, 2], [2, 3])
+    case("col2im", f(1, 18, 16), [4, 4], [3, 3], [1, 1], [1, 1], [1, 1])
+    # einsum: explicit and implicit outputs, ellipses, diagonals, broadcasting, paths, dtypes.
+    case("einsum", "ij,jk->ik", [f(2, 3), f(3, 4)])
+    case("einsum", "ba,ca", [f(2, 3), f(4, 3)])
+    case("einsum", "ii->i", [f(3, 3)])
+    case("einsum", "ii", [f(3, 3)])
+    case("einsum", "...ij,...jk->...ik", [f(5, 1, 2, 3), f(4, 3, 4)])
+    case("einsum", "b h i d, b h j d -> b h i j", [f(2, 2, 3, 4), f(2, 2, 5, 4)])
+    case("einsum", "ij,ij->ij", [f(2, 1), f(1, 3)])
+    case("einsum", "ij,jk,kl->il", [f(2, 3), f(3, 4), f(4, 5)], path=[0, 2, 0, 1])
+    case("einsum", "i,j->ij", [f(3).half(), f(4)])
+    case("einsum", "ij->i", [ints(2, 3, dtype=torch.int32)])
+    case("einsum", "ij,k->i", [ints(2, 3, dtype=torch.int32), ints(4, dtype=torch.int32)])
+    case("einsum", "ijj->j", [f(2, 3, 3)])
+    case("einsum", "bij,bjk->bik", [f(0, 2, 3), f(0, 3, 4)])
+    # _native_batch_norm_legit.no_stats: batch statistics.
+    x4 = f(2, 3, 4, 4)
+    case("_native_batch_norm_legit.no_stats", x4, f(3), f(3), True, 0.1, 1e-5)
+    case("_native_batch_norm_legit.no_stats", f(4, 3), None, None, True, 0.1, 1e-3)
+    case("_native_batch_norm_legit.no_stats", f(2, 3, 5), None, f(3), True, 0.0, 1e-5)
+    case("_native_batch_norm_legit.no_stats", f(2, 3, 5).half(), f(3), f(3), True, 0.1, 1e-5)
+    # grouped_mm_fallback: an expert with no rows, rows past the last offset, int32 offsets.
+    inp, w = f(7, 4), f(3, 4, 5)
+    case("grouped_mm_fallback", inp, w, torch.tensor([2, 2, 7]), ns="transformers")
+    case("grouped_mm_fallback", inp, w, torch.tensor([0, 3, 5], dtype=torch.int32), ns="transformers")
+    case("grouped_mm_fallback", inp, w, torch.tensor([0, 0, 0]), ns="transformers")
+    case("grouped_mm_fallback", ints(4, 2), ints(2, 2, 3), torch.tensor([1, 4]), ns="transformers")
+
+
+def added_resampling():
+    """Resampling, windows and scatter reductions; after `added()`, for the same reason."""
+    # adaptive_avg_pool3d: batched, unbatched, larger than the input, the [1, 1, 1] mean.
+    v = f(2, 3, 4, 5, 6)
+    case("adaptive_avg_pool3d", v, [2, 3, 2])
+    case("adaptive_avg_pool3d", f(3, 5, 6, 7), [2, 2, 3])
+    case("adaptive_avg_pool3d", v, [5, 7, 8])
+    case("adaptive_avg_pool3d", v, [1, 1, 1])
+    case("adaptive_avg_pool3d", f(4, 5, 6), [1, 1, 1])
+    case("adaptive_avg_pool3d", f(1, 2, 4, 4, 4, dtype=torch.float64), [3, 1, 2])
+    case("adaptive_avg_pool3d", f(1, 2, 4, 4, 4).half(), [2, 2, 2])
+    # grid_sampler: every interpolation and padding mode, grids reaching outside [-1, 1].
+    x2, g2 = f(2, 3, 5, 6), f(2, 4, 7, 2, lo=-1.3, hi=1.3)
+    for interpolation in range(3):
+        for padding in range(3):
+            case("grid_sampler", x2, g2, interpolation, padding, interpolation == padding)
+            case("grid_sampler_2d", x2, g2, interpolation, padding, interpolation != padding)
+    x3, g3 = f(2, 2, 4, 5, 3), f(2, 3, 2, 4, 3, lo=-1.3, hi=1.3)
+    for interpolation in range(2):
+        for padding in range(3):
+            case("grid_sampler", x3, g3, interpolation, padding, padding == 1)
+    case("grid_sampler", x2.double(), g2.double(), 2, 1, True)
+    case("grid_sampler_2d", x2.bfloat16(), g2.bfloat16(), 0, 0, False)
+    case("grid_sampler_2d", f(1, 2, 3, 3), f(1, 0, 4, 2), 0, 0, False)
+    # upsample_bicubic2d / upsample_linear1d: sizes and scales, align_corners, downscaling.
+    u = f(2, 3, 4, 5)
+    case("upsample_bicubic2d.vec", u, [7, 9], False, None)
+    case("upsample_bicubic2d.vec", u, [7, 9], True, None)
+    case("upsample_bicubic2d.vec", u, None, False, [2.0, 1.5])
+    case("upsample_bicubic2d.vec", u, None, True, [0.5, 0.7])
+    case("upsample_bicubic2d.vec", u, [3, 2], False, None)
+    case("upsample_bicubic2d.vec", u.half(), [6, 6], False, None)
+    case("upsample_bicubic2d.vec", ints(1, 2, 4, 4, lo=0, hi=256, dtype=torch.uint8), [7, 5], False, None)
+    w = f(2, 3, 6)
+    case("upsample_linear1d.vec", w, [11], False, None)
+    case("upsample_linear1d.vec", w, [11], True, None)
+    case("upsample_linear1d.vec", w, None, False, [2.5])
+    case("upsample_linear1d.vec", w, None, True, [0.4])
+    case("upsample_linear1d.vec", w, [1], True, None)
+    case("upsample_linear1d.vec", w.bfloat16(), [9], False, None)
+    # unfold: disjoint, overlapping and strided windows, empty windows, 0-dim.
+    t = f(2, 10)
+    case("unfold", t, 1, 3, 2)
+    case("unfold", t, -1, 4, 1)
+    case("unfold", t, 0, 2, 1)
+    case("unfold", t, 1, 3, 100)
+    case("unfold", t, 1, 0, 3)
+    case("unfold", f(2, 3, 4), 1, 2, 1)
+    case("unfold", ints(10), 0, 4, 3)
+    case("unfold", bools(3, 4), 1, 2, 2)
+    case("unfold", f(1).reshape(()), 0, 1, 1)
+    # scatter_reduce: every reduction with and without self, repeated indices, int32 indices.
+    s, i, src = f(3, 4), ints(3, 5, lo=0, hi=4), f(3, 5)
+    for reduce in ["sum", "prod", "mean", "amax", "amin"]:
+        for include_self in [True, False]:
+            case("scatter_reduce.two", s, 1, i, src, reduce, include_self=include_self)
+    case("scatter_reduce.two", s, 0, ints(2, 4, lo=0, hi=3, dtype=torch.int32), f(2, 4), "sum")
+    case("scatter_reduce.two", s, -2, ints(2, 3, lo=0, hi=3), f(4, 4), "amax", include_self=False)
+    si = ints(3, 4)
+    case("scatter_reduce.two", si, 1, i, ints(3, 5), "mean")
+    case("scatter_reduce.two", si, 1, i, ints(3, 5), "mean", include_self=False)
+    case("scatter_reduce.two", si, 1, i, ints(3, 5), "prod", include_self=False)
+    case("scatter_reduce.two", bools(3, 4), 1, i, bools(3, 5), "amin")
+    case("scatter_reduce.two", s.half(), 1, i, src.half(), "mean")
+    case("scatter_reduce.two", f(1).reshape(()), 0, torch.tensor([0, 0]), f(2), "sum")
+    case("scatter_reduce.two", s, 1, torch.zeros(0, dtype=torch.int64), f(3, 4), "amax")
+
+
 elementwise()
 views()
 indexing()
 nn()
 misc()
+added()
+added_resampling()
 
 with open(sys.argv[1], "w") as out:
     json.dump({"torch": torch.__version__, "cases": CASES}, out, separators=(",", ":"))
