@@ -161,3 +161,87 @@ fn static_cache_binds_to_itself() {
     let got: Vec<String> = p.state_bindings.iter().map(|b| format!("{}->{}", b.from.name, b.to.name)).collect();
     assert_eq!(got, ["updated_key_0->cache_key_0", "updated_value_0->cache_value_0"]);
 }
+
+/// Attention written by hand in the spellings transformers models use, each tagged once with
+/// its region running from Q, K and V to the output: ALiBi's bias through `baddbmm` then a
+/// mask (BLOOM), scaled scores with a sink's logit column joined and sliced off after the
+/// softmax (GPT-OSS, Flint), and scores cast around the softmax.
+fn hand_written_attention(spelling: &str) -> Program {
+    use genie_ir::{Arg, DType, Graph, TensorType};
+    let f32 = |shape: &[i64]| TensorType::new(DType::Float32, shape);
+    let mut g = Graph::new("model");
+    let q = g.add_input("q", f32(&[4, 6, 8]));
+    let k = g.add_input("k", f32(&[4, 6, 8]));
+    let v = g.add_input("v", f32(&[4, 6, 8]));
+    let mask = g.add_input("mask", f32(&[4, 6, 6]));
+    let kt = g.add_op("aten.transpose.int", vec![Arg::Tensor(k), Arg::Int(1), Arg::Int(2)]).unwrap();
+    let scores = match spelling {
+        "alibi" => {
+            let alibi = g.add_input("alibi", f32(&[4, 1, 6]));
+            let s = g
+                .add_op(
+                    "aten.baddbmm.default",
+                    vec![Arg::Tensor(alibi), Arg::Tensor(q), Arg::Tensor(kt), Arg::Float(1.0), Arg::Float(0.35)],
+                )
+                .unwrap();
+            g.add_op("aten.add.Tensor", vec![Arg::Tensor(s), Arg::Tensor(mask), Arg::Int(1)]).unwrap()
+        }
+        _ => {
+            let s = g.add_op("aten.bmm.default", vec![Arg::Tensor(q), Arg::Tensor(kt)]).unwrap();
+            let s = g.add_op("aten.mul.Scalar", vec![Arg::Tensor(s), Arg::Float(0.35)]).unwrap();
+            g.add_op("aten.add.Tensor", vec![Arg::Tensor(s), Arg::Tensor(mask), Arg::Int(1)]).unwrap()
+        }
+    };
+    let probs = match spelling {
+        "sink" => {
+            let sink = g.add_input("sink", f32(&[4, 6, 1]));
+            let joined = g.add_op("aten.cat.default", vec![Arg::Tensors(vec![scores, sink]), Arg::Int(-1)]).unwrap();
+            let p =
+                g.add_op("aten._softmax.default", vec![Arg::Tensor(joined), Arg::Int(-1), Arg::Bool(false)]).unwrap();
+            g.add_op("aten.slice.Tensor", vec![Arg::Tensor(p), Arg::Int(2), Arg::Int(0), Arg::Int(6), Arg::Int(1)])
+                .unwrap()
+        }
+        _ => {
+            let wide = g
+                .add_op(
+                    "aten.to.dtype",
+                    vec![
+                        Arg::Tensor(scores),
+                        Arg::DType(DType::Float64),
+                        Arg::Bool(false),
+                        Arg::Bool(false),
+                        Arg::None,
+                    ],
+                )
+                .unwrap();
+            let p = g.add_op("aten._softmax.default", vec![Arg::Tensor(wide), Arg::Int(-1), Arg::Bool(false)]).unwrap();
+            g.add_op(
+                "aten.to.dtype",
+                vec![Arg::Tensor(p), Arg::DType(DType::Float32), Arg::Bool(false), Arg::Bool(false), Arg::None],
+            )
+            .unwrap()
+        }
+    };
+    let out = g.add_op("aten.bmm.default", vec![Arg::Tensor(probs), Arg::Tensor(v)]).unwrap();
+    g.add_output("out", out);
+    let mut p = Program::new(spelling);
+    p.entries.push(g);
+    p
+}
+
+#[test]
+fn attention_written_by_hand_is_tagged_in_every_spelling() {
+    for spelling in ["alibi", "sink", "cast"] {
+        let mut p = hand_written_attention(spelling);
+        PassManager::standard().run(&mut p, None).expect("passes run and verify");
+        let g = &p.entries[0];
+        let regions: Vec<_> = g.regions.iter().filter(|r| r.tag == genie_ir::Tag::Attention).collect();
+        assert_eq!(regions.len(), 1, "{spelling}: {:?}", tag_counts(g));
+        let entries: Vec<&str> = regions[0].entries.iter().map(|v| g.value(*v).name.as_str()).collect();
+        for input in ["q", "v", "mask"] {
+            assert!(entries.contains(&input), "{spelling}: the region starts at {input}: {entries:?}");
+        }
+        // Every op from the products to the output is in the region: all but Kᵀ, its operand.
+        assert_eq!(regions[0].nodes.len(), g.nodes.len() - 1, "{spelling}: {:?}", regions[0].nodes);
+    }
+}

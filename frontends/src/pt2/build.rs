@@ -516,7 +516,12 @@ impl<'e> Builder<'e> {
         };
         let (op, def, mut args) = self.bind(def, positional, keywords, &at)?;
         if op == "aten.slice.Tensor" {
-            self.settle_negative_slice_bounds(&mut args);
+            // The exported length of the slice, which the exporter proved.
+            let recorded = match node.outputs.first() {
+                Some(Argument::Tensor(t)) => self.tensor_type(&t.name).ok(),
+                _ => None,
+            };
+            self.settle_negative_slice_bounds(&mut args, recorded.as_ref());
         }
         let at = At { node: &node_name, op };
         let mutated = def.schema.mutated_arg().and_then(|i| match args.get(i) {
@@ -744,7 +749,14 @@ impl<'e> Builder<'e> {
                     // A symbolic int (`x + sym_size(y, 2)`) has no constant form: a zero-dim
                     // int64 tensor made at run time, once the symbol is bound.
                     let make = "aten.scalar_tensor.default";
-                    let made = vec![Arg::SymInt(d.clone()), Arg::DType(DType::Int64)];
+                    let made = registry::lookup(make)
+                        .and_then(|def| {
+                            let dtype = vec![("dtype".to_string(), Arg::DType(DType::Int64))];
+                            def.schema
+                                .bind(vec![Arg::SymInt(d.clone())], dtype)
+                                .map_err(|e| genie_ir::InferError::new(make, e.to_string()))
+                        })
+                        .map_err(|e| self.node_err(at, e.to_string()))?;
                     let (_, outs) = self.graph.add_node_typed(make, made, vec![TensorType::new(DType::Int64, &[])]);
                     self.graph.value_mut(outs[0]).name = format!("{}.{}", at.node, spec.name);
                     *a = Arg::Tensor(outs[0]);
@@ -768,30 +780,47 @@ impl<'e> Builder<'e> {
     /// the last 4095 positions of a cache at most 4094 long). A negative constant bound of
     /// `slice.Tensor` becomes `0` when the dim never exceeds `k`, or `n - k` when it is never
     /// below `k`; otherwise it stays and verification names the node.
-    fn settle_negative_slice_bounds(&self, args: &mut [Arg]) {
+    fn settle_negative_slice_bounds(&self, args: &mut [Arg], recorded: Option<&TensorType>) {
         let (Some(Arg::Tensor(x)), Some(Arg::Int(dim))) = (args.first(), args.get(1)) else { return };
         let shape = &self.graph.value(*x).ty.shape;
-        let Some(size) = usize::try_from(if *dim < 0 { dim + shape.len() as i64 } else { *dim })
-            .ok()
-            .and_then(|d| shape.get(d))
-            .cloned()
-        else {
+        let Some(dim_index) = usize::try_from(if *dim < 0 { dim + shape.len() as i64 } else { *dim }).ok() else {
             return;
         };
+        let Some(size) = shape.get(dim_index).cloned() else { return };
         if size.is_const() {
             return;
         }
-        let Some((lo, hi)) = linear_bounds(&size, &self.graph.symbols) else { return };
+        let symbols = &self.graph.symbols;
+        let (lo, hi) = linear_bounds(&size, symbols).unwrap_or((None, None));
         for bound in args.iter_mut().skip(2).take(2) {
-            let Arg::Int(v) = *bound else { continue };
-            if v >= 0 || v == i64::MIN {
-                continue;
-            }
-            let k = -v;
-            if hi.is_some_and(|h| h <= k) {
-                *bound = Arg::Int(0);
-            } else if lo.is_some_and(|l| l >= k) {
-                *bound = Arg::sym_int(size.add(&Dim::constant(v)));
+            match bound {
+                Arg::Int(v) => {
+                    let v = *v;
+                    if v >= 0 || v == i64::MIN {
+                        continue;
+                    }
+                    let k = -v;
+                    if hi.is_some_and(|h| h <= k) {
+                        *bound = Arg::Int(0);
+                    } else if lo.is_some_and(|l| l >= k) {
+                        *bound = Arg::sym_int(size.add(&Dim::constant(v)));
+                    }
+                }
+                // `x[:, -n:]` with n symbolic (the last `seq` positions of a mask over the whole
+                // sequence): the bound is `size - n` when n is surely positive and `size - n`
+                // surely not negative, by the symbols' ranges or because the export recorded
+                // the slice n long (it proved `size >= n`).
+                Arg::SymInt(d) => {
+                    let negative = matches!(linear_bounds(d, symbols), Some((_, Some(h))) if h < 0);
+                    let start = size.add(d);
+                    let n = Dim::constant(0).sub(d);
+                    let fits = matches!(linear_bounds(&start, symbols), Some((Some(l), _)) if l >= 0)
+                        || recorded.and_then(|t| t.shape.get(dim_index)) == Some(&n);
+                    if negative && fits {
+                        *bound = Arg::sym_int(start);
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -59,7 +59,9 @@ impl Analysis<SymbolLang> for SrgAnalysis {
             {
                 Some((egraph.find(*a), egraph.find(*b)))
             }
-            _ if registry::facts(op).elementwise => {
+            // Element-wise arithmetic on the scores, or a column joined to them (an attention
+            // sink's logit, dropped again after the softmax).
+            _ if registry::facts(op).elementwise || op == "aten.cat.default" => {
                 let mut found = children.iter().filter_map(|&c| egraph[egraph.find(c)].data.scores);
                 let first = found.next();
                 // Two different products combined element-wise are not one attention's scores.

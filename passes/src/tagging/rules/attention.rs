@@ -1,9 +1,10 @@
 //! `attention`: softmax(scores)·V, fused or written out, where the scores are any element-wise
 //! function of an activation product Q·Kᵀ: scaled before or after, with an additive bias (ALiBi
-//! through `baddbmm`, relative positions) or a mask (added, `where`, `masked_fill`), cast. The
-//! e-graph analysis tracks such scores ([`Facts::scores`](crate::tagging::egraph::Facts)), so one
-//! rule covers every spelling instead of one pattern per combination; fused QKV projections,
-//! multi-query and grouped heads (`expand` + `reshape`, looked through) need nothing more.
+//! through `baddbmm`, relative positions), a mask (added, `where`, `masked_fill`), a cast, or a
+//! sink's logit column joined to them. The e-graph analysis tracks such scores
+//! ([`Facts::scores`](crate::tagging::egraph::Facts)), so one rule covers every spelling instead
+//! of one pattern per combination; fused QKV projections, multi-query and grouped heads
+//! (`expand` + `reshape`, looked through) need nothing more.
 
 use std::collections::HashSet;
 
@@ -55,6 +56,14 @@ pub fn table() -> RuleTable {
             ),
             Rule::new("softmax(scores)·v", format!("(aten.matmul.default {softmax} ?v)"), softmax_of_scores)
                 .with_stops(score_chain_stops),
+            // Attention sinks (GPT-OSS, DeepSeek-V4, Flint): a learned logit column joined to the
+            // scores takes part in the softmax and is sliced off before V.
+            Rule::new(
+                "softmax(scores ++ sink)[..n]·v",
+                format!("(aten.matmul.default (aten.slice.Tensor {softmax}) ?v)"),
+                softmax_of_scores,
+            )
+            .with_stops(score_chain_stops),
             // Decompositions guard fully masked rows: where(any-row-valid, softmax, 0) (core
             // ATen) or where(isnan(p), 0, p) (ONNX exports).
             Rule::new(
