@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use genie_ir::{Program, ProgramIoError};
+use rayon::prelude::*;
 
 mod mmap;
 pub mod onnx;
@@ -144,9 +145,12 @@ pub fn load_file(path: &Path) -> Result<Program, FrontendError> {
 /// Read one or more files as one program: entries in file order, weights shared by hash.
 /// A single file keeps its program as it is; several files make a program named after them.
 pub fn load(paths: &[PathBuf]) -> Result<Program, FrontendError> {
+    // Files are independent until merged: read them in parallel (the import is mostly
+    // hashing weights), then merge in file order; the first failing file in order is reported.
+    let loaded: Vec<Result<Program, FrontendError>> = paths.par_iter().map(|p| load_file(p)).collect();
     let mut programs = Vec::with_capacity(paths.len());
-    for p in paths {
-        programs.push((p.clone(), load_file(p)?));
+    for (p, program) in paths.iter().zip(loaded) {
+        programs.push((p.clone(), program?));
     }
     if programs.len() == 1 {
         return Ok(programs.remove(0).1);

@@ -1,6 +1,6 @@
 //! Graph rewriting primitives used by passes: redirect uses, drop nodes, compact ids.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::annot::{EdgeRef, RegionId};
 use crate::graph::{Graph, NodeId, ValueDef, ValueId};
@@ -12,27 +12,41 @@ impl Graph {
         if old == new {
             return;
         }
+        self.map_uses(|v| if v == old { new } else { v });
+    }
+
+    /// [`Graph::replace_all_uses`] for many values in one walk over the graph: a pass that
+    /// redirects one value per rewritten node would otherwise walk the graph once per node.
+    /// Each use is replaced once, so callers resolve chains (`a → b`, `b → c`) themselves.
+    pub fn replace_uses(&mut self, map: &HashMap<ValueId, ValueId>) {
+        if map.is_empty() {
+            return;
+        }
+        self.map_uses(|v| map.get(&v).copied().unwrap_or(v));
+    }
+
+    /// Apply `f` to every use of a value.
+    fn map_uses(&mut self, f: impl Fn(ValueId) -> ValueId) {
         for node in &mut self.nodes {
             for a in &mut node.args {
-                a.map_values(|v| if v == old { new } else { v });
+                a.map_values(&f);
             }
         }
         for out in &mut self.outputs {
-            if out.value == old {
-                out.value = new;
-            }
+            out.value = f(out.value);
         }
         for r in &mut self.regions {
             for v in r.entries.iter_mut().chain(r.exits.iter_mut()) {
-                if *v == old {
-                    *v = new;
-                }
+                *v = f(*v);
             }
         }
-        self.critical_edges = std::mem::take(&mut self.critical_edges)
-            .into_iter()
-            .map(|e| if e.value == old { EdgeRef { value: new, consumer: e.consumer } } else { e })
-            .collect();
+        // A set: rebuilt (in its order) only when one of its values changes.
+        if self.critical_edges.iter().any(|e| f(e.value) != e.value) {
+            self.critical_edges = std::mem::take(&mut self.critical_edges)
+                .into_iter()
+                .map(|e| EdgeRef { value: f(e.value), consumer: e.consumer })
+                .collect();
+        }
     }
 
     /// Remove the given nodes and every value nothing refers to any more (their outputs, unused

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
+
 use crate::annot::{CostHints, RegionId, Residency};
 use crate::graph::{Graph, NodeId, ValueDef, ValueId};
 use crate::program::Program;
@@ -65,10 +67,11 @@ pub enum VerifyError {
 
 /// Verify a whole program: each entry against the shared weight store, and the state bindings.
 pub fn verify_program(p: &Program) -> Result<(), VerifyError> {
-    for g in &p.entries {
-        verify_graph(g)?;
-        verify_weights(p, g)?;
-    }
+    // Entries verify independently (the pass manager verifies after every pass, so this is on
+    // the compile path); the error reported is the first in entry order, as if sequential.
+    let checked: Vec<Result<(), VerifyError>> =
+        p.entries.par_iter().map(|g| verify_graph(g).and_then(|()| verify_weights(p, g))).collect();
+    checked.into_iter().collect::<Result<(), VerifyError>>()?;
     verify_bindings(p)
 }
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashSet};
 use genie_ir::registry::{self, Contraction, Layout};
 use genie_ir::{Arg, Graph, InputRole, Modality, NodeId, Phase, Program, Residency, Tag, ValueDef, ValueId};
 
-use crate::manager::{Pass, PassError};
+use crate::manager::{for_each_entry, Pass, PassError};
 use crate::tagging::rules::canon::is_look_through;
 
 /// The annotation pass.
@@ -395,11 +395,10 @@ impl Pass for Annotate {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut phases = Vec::new();
-        for g in &mut program.entries {
+        let phases = for_each_entry(program, |g| {
             annotate_graph(g);
-            phases.push(format!("{}={}", g.name, g.phase));
-        }
+            Ok(format!("{}={}", g.name, g.phase))
+        })?;
         Ok(format!("phases: {}", phases.join(" ")))
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use genie_ir::registry::{self, EvalIdentity, Layout, OpClass, Reorder};
-use genie_ir::{Arg, Graph, NodeId, Program};
+use genie_ir::{Arg, Graph, NodeId, Program, ValueId};
 
-use crate::manager::{Pass, PassError};
+use crate::manager::{for_each_entry, Pass, PassError};
 
 /// Remove ops that are the identity at inference: `dropout` (eval), `alias`, `detach`, `clone`,
 /// `lift_fresh_copy`, `contiguous`, assertions, and views or conversions that change nothing.
@@ -91,22 +91,29 @@ impl Pass for RemoveNoOps {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut removed = 0;
-        for g in &mut program.entries {
+        let removed: usize = for_each_entry(program, |g| {
             let order = g.topo_order().map_err(|e| PassError::Failed { pass: self.name(), reason: e.to_string() })?;
             let mut dead = BTreeSet::new();
+            // Uses are redirected once at the end. A no-op keeps its input's type, so what
+            // `passthrough` reads of a later node is the same before and after redirection.
+            let mut redirect: HashMap<ValueId, ValueId> = HashMap::new();
             for n in order {
                 if let Some(through) = passthrough(g, n) {
                     if let Some(input) = through {
                         let out = g.node(n).outputs[0];
-                        g.replace_all_uses(out, input);
+                        // The input may itself be an earlier no-op's output: go to its source.
+                        let input = redirect.get(&input).copied().unwrap_or(input);
+                        redirect.insert(out, input);
                     }
                     dead.insert(n);
                 }
             }
-            removed += dead.len();
+            g.replace_uses(&redirect);
             g.remove_nodes(&dead);
-        }
+            Ok(dead.len())
+        })?
+        .into_iter()
+        .sum();
         Ok(format!("removed {removed} no-op nodes"))
     }
 }
@@ -117,8 +124,7 @@ impl Pass for DeadCode {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut removed = 0;
-        for g in &mut program.entries {
+        let removed: usize = for_each_entry(program, |g| {
             let mut live = vec![false; g.nodes.len()];
             let mut work: Vec<NodeId> = g.outputs.iter().filter_map(|o| g.producer(o.value)).collect();
             while let Some(n) = work.pop() {
@@ -128,9 +134,11 @@ impl Pass for DeadCode {
                 work.extend(g.node(n).inputs().into_iter().filter_map(|v| g.producer(v)));
             }
             let dead: BTreeSet<NodeId> = g.node_ids().filter(|n| !live[n.index()]).collect();
-            removed += dead.len();
             g.remove_nodes(&dead);
-        }
+            Ok(dead.len())
+        })?
+        .into_iter()
+        .sum();
         Ok(format!("removed {removed} dead nodes"))
     }
 }
@@ -141,25 +149,27 @@ impl Pass for CommonSubexpressions {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut merged = 0;
-        for g in &mut program.entries {
+        let merged: usize = for_each_entry(program, |g| {
             let order = g.topo_order().map_err(|e| PassError::Failed { pass: self.name(), reason: e.to_string() })?;
             // Key: op and arguments (after earlier merges rewrote them). Debug of f64 is exact.
             let mut seen: HashMap<String, NodeId> = HashMap::new();
             let mut dead = BTreeSet::new();
+            // Uses are redirected once at the end; keys read arguments through the merges so
+            // far. A kept node is never merged away, so there are no chains.
+            let mut redirect: HashMap<ValueId, ValueId> = HashMap::new();
             for n in order {
                 let node = g.node(n);
                 if node.outputs.is_empty() {
                     continue;
                 }
-                let key = format!("{}{:?}", node.op, node.args);
+                let mut args = node.args.clone();
+                for a in &mut args {
+                    a.map_values(|v| redirect.get(&v).copied().unwrap_or(v));
+                }
+                let key = format!("{}{:?}", node.op, args);
                 match seen.get(&key) {
                     Some(&first) if g.node(first).outputs.len() == node.outputs.len() => {
-                        let pairs: Vec<_> =
-                            node.outputs.iter().copied().zip(g.node(first).outputs.iter().copied()).collect();
-                        for (dup, keep) in pairs {
-                            g.replace_all_uses(dup, keep);
-                        }
+                        redirect.extend(node.outputs.iter().copied().zip(g.node(first).outputs.iter().copied()));
                         dead.insert(n);
                     }
                     _ => {
@@ -167,9 +177,12 @@ impl Pass for CommonSubexpressions {
                     }
                 }
             }
-            merged += dead.len();
+            g.replace_uses(&redirect);
             g.remove_nodes(&dead);
-        }
+            Ok(dead.len())
+        })?
+        .into_iter()
+        .sum();
         Ok(format!("merged {merged} duplicate nodes"))
     }
 }

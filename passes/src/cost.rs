@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use genie_ir::registry;
 use genie_ir::{CostHints, Dim, Graph, InputRole, Phase, Program, RequestShape};
 
-use crate::manager::{Pass, PassError};
+use crate::manager::{for_each_entry, Pass, PassError};
 
 /// The cost-hint pass.
 pub struct CostHintsPass {
@@ -67,8 +67,7 @@ impl Pass for CostHintsPass {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut notes = Vec::new();
-        for g in &mut program.entries {
+        let notes = for_each_entry(program, |g| {
             let bound = entry_bindings(g, &self.bindings, self.request.as_ref());
             for (s, v) in &bound {
                 if !self.bindings.contains_key(s) {
@@ -101,13 +100,13 @@ impl Pass for CostHintsPass {
                 n.ann.cost = Some(c);
             }
             let b: Vec<String> = bound.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            notes.push(format!(
+            Ok(format!(
                 "{}: {:.3} GFLOP at {}",
                 g.name,
                 total_flops(g) as f64 / 1e9,
                 if b.is_empty() { "static shapes".into() } else { b.join(",") }
-            ));
-        }
+            ))
+        })?;
         Ok(notes.join("; "))
     }
 }

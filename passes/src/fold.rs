@@ -5,12 +5,12 @@
 //! Only small tensors are folded ([`MAX_FOLD_ELEMENTS`]): the point is to remove the plumbing
 //! exporters leave around shapes, not to precompute activations.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use genie_ir::registry::{self, Comparison, Fold};
 use genie_ir::{Arg, DType, Graph, NodeId, Program, TensorType, ValueDef, ValueId};
 
-use crate::manager::{Pass, PassError};
+use crate::manager::{for_each_entry, Pass, PassError};
 
 /// The largest constant this pass creates.
 pub const MAX_FOLD_ELEMENTS: i64 = 256;
@@ -284,8 +284,7 @@ impl Pass for FoldConstants {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut folded = 0;
-        for g in &mut program.entries {
+        let folded: usize = for_each_entry(program, |g| {
             let order =
                 g.topo_order().map_err(|e| PassError::Failed { pass: "fold-constants", reason: e.to_string() })?;
             let mut known: Vec<Option<Lit>> = g
@@ -310,14 +309,17 @@ impl Pass for FoldConstants {
                 replacements.push((out, bytes));
                 dead.insert(n);
             }
+            let mut redirect = HashMap::new();
             for (out, bytes) in replacements {
                 let (name, ty) = (g.value(out).name.clone(), g.value(out).ty.clone());
-                let c = g.add_const(name, ty, bytes);
-                g.replace_all_uses(out, c);
+                redirect.insert(out, g.add_const(name, ty, bytes));
             }
-            folded += dead.len();
+            g.replace_uses(&redirect);
             g.remove_nodes(&dead);
-        }
+            Ok(dead.len())
+        })?
+        .into_iter()
+        .sum();
         Ok(format!("folded {folded} nodes into constants"))
     }
 }

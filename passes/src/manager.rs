@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use genie_ir::{verify_program, Program, VerifyError};
+use genie_ir::{verify_program, Graph, Program, VerifyError};
+use rayon::prelude::*;
 
 /// A transformation of a program.
 pub trait Pass {
@@ -28,6 +29,18 @@ pub enum PassError {
     /// `--pass NAME` named no pass in the pipeline.
     #[error("no pass named `{name}`; the passes are: {known}")]
     UnknownPass { name: String, known: String },
+}
+
+/// Run a per-entry pass's work on every entry, in parallel: for the passes that read and write
+/// each entry graph on its own (not state bindings, which pair entries, nor placement), entries
+/// are independent. Results come back in entry order, and an error is the first in entry order,
+/// so the outcome does not depend on the thread count.
+pub(crate) fn for_each_entry<T: Send>(
+    program: &mut Program,
+    f: impl Fn(&mut Graph) -> Result<T, PassError> + Sync,
+) -> Result<Vec<T>, PassError> {
+    let results: Vec<Result<T, PassError>> = program.entries.par_iter_mut().map(&f).collect();
+    results.into_iter().collect()
 }
 
 /// User choices the standard pipeline takes.

@@ -407,6 +407,21 @@ impl<'e> Builder<'e> {
         external: Option<&External<'_>>,
     ) -> Result<(), Pt2Error> {
         let ep = self.ep;
+        if let Some(ext) = external {
+            let fqns: Vec<&str> = ep
+                .graph_module
+                .signature
+                .input_specs
+                .iter()
+                .filter_map(|spec| match spec {
+                    InputSpec::Parameter { parameter_name: fqn, .. }
+                    | InputSpec::Buffer { buffer_name: fqn, .. }
+                    | InputSpec::TensorConstant { tensor_constant_name: fqn, .. } => Some(fqn.as_str()),
+                    _ => None,
+                })
+                .collect();
+            payloads.prehash(archive, &fqns, ext);
+        }
         for spec in &ep.graph_module.signature.input_specs {
             let (arg, fqn) = match spec {
                 InputSpec::Parameter { arg, parameter_name } => (arg, parameter_name),

@@ -7,8 +7,11 @@
 //! archive ([`genie_ir::WeightData::External`]) and hashed straight from the mapped file; any
 //! other view is gathered into an inline copy.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use rayon::prelude::*;
 
 use genie_ir::{DType, TensorType, WeightHash, WeightStore};
 
@@ -29,8 +32,9 @@ const RELEASE_WINDOW: usize = 1 << 24;
 pub struct External<'a> {
     /// Recorded in [`genie_ir::WeightData::External`].
     pub path: &'a Path,
-    /// Called with each weight's bytes once hashed, so the pages can be let go.
-    pub release: &'a dyn Fn(&[u8]),
+    /// Called with each weight's bytes once hashed, so the pages can be let go (from the
+    /// threads that hash).
+    pub release: &'a (dyn Fn(&[u8]) + Sync),
 }
 
 /// Identity of a view, so tied weights are hashed once.
@@ -41,6 +45,8 @@ pub struct Payloads {
     configs: Vec<(String, &'static str, PayloadConfig)>,
     seen: BTreeMap<ViewKey, WeightHash>,
     crc_checked: BTreeSet<String>,
+    /// Hashes computed ahead by [`Payloads::prehash`], with the CRC of a whole member.
+    prehashed: BTreeMap<ViewKey, (WeightHash, Option<u32>)>,
 }
 
 /// Static ints of a tensor meta list.
@@ -69,22 +75,15 @@ impl Payloads {
                 configs.push((config, dir, parsed));
             }
         }
-        Ok(Payloads { configs, seen: BTreeMap::new(), crc_checked: BTreeSet::new() })
+        Ok(Payloads { configs, seen: BTreeMap::new(), crc_checked: BTreeSet::new(), prehashed: BTreeMap::new() })
     }
 
     fn find(&self, fqn: &str) -> Option<(&str, &'static str, &PayloadMeta)> {
         self.configs.iter().find_map(|(config, dir, c)| c.config.get(fqn).map(|m| (config.as_str(), *dir, m)))
     }
 
-    /// Import the weight `fqn` into `store`; returns its type and hash. Weights are referenced
-    /// in place when `external` is given.
-    pub fn import(
-        &mut self,
-        archive: &mut Archive<'_>,
-        fqn: &str,
-        store: &mut WeightStore,
-        external: Option<&External<'_>>,
-    ) -> Result<(TensorType, WeightHash), Pt2Error> {
+    /// The validated view of weight `fqn`: member, type, sizes, strides and offset.
+    fn view(&self, fqn: &str) -> Result<View, Pt2Error> {
         let (config, dir, meta) = self.find(fqn).ok_or_else(|| Pt2Error::Weight {
             fqn: fqn.to_string(),
             member: self
@@ -119,29 +118,75 @@ impl Payloads {
             return Err(werr(format!("bad view: sizes {sizes:?}, strides {strides:?}, offset {offset}")));
         }
         let ty = TensorType::new(dtype, &sizes);
-        let key: ViewKey = (member_name.clone(), dtype, sizes.clone(), strides.clone(), offset);
+        let numel = sizes.iter().try_fold(1u64, |acc, &s| acc.checked_mul(s as u64));
+        Ok(View { key: (member_name, dtype, sizes, strides, offset), ty, numel })
+    }
+
+    /// Hash, in parallel, the weights among `fqns` that [`Payloads::import`] would reference in
+    /// place, so that importing them one by one only looks the hashes up. Hashing is most of an
+    /// import's time and each weight's hash is independent. Views that do not qualify, or that
+    /// [`Payloads::import`] would refuse, are left for it (it reports the errors in order).
+    pub fn prehash(&mut self, archive: &mut Archive<'_>, fqns: &[&str], ext: &External<'_>) {
+        let mut jobs: Vec<(ViewKey, TensorType, &[u8], bool)> = Vec::new();
+        let mut queued = BTreeSet::new();
+        for fqn in fqns {
+            let Ok(View { key, ty, numel: Some(numel) }) = self.view(fqn) else { continue };
+            let (member_name, dtype, sizes, strides, offset) = &key;
+            if numel == 0 || self.seen.contains_key(&key) || queued.contains(&key) || !is_contiguous(sizes, strides) {
+                continue;
+            }
+            let Ok(member) = archive.member(member_name) else { continue };
+            // Only a stored member is a slice of the mapped file (and lives as long as it).
+            let (Some(_), Cow::Borrowed(storage)) = (member.file_offset, member.bytes) else { continue };
+            let es = dtype.size_bytes();
+            let Some(end) = numel.checked_add(*offset as u64).and_then(|e| e.checked_mul(es)) else { continue };
+            if end > storage.len() as u64 {
+                continue;
+            }
+            let start = *offset as u64 * es;
+            let whole = start == 0 && end == storage.len() as u64;
+            queued.insert(key.clone());
+            jobs.push((key, ty, &storage[start as usize..end as usize], whole));
+        }
+        let hashed: Vec<(WeightHash, Option<u32>)> =
+            jobs.par_iter().map(|(_, ty, bytes, whole)| hash_in_place(ty, bytes, *whole, ext.release)).collect();
+        for ((key, ..), result) in jobs.into_iter().zip(hashed) {
+            self.prehashed.insert(key, result);
+        }
+    }
+
+    /// Import the weight `fqn` into `store`; returns its type and hash. Weights are referenced
+    /// in place when `external` is given.
+    pub fn import(
+        &mut self,
+        archive: &mut Archive<'_>,
+        fqn: &str,
+        store: &mut WeightStore,
+        external: Option<&External<'_>>,
+    ) -> Result<(TensorType, WeightHash), Pt2Error> {
+        let View { key, ty, numel } = self.view(fqn)?;
+        let (member_name, dtype, sizes, strides, offset) = &key;
+        let (dtype, offset) = (*dtype, *offset);
+        let werr = |reason: String| Pt2Error::Weight { fqn: fqn.to_string(), member: member_name.clone(), reason };
         if let Some(h) = self.seen.get(&key) {
             return Ok((ty, h.clone()));
         }
 
         let es = dtype.size_bytes();
-        let numel = sizes
-            .iter()
-            .try_fold(1u64, |acc, &s| acc.checked_mul(s as u64))
-            .ok_or_else(|| werr("size overflows".into()))?;
+        let numel = numel.ok_or_else(|| werr("size overflows".into()))?;
         if numel == 0 {
             let h = store.insert_inline(ty.clone(), Vec::new());
             self.seen.insert(key, h.clone());
             return Ok((ty, h));
         }
-        let member = archive.member(&member_name)?;
-        let crc_pending = !self.crc_checked.contains(&member_name);
+        let member = archive.member(member_name)?;
+        let crc_pending = !self.crc_checked.contains(member_name);
         let storage = &member.bytes[..];
         let storage_elems = storage.len() as u64 / es;
         // Highest element index the view touches.
         let last = sizes
             .iter()
-            .zip(&strides)
+            .zip(strides)
             .try_fold(offset as u64, |acc, (&s, &st)| acc.checked_add((s as u64 - 1).checked_mul(st as u64)?))
             .ok_or_else(|| werr("view extent overflows".into()))?;
         if last >= storage_elems {
@@ -149,7 +194,7 @@ impl Payloads {
                 "view (sizes {sizes:?}, strides {strides:?}, offset {offset}) reaches element {last} but the storage has {storage_elems}"
             )));
         }
-        let contiguous = is_contiguous(&sizes, &strides);
+        let contiguous = is_contiguous(sizes, strides);
         let start = offset as u64 * es;
         let len = numel * es;
         let in_place = match (external, member.file_offset) {
@@ -158,29 +203,19 @@ impl Payloads {
         };
         let whole = start == 0 && len == storage.len() as u64;
         if crc_pending && !(in_place.is_some() && whole) {
-            member.check_crc(&member_name)?;
+            member.check_crc(member_name)?;
             self.crc_checked.insert(member_name.clone());
         }
         let hash = if let Some((ext, file_offset)) = in_place {
-            // Stream the bytes once from the map: the content hash, and the member's CRC when
-            // this view is all of it; let go of the pages behind.
-            let bytes = &storage[start as usize..(start + len) as usize];
-            let mut h = WeightHash::hasher(&ty);
-            let mut crc = (crc_pending && whole).then(crc32fast::Hasher::new);
-            for window in bytes.chunks(RELEASE_WINDOW) {
-                for chunk in window.chunks(HASH_CHUNK) {
-                    if let Some(crc) = &mut crc {
-                        crc.update(chunk);
-                    }
-                    h.update(chunk);
-                }
-                (ext.release)(window);
-            }
-            if let Some(crc) = crc {
-                member.expect_crc(&member_name, crc.finalize())?;
+            let (hash, crc) = match self.prehashed.remove(&key) {
+                Some(done) => done,
+                None => hash_in_place(&ty, &storage[start as usize..(start + len) as usize], whole, ext.release),
+            };
+            if crc_pending && whole {
+                let crc = crc.expect("a whole member's CRC is computed with its hash");
+                member.expect_crc(member_name, crc)?;
                 self.crc_checked.insert(member_name.clone());
             }
-            let hash = WeightHash(h.finalize().to_hex().to_string());
             store.insert_external(hash.clone(), ty.clone(), ext.path.to_path_buf(), file_offset + start, len);
             hash
         } else if contiguous {
@@ -190,11 +225,41 @@ impl Payloads {
             if numel.saturating_mul(es) > limit {
                 return Err(werr(format!("a {numel}-element strided view is too large to copy")));
             }
-            store.insert_inline(ty.clone(), gather(storage, es as usize, &sizes, &strides, offset as usize))
+            store.insert_inline(ty.clone(), gather(storage, es as usize, sizes, strides, offset as usize))
         };
         self.seen.insert(key, hash.clone());
         Ok((ty, hash))
     }
+}
+
+/// A weight's view as its payload config describes it.
+struct View {
+    key: ViewKey,
+    ty: TensorType,
+    /// `None` when the element count overflows.
+    numel: Option<u64>,
+}
+
+/// Stream a weight's bytes once from the map: the content hash, and the member's CRC when the
+/// view is all of it (`whole`); let go of the pages behind.
+fn hash_in_place(
+    ty: &TensorType,
+    bytes: &[u8],
+    whole: bool,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> (WeightHash, Option<u32>) {
+    let mut h = WeightHash::hasher(ty);
+    let mut crc = whole.then(crc32fast::Hasher::new);
+    for window in bytes.chunks(RELEASE_WINDOW) {
+        for chunk in window.chunks(HASH_CHUNK) {
+            if let Some(crc) = &mut crc {
+                crc.update(chunk);
+            }
+            h.update(chunk);
+        }
+        release(window);
+    }
+    (WeightHash(h.finalize().to_hex().to_string()), crc.map(crc32fast::Hasher::finalize))
 }
 
 /// Row-major contiguous (dims of size 1 may have any stride).

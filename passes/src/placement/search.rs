@@ -18,6 +18,8 @@
 
 use std::collections::BTreeSet;
 
+use rayon::prelude::*;
+
 use super::model::{better, Assign, Ctx, Eval, Kind, Side};
 use super::{PhaseChoice, Policy};
 
@@ -338,10 +340,18 @@ fn search_together(ctx: &Ctx) -> (Assign, Eval) {
         return (assign, ev);
     }
     let agg = aggregate(ctx, None);
+    // Each device order's cut and evaluation is independent: evaluate them in parallel, then
+    // pick in order, so ties go to the same order as sequentially.
+    let candidates: Vec<(Assign, Eval)> = orders(ctx)
+        .par_iter()
+        .map(|ord| {
+            let assign = Assign::together(dp(ctx, &agg, ord));
+            let ev = ctx.evaluate(&assign);
+            (assign, ev)
+        })
+        .collect();
     let mut best: Option<(Assign, Eval)> = None;
-    for ord in orders(ctx) {
-        let assign = Assign::together(dp(ctx, &agg, &ord));
-        let ev = ctx.evaluate(&assign);
+    for (assign, ev) in candidates {
         if best.as_ref().is_none_or(|(_, b)| better(ev.key(policy), b.key(policy))) {
             best = Some((assign, ev));
         }
@@ -373,22 +383,30 @@ fn search_apart(ctx: &Ctx) -> Option<(Assign, Eval)> {
             splits.push(in_prefill);
         }
     }
-    let mut best: Option<(Assign, Eval, Vec<bool>)> = None;
-    for in_prefill in splits {
-        let side = |agg: &Agg, keep: bool| -> Vec<usize> {
-            let mut best: Option<(Vec<usize>, (u64, f64, f64))> = None;
-            for ord in orders(ctx) {
-                let ord: Vec<usize> = ord.into_iter().filter(|d| in_prefill[*d] == keep).collect();
-                let a = dp(ctx, agg, &ord);
-                let key = side_key(ctx, agg, &a);
-                if best.as_ref().is_none_or(|(_, b)| better(key, *b)) {
-                    best = Some((a, key));
+    // Every split is searched and evaluated on its own, in parallel; the best is picked in
+    // split order, so ties go to the same split as sequentially.
+    let candidates: Vec<(Assign, Eval, Vec<bool>)> = splits
+        .into_par_iter()
+        .map(|in_prefill| {
+            let side = |agg: &Agg, keep: bool| -> Vec<usize> {
+                let mut best: Option<(Vec<usize>, (u64, f64, f64))> = None;
+                for ord in orders(ctx) {
+                    let ord: Vec<usize> = ord.into_iter().filter(|d| in_prefill[*d] == keep).collect();
+                    let a = dp(ctx, agg, &ord);
+                    let key = side_key(ctx, agg, &a);
+                    if best.as_ref().is_none_or(|(_, b)| better(key, *b)) {
+                        best = Some((a, key));
+                    }
                 }
-            }
-            best.map(|(a, _)| a).unwrap_or_default()
-        };
-        let assign = Assign { sides: [side(&prefill, true), side(&decode, false)] };
-        let ev = ctx.evaluate(&assign);
+                best.map(|(a, _)| a).unwrap_or_default()
+            };
+            let assign = Assign { sides: [side(&prefill, true), side(&decode, false)] };
+            let ev = ctx.evaluate(&assign);
+            (assign, ev, in_prefill)
+        })
+        .collect();
+    let mut best: Option<(Assign, Eval, Vec<bool>)> = None;
+    for (assign, ev, in_prefill) in candidates {
         if best.as_ref().is_none_or(|(_, b, _)| better(ev.key(policy), b.key(policy))) {
             best = Some((assign, ev, in_prefill));
         }
@@ -479,6 +497,9 @@ fn improve(ctx: &Ctx, mut assign: Assign, mut ev: Eval, pools: Option<&[Vec<bool
                 if let Some(pools) = pools {
                     cands.retain(|d| pools[side][*d]);
                 }
+                // Sequential on purpose: a move is taken at the first better candidate, and
+                // evaluating an atom's other candidates in parallel cost more (wasted
+                // evaluations) than it saved with one or two candidates per atom.
                 for d in cands {
                     if evals >= MAX_EVALS {
                         break;

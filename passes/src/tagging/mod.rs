@@ -17,7 +17,7 @@ use std::time::Duration;
 use egg::{Id, Runner, Searcher, SimpleScheduler, Subst, Var};
 use genie_ir::{Graph, Node, NodeId, Program, Region, RegionId, Tag, ValueId};
 
-use crate::manager::{Pass, PassError};
+use crate::manager::{for_each_entry, Pass, PassError};
 use egraph::{Facts, SrgEGraph};
 
 /// Regions larger than this are not a pattern match but a runaway walk; they are dropped.
@@ -315,20 +315,23 @@ impl Pass for TagPatterns {
     }
 
     fn run(&self, program: &mut Program) -> Result<String, PassError> {
-        let mut counts: std::collections::BTreeMap<Tag, usize> = Default::default();
-        for g in &mut program.entries {
+        for_each_entry(program, |g| {
             let (regions, stop) = tag_graph(g).map_err(|reason| PassError::Failed { pass: "tag-patterns", reason })?;
             tracing::debug!(graph = %g.name, stop_reason = %stop, regions = regions.len(), "tagged");
             for n in &mut g.nodes {
                 n.ann.regions.clear();
             }
             for (ri, r) in regions.iter().enumerate() {
-                *counts.entry(r.tag).or_default() += 1;
                 for n in &r.nodes {
                     g.nodes[n.index()].ann.regions.push(RegionId(ri as u32));
                 }
             }
             g.regions = regions;
+            Ok(())
+        })?;
+        let mut counts: std::collections::BTreeMap<Tag, usize> = Default::default();
+        for r in program.entries.iter().flat_map(|g| &g.regions) {
+            *counts.entry(r.tag).or_default() += 1;
         }
         let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
         Ok(format!("tags: {}", list.join(" ")))
