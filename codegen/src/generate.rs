@@ -312,7 +312,7 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
             }
         })
         .collect();
-    Ok(ProgramPlan {
+    let mut plan = ProgramPlan {
         version: PLAN_FORMAT_VERSION,
         program: program.name.clone(),
         policy: Some(target.policy.clone()),
@@ -322,7 +322,9 @@ pub fn generate(program: &Program) -> Result<ProgramPlan, CodegenError> {
         entries,
         phases: target.phases.clone(),
         replicas: target.replicas.clone(),
-    })
+    };
+    crate::fusion::mark(&mut plan);
+    Ok(plan)
 }
 
 /// The plans of one entry.
@@ -507,7 +509,7 @@ fn entry_plan(
         }
         if any {
             let activation_peak_bytes = crate::memory::activation_peak(&steps, |v| tensor_mem(p, v));
-            plans.push(DevicePlan { device: names[d].clone(), steps, activation_peak_bytes });
+            plans.push(DevicePlan { device: names[d].clone(), steps, activation_peak_bytes, fused: Vec::new() });
         }
     }
     // The client: send the inputs, receive the outputs.
@@ -522,7 +524,7 @@ fn entry_plan(
             steps.push(Step::Recv { tensor: t.tensor, from: t.from.clone(), transfer: t.id });
         }
     }
-    plans.push(DevicePlan { device: CLIENT.to_string(), steps, activation_peak_bytes: 0 });
+    plans.push(DevicePlan { device: CLIENT.to_string(), steps, activation_peak_bytes: 0, fused: Vec::new() });
 
     // Tensors any step names.
     let mut named: BTreeSet<ValueId> = BTreeSet::new();

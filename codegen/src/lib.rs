@@ -12,15 +12,17 @@
 
 pub mod binary;
 mod check;
+pub mod fusion;
 mod generate;
 pub mod memory;
 pub mod plan;
 pub mod summary;
 
 pub use check::{check_types, PlanCheckError};
+pub use fusion::{FusedBias, FusedRegion};
 pub use generate::generate;
 pub use plan::*;
-pub use summary::{summary, PlanSummary};
+pub use summary::{summary, JitSummary, PlanSummary};
 
 use genie_ir::NodeId;
 

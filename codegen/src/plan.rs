@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// address (where a worker runs is the runtime's deployment), inputs carry their role.
 /// Version 3: state handoffs (a state output sent to its slot on another device), the phase
 /// decision. Version 4: each `Exec` says how it runs in a batched step. Version 5: replicas.
-pub const PLAN_FORMAT_VERSION: u32 = 5;
+/// Version 6: fused element-wise regions of each device plan.
+pub const PLAN_FORMAT_VERSION: u32 = 6;
 
 /// Placement's estimate of one call of an entry (defined in the IR's placement record).
 pub use genie_ir::Estimate;
@@ -224,6 +225,9 @@ pub struct DevicePlan {
     pub steps: Vec<Step>,
     /// The largest live activation bytes while running these steps (memory bindings).
     pub activation_peak_bytes: u64,
+    /// Runs of element-wise steps an executor may run as one compiled loop ([`crate::fusion`]).
+    #[serde(default)]
+    pub fused: Vec<crate::fusion::FusedRegion>,
 }
 
 /// One step of a device plan.

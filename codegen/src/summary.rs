@@ -90,6 +90,24 @@ pub struct PlanSummary {
     /// With `--replicas`: each copy's devices, in the order of `devices` (empty: one copy).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Vec<String>>,
+    /// The fused element-wise regions of every device plan ([`crate::fusion`]).
+    pub jit: JitSummary,
+}
+
+/// How much of a plan runs as compiled loops.
+#[derive(Serialize, Debug, PartialEq, Eq, Clone, Copy, Default)]
+pub struct JitSummary {
+    /// Fused regions, over every entry and device.
+    pub regions: usize,
+    /// Ops inside them (nodes, and dense layers' bias adds taken in).
+    pub ops_fused: usize,
+}
+
+impl JitSummary {
+    pub fn of(plan: &ProgramPlan) -> JitSummary {
+        let (regions, ops_fused) = crate::fusion::counts(plan);
+        JitSummary { regions, ops_fused }
+    }
 }
 
 /// The devices that run any of an entry's ops, in the cluster's order (a device that only
@@ -193,6 +211,7 @@ pub fn summary(plan: &ProgramPlan) -> PlanSummary {
         state_handoffs: handoffs(plan),
         estimates: plan.phases.clone(),
         replicas: plan.replicas.iter().map(|r| r.iter().map(|d| d.name.clone()).collect()).collect(),
+        jit: JitSummary::of(plan),
     }
 }
 
@@ -288,6 +307,12 @@ pub fn dump(plan: &ProgramPlan) -> String {
                     }
                 };
                 writeln!(s, "    {line}").ok();
+            }
+            for f in &p.fused {
+                let nodes: Vec<String> = f.nodes.iter().map(ToString::to_string).collect();
+                let outs: Vec<String> = f.outputs.iter().map(ToString::to_string).collect();
+                let biases: Vec<String> = f.biases.iter().map(|b| format!(" + bias of {}", b.node)).collect();
+                writeln!(s, "    fused [{}]{} -> ({})", nodes.join(" "), biases.join(""), outs.join(", ")).ok();
             }
         }
     }

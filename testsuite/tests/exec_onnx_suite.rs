@@ -11,6 +11,9 @@
 //! so they are compared at the onnx runner's own tolerance for them, rtol 1e-3 (2e-3 for
 //! DenseNet-121), atol 1e-7.
 //!
+//! Every model whose plan has fused element-wise regions also runs unfused (`fusion::clear`): the
+//! two agree within fp32 rtol 1e-5, atol 1e-6.
+//!
 //! Also the ONNX reader's own generated single-op cases (`frontends/tests/onnx_cases/`, with
 //! onnxruntime's outputs), keyed `cases/<case>`.
 //!
@@ -169,6 +172,19 @@ fn try_run(key: &str, path: &Path, program: &genie_ir::Program) -> Result<(), St
         let (rtol, atol) = tolerance(key, want.kind());
         if let Err(e) = compare(&format!("output `{}`", port.name), &outs[&port.name], &want, rtol, atol) {
             problems.push(e);
+        }
+    }
+    // Fused element-wise regions (compiled loops) give what the plan gives op by op.
+    if genie_codegen::fusion::counts(&plan).0 > 0 && test_device() == Device::Cpu {
+        let mut unfused = plan.clone();
+        genie_codegen::fusion::clear(&mut unfused);
+        let mut u = LocalCluster::load(&unfused, &program.weights, Device::Cpu).map_err(|e| format!("load: {e}"))?;
+        let want = u.run(&entry.name, &inputs).map_err(|e| format!("unfused run: {e}"))?;
+        for port in &user_outputs {
+            let what = format!("output `{}` fused vs unfused", port.name);
+            if let Err(e) = compare(&what, &outs[&port.name], &want[&port.name], 1e-5, 1e-6) {
+                problems.push(e);
+            }
         }
     }
     if problems.is_empty() {

@@ -39,6 +39,7 @@ pub fn compile(
 
 /// Check every invariant a plan must hold; panics with a message naming the breakage.
 pub fn check_plan(program: &Program, placement: &Placement, plan: &ProgramPlan) {
+    check_fused(plan);
     assert_eq!(program.entries.len(), plan.entries.len(), "one entry plan per entry");
     assert_eq!(plan.devices.len(), placement.memory.len(), "one device use per device");
     for (g, ep) in program.entries.iter().zip(&plan.entries) {
@@ -220,4 +221,81 @@ pub fn opts(max_seq: Option<i64>) -> PlacementOptions {
 /// Symbol bindings helper.
 pub fn bindings(pairs: &[(&str, i64)]) -> BTreeMap<String, i64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Fused regions: each region's nodes are `Exec` steps of its device plan with only `Free` steps
+/// between them, each with a registry scalar form; its outputs are computed inside, read outside
+/// and of one shape; nothing inside that is read outside is missing from the outputs; a bias
+/// given to a region belongs to a dense layer of the same device whose output only the region
+/// reads.
+pub fn check_fused(plan: &ProgramPlan) {
+    for e in &plan.entries {
+        for dp in &e.plans {
+            let exec_at: HashMap<genie_ir::NodeId, usize> = dp
+                .steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s {
+                    Step::Exec { node, .. } => Some((*node, i)),
+                    _ => None,
+                })
+                .collect();
+            let reads = |i: usize| -> Vec<ValueId> {
+                match &dp.steps[i] {
+                    Step::Exec { args, .. } => args
+                        .iter()
+                        .flat_map(|a| match a {
+                            Arg::Tensor(v) => vec![*v],
+                            Arg::Tensors(vs) => vs.clone(),
+                            _ => vec![],
+                        })
+                        .collect(),
+                    Step::Send { tensor, .. } | Step::SaveState { tensor, .. } => vec![*tensor],
+                    _ => vec![],
+                }
+            };
+            for r in &dp.fused {
+                let at: Vec<usize> = r.nodes.iter().map(|n| exec_at[n]).collect();
+                let (first, last) = (at[0], *at.last().expect("a region has nodes"));
+                let inside: BTreeSet<usize> = at.iter().copied().collect();
+                for i in first..=last {
+                    assert!(
+                        inside.contains(&i) || matches!(dp.steps[i], Step::Free { .. }),
+                        "{} on {}: step {i} inside region {:?} is not free",
+                        e.name,
+                        dp.device,
+                        r.nodes
+                    );
+                }
+                let mut produced = Vec::new();
+                for &i in &at {
+                    let Step::Exec { op, outputs, .. } = &dp.steps[i] else { unreachable!() };
+                    assert!(genie_ir::registry::facts(op).scalar.is_some(), "{op} fused without a scalar form");
+                    produced.extend(outputs.iter().copied());
+                }
+                let read_outside =
+                    |v: &ValueId| (0..dp.steps.len()).any(|i| !inside.contains(&i) && reads(i).contains(v));
+                for v in &produced {
+                    assert_eq!(r.outputs.contains(v), read_outside(v), "{}: {v} output iff read outside", e.name);
+                }
+                let shape = &e.tensors[&r.outputs[0]].ty.shape;
+                for v in &r.outputs {
+                    assert_eq!(&e.tensors[v].ty.shape, shape, "{}: region outputs of one shape", e.name);
+                }
+                for b in &r.biases {
+                    let layer = exec_at[&b.node];
+                    let Step::Exec { op, args, outputs, .. } = &dp.steps[layer] else { unreachable!() };
+                    assert_eq!(op, "aten.linear.default");
+                    assert_eq!(outputs, &vec![b.value]);
+                    assert_eq!(args.get(b.arg as usize), Some(&Arg::Tensor(b.bias)));
+                    let readers: Vec<usize> = (0..dp.steps.len()).filter(|&i| reads(i).contains(&b.value)).collect();
+                    assert!(
+                        readers.iter().all(|i| inside.contains(i)),
+                        "{}: a biased layer read outside its region",
+                        e.name
+                    );
+                }
+            }
+        }
+    }
 }

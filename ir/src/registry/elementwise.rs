@@ -1,6 +1,7 @@
 //! Element-wise math, comparisons and activations.
 
 use super::facts::{Comparison, Fold};
+use super::scalar::{BinaryFn, Scalar, UnaryFn};
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::Compute, OpDecl, ScalarArg};
 use crate::graph::Arg;
@@ -352,9 +353,11 @@ fn prelu(c: &Call) -> Result<Vec<TensorType>, InferError> {
 pub(super) const OPS: &[OpDecl] = &[
     // Arithmetic.
     op("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, add, cost_elementwise)
-        .fold(Fold::Add),
+        .fold(Fold::Add)
+        .scalar(Scalar::WithAlpha(BinaryFn::Add)),
     op("aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, add_scalar, cost_elementwise)
-        .fold(Fold::Add),
+        .fold(Fold::Add)
+        .scalar(Scalar::WithAlpha(BinaryFn::Add)),
     op(
         "aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
         Compute,
@@ -362,18 +365,28 @@ pub(super) const OPS: &[OpDecl] = &[
         cost_elementwise,
     ),
     op("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise)
-        .fold(Fold::Sub),
+        .fold(Fold::Sub)
+        .scalar(Scalar::WithAlpha(BinaryFn::Sub)),
     op("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise)
-        .fold(Fold::Sub),
-    op("aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise),
-    op("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise),
-    op("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise).fold(Fold::Mul),
+        .fold(Fold::Sub)
+        .scalar(Scalar::WithAlpha(BinaryFn::Sub)),
+    op("aten::rsub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", Compute, sub, cost_elementwise)
+        .scalar(Scalar::ReversedWithAlpha),
+    op("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", Compute, sub_scalar, cost_elementwise)
+        .scalar(Scalar::ReversedWithAlpha),
+    op("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise)
+        .fold(Fold::Mul)
+        .scalar(Scalar::Binary(BinaryFn::Mul)),
     op("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", Compute, binary_scalar, cost_elementwise)
-        .fold(Fold::Mul),
+        .fold(Fold::Mul)
+        .scalar(Scalar::Binary(BinaryFn::Mul)),
     op("aten::mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)", Compute, mul_, cost_elementwise),
-    op("aten::div.Tensor(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_elementwise).fold(Fold::Div),
+    op("aten::div.Tensor(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_elementwise)
+        .fold(Fold::Div)
+        .scalar(Scalar::Binary(BinaryFn::Div)),
     op("aten::div.Scalar(Tensor self, Scalar other) -> Tensor", Compute, true_div_scalar, cost_elementwise)
-        .fold(Fold::Div),
+        .fold(Fold::Div)
+        .scalar(Scalar::Binary(BinaryFn::Div)),
     op(
         "aten::div.Tensor_mode(Tensor self, Tensor other, *, str? rounding_mode) -> Tensor",
         Compute,
@@ -397,36 +410,53 @@ pub(super) const OPS: &[OpDecl] = &[
         Compute,
         pow_tensor_scalar,
         cost_transcendental,
-    ),
+    )
+    .scalar(Scalar::Binary(BinaryFn::Pow)),
     op(
         "aten::pow.Tensor_Tensor(Tensor self, Tensor exponent) -> Tensor",
         Compute,
         pow_tensor_tensor,
         cost_transcendental,
-    ),
+    )
+    .scalar(Scalar::Binary(BinaryFn::Pow)),
     op("aten::pow.Scalar(Scalar self, Tensor exponent) -> Tensor", Compute, pow_scalar, cost_transcendental),
-    op("aten::maximum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::minimum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
+    op("aten::maximum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Max)),
+    op("aten::minimum(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Min)),
     // `torch.max(a, b)` / `torch.min(a, b)`: the elementwise maximum / minimum (T5's relative
     // position buckets use `torch.min`).
-    op("aten::max.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
-    op("aten::min.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise),
+    op("aten::max.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Max)),
+    op("aten::min.other(Tensor self, Tensor other) -> Tensor", Compute, binary, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Min)),
     op("aten::atan2(Tensor self, Tensor other) -> Tensor", Compute, true_div, cost_transcendental),
-    op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise).fold(Fold::Neg),
-    op("aten::abs(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::neg(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .fold(Fold::Neg)
+        .scalar(Scalar::Unary(UnaryFn::Neg)),
+    op("aten::abs(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Abs)),
     op("aten::sign(Tensor self) -> Tensor", Compute, unary_same, cost_elementwise),
-    op("aten::square(Tensor self) -> Tensor", Compute, square, cost_elementwise),
-    op("aten::floor(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
-    op("aten::ceil(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::square(Tensor self) -> Tensor", Compute, square, cost_elementwise).scalar(Scalar::Unary(UnaryFn::Square)),
+    op("aten::floor(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Floor)),
+    op("aten::ceil(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Ceil)),
     op("aten::round(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
-    op("aten::trunc(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
-    op("aten::reciprocal(Tensor self) -> Tensor", Compute, unary_float, cost_elementwise),
-    op("aten::sqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::rsqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::exp(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
+    op("aten::trunc(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Trunc)),
+    op("aten::reciprocal(Tensor self) -> Tensor", Compute, unary_float, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Reciprocal)),
+    op("aten::sqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Sqrt)),
+    op("aten::rsqrt(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Rsqrt)),
+    op("aten::exp(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Exp)),
     op("aten::exp2(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::expm1(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::log(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
+    op("aten::log(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Log)),
     op("aten::log2(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::log10(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::log1p(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
@@ -441,30 +471,40 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::asinh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::acosh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
     op("aten::atanh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::erf(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
+    op("aten::erf(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Erf)),
     op(
         "aten::clamp(Tensor self, Scalar? min=None, Scalar? max=None) -> Tensor",
         Compute,
         clamp_scalar,
         cost_elementwise,
-    ),
+    )
+    .scalar(Scalar::Clamp),
     op(
         "aten::clamp.Tensor(Tensor self, Tensor? min=None, Tensor? max=None) -> Tensor",
         Compute,
         clamp_tensor,
         cost_elementwise,
-    ),
-    op("aten::clamp_min(Tensor self, Scalar min) -> Tensor", Compute, clamp_scalar, cost_elementwise),
-    op("aten::clamp_max(Tensor self, Scalar max) -> Tensor", Compute, clamp_scalar, cost_elementwise),
+    )
+    .scalar(Scalar::Clamp),
+    op("aten::clamp_min(Tensor self, Scalar min) -> Tensor", Compute, clamp_scalar, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Max)),
+    op("aten::clamp_max(Tensor self, Scalar max) -> Tensor", Compute, clamp_scalar, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Min)),
     // Activations.
-    op("aten::relu(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
+    op("aten::relu(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise)
+        .scalar(Scalar::Unary(UnaryFn::Relu)),
     op("aten::relu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_no_bool, cost_elementwise),
     op("aten::relu6(Tensor self) -> Tensor", Compute, unary_no_bool, cost_elementwise),
-    op("aten::gelu(Tensor self, *, str approximate=\"none\") -> Tensor", Compute, gelu, cost_transcendental),
-    op("aten::silu(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental),
+    op("aten::gelu(Tensor self, *, str approximate=\"none\") -> Tensor", Compute, gelu, cost_transcendental)
+        .scalar(Scalar::Gelu),
+    op("aten::silu(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Silu)),
     op("aten::silu_(Tensor(a!) self) -> Tensor(a!)", Compute, unary_float_only, cost_transcendental),
-    op("aten::sigmoid(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
-    op("aten::tanh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental),
+    op("aten::sigmoid(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Sigmoid)),
+    op("aten::tanh(Tensor self) -> Tensor", Compute, unary_float, cost_transcendental)
+        .scalar(Scalar::Unary(UnaryFn::Tanh)),
     op("aten::mish(Tensor self) -> Tensor", Compute, unary_float_only, cost_transcendental),
     op("aten::hardswish(Tensor self) -> Tensor", Compute, unary_float_only, cost_elementwise),
     op("aten::hardsigmoid(Tensor self) -> Tensor", Compute, unary_float_only, cost_elementwise),
@@ -503,32 +543,48 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::prelu(Tensor self, Tensor weight) -> Tensor", Compute, prelu, cost_elementwise),
     // Comparisons and logic.
     op("aten::eq.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Eq)),
+        .fold(Fold::Compare(Comparison::Eq))
+        .scalar(Scalar::Binary(BinaryFn::Eq)),
     op("aten::eq.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Eq)),
+        .fold(Fold::Compare(Comparison::Eq))
+        .scalar(Scalar::Binary(BinaryFn::Eq)),
     op("aten::ne.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Ne)),
+        .fold(Fold::Compare(Comparison::Ne))
+        .scalar(Scalar::Binary(BinaryFn::Ne)),
     op("aten::ne.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Ne)),
+        .fold(Fold::Compare(Comparison::Ne))
+        .scalar(Scalar::Binary(BinaryFn::Ne)),
     op("aten::lt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Lt)),
+        .fold(Fold::Compare(Comparison::Lt))
+        .scalar(Scalar::Binary(BinaryFn::Lt)),
     op("aten::lt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Lt)),
+        .fold(Fold::Compare(Comparison::Lt))
+        .scalar(Scalar::Binary(BinaryFn::Lt)),
     op("aten::le.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Le)),
+        .fold(Fold::Compare(Comparison::Le))
+        .scalar(Scalar::Binary(BinaryFn::Le)),
     op("aten::le.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Le)),
+        .fold(Fold::Compare(Comparison::Le))
+        .scalar(Scalar::Binary(BinaryFn::Le)),
     op("aten::gt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Gt)),
+        .fold(Fold::Compare(Comparison::Gt))
+        .scalar(Scalar::Binary(BinaryFn::Gt)),
     op("aten::gt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Gt)),
+        .fold(Fold::Compare(Comparison::Gt))
+        .scalar(Scalar::Binary(BinaryFn::Gt)),
     op("aten::ge.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Ge)),
+        .fold(Fold::Compare(Comparison::Ge))
+        .scalar(Scalar::Binary(BinaryFn::Ge)),
     op("aten::ge.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
-        .fold(Fold::Compare(Comparison::Ge)),
-    op("aten::logical_not(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise).fold(Fold::LogicalNot),
-    op("aten::logical_and(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
-    op("aten::logical_or(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
+        .fold(Fold::Compare(Comparison::Ge))
+        .scalar(Scalar::Binary(BinaryFn::Ge)),
+    op("aten::logical_not(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise)
+        .fold(Fold::LogicalNot)
+        .scalar(Scalar::Unary(UnaryFn::LogicalNot)),
+    op("aten::logical_and(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::And)),
+    op("aten::logical_or(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
+        .scalar(Scalar::Binary(BinaryFn::Or)),
     op("aten::logical_xor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise),
     op("aten::bitwise_not(Tensor self) -> Tensor", Compute, bitwise_not, cost_elementwise),
     op("aten::bitwise_and.Tensor(Tensor self, Tensor other) -> Tensor", Compute, bitwise, cost_elementwise),
@@ -546,29 +602,34 @@ pub(super) const OPS: &[OpDecl] = &[
         where_self,
         cost_elementwise,
     )
-    .fold(Fold::Where),
+    .fold(Fold::Where)
+    .scalar(Scalar::Where),
     op(
         "aten::where.ScalarOther(Tensor condition, Tensor self, Scalar other) -> Tensor",
         Compute,
         where_scalar_other,
         cost_elementwise,
-    ),
+    )
+    .scalar(Scalar::Where),
     op(
         "aten::where.ScalarSelf(Tensor condition, Scalar self, Tensor other) -> Tensor",
         Compute,
         where_scalar_self,
         cost_elementwise,
-    ),
+    )
+    .scalar(Scalar::Where),
     op(
         "aten::masked_fill.Scalar(Tensor self, Tensor mask, Scalar value) -> Tensor",
         Compute,
         masked_fill,
         cost_elementwise,
-    ),
+    )
+    .scalar(Scalar::MaskedFill),
     op(
         "aten::masked_fill.Tensor(Tensor self, Tensor mask, Tensor value) -> Tensor",
         Compute,
         masked_fill,
         cost_elementwise,
-    ),
+    )
+    .scalar(Scalar::MaskedFill),
 ];

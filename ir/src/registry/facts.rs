@@ -28,6 +28,9 @@ pub struct OpFacts {
     /// dim, joins, pooling. With the element-wise, layout, lookup and contraction facts, what
     /// `mark-batching` needs to run an op once on the rows of several calls stacked along dim 0.
     pub per_sample: bool,
+    /// The output element as a scalar expression of the arguments' elements
+    /// ([`super::scalar::lower`]): what lets a fusion pass put the op into a compiled loop.
+    pub scalar: Option<super::scalar::Scalar>,
 }
 
 /// How a layout op's output relates to its first tensor argument.
@@ -130,6 +133,7 @@ impl OpFacts {
         lookup: None,
         contraction: None,
         per_sample: false,
+        scalar: None,
     };
 
     /// The output holds the first tensor argument's elements in the same order, at most

@@ -1,6 +1,7 @@
 //! Tensor creation, dtype conversion, assertions, reductions, sorting.
 
 use super::facts::Fold;
+use super::scalar::Scalar;
 use super::shape::*;
 use super::{op, Call, InferError, OpClass::*, OpDecl, ScalarArg};
 use crate::dim::Dim;
@@ -429,11 +430,11 @@ pub(super) const OPS: &[OpDecl] = &[
     op("aten::scalar_tensor(Scalar s, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, scalar_tensor, cost_write).fold(Fold::Fill { value: 0 }),
     op("aten::eye(SymInt n, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", Creation, eye, cost_write),
     // Conversion.
-    op("aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor", Compute, to_copy, cost_copy).cast().elementwise().fold(Fold::SameElements),
-    op("aten::to.dtype(Tensor(a) self, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements),
+    op("aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor", Compute, to_copy, cost_copy).cast().elementwise().fold(Fold::SameElements).scalar(Scalar::Convert),
+    op("aten::to.dtype(Tensor(a) self, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements).scalar(Scalar::Convert),
     op("aten::to.device(Tensor(a) self, Device device, ScalarType dtype, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_device, cost_copy).cast().elementwise(),
-    op("aten::to.dtype_layout(Tensor(a) self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements),
-    op("aten::type_as(Tensor self, Tensor other) -> Tensor", Compute, type_as, cost_copy).cast().elementwise(),
+    op("aten::to.dtype_layout(Tensor(a) self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, bool copy=False, MemoryFormat? memory_format=None) -> Tensor(a)", Compute, to_dtype, cost_copy).cast().elementwise().fold(Fold::SameElements).scalar(Scalar::Convert),
+    op("aten::type_as(Tensor self, Tensor other) -> Tensor", Compute, type_as, cost_copy).cast().elementwise().scalar(Scalar::Convert),
     // Assertions (no outputs; removed by cleanup).
     op("aten::_assert_tensor_metadata(Tensor a, SymInt[]? size=None, SymInt[]? stride=None, ScalarType? dtype=None, *, Device? device=None, Layout? layout=None) -> ()", Assert, assert_metadata, cost_free),
     op("aten::_assert_async.msg(Tensor self, str assert_msg) -> ()", Assert, assert_async, cost_free),

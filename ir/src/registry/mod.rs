@@ -11,6 +11,7 @@ mod elementwise;
 pub mod facts;
 mod misc;
 mod nn;
+pub mod scalar;
 pub mod schema;
 mod shape;
 mod tensor;
@@ -22,6 +23,7 @@ use crate::dim::Dim;
 use crate::graph::{Arg, ValueId};
 use crate::types::{DType, TensorType};
 pub use facts::{Comparison, Contraction, EvalIdentity, Fold, Layout, OpFacts, Reorder};
+pub use scalar::{BinaryFn, Scalar, ScalarExpr, UnaryFn};
 pub use schema::{ArgError, ArgKind, ArgSpec, Returns, Schema};
 
 /// How an op treats data, which passes and the cost model rely on.
@@ -151,6 +153,11 @@ impl OpDecl {
 
     pub(crate) const fn per_sample(mut self) -> OpDecl {
         self.facts.per_sample = true;
+        self
+    }
+
+    pub(crate) const fn scalar(mut self, scalar: Scalar) -> OpDecl {
+        self.facts.scalar = Some(scalar);
         self
     }
 }

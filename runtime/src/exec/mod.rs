@@ -28,6 +28,7 @@ mod args;
 mod batch;
 mod bind;
 mod convert;
+mod fused;
 mod kernels;
 mod state;
 
@@ -41,6 +42,7 @@ use tch::{Device, Tensor};
 pub use batch::{run_device_plan_batched, BatchCall, BatchResults};
 pub use bind::{bind_symbols, concrete_shape};
 pub use convert::{tensor_from_bytes, tensor_to_bytes};
+pub use fused::fused_counts;
 pub use kernels::kernel_names;
 pub use state::{SlotValue, Slots};
 
@@ -411,6 +413,12 @@ pub trait OpRunner {
     fn appends_in_place(&self) -> bool {
         false
     }
+
+    /// Whether the plan's fused element-wise regions may run as compiled loops: only where the
+    /// ops run in this process.
+    fn fuses(&self) -> bool {
+        false
+    }
 }
 
 /// An `Exec` step, as an [`OpRunner`] sees it.
@@ -438,6 +446,10 @@ impl OpRunner for LocalOps {
     }
 
     fn appends_in_place(&self) -> bool {
+        true
+    }
+
+    fn fuses(&self) -> bool {
         true
     }
 }
@@ -473,6 +485,11 @@ pub fn run_device_plan_with(
     let appends = if ops.appends_in_place() { state::appends(entry, plan) } else { HashMap::new() };
     // Slot values an in-place append made, by the tensor they are saved as.
     let mut appended: HashMap<ValueId, SlotValue> = HashMap::new();
+    let mut fusion = if ops.fuses() {
+        fused::Fusion::prepare(entry, &plan.fused, &plan.steps, device)
+    } else {
+        fused::Fusion::default()
+    };
     for step in &plan.steps {
         match step {
             Step::Recv { tensor, transfer, .. } => {
@@ -489,6 +506,37 @@ pub fn run_device_plan_with(
                 env.live.insert(*tensor, t);
             }
             Step::Exec { node, op, args, outputs, .. } => {
+                if let Some(region) = fusion.starting(*node) {
+                    let get = |v: ValueId| env.get(v);
+                    let mut restored: Vec<(ValueId, Tensor)> = Vec::new();
+                    let mut add_bias = |value: ValueId, bias: ValueId| -> Result<(), ExecError> {
+                        let sum = get(value)?.f_add(&get(bias)?).map_err(|e| ExecError::Torch {
+                            node: Some(*node),
+                            op: "aten.add.Tensor".into(),
+                            message: torch_message(&e),
+                        })?;
+                        restored.push((value, sum));
+                        Ok(())
+                    };
+                    let ran = fusion.run(region, entry, bindings, &get, &mut add_bias)?;
+                    env.live.extend(restored);
+                    if let Some(outputs) = ran {
+                        env.live.extend(outputs);
+                        continue;
+                    }
+                }
+                if fusion.ran_inside(*node) {
+                    continue;
+                }
+                let unbiased: Vec<Arg>;
+                let args = match fusion.bias_dropped(*node) {
+                    Some(i) => {
+                        unbiased =
+                            args.iter().enumerate().map(|(j, a)| if j == i { Arg::None } else { a.clone() }).collect();
+                        &unbiased
+                    }
+                    None => args,
+                };
                 if let Some(a) = appends.get(node) {
                     if let Some(past) = state.get(&a.slot) {
                         if let Some(value) = state::append(entry, a, past, &env.get(a.new)?)? {

@@ -802,6 +802,7 @@ fn tiny_plan() -> EntryPlan {
             Step::Free { tensor: h },
         ],
         activation_peak_bytes: 0,
+        fused: Vec::new(),
     };
     let client = DevicePlan {
         device: "client".into(),
@@ -810,6 +811,7 @@ fn tiny_plan() -> EntryPlan {
             Step::Recv { tensor: y, from: "worker0".into(), transfer: 1 },
         ],
         activation_peak_bytes: 0,
+        fused: Vec::new(),
     };
     EntryPlan {
         name: "tiny".into(),
@@ -988,6 +990,7 @@ fn append_plan() -> EntryPlan {
             Step::SaveState { tensor: present, slot: 0 },
         ],
         activation_peak_bytes: 0,
+        fused: Vec::new(),
     };
     EntryPlan {
         name: "decode".into(),

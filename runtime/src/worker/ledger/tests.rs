@@ -123,7 +123,7 @@ fn symbolic_plan(weights: &[(&str, u64)], kv: u64, x_type: TensorType, symbols: 
         outputs: Vec::new(),
         transfers: vec![transfer],
         handoffs: Vec::new(),
-        plans: vec![DevicePlan { device: DEVICE.into(), steps, activation_peak_bytes: 1 }],
+        plans: vec![DevicePlan { device: DEVICE.into(), steps, activation_peak_bytes: 1, fused: Vec::new() }],
         bytes_per_call: 0,
         hops: 0,
         estimate: None,
