@@ -44,6 +44,21 @@ pub struct BenchArgs {
     /// Seconds of timed calls per mode and workload before stopping early (at least 3 calls).
     #[arg(long, default_value_t = 12.0)]
     pub budget_s: f64,
+    /// Only these modes of the `default`/`quick` suites (comma-separated: local, genie, blind,
+    /// per-op, torch); all when not given.
+    #[arg(long, value_delimiter = ',')]
+    pub modes: Vec<String>,
+    /// Run the `default`/`quick` suites beside this many CPU-bound competitor processes (busy
+    /// loops, one core each), to see how the modes degrade when cores are taken.
+    #[arg(long, default_value_t = 0)]
+    pub competitors: usize,
+    /// Only these workloads of the `default`/`quick` suites (comma-separated: decode, prefill,
+    /// cnn, encoder); all when not given.
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Run plans op by op: no fused element-wise regions (the JIT's before/after).
+    #[arg(long)]
+    pub no_jit: bool,
 }
 
 /// `genie bench`.
@@ -60,6 +75,10 @@ pub fn bench(args: BenchArgs, display: &Arc<Display>) -> Result<()> {
         root,
         progress: display.sink(),
         genie: std::env::current_exe().ok(),
+        modes: args.modes.clone(),
+        competitors: args.competitors,
+        workloads: args.workloads.clone(),
+        jit: !args.no_jit,
     };
     // The suites of their own: a table, and `{"<suite>": …}` at --json.
     let own = match options.suite.as_str() {

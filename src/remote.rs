@@ -112,6 +112,11 @@ pub struct WorkerArgs {
     /// `--cpus 0` or `--cpus 2,3`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub cpus: Vec<usize>,
+    /// The cores the worker's calls share: a call alone runs libtorch on all of them, calls at
+    /// once an equal share each (never more threads than this in all). Default: every core this
+    /// process may run on (`--cpus` when given).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// Where runs go and how to reach the workers.
@@ -270,6 +275,9 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
             .context("--max-client-memory")?,
     };
     config.max_executions = args.max_executions.max(1);
+    if let Some(n) = args.threads.or((!args.cpus.is_empty()).then_some(args.cpus.len())) {
+        config.threads = n.max(1);
+    }
     config.max_batch = args.max_batch.max(1);
     config.batch_window = Duration::from_millis(args.batch_window_ms);
     config.max_run_timeout = Duration::from_secs(args.max_run_secs.max(1));
@@ -288,13 +296,14 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
     };
     let memory = config.memory_bytes.map_or_else(|| "unlimited".to_string(), genie_ir::render::human_bytes);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let threads = config.threads;
     let handle = worker::spawn(config, identity)?;
     let cpus = match args.cpus.as_slice() {
         [] => String::new(),
         list => format!(" cpus {}", list.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")),
     };
     println!(
-        "genie worker listening on {} device {} fingerprint {} memory {memory}{cpus}",
+        "genie worker listening on {} device {} fingerprint {} memory {memory}{cpus} threads {threads}",
         handle.addr, args.device, handle.fingerprint
     );
     if let Some(addr) = handle.metrics_addr {

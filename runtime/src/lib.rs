@@ -15,6 +15,7 @@
 //!   trace clock, spans and Chrome trace files; `progress.rs`: progress reports.
 
 pub mod client;
+pub mod cores;
 pub mod deploy;
 pub mod exec;
 pub mod generate;

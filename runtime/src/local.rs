@@ -24,6 +24,9 @@ pub struct LocalCluster {
     residents: Vec<Resident>,
     /// The session's state: slot id → value.
     slots: Slots,
+    /// The cores this process may run on: each call uses those of them other processes leave
+    /// free ([`crate::cores::free_cores`]) as libtorch intra-op threads.
+    threads: usize,
 }
 
 impl LocalCluster {
@@ -37,7 +40,8 @@ impl LocalCluster {
             .iter()
             .map(|d| Resident::load_device(d, weights, device, &mut shared))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(LocalCluster { plan: plan.clone(), device, residents, slots: BTreeMap::new() })
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(LocalCluster { plan: plan.clone(), device, residents, slots: BTreeMap::new(), threads })
     }
 
     /// The plan being run.
@@ -86,6 +90,9 @@ impl LocalCluster {
         inputs: &BTreeMap<String, Tensor>,
     ) -> Result<BTreeMap<String, Tensor>, ExecError> {
         let _guard = tch::no_grad_guard();
+        if self.device == Device::Cpu {
+            crate::cores::set_intra_op_threads(crate::cores::free_cores(self.threads));
+        }
         let e = self.plan.entry(entry).ok_or_else(|| ExecError::Plan(format!("no entry `{entry}`")))?;
         let input_err =
             |name: &str, reason: String| ExecError::Input { entry: entry.to_string(), name: name.to_string(), reason };

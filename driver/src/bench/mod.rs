@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use genie_codegen::{EntryPlan, ProgramPlan};
+use genie_codegen::{EntryPlan, JitSummary, ProgramPlan};
 use genie_ir::WeightStore;
 use genie_passes::placement::ClusterSpec;
 use genie_runtime::client::{ClientError, ClientOptions};
@@ -31,7 +31,7 @@ use genie_runtime::per_op::{PerOpError, PerOpProgram, WeightMode};
 use genie_runtime::progress::{Progress, ProgressSink};
 use tch::{Device, Kind, Tensor};
 
-pub use report::{plot, table, CompileRow, Report, RunRow, TransportRow};
+pub use report::{plot, table, torch_ratios, CompileRow, Report, RunRow, TorchRatio, TransportRow};
 
 use crate::pipeline::{compile_program, CompileOptions, PipelineError};
 
@@ -61,6 +61,21 @@ pub struct BenchOptions {
     /// The `genie` binary, for suites that start `genie worker` processes (`pd`, `serve`,
     /// `recovery`).
     pub genie: Option<PathBuf>,
+    /// The modes to run (`local`, `genie`, `blind`, `per-op`, `torch`); empty: all.
+    pub modes: Vec<String>,
+    /// Run beside a CPU-bound competitor: this many busy processes (0: none), started before
+    /// the workloads and stopped after.
+    pub competitors: usize,
+    /// The workloads to run (`decode`, `prefill`, `cnn`, `encoder`); empty: all.
+    pub workloads: Vec<String>,
+    /// Fused element-wise regions in the plans (compiled loops); `false` runs op by op.
+    pub jit: bool,
+}
+
+impl BenchOptions {
+    fn runs_mode(&self, mode: &str) -> bool {
+        self.modes.is_empty() || self.modes.iter().any(|m| m == mode)
+    }
 }
 
 /// Why the benchmark stopped.
@@ -68,6 +83,8 @@ pub struct BenchOptions {
 pub enum BenchError {
     #[error("unknown suite `{0}` (default, quick, pd, pd-quick, serve, serve-quick, recovery, recovery-quick)")]
     UnknownSuite(String),
+    #[error("unknown mode `{0}` (local, genie, blind, per-op, torch)")]
+    UnknownMode(String),
     #[error("reading {path}")]
     Read {
         path: PathBuf,
@@ -111,14 +128,20 @@ struct Workload {
     label: String,
     files: Vec<PathBuf>,
     entry: String,
-    /// All inputs of the entry by name, state (KV) included.
-    inputs: BTreeMap<String, Tensor>,
+    inputs: Inputs,
 }
 
-fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, BenchError> {
+/// All inputs of an entry by name, state (KV) included, and the file they were read from (the
+/// `torch` mode reads it too).
+struct Inputs {
+    tensors: BTreeMap<String, Tensor>,
+    file: PathBuf,
+}
+
+fn read_tensors(path: &Path) -> Result<Inputs, BenchError> {
     let list =
         Tensor::read_safetensors(path).map_err(|source| BenchError::Read { path: path.to_path_buf(), source })?;
-    Ok(list.into_iter().collect())
+    Ok(Inputs { tensors: list.into_iter().collect(), file: path.to_path_buf() })
 }
 
 /// Generate the full-size benchmark models into `options.models` (the script skips what is
@@ -145,7 +168,7 @@ fn workloads(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<V
             let fx = options.root.join("testsuite/fixtures");
             let gpt2 = vec![fx.join("gpt2/prefill.pt2"), fx.join("gpt2/decode.pt2")];
             let decode = read_tensors(&fx.join("gpt2/decode.inputs.safetensors"))?;
-            let context = decode.get("past_key_0").map(|t| t.size()[2]);
+            let context = decode.tensors.get("past_key_0").map(|t| t.size()[2]);
             let one = |workload, batch, label: &str, files: Vec<PathBuf>, entry: &str, inputs| Workload {
                 workload,
                 context: None,
@@ -312,7 +335,16 @@ const WORKERS: Deployment = Deployment::Local { device: Device::Cpu, memory: Loc
 
 /// Run the benchmark; `progress` receives a line per stage and per workload's modes.
 pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
-    let workloads = workloads(options, progress)?;
+    for m in &options.modes {
+        if !["local", "genie", "blind", "per-op", "torch"].contains(&m.as_str()) {
+            return Err(BenchError::UnknownMode(m.clone()));
+        }
+    }
+    let mut workloads = workloads(options, progress)?;
+    workloads.retain(|w| options.workloads.is_empty() || options.workloads.iter().any(|n| n == w.workload));
+    let _competitors = Competitors::start(options.competitors, progress)?;
+    let threads = tch::get_num_threads();
+    let mut torch = if options.runs_mode("torch") { Some(TorchMode::start(options, threads)?) } else { None };
     let mut rows: Vec<RunRow> = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let client = ClientOptions::default();
@@ -323,7 +355,10 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
         if let Some(v) = compiled.get(&key) {
             return Ok(v.clone());
         }
-        let (plan, weights) = compile(files, workers, no_state)?;
+        let (mut plan, weights) = compile(files, workers, no_state)?;
+        if !options.jit {
+            genie_codegen::fusion::clear(&mut plan);
+        }
         let v = (Arc::new(plan), Arc::new(weights));
         compiled.insert(key, v.clone());
         Ok(v)
@@ -343,6 +378,8 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             bytes_per_call: t.bytes,
             round_trips: t.trips,
             peak_worker_bytes: peak,
+            jit: None,
+            module: None,
         };
         let entry_of = |plan: &ProgramPlan| {
             plan.entry(&w.entry).cloned().ok_or_else(|| BenchError::Workload {
@@ -351,19 +388,19 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             })
         };
         // local: the same plan (one device) executed in this process.
-        {
+        if options.runs_mode("local") {
             let (plan, weights) = plan_for(&w.files, 1, false)?;
             let mut local = LocalCluster::load(&plan, &weights, Device::Cpu)?;
             let t = time_calls(options, options.runs, || {
-                local.run(&w.entry, &w.inputs)?;
+                local.run(&w.entry, &w.inputs.tensors)?;
                 Ok((0, 0))
             })?;
-            let peak =
-                local.resident("worker0").map_or(0, |r| r.bytes()) + w.inputs.values().map(tensor_bytes).sum::<u64>();
-            rows.push(row("local", None, &t, peak));
+            let peak = local.resident("worker0").map_or(0, |r| r.bytes())
+                + w.inputs.tensors.values().map(tensor_bytes).sum::<u64>();
+            rows.push(RunRow { jit: Some(JitSummary::of(&plan)), ..row("local", None, &t, peak) });
         }
         // genie: the compiled plan on workers, state resident where it is used.
-        {
+        if options.runs_mode("genie") {
             let (plan, weights) = plan_for(&w.files, options.workers, false)?;
             let entry = entry_of(&plan)?;
             let deployed = runtime.block_on(deploy::deploy(plan.clone(), &weights, &WORKERS, &client))?;
@@ -382,7 +419,7 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
                 let name = prefill.inputs[0].name.clone();
                 runtime.block_on(session.run(&prefill.name, &BTreeMap::from([(name, ids)])))?;
             }
-            let inputs = user_inputs(&entry, &w.inputs);
+            let inputs = user_inputs(&entry, &w.inputs.tensors);
             let t = time_calls(options, options.runs, || {
                 let out = runtime.block_on(session.run(&w.entry, &inputs))?;
                 Ok((out.stats.bytes, out.stats.round_trips as u64))
@@ -393,16 +430,16 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
                 .map(|d| runtime.block_on(deployed.cluster().stats(&d.name)).map(|s| s.peak_tensor_bytes).unwrap_or(0))
                 .max()
                 .unwrap_or(0);
-            rows.push(row("genie", None, &t, peak));
+            rows.push(RunRow { jit: Some(JitSummary::of(&plan)), ..row("genie", None, &t, peak) });
             runtime.block_on(deployed.close());
         }
         // blind: one plan, weights resident, no state: the KV cache goes back and forth.
-        {
+        if options.runs_mode("blind") {
             let (plan, weights) = plan_for(&w.files, 1, true)?;
             let entry = entry_of(&plan)?;
             let deployed = runtime.block_on(deploy::deploy(plan.clone(), &weights, &WORKERS, &client))?;
             let mut session = runtime.block_on(deployed.program().open_session())?;
-            let inputs = user_inputs(&entry, &w.inputs);
+            let inputs = user_inputs(&entry, &w.inputs.tensors);
             let t = time_calls(options, options.runs, || {
                 let out = runtime.block_on(session.run(&w.entry, &inputs))?;
                 Ok((out.stats.bytes, out.stats.round_trips as u64))
@@ -412,7 +449,9 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             runtime.block_on(deployed.close());
         }
         // per-op: every op is a request; its inputs go out and its outputs come back.
-        for mode in [WeightMode::Resident, WeightMode::EveryCall] {
+        let per_op_modes =
+            if options.runs_mode("per-op") { &[WeightMode::Resident, WeightMode::EveryCall][..] } else { &[] };
+        for &mode in per_op_modes {
             let (plan, weights) = plan_for(&w.files, 1, true)?;
             let per_op = PerOpProgram::new(plan.clone(), &weights)?;
             let workers = [("worker0".to_string(), 0)];
@@ -422,7 +461,8 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             }
             let runs = if mode == WeightMode::Resident { options.runs.min(5) } else { 3 };
             let t = time_calls(options, runs, || {
-                let out = per_op.call(runtime.handle(), connected.cluster(), "worker0", &w.entry, &w.inputs, mode)?;
+                let out =
+                    per_op.call(runtime.handle(), connected.cluster(), "worker0", &w.entry, &w.inputs.tensors, mode)?;
                 Ok((out.stats.bytes, out.stats.round_trips as u64))
             })?;
             let peak = runtime.block_on(connected.cluster().stats("worker0")).map(|s| s.peak_tensor_bytes).unwrap_or(0);
@@ -433,10 +473,15 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             rows.push(row("per-op", Some(variant), &t, peak));
             runtime.block_on(connected.close());
         }
+        // torch: the workload's own PyTorch module, eager, right after the other modes.
+        if let Some(torch) = &mut torch {
+            rows.push(torch.time(w)?);
+        }
         for line in report::row_lines(&rows[first_row..]) {
             progress(&line);
         }
     }
+    let vs_torch = torch_ratios(&rows);
     let compile = compile_times(options, progress)?;
     progress("== transport: QUIC (the runtime's tuned endpoints, TLS) and TCP on loopback");
     let bulk = if options.suite == "quick" { 32 << 20 } else { 256 << 20 };
@@ -448,7 +493,117 @@ pub fn run(options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
         quic_rtt_us: figures.quic_rtt_us,
         tcp_rtt_us: figures.tcp_rtt_us,
     };
-    Ok(Report { suite: options.suite.clone(), workers: options.workers, runs: rows, compile, transport })
+    Ok(Report {
+        suite: options.suite.clone(),
+        workers: options.workers,
+        threads,
+        competitors: options.competitors,
+        runs: rows,
+        vs_torch,
+        compile,
+        transport,
+    })
+}
+
+/// CPU-bound competitor processes (busy shell loops), killed when dropped.
+struct Competitors(Vec<std::process::Child>);
+
+impl Competitors {
+    fn start(count: usize, progress: &mut dyn FnMut(&str)) -> Result<Competitors, BenchError> {
+        if count > 0 {
+            progress(&format!("== {count} CPU-bound competitor process(es) running beside every mode"));
+        }
+        let mut started = Competitors(Vec::new());
+        for _ in 0..count {
+            started.0.push(Command::new("sh").args(["-c", "while :; do :; done"]).spawn()?);
+        }
+        Ok(started)
+    }
+}
+
+impl Drop for Competitors {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `torch` mode: each workload's own PyTorch module, eager under `torch.inference_mode()`, in
+/// the venv's Python, on the same inputs and thread count, timed as the other modes are
+/// (`testsuite/scripts/bench_torch.py` says which module each workload uses). One Python process
+/// for the whole run, asked for one workload at a time right after the other modes ran it.
+struct TorchMode {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    script: PathBuf,
+}
+
+impl TorchMode {
+    fn start(options: &BenchOptions, threads: i32) -> Result<TorchMode, BenchError> {
+        let script = options.root.join("testsuite/scripts/bench_torch.py");
+        let mut child = Command::new(&options.python)
+            .arg(&script)
+            .args(["--suite", &options.suite, "--threads", &threads.to_string()])
+            .args(["--runs", &options.runs.to_string(), "--budget-s", &options.budget_s.to_string()])
+            .arg("--root")
+            .arg(&options.root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(BenchError::Script { what: script.display().to_string(), reason: "no pipes".into() });
+        };
+        Ok(TorchMode { child, stdin, stdout: std::io::BufReader::new(stdout), script })
+    }
+
+    fn time(&mut self, w: &Workload) -> Result<RunRow, BenchError> {
+        use std::io::{BufRead as _, Write as _};
+        let failed = |reason: String| BenchError::Script { what: self.script.display().to_string(), reason };
+        let ask = serde_json::json!({
+            "workload": w.workload, "context": w.context, "batch": w.batch, "label": w.label,
+            "files": w.files, "entry": w.entry, "inputs": w.inputs.file,
+        });
+        writeln!(self.stdin, "{ask}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(failed(format!("it stopped ({status})")));
+        }
+        #[derive(serde::Deserialize)]
+        struct Timed {
+            module: String,
+            runs: usize,
+            median_s: f64,
+            p99_s: f64,
+        }
+        let t: Timed = serde_json::from_str(&line).map_err(|e| failed(format!("its answer: {e}")))?;
+        Ok(RunRow {
+            workload: w.workload.to_string(),
+            context: w.context,
+            batch: w.batch,
+            mode: "torch".into(),
+            variant: None,
+            runs: t.runs,
+            wall_median_s: t.median_s,
+            wall_p99_s: t.p99_s,
+            bytes_per_call: 0,
+            round_trips: 0,
+            peak_worker_bytes: 0,
+            jit: None,
+            module: Some(t.module),
+        })
+    }
+}
+
+impl Drop for TorchMode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Genie's compile (import, passes, placement, codegen) next to onnxruntime's session creation

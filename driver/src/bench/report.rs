@@ -22,6 +22,24 @@ pub struct RunRow {
     pub bytes_per_call: u64,
     pub round_trips: u64,
     pub peak_worker_bytes: u64,
+    /// `genie` and `local`: the plan's fused element-wise regions (run as compiled loops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jit: Option<genie_codegen::JitSummary>,
+    /// `torch`: which PyTorch module ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// A workload's `genie` and `local` time against PyTorch eager on the same work.
+#[derive(Serialize, Clone)]
+pub struct TorchRatio {
+    pub workload: String,
+    pub context: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<i64>,
+    pub torch_median_s: f64,
+    pub genie_over_torch: Option<f64>,
+    pub local_over_torch: Option<f64>,
 }
 
 /// Compile time of one model: genie's pipeline next to onnxruntime's session creation.
@@ -47,7 +65,13 @@ pub struct TransportRow {
 pub struct Report {
     pub suite: String,
     pub workers: usize,
+    /// libtorch's intra-op threads in this process, and the `torch` mode's.
+    pub threads: i32,
+    /// CPU-bound competitor processes running beside every mode.
+    pub competitors: usize,
     pub runs: Vec<RunRow>,
+    /// `genie ÷ torch` and `local ÷ torch` per workload.
+    pub vs_torch: Vec<TorchRatio>,
     pub compile: Vec<CompileRow>,
     pub transport: TransportRow,
 }
@@ -77,7 +101,32 @@ pub(crate) fn row_lines(rows: &[RunRow]) -> Vec<String> {
         .collect()
 }
 
-/// The table: every mode's figures and their ratio to genie's.
+/// `genie ÷ torch` and `local ÷ torch` for every workload the `torch` mode ran.
+pub fn torch_ratios(rows: &[RunRow]) -> Vec<TorchRatio> {
+    let same = |a: &RunRow, b: &RunRow| a.workload == b.workload && a.context == b.context && a.batch == b.batch;
+    rows.iter()
+        .filter(|r| r.mode == "torch")
+        .map(|torch| {
+            let over = |mode: &str| {
+                rows.iter()
+                    .find(|r| r.mode == mode && same(r, torch))
+                    .filter(|_| torch.wall_median_s > 0.0)
+                    .map(|r| r.wall_median_s / torch.wall_median_s)
+            };
+            TorchRatio {
+                workload: torch.workload.clone(),
+                context: torch.context,
+                batch: torch.batch,
+                torch_median_s: torch.wall_median_s,
+                genie_over_torch: over("genie"),
+                local_over_torch: over("local"),
+            }
+        })
+        .collect()
+}
+
+/// The table: every mode's figures and their ratio to genie's, then each workload against
+/// PyTorch eager.
 pub fn table(report: &Report) -> String {
     let mut t = String::new();
     writeln!(
@@ -129,6 +178,41 @@ pub fn table(report: &Report) -> String {
             rt,
             rb,
             rr
+        )
+        .ok();
+    }
+    if !report.vs_torch.is_empty() {
+        writeln!(t, "\nagainst PyTorch eager (the workload's own module, {} threads each):", report.threads).ok();
+        writeln!(
+            t,
+            "{:<12} {:>7} {:>13} {:>13} {:>13}",
+            "workload", "context", "torch ms", "genie÷torch", "local÷torch"
+        )
+        .ok();
+        let ratio = |r: Option<f64>| r.map_or("-".to_string(), |x| format!("{x:.2}"));
+        for r in &report.vs_torch {
+            writeln!(
+                t,
+                "{:<12} {:>7} {:>13.3} {:>13} {:>13}",
+                match r.batch {
+                    Some(b) => format!("{} b{b}", r.workload),
+                    None => r.workload.clone(),
+                },
+                r.context.map_or("-".to_string(), |c| c.to_string()),
+                r.torch_median_s * 1e3,
+                ratio(r.genie_over_torch),
+                ratio(r.local_over_torch)
+            )
+            .ok();
+        }
+    }
+    if let Some(jit) = report.runs.iter().filter(|r| r.mode == "genie").find_map(|r| r.jit) {
+        let decode = report.runs.iter().find(|r| r.mode == "genie" && r.workload == "decode").and_then(|r| r.jit);
+        let jit = decode.unwrap_or(jit);
+        writeln!(
+            t,
+            "\nfused element-wise regions (cranelift), decode plan: {} regions, {} ops",
+            jit.regions, jit.ops_fused
         )
         .ok();
     }

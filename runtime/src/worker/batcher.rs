@@ -154,14 +154,17 @@ impl Worker {
             }
             let me = self.clone();
             let (size, started) = (batch.len(), Instant::now());
-            let executed = tokio::task::spawn_blocking(move || {
-                let _slot = slot;
-                me.execute_batch(batch);
-            })
-            .await;
+            let exec = me.clone();
+            let executed = exec
+                .exec
+                .run(move || {
+                    let _slot = slot;
+                    me.execute_batch(batch);
+                })
+                .await;
             last = Some((size, started.elapsed()));
-            if let Err(e) = executed {
-                tracing::error!("a batch's executor task failed: {e}");
+            if executed.is_none() {
+                tracing::error!("a batch's execution thread failed");
             }
         }
     }

@@ -21,6 +21,7 @@ mod metrics;
 mod peers;
 mod requests;
 mod runs;
+pub mod threads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,8 +75,12 @@ pub struct WorkerConfig {
     pub max_unauthenticated: usize,
     /// Requests of one connection handled at once; the next is read when one finishes.
     pub max_requests_per_connection: usize,
-    /// Runs and per-op calls executing at once on blocking threads; more wait their turn.
+    /// Runs and per-op calls executing at once on the execution threads; more wait their turn.
     pub max_executions: usize,
+    /// The cores the worker's calls share (libtorch intra-op threads: all of them for a call
+    /// alone, an equal share each for calls at once; [`threads::ExecThreads`]). Default: the
+    /// cores this process may run on.
+    pub threads: usize,
     /// The most calls of one (program, entry) that execute together as one batched step
     /// (continuous batching: calls waiting when a batch finishes form the next); 1: every call
     /// alone.
@@ -118,6 +123,7 @@ impl WorkerConfig {
             max_unauthenticated: 64,
             max_requests_per_connection: 256,
             max_executions: 64,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_batch: DEFAULT_MAX_BATCH,
             batch_window: Duration::ZERO,
             max_run_timeout: Duration::from_secs(600),
@@ -333,8 +339,10 @@ struct Worker {
     device_label: String,
     /// Connections not yet past their Hello hold one each.
     unauthenticated: Arc<Semaphore>,
-    /// A run or per-op call holds one while it executes on a blocking thread.
+    /// A run or per-op call holds one while it executes on an execution thread.
     executions: Arc<Semaphore>,
+    /// Where runs and ops execute, sharing the worker's cores.
+    exec: threads::ExecThreads,
     /// Signalled whenever a call starts, for tensor streams that arrived before it.
     call_started: Notify,
     /// Programs, sessions, resident weights, clients and memory, and the decisions on them.
@@ -399,6 +407,7 @@ impl Worker {
         Worker {
             unauthenticated: Arc::new(Semaphore::new(config.max_unauthenticated.max(1))),
             executions: Arc::new(Semaphore::new(config.max_executions.max(1))),
+            exec: threads::ExecThreads::new(config.threads),
             call_started: Notify::new(),
             config,
             endpoint,

@@ -274,22 +274,24 @@ impl Worker {
         }
         let mut mailbox =
             WorkerMailbox::new(self.clone(), conn.clone(), run, plan.clone(), entry_index, peers, deadline);
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let entry = &plan.entries[entry_index];
-            let t = Instant::now();
-            let result = match entry.plan(&device) {
-                Some(dplan) => exec::run_device_plan(entry, dplan, &bindings, &resident, &state, &mut mailbox),
-                None => Err(ExecError::Mailbox(format!("no steps on {device}"))),
-            };
-            let exec_s = t.elapsed().as_secs_f64();
-            mailbox.close_region();
-            let mut spans = vec![queued];
-            spans.append(&mut mailbox.spans);
-            Executed { result, pending: mailbox.pending, received: mailbox.received, exec_s, spans, batch: 1 }
-        })
-        .await;
-        outcome.map_err(|e| RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")))
+        let outcome = self
+            .exec
+            .run(move || {
+                let _slot = slot;
+                let entry = &plan.entries[entry_index];
+                let t = Instant::now();
+                let result = match entry.plan(&device) {
+                    Some(dplan) => exec::run_device_plan(entry, dplan, &bindings, &resident, &state, &mut mailbox),
+                    None => Err(ExecError::Mailbox(format!("no steps on {device}"))),
+                };
+                let exec_s = t.elapsed().as_secs_f64();
+                mailbox.close_region();
+                let mut spans = vec![queued];
+                spans.append(&mut mailbox.spans);
+                Executed { result, pending: mailbox.pending, received: mailbox.received, exec_s, spans, batch: 1 }
+            })
+            .await;
+        outcome.ok_or_else(|| RemoteError::new(ErrorKind::Exec, "the execution thread failed"))
     }
 
     /// One op, for per-op remoting. Its inputs are the tensors sent with it (their types
@@ -405,25 +407,27 @@ impl Worker {
         }
         let (slot, _) = self.execution_slot().await?;
         let device = self.config.device;
-        let result = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let t = Instant::now();
-            let lookup = |v: ValueId| tensors.get(&v).map(|t| t.shallow_clone());
-            let out = exec::run_op(&op, &args, &lookup, &Bindings::new(), device)
-                .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("{op}: {e}")))?;
-            for (k, (t, want)) in out.iter().zip(&out_types).enumerate() {
-                let got = crate::tensor::dtype_of(t.kind()).map(|d| TensorType::new(d, &t.size()));
-                if got.as_ref() != Some(want) {
-                    return Err(RemoteError::new(
-                        ErrorKind::Exec,
-                        format!("{op}: output {k} is {got:?}, the registry says {want}"),
-                    ));
+        let result = self
+            .exec
+            .run(move || {
+                let _slot = slot;
+                let t = Instant::now();
+                let lookup = |v: ValueId| tensors.get(&v).map(|t| t.shallow_clone());
+                let out = exec::run_op(&op, &args, &lookup, &Bindings::new(), device)
+                    .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("{op}: {e}")))?;
+                for (k, (t, want)) in out.iter().zip(&out_types).enumerate() {
+                    let got = crate::tensor::dtype_of(t.kind()).map(|d| TensorType::new(d, &t.size()));
+                    if got.as_ref() != Some(want) {
+                        return Err(RemoteError::new(
+                            ErrorKind::Exec,
+                            format!("{op}: output {k} is {got:?}, the registry says {want}"),
+                        ));
+                    }
                 }
-            }
-            Ok::<_, RemoteError>((out, t.elapsed().as_secs_f64()))
-        })
-        .await
-        .map_err(|e| RemoteError::new(ErrorKind::Exec, format!("executor task failed: {e}")))??;
+                Ok::<_, RemoteError>((out, t.elapsed().as_secs_f64()))
+            })
+            .await
+            .ok_or_else(|| RemoteError::new(ErrorKind::Exec, "the execution thread failed"))??;
         let (out, exec_s) = result;
         // Lay the outputs out as bytes first: tensors cannot be held across an await.
         let mut payloads = Vec::with_capacity(out.len());
