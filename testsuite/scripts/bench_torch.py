@@ -8,7 +8,8 @@ A conversation on stdin/stdout, one JSON object per line, so the bench can time 
 after its own modes on each workload (the machine's speed drifts; ratios are taken between
 neighbours): each line in is a workload {"workload", "context", "batch", "label", "files":
 [.pt2 ...], "entry", "inputs": safetensors path}; each line out its figures {"workload",
-"context", "batch", "runs", "median_s", "p99_s", "module", "threads"}. Progress goes to stderr.
+"context", "batch", "runs", "median_s", "p99_s", "module", "threads"}. The first line out,
+{"ready": true}, says the imports are done.
 
 Which module:
 - `default` suite: the module `make_bench_models.py` exported (its classes, built by that script's
@@ -90,6 +91,9 @@ def main():
     torch.set_num_threads(args.threads)
     ns = default_modules(args.root) if args.suite == "default" else None
     modules = {}
+    # Imports done: from here on this process is idle between workloads, so it does not take the
+    # cores the bench's own modes are being timed on.
+    print(json.dumps({"ready": True}), flush=True)
 
     def module_for(w):
         key = (tuple(w["files"]), w["entry"])

@@ -556,23 +556,36 @@ impl TorchMode {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(BenchError::Script { what: script.display().to_string(), reason: "no pipes".into() });
         };
-        Ok(TorchMode { child, stdin, stdout: std::io::BufReader::new(stdout), script })
+        let mut mode = TorchMode { child, stdin, stdout: std::io::BufReader::new(stdout), script };
+        // Wait for its imports, so they do not run beside the first workload's timed calls.
+        mode.answer()?;
+        Ok(mode)
+    }
+
+    /// The next line the script writes.
+    fn answer(&mut self) -> Result<String, BenchError> {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(BenchError::Script {
+                what: self.script.display().to_string(),
+                reason: format!("it stopped ({status})"),
+            });
+        }
+        Ok(line)
     }
 
     fn time(&mut self, w: &Workload) -> Result<RunRow, BenchError> {
-        use std::io::{BufRead as _, Write as _};
-        let failed = |reason: String| BenchError::Script { what: self.script.display().to_string(), reason };
+        use std::io::Write as _;
         let ask = serde_json::json!({
             "workload": w.workload, "context": w.context, "batch": w.batch, "label": w.label,
             "files": w.files, "entry": w.entry, "inputs": w.inputs.file,
         });
         writeln!(self.stdin, "{ask}")?;
         self.stdin.flush()?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-            return Err(failed(format!("it stopped ({status})")));
-        }
+        let line = self.answer()?;
+        let failed = |reason: String| BenchError::Script { what: self.script.display().to_string(), reason };
         #[derive(serde::Deserialize)]
         struct Timed {
             module: String,
