@@ -17,7 +17,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
-use genie_ir::registry::{BinaryFn, UnaryFn};
+use genie_ir::registry::{BinaryFn, Comparison, UnaryFn};
 use genie_ir::DType;
 
 use crate::region::{Instr, Region};
@@ -1071,12 +1071,12 @@ impl Em<'_, '_> {
     fn binary(&mut self, f: BinaryFn, a: Value, b: Value, exponent: Option<f64>) -> Value {
         let cmp = |cc: FloatCC| Some(cc);
         let cc = match f {
-            BinaryFn::Eq => cmp(FloatCC::Equal),
-            BinaryFn::Ne => cmp(FloatCC::NotEqual),
-            BinaryFn::Lt => cmp(FloatCC::LessThan),
-            BinaryFn::Le => cmp(FloatCC::LessThanOrEqual),
-            BinaryFn::Gt => cmp(FloatCC::GreaterThan),
-            BinaryFn::Ge => cmp(FloatCC::GreaterThanOrEqual),
+            BinaryFn::Compare(Comparison::Eq) => cmp(FloatCC::Equal),
+            BinaryFn::Compare(Comparison::Ne) => cmp(FloatCC::NotEqual),
+            BinaryFn::Compare(Comparison::Lt) => cmp(FloatCC::LessThan),
+            BinaryFn::Compare(Comparison::Le) => cmp(FloatCC::LessThanOrEqual),
+            BinaryFn::Compare(Comparison::Gt) => cmp(FloatCC::GreaterThan),
+            BinaryFn::Compare(Comparison::Ge) => cmp(FloatCC::GreaterThanOrEqual),
             _ => None,
         };
         if let Some(cc) = cc {

@@ -544,40 +544,40 @@ pub(super) const OPS: &[OpDecl] = &[
     // Comparisons and logic.
     op("aten::eq.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Eq))
-        .scalar(Scalar::Binary(BinaryFn::Eq)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Eq))),
     op("aten::eq.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Eq))
-        .scalar(Scalar::Binary(BinaryFn::Eq)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Eq))),
     op("aten::ne.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Ne))
-        .scalar(Scalar::Binary(BinaryFn::Ne)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Ne))),
     op("aten::ne.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Ne))
-        .scalar(Scalar::Binary(BinaryFn::Ne)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Ne))),
     op("aten::lt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Lt))
-        .scalar(Scalar::Binary(BinaryFn::Lt)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Lt))),
     op("aten::lt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Lt))
-        .scalar(Scalar::Binary(BinaryFn::Lt)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Lt))),
     op("aten::le.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Le))
-        .scalar(Scalar::Binary(BinaryFn::Le)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Le))),
     op("aten::le.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Le))
-        .scalar(Scalar::Binary(BinaryFn::Le)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Le))),
     op("aten::gt.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Gt))
-        .scalar(Scalar::Binary(BinaryFn::Gt)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Gt))),
     op("aten::gt.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Gt))
-        .scalar(Scalar::Binary(BinaryFn::Gt)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Gt))),
     op("aten::ge.Tensor(Tensor self, Tensor other) -> Tensor", Compute, compare, cost_elementwise)
         .fold(Fold::Compare(Comparison::Ge))
-        .scalar(Scalar::Binary(BinaryFn::Ge)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Ge))),
     op("aten::ge.Scalar(Tensor self, Scalar other) -> Tensor", Compute, compare_scalar, cost_elementwise)
         .fold(Fold::Compare(Comparison::Ge))
-        .scalar(Scalar::Binary(BinaryFn::Ge)),
+        .scalar(Scalar::Binary(BinaryFn::Compare(Comparison::Ge))),
     op("aten::logical_not(Tensor self) -> Tensor", Compute, unary_bool, cost_elementwise)
         .fold(Fold::LogicalNot)
         .scalar(Scalar::Unary(UnaryFn::LogicalNot)),

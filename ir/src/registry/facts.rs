@@ -100,8 +100,9 @@ pub enum Fold {
     Cat,
 }
 
-/// A comparison, for [`Fold::Compare`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A comparison: how constant folding ([`Fold::Compare`]) and a scalar form
+/// ([`super::scalar::BinaryFn::Compare`]) compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Comparison {
     Eq,
     Ne,

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::facts::Comparison;
 use crate::graph::Arg;
 use crate::types::DType;
 
@@ -52,12 +53,7 @@ pub enum BinaryFn {
     /// NaN if either is NaN.
     Min,
     Pow,
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
+    Compare(Comparison),
     And,
     Or,
 }

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use genie_ir::registry::{BinaryFn, UnaryFn};
+use genie_ir::registry::{BinaryFn, Comparison, UnaryFn};
 use genie_ir::DType;
 use genie_jit::{compile, Input, Kernel, Region};
 
@@ -36,12 +36,12 @@ pub const BINARY: [BinaryFn; 15] = [
     BinaryFn::Max,
     BinaryFn::Min,
     BinaryFn::Pow,
-    BinaryFn::Eq,
-    BinaryFn::Ne,
-    BinaryFn::Lt,
-    BinaryFn::Le,
-    BinaryFn::Gt,
-    BinaryFn::Ge,
+    BinaryFn::Compare(Comparison::Eq),
+    BinaryFn::Compare(Comparison::Ne),
+    BinaryFn::Compare(Comparison::Lt),
+    BinaryFn::Compare(Comparison::Le),
+    BinaryFn::Compare(Comparison::Gt),
+    BinaryFn::Compare(Comparison::Ge),
     BinaryFn::And,
     BinaryFn::Or,
 ];
@@ -119,12 +119,12 @@ pub fn ref_binary(f: BinaryFn, x: f64, y: f64) -> f64 {
             }
         }
         BinaryFn::Pow => x.powf(y),
-        BinaryFn::Eq => b(x == y),
-        BinaryFn::Ne => b(x != y),
-        BinaryFn::Lt => b(x < y),
-        BinaryFn::Le => b(x <= y),
-        BinaryFn::Gt => b(x > y),
-        BinaryFn::Ge => b(x >= y),
+        BinaryFn::Compare(Comparison::Eq) => b(x == y),
+        BinaryFn::Compare(Comparison::Ne) => b(x != y),
+        BinaryFn::Compare(Comparison::Lt) => b(x < y),
+        BinaryFn::Compare(Comparison::Le) => b(x <= y),
+        BinaryFn::Compare(Comparison::Gt) => b(x > y),
+        BinaryFn::Compare(Comparison::Ge) => b(x >= y),
         BinaryFn::And => b(x != 0.0 && y != 0.0),
         BinaryFn::Or => b(x != 0.0 || y != 0.0),
     }
