@@ -470,3 +470,41 @@ fn zoo_decoders_generate_on_genie_worker_processes() {
         assert_eq!(tokens, want, "{family}");
     }
 }
+
+/// `genie worker --threads N`: the worker reports the cores its calls share (every core by
+/// default), and a model split over a worker held to one thread and one left at its default
+/// generates the reference tokens through the CLI.
+#[test]
+fn workers_with_their_own_thread_counts_generate_the_reference_tokens() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = [worker_process(&["--token", "thr", "--threads", "1"]), worker_process(&["--token", "thr"])];
+    assert_eq!(workers[0].threads, 1);
+    assert_eq!(workers[1].threads, cores);
+    let cluster = cluster_file(&tmp("threads.ron"), &workers, true);
+    let text = std::fs::read_to_string(&cluster).unwrap().replace("\"100KB\"", "\"16MB\"");
+    std::fs::write(&cluster, text).unwrap();
+    let reference = read(&fixture("zoo/mixtral/generate.safetensors"));
+    let prompt: Vec<String> =
+        Vec::<i64>::try_from(reference["prompt"].flatten(0, -1)).unwrap().iter().map(|t| t.to_string()).collect();
+    let want = Vec::<i64>::try_from(&reference["tokens"]).unwrap();
+    let (p, d) = (fixture("zoo/mixtral/prefill.pt2"), fixture("zoo/mixtral/decode.pt2"));
+    let text = genie(&[
+        "generate",
+        p.to_str().unwrap(),
+        d.to_str().unwrap(),
+        "--cluster",
+        cluster.to_str().unwrap(),
+        "--token",
+        "thr",
+        "--policy",
+        "balance-memory",
+        "--prompt",
+        &prompt.join(","),
+        "--max-new-tokens",
+        "16",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&text).expect(&text);
+    let tokens: Vec<i64> = json["tokens"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    assert_eq!(tokens, want);
+}

@@ -54,6 +54,8 @@ pub struct WorkerProcess {
     pub fingerprint: String,
     /// Where it serves Prometheus metrics (`127.0.0.1:PORT`), when started with `--metrics`.
     pub metrics: Option<String>,
+    /// The cores its calls share, as it reports them (`threads N`).
+    pub threads: usize,
 }
 
 impl WorkerProcess {
@@ -83,14 +85,16 @@ pub fn worker_process(extra: &[&str]) -> WorkerProcess {
         .spawn()
         .expect("genie worker starts");
     // Owned from here, so that a failed check below kills it rather than leaving it running.
-    let mut worker = WorkerProcess { child, address: String::new(), fingerprint: String::new(), metrics: None };
+    let mut worker =
+        WorkerProcess { child, address: String::new(), fingerprint: String::new(), metrics: None, threads: 0 };
     let mut stdout = std::io::BufReader::new(worker.child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    // "genie worker listening on ADDR device cpu fingerprint FP memory M"
+    // "genie worker listening on ADDR device cpu fingerprint FP memory M threads N"
     let words: Vec<&str> = line.split_whitespace().collect();
     let after = |w: &str| words.iter().position(|x| *x == w).map(|i| words[i + 1].to_string()).expect(&line);
     (worker.address, worker.fingerprint) = (after("on"), after("fingerprint"));
+    worker.threads = after("threads").parse().expect(&line);
     // "genie worker metrics on http://ADDR/metrics"
     worker.metrics = extra.contains(&"--metrics").then(|| {
         let mut line = String::new();
